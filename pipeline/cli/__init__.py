@@ -1,0 +1,1 @@
+"""The `vmlb` command: one click group, one module per command family."""

@@ -1,0 +1,80 @@
+"""What every vmlb command shares: Kafka settings from flags/env, and error reporting."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+from rich.console import Console
+
+from pipeline.errors import VmlbError
+from pipeline.settings import KafkaSettings, load_kafka_settings
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def kafka_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --broker/--topic-prefix (and security flags) and pass a `settings: KafkaSettings`."""
+
+    @click.option(
+        "--broker",
+        "broker",
+        envvar=None,
+        help="bootstrap servers (default: $VMLB_BROKER or 127.0.0.1:9092)",
+    )
+    @click.option(
+        "--topic-prefix",
+        default=None,
+        help="topic name prefix (default: $VMLB_TOPIC_PREFIX or 'vmlb.')",
+    )
+    @click.option(
+        "--security-protocol", default=None, help="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+    )
+    @click.option("--sasl-mechanism", default=None)
+    @click.option("--sasl-username", default=None)
+    @click.option("--sasl-password", default=None)
+    @functools.wraps(command)
+    def wrapper(
+        broker: str | None,
+        topic_prefix: str | None,
+        security_protocol: str | None,
+        sasl_mechanism: str | None,
+        sasl_username: str | None,
+        sasl_password: str | None,
+        **kwargs: Any,
+    ) -> Any:
+        settings = load_kafka_settings(
+            broker=broker,
+            topic_prefix=topic_prefix,
+            security_protocol=security_protocol,
+            sasl_mechanism=sasl_mechanism,
+            sasl_username=sasl_username,
+            sasl_password=sasl_password,
+        )
+        return command(settings=settings, **kwargs)
+
+    return wrapper
+
+
+def run_cli(group: click.Group) -> None:
+    """Run the group; print a VmlbError as one clear line (exit 2), not a traceback."""
+    try:
+        group.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except VmlbError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+__all__ = ["KafkaSettings", "console", "err_console", "kafka_options", "run_cli"]

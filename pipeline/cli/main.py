@@ -1,0 +1,35 @@
+"""Entry point of the `vmlb` command."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from pipeline import __version__
+from pipeline.cli.broker import broker
+from pipeline.cli.common import run_cli
+from pipeline.cli.topics import topics
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="vmlb")
+@click.option("-v", "--verbose", count=True, help="more logging (-vv for debug)")
+def cli(verbose: int) -> None:
+    """vmlb: an I/O-aware job dispatcher for virtual machines, on Kafka and Faust."""
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(
+        level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+cli.add_command(broker)
+cli.add_command(topics)
+
+
+def main() -> None:
+    run_cli(cli)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""The foundation against a real broker: topics as code, a round trip, the broker's lifecycle."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from pipeline.broker.local import LocalCluster, _alive
+from pipeline.events import JobSubmission
+from pipeline.topics import Action, apply_topics, load_topics
+from tests.conftest import _free_port_pair
+
+
+def test_apply_creates_every_topic_then_changes_nothing(kafka_settings):
+    declared = load_topics(prefix=kafka_settings.topic_prefix)
+    dry = apply_topics(kafka_settings, declared.all_specs(), dry_run=True)
+    assert {r.action for r in dry} == {Action.WOULD_CREATE}
+
+    first = apply_topics(kafka_settings, declared.all_specs())
+    assert {r.name for r in first if r.action is Action.CREATED} == {
+        kafka_settings.topic_prefix + name for name in declared.specs
+    }
+    second = apply_topics(kafka_settings, declared.all_specs())
+    assert {r.action for r in second} == {Action.UNCHANGED}
+
+
+def test_drift_is_reported_not_changed(kafka_settings):
+    declared = load_topics(prefix=kafka_settings.topic_prefix)
+    jobs = declared.name("jobs")
+    admin = KafkaAdminClient(**kafka_settings.to_kafka_python())
+    try:
+        admin.create_topics([NewTopic(jobs, 2, 1, topic_configs={"retention.ms": "1000"})])
+    finally:
+        admin.close()
+    reports = {r.name: r for r in apply_topics(kafka_settings, declared.all_specs())}
+    assert reports[jobs].action is Action.DRIFT
+    assert any("partitions: declared 6, actual 2" in d for d in reports[jobs].details)
+    assert any("retention.ms: declared 604800000, actual 1000" in d for d in reports[jobs].details)
+
+
+def test_a_submission_round_trips_through_the_broker(kafka_settings, topics):
+    job = JobSubmission(
+        job_id=uuid.uuid4().hex, job_type="io-heavy", payload={"mb": 1}, submitted_at=1.0
+    )
+    producer = KafkaProducer(**kafka_settings.to_kafka_python())
+    producer.send(topics.name("jobs"), key=job.key(), value=job.to_bytes()).get(timeout=30)
+    producer.close()
+    consumer = KafkaConsumer(
+        topics.name("jobs"),
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=15000,
+        group_id=None,
+        **kafka_settings.to_kafka_python(),
+    )
+    try:
+        received = [JobSubmission.from_bytes(message.value) for message in consumer]
+    finally:
+        consumer.close()
+    assert received == [job]
+
+
+@pytest.mark.skipif(
+    shutil.which("kcat") is None and not os.environ.get("CI"), reason="kcat not installed"
+)
+def test_an_external_client_lists_every_declared_topic(kafka_settings, topics):
+    listing = subprocess.run(
+        ["kcat", "-b", kafka_settings.broker, "-L", "-J"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    names = {topic["topic"] for topic in json.loads(listing.stdout)["topics"]}
+    assert {topics.name(name) for name in topics.specs} <= names
+
+
+def test_broker_cli_start_status_stop_leaves_no_process(tmp_path):
+    port = _free_port_pair()
+    data_dir = tmp_path / "broker"
+    vmlb = [sys.executable, "-m", "pipeline.cli.main", "broker"]
+
+    started = subprocess.run(
+        [*vmlb, "start", "--data-dir", data_dir, "--port", str(port)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert f"127.0.0.1:{port}" in started.stdout
+    cluster = LocalCluster(data_dir)
+    pids = [s.pid for s in cluster.status()]
+    try:
+        status = subprocess.run(
+            [*vmlb, "status", "--data-dir", data_dir], capture_output=True, text=True
+        )
+        assert status.returncode == 0 and "running" in status.stdout
+        again = subprocess.run(
+            [*vmlb, "start", "--data-dir", data_dir], capture_output=True, text=True
+        )
+        assert "already running" in again.stdout
+    finally:
+        stopped = subprocess.run(
+            [*vmlb, "stop", "--data-dir", data_dir], capture_output=True, text=True, timeout=60
+        )
+    assert stopped.returncode == 0
+    assert not any(_alive(pid) for pid in pids)
+    status = subprocess.run(
+        [*vmlb, "status", "--data-dir", data_dir], capture_output=True, text=True
+    )
+    assert status.returncode == 1 and "stopped" in status.stdout
