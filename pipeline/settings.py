@@ -82,6 +82,27 @@ class KafkaSettings(BaseSettings):
             options["ssl_context"] = create_ssl_context(cafile=self.ssl_cafile)
         return options
 
+    def to_faust_credentials(self) -> Any:
+        """Faust's credentials object for SASL/SSL, or None for PLAINTEXT."""
+        import faust
+
+        if self.security_protocol == "PLAINTEXT":
+            return None
+        ssl_context = None
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            ssl_context = create_ssl_context(cafile=self.ssl_cafile)
+            if self.security_protocol == "SSL":
+                return faust.SSLCredentials(ssl_context)
+        password = self.sasl_password.get_secret_value() if self.sasl_password else None
+        return faust.SASLCredentials(
+            username=self.sasl_username,
+            password=password,
+            mechanism=self.sasl_mechanism or "PLAIN",
+            ssl_context=ssl_context,
+        )
+
     def to_faust_url(self) -> str:
         return ";".join(f"kafka://{server}" for server in self.bootstrap_servers)
 
@@ -105,3 +126,37 @@ def _describe(exc: ValidationError, prefix: str) -> str:
         key = prefix + "_".join(str(part) for part in error["loc"]).upper()
         problems.append(f"{key}: {error['msg']}")
     return "invalid settings: " + "; ".join(problems)
+
+
+class PipelineSettings(BaseSettings):
+    """The Faust worker's settings (environment `VMLB_*`), with documented defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="VMLB_", frozen=True, extra="ignore")
+
+    app_id: str = Field("vmlb-pipeline", description="Faust app id: consumer group and changelog prefix")
+    policy: str = Field("io-aware", description="dispatch policy (see `vmlb worker --help`)")
+    data_dir: str = Field(".vmlb/worker", description="RocksDB tables live here")
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(6066, ge=1, le=65535)
+    # The paper's load window (Eq. 1) and the io_per_job estimator (Table 2).
+    load_window_s: float = Field(30.0, gt=0, description="window for load, I/O rate and io_per_job")
+    bucket_s: float = Field(1.0, gt=0, description="resolution of the windows")
+    io_per_job_min_jobs: int = Field(20, ge=1, description="completions in the window before io_per_job is estimated")
+    inflight_timeout_s: float = Field(600.0, gt=0, description="an in-flight job older than this is presumed lost")
+    # Dispatch.
+    stale_after_s: float = Field(3.0, gt=0, description="a host silent this long is ineligible, never idle")
+    horizon_s: float = Field(5.0, gt=0, description="committed I/O of in-flight jobs is spread over this horizon")
+    warmup_outstanding_per_vm: int = Field(2, ge=1, description="jobs a VM may hold before its host's limit is known")
+    retry_interval_s: float = Field(0.25, gt=0, description="how often waiting jobs are retried")
+    vm_state_interval_s: float = Field(0.25, gt=0, description="at most one vm-state update per VM this often")
+    dedupe_horizon_s: float = Field(3600.0, gt=0, description="dispatched job ids are remembered this long")
+    recent_decisions: int = Field(500, ge=0, description="decisions kept for the /decisions query")
+
+
+def load_pipeline_settings(**overrides: Any) -> PipelineSettings:
+    """Pipeline settings from the environment, with non-None `overrides` (CLI flags) winning."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return PipelineSettings(**given)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, prefix="VMLB_")) from None

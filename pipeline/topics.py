@@ -32,6 +32,7 @@ REQUIRED_TOPICS = (
     "vms",
     "vm-state",
     "limits",
+    "dispatch-ticks",
     "dead-letters",
 )
 

@@ -9,7 +9,9 @@ import click
 from pipeline import __version__
 from pipeline.cli.broker import broker
 from pipeline.cli.common import run_cli
+from pipeline.cli.limits import calibrate, limit
 from pipeline.cli.topics import topics
+from pipeline.cli.worker import worker
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,6 +27,9 @@ def cli(verbose: int) -> None:
 
 cli.add_command(broker)
 cli.add_command(topics)
+cli.add_command(worker)
+cli.add_command(calibrate)
+cli.add_command(limit)
 
 
 def main() -> None:

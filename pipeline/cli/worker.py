@@ -1,0 +1,37 @@
+"""`vmlb worker`: run the Faust pipeline (aggregation tables and the dispatcher)."""
+
+from __future__ import annotations
+
+import click
+
+from pipeline.cli.common import KafkaSettings, console, kafka_options
+from pipeline.settings import load_pipeline_settings
+
+
+@click.command("worker")
+@kafka_options
+@click.option("--policy", default=None, help="dispatch policy: io-aware (default), paper, round-robin, random, least-outstanding, guest-util")
+@click.option("--web-port", type=int, default=None, help="HTTP port of the queries and metrics (default 6066)")
+@click.option("--data-dir", default=None, help="where RocksDB tables live (default .vmlb/worker)")
+@click.option("--app-id", default=None, help="Faust app id; workers with the same id share the work")
+@click.option("-l", "--loglevel", default="info", show_default=True)
+def worker(
+    settings: KafkaSettings, policy: str | None, web_port: int | None, data_dir: str | None,
+    app_id: str | None, loglevel: str,
+) -> None:
+    """Run one pipeline worker. Start several with the same --app-id to share partitions.
+
+    Every setting also reads the environment (VMLB_POLICY, VMLB_LOAD_WINDOW_S, VMLB_STALE_AFTER_S,
+    ...; see pipeline/settings.py for all of them and their defaults).
+    """
+    from faust import Worker
+
+    from pipeline.app import create_app
+
+    pipeline_settings = load_pipeline_settings(policy=policy, web_port=web_port, data_dir=data_dir, app_id=app_id)
+    pipeline = create_app(settings, pipeline_settings)
+    console.print(
+        f"worker {pipeline_settings.app_id}: policy {pipeline.dispatcher.policy.name}, "
+        f"queries on http://{pipeline_settings.web_host}:{pipeline_settings.web_port}/hosts"
+    )
+    Worker(pipeline.app, loglevel=loglevel, quiet=True).execute_from_commandline()

@@ -1,0 +1,92 @@
+"""Stream-table queries over HTTP, served by the worker's Faust web server.
+
+    GET /status      this worker: policy, fleet view readiness, counts
+    GET /hosts       per host: limit, totals, headroom, eligibility, telemetry age, its VMs
+    GET /vms         per VM: host, job type, load, io_per_job (and where it came from), ...
+    GET /waiting     jobs waiting for an eligible host, in this worker's partitions
+    GET /decisions   the most recent decisions of this worker (?limit=N)
+    GET /metrics     Prometheus exposition
+
+Every answer is JSON (but /metrics). Views read state; they never change it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from faust.web import Request, Response, View
+
+from pipeline.fleet_status import fleet_status
+
+if TYPE_CHECKING:
+    from pipeline.app import Pipeline
+
+
+def register(pipeline: Pipeline) -> None:
+    app = pipeline.app
+
+    def hosts_now() -> list[dict[str, Any]]:
+        snapshot = pipeline.dispatcher.snapshots.get(pipeline.clock())
+        hosts = fleet_status(pipeline.view, snapshot)
+        metrics = pipeline.metrics
+        for host in hosts:
+            labels = {"host": host["host_id"]}
+            metrics.host_total_io.labels(**labels).set(host["total_io_ops_per_s"])
+            metrics.host_projected_io.labels(**labels).set(host["projected_io_ops_per_s"])
+            metrics.host_limit.labels(**labels).set(host["limit_ops_per_s"] or 0.0)
+            metrics.host_eligible.labels(**labels).set(1.0 if host["eligible"] else 0.0)
+        return hosts
+
+    @app.page("/status")
+    class StatusView(View):
+        async def get(self, request: Request) -> Response:
+            view = pipeline.view
+            return self.json(
+                {
+                    "app_id": pipeline.settings.app_id,
+                    "policy": pipeline.dispatcher.policy.name,
+                    "fleet_ready": pipeline.fleet.ready.is_set(),
+                    "hosts": len(view.hosts),
+                    "vms": len(view.vms),
+                    "waiting": pipeline.waiting_index.count(),
+                    "pending_claims": pipeline.dispatcher.snapshots.pending_claims(),
+                    "time": pipeline.clock(),
+                }
+            )
+
+    @app.page("/hosts")
+    class HostsView(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"hosts": hosts_now(), "time": pipeline.clock()})
+
+    @app.page("/vms")
+    class VmsView(View):
+        async def get(self, request: Request) -> Response:
+            vms = [vm for host in hosts_now() for vm in host["vms"]]
+            return self.json({"vms": vms, "time": pipeline.clock()})
+
+    @app.page("/waiting")
+    class WaitingView(View):
+        async def get(self, request: Request) -> Response:
+            table = pipeline.tables["waiting_jobs"]
+            waiting = [
+                {"job_id": job_id, **entry} for job_id, entry in table.items()
+            ]
+            waiting.sort(key=lambda entry: entry["waiting_since"])
+            return self.json({"waiting": waiting, "count": len(waiting)})
+
+    @app.page("/decisions")
+    class DecisionsView(View):
+        async def get(self, request: Request) -> Response:
+            try:
+                limit = int(request.query.get("limit", "100"))
+            except ValueError:
+                return self.json({"error": "limit must be an integer"}, status=400)
+            recent = list(pipeline.recent_decisions)[-limit:] if limit > 0 else []
+            return self.json({"decisions": recent[::-1]})
+
+    @app.page("/metrics")
+    class MetricsView(View):
+        async def get(self, request: Request) -> Response:
+            hosts_now()  # refresh per-host gauges
+            return self.bytes(pipeline.metrics.exposition(), content_type="text/plain; version=0.0.4")
