@@ -1,0 +1,218 @@
+"""The Kafka side of the producers: a publisher that drains an `Outbox`, and a registry reader.
+
+kafka-python clients, created lazily and re-created after failures, so a process started while
+the broker is down keeps running and catches up when it returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from pipeline.events import Event, VmRegistration
+from pipeline.settings import KafkaSettings
+from producers.outbox import Outbox, Outgoing
+
+log = logging.getLogger(__name__)
+
+
+class BufferedPublisher:
+    """Publishes what is put into its outbox; failed deliveries go back into the outbox."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        client_id: str,
+        outbox: Outbox | None = None,
+        *,
+        delivery_timeout_s: float = 15.0,
+        retry_every_s: float = 2.0,
+    ) -> None:
+        self.settings = settings
+        self.client_id = client_id
+        self.outbox = outbox or Outbox()
+        self.delivery_timeout_s = delivery_timeout_s
+        self.retry_every_s = retry_every_s
+        self._producer: Any = None
+        self._next_attempt_at = 0.0
+        self._reported_dropped = 0
+        self.delivered = 0
+        self.connected = False
+
+    def publish(self, topic: str, event: Event, *, compacted: bool = False) -> None:
+        self.outbox.put(topic, event.key(), event.to_bytes(), compacted=compacted)
+
+    @property
+    def dropped(self) -> int:
+        return self.outbox.dropped
+
+    def pump(self) -> int:
+        """Hand every buffered message to the producer; return how many were handed over."""
+        self._report_drops()
+        producer = self._ensure_producer()
+        if producer is None:
+            return 0
+        from kafka.errors import KafkaError
+
+        pending = self.outbox.take()
+        for i, message in enumerate(pending):
+            try:
+                future = producer.send(message.topic, value=message.value, key=message.key)
+            except KafkaError as exc:
+                # Metadata unavailable within max_block_ms: the broker is away. Keep the rest.
+                self._lost_broker(exc)
+                for unsent in reversed(pending[i:]):
+                    self.outbox.put_back(unsent)
+                return i
+            future.add_callback(self._on_delivered)
+            future.add_errback(self._on_failed, message)
+        return len(pending)
+
+    def flush(self, timeout_s: float) -> None:
+        if self._producer is not None:
+            try:
+                self._producer.flush(timeout=timeout_s)
+            except Exception as exc:  # a flush that times out must not stop a shutdown
+                log.warning("%s: flush did not complete: %s", self.client_id, exc)
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        self.pump()
+        self.flush(timeout_s)
+        self._report_drops()
+        if self._producer is not None:
+            self._producer.close(timeout=timeout_s)
+            self._producer = None
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _ensure_producer(self) -> Any:
+        if self._producer is not None:
+            return self._producer
+        if time.monotonic() < self._next_attempt_at:
+            return None
+        from kafka import KafkaProducer
+        from kafka.errors import KafkaError
+
+        try:
+            self._producer = KafkaProducer(
+                client_id=self.client_id,
+                acks="all",
+                linger_ms=5,
+                max_block_ms=1000,
+                bootstrap_timeout_ms=2000,
+                delivery_timeout_ms=int(self.delivery_timeout_s * 1000),
+                request_timeout_ms=int(min(self.delivery_timeout_s, 10) * 1000),
+                **self.settings.to_kafka_python(),
+            )
+        except KafkaError as exc:
+            self._lost_broker(exc)
+            return None
+        if not self.connected:
+            log.warning("%s: connected to Kafka at %s", self.client_id, self.settings.broker)
+        self.connected = True
+        return self._producer
+
+    def _lost_broker(self, exc: Exception) -> None:
+        if self.connected or self._next_attempt_at == 0.0:
+            log.warning(
+                "%s: Kafka at %s unavailable (%s); buffering up to %d messages",
+                self.client_id,
+                self.settings.broker,
+                exc,
+                self.outbox.max_messages,
+            )
+        self.connected = False
+        self._next_attempt_at = time.monotonic() + self.retry_every_s
+
+    def _on_delivered(self, _metadata: Any) -> None:
+        self.delivered += 1
+
+    def _on_failed(self, exc: Exception, message: Outgoing) -> None:
+        self.connected = False
+        log.debug("%s: delivery to %s failed: %s", self.client_id, message.topic, exc)
+        self.outbox.put_back(message)
+
+    def _report_drops(self) -> None:
+        if self.outbox.dropped > self._reported_dropped:
+            log.warning(
+                "%s: dropped %d message(s) so far: the broker was away longer than the buffer lasts",
+                self.client_id,
+                self.outbox.dropped,
+            )
+            self._reported_dropped = self.outbox.dropped
+
+
+class RegistryReader:
+    """The latest `VmRegistration` per VM, read from the compacted vms topic (no consumer group).
+
+    Dom0 uses it to tell a migration from a stop; it is advisory, so it never blocks or fails.
+    """
+
+    def __init__(self, settings: KafkaSettings, topic: str) -> None:
+        self.settings = settings
+        self.topic = topic
+        self.latest: dict[str, VmRegistration] = {}
+        self._consumer: Any = None
+        self._next_attempt_at = 0.0
+
+    def poll(self) -> dict[str, VmRegistration]:
+        from kafka.errors import KafkaError
+
+        try:
+            consumer = self._ensure_consumer()
+            if consumer is not None:
+                for records in consumer.poll(timeout_ms=0, max_records=10_000).values():
+                    for record in records:
+                        self._apply(record)
+        except KafkaError as exc:
+            log.debug("registry reader: %s", exc)
+            self._close()
+        return self.latest
+
+    def _apply(self, record: Any) -> None:
+        from pipeline.errors import EventError
+
+        if record.value is None:
+            self.latest.pop(record.key.decode() if record.key else "", None)
+            return
+        try:
+            registration = VmRegistration.from_bytes(record.value)
+        except EventError:
+            return  # not ours to dead-letter: the registry's readers do that
+        self.latest[registration.vm_id] = registration
+
+    def _ensure_consumer(self) -> Any:
+        if self._consumer is not None:
+            return self._consumer
+        if time.monotonic() < self._next_attempt_at:
+            return None
+        self._next_attempt_at = time.monotonic() + 5.0
+        from kafka import KafkaConsumer, TopicPartition
+
+        consumer = KafkaConsumer(
+            group_id=None,
+            enable_auto_commit=False,
+            bootstrap_timeout_ms=2000,
+            **self.settings.to_kafka_python(),
+        )
+        partitions = consumer.partitions_for_topic(self.topic) or set()
+        if not partitions:
+            consumer.close()
+            return None
+        assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        consumer.assign(assigned)
+        consumer.seek_to_beginning(*assigned)
+        self._consumer = consumer
+        return consumer
+
+    def _close(self) -> None:
+        if self._consumer is not None:
+            try:
+                self._consumer.close()
+            except Exception:
+                pass
+            self._consumer = None
+
+    def close(self) -> None:
+        self._close()
