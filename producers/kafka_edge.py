@@ -6,6 +6,7 @@ the broker is down keeps running and catches up when it returns.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
@@ -109,7 +110,7 @@ class BufferedPublisher:
             self._lost_broker(exc)
             return None
         if not self.connected:
-            log.warning("%s: connected to Kafka at %s", self.client_id, self.settings.broker)
+            log.info("%s: connected to Kafka at %s", self.client_id, self.settings.broker)
         self.connected = True
         return self._producer
 
@@ -208,10 +209,8 @@ class RegistryReader:
 
     def _close(self) -> None:
         if self._consumer is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self._consumer.close()
-            except Exception:
-                pass
             self._consumer = None
 
     def close(self) -> None:

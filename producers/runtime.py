@@ -30,3 +30,49 @@ def stop_on_signals(stop: threading.Event) -> None:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+
+
+def show_producer_logs() -> None:
+    """Long-running producers report what they do (INFO) even when vmlb runs without -v; the
+    Kafka client's own chatter stays at the level -v chose."""
+    import logging
+
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("producers").setLevel(min(root.level or logging.WARNING, logging.INFO))
+
+
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+def is_identifier(value: str) -> bool:
+    """Whether `value` is a valid host, VM or job type id (as `pipeline.events.Identifier`)."""
+    return bool(_IDENTIFIER.match(value))
+
+
+def require_identifier(value: str, what: str) -> str:
+    from pipeline.errors import ConfigError
+
+    if not is_identifier(value):
+        raise ConfigError(f"{what} {value!r}: letters, digits, '.', '_', '-' only (max 200)")
+    return value
+
+
+def die_with_parent() -> None:
+    """If started by `vmlb host` (VMLB_PARENT_PID set), get SIGTERM when that parent dies, so
+    even a SIGKILLed host leaves no guest behind (Linux only; elsewhere a no-op)."""
+    import ctypes
+    import os
+    import sys
+
+    parent = os.environ.get("VMLB_PARENT_PID")
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    pr_set_pdeathsig = 1
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except OSError:
+        return
+    if str(os.getppid()) != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 
 import click
 
 from pipeline.cli.common import KafkaSettings, kafka_options
 from pipeline.topics import load_topics
-from producers.runtime import parse_duration_s, stop_on_signals
+from producers.runtime import die_with_parent, parse_duration_s, show_producer_logs, stop_on_signals
 
 
 def _duration(_ctx: click.Context, param: click.Parameter, value: str) -> float:
@@ -85,7 +84,8 @@ def dom0(
     from producers.telemetry.sampler import SamplerConfig
     from producers.telemetry.source import open_source
 
-    logging.getLogger("producers").setLevel(min(logging.getLogger().level, logging.WARNING))
+    show_producer_logs()
+    die_with_parent()
     config = SamplerConfig(
         host_id=host_id, interval_s=interval, io_limit_ops_per_s=io_limit, vm_types=vm_types
     )

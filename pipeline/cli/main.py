@@ -9,7 +9,11 @@ import click
 from pipeline import __version__
 from pipeline.cli.broker import broker
 from pipeline.cli.common import run_cli
+from pipeline.cli.dom0 import dom0
+from pipeline.cli.guest import guest
+from pipeline.cli.host import host
 from pipeline.cli.limits import calibrate, limit
+from pipeline.cli.submit import submit
 from pipeline.cli.topics import topics
 from pipeline.cli.worker import worker
 
@@ -27,6 +31,10 @@ def cli(verbose: int) -> None:
 
 cli.add_command(broker)
 cli.add_command(topics)
+cli.add_command(dom0)
+cli.add_command(host)
+cli.add_command(guest)
+cli.add_command(submit)
 cli.add_command(worker)
 cli.add_command(calibrate)
 cli.add_command(limit)

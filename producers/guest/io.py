@@ -60,3 +60,21 @@ class LocalDiskIoChannel:
 
     def close(self) -> None:
         os.close(self._fd)
+
+
+class MeteredIoChannel:
+    """Counts the I/O a job did and how long it waited for it (for the guest's busy report)."""
+
+    def __init__(self, inner: IoChannel) -> None:
+        self.inner = inner
+        self.ops = 0
+        self.waited_s = 0.0
+
+    def request(self, ops: int, kind: str = "block_rd") -> IoResult:
+        result = self.inner.request(ops, kind)
+        self.ops += result.ops
+        self.waited_s += result.waited_s
+        return result
+
+    def close(self) -> None:
+        self.inner.close()

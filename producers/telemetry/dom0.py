@@ -71,7 +71,7 @@ class Dom0:
 
     def run(self, stop: threading.Event) -> None:
         """Sample every interval until `stop` is set; then publish the host's departure."""
-        log.warning(
+        log.info(
             "dom0 %s: sampling %s every %.3gs",
             self.config.host_id,
             self.source.description,
@@ -93,7 +93,7 @@ class Dom0:
             self.publisher.close(timeout_s=5.0)
             self.registry.close()
             self.source.close()
-            log.warning(
+            log.info(
                 "dom0 %s: stopped after %d ticks; %d samples, %d registrations, %d dropped",
                 self.config.host_id,
                 self.stats.ticks,

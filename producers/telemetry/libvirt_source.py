@@ -15,6 +15,7 @@ The job type a domain serves may be declared in its metadata:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import xml.etree.ElementTree as ET
 from typing import Any
@@ -60,10 +61,8 @@ class LibvirtSource:
 
     def close(self) -> None:
         if self._conn is not None and self._owns_conn:
-            try:
+            with contextlib.suppress(self._libvirt.libvirtError):
                 self._conn.close()
-            except self._libvirt.libvirtError:
-                pass
             self._conn = None
 
     def read(self) -> list[VmReading]:

@@ -13,7 +13,6 @@ loads its host all the same) but not registered: no job can be sent to it.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -27,13 +26,12 @@ from pipeline.events import (
     VmStatus,
 )
 from producers.errors import SourceError
+from producers.runtime import is_identifier, require_identifier
 from producers.telemetry.changes import ChangeKind, PresenceTracker, VmChange
 from producers.telemetry.counters import CounterBaselines
 from producers.telemetry.source import TelemetrySource, VmReading
 
 log = logging.getLogger(__name__)
-
-_IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 
 @dataclass(frozen=True)
@@ -47,8 +45,7 @@ class SamplerConfig:
     stop_grace_s: float | None = None
 
     def __post_init__(self) -> None:
-        if not _IDENTIFIER.match(self.host_id):
-            raise ConfigError(f"--host-id {self.host_id!r}: letters, digits, '.', '_', '-' only")
+        require_identifier(self.host_id, "--host-id")
         if self.interval_s <= 0:
             raise ConfigError(f"--interval: must be > 0, got {self.interval_s}")
 
@@ -182,7 +179,7 @@ class Sampler:
 
     def _job_type(self, reading: VmReading) -> str | None:
         job_type = self.config.vm_types.get(reading.vm_id) or reading.job_type
-        if job_type is not None and not _IDENTIFIER.match(job_type):
+        if job_type is not None and not is_identifier(job_type):
             self._warn_once(
                 f"type:{reading.vm_id}",
                 f"{reading.vm_id}: job type {job_type!r} is not a valid identifier",
@@ -191,7 +188,7 @@ class Sampler:
         return job_type
 
     def _valid(self, reading: VmReading) -> bool:
-        if _IDENTIFIER.match(reading.vm_id):
+        if is_identifier(reading.vm_id):
             return True
         self._warn_once(
             reading.vm_id, f"VM name {reading.vm_id!r} is not a valid vmlb identifier; skipped"

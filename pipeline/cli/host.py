@@ -1,0 +1,110 @@
+"""`vmlb host`: an emulated host (I/O backend, guest workers, Dom0) from one command."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pipeline.cli.common import KafkaSettings, kafka_options
+
+
+@click.command("host")
+@kafka_options
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="a YAML host config (flags below override its keys)",
+)
+@click.option("--id", "host_id", default=None, help="the host's id")
+@click.option(
+    "--io-capacity",
+    "io_capacity",
+    type=float,
+    default=None,
+    help="ops/s the host's shared I/O channel serves",
+)
+@click.option(
+    "--vm",
+    "vms",
+    multiple=True,
+    metavar="VM:JOB_TYPE[=MODULE:FUNCTION]",
+    help="a guest of this host and the job type it serves; repeatable",
+)
+@click.option(
+    "--listen",
+    default=None,
+    help="HOST:PORT or unix:/path for the I/O channel (default 127.0.0.1:0)",
+)
+@click.option("--no-dom0", is_flag=True, help="do not run this host's `vmlb dom0`")
+@click.option(
+    "--dom0-interval", type=float, default=None, help="Dom0 sampling interval, seconds (default 1)"
+)
+@click.option(
+    "--io-limit", type=float, default=None, help="I/O limit Dom0 announces, ops/s (default: none)"
+)
+@click.option("--state-dir", default=None, help="guests' state (default .vmlb/hosts/<id>)")
+@click.option(
+    "--guest-grace",
+    type=float,
+    default=None,
+    help="seconds a stopping guest may finish its job (default 10)",
+)
+@click.pass_context
+def host(
+    ctx: click.Context,
+    settings: KafkaSettings,
+    config_path: Path | None,
+    host_id: str | None,
+    io_capacity: float | None,
+    vms: tuple[str, ...],
+    listen: str | None,
+    no_dom0: bool,
+    dom0_interval: float | None,
+    io_limit: float | None,
+    state_dir: str | None,
+    guest_grace: float | None,
+) -> None:
+    """Run an emulated host: a shared I/O channel of --io-capacity ops/s, its guests as `vmlb guest`
+    processes doing their I/O through it, and its `vmlb dom0`. Stops cleanly on SIGTERM/SIGINT.
+
+    \b
+    vmlb host --id h1 --io-capacity 2000 --vm h1-io:io-heavy --vm h1-cpu:cpu-heavy
+    vmlb host --config hosts/h1.yaml
+    """
+    from producers.emulated.config import build_host_config, load_host_config, parse_vm_flag
+    from producers.emulated.host import EmulatedHost
+    from producers.runtime import show_producer_logs
+
+    show_producer_logs()
+    overrides: dict[str, Any] = {
+        "host_id": host_id,
+        "io_capacity_ops_per_s": io_capacity,
+        "vms": [parse_vm_flag(v) for v in vms] or None,
+        "listen": listen,
+        "dom0": False if no_dom0 else None,
+        "dom0_interval_s": dom0_interval,
+        "io_limit_ops_per_s": io_limit,
+        "state_dir": state_dir,
+        "guest_grace_s": guest_grace,
+    }
+    if config_path is not None:
+        config = load_host_config(config_path, overrides)
+    else:
+        config = build_host_config({k: v for k, v in overrides.items() if v is not None})
+    verbose = ctx.find_root().params.get("verbose", 0)
+    emulated = EmulatedHost(config, settings, verbose=verbose)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await emulated.run(stop)
+
+    asyncio.run(main())
