@@ -50,6 +50,11 @@ def register(pipeline: Pipeline) -> None:
                     "vms": len(view.vms),
                     "waiting": pipeline.waiting_index.count(),
                     "pending_claims": pipeline.dispatcher.snapshots.pending_claims(),
+                    "job_partitions": sorted(
+                        tp.partition
+                        for tp in pipeline.app.consumer.assignment()
+                        if tp.topic == pipeline.kafka.topic("jobs")
+                    ),
                     "time": pipeline.clock(),
                 }
             )

@@ -13,6 +13,7 @@ from pipeline.cli.dom0 import dom0
 from pipeline.cli.guest import guest
 from pipeline.cli.host import host
 from pipeline.cli.limits import calibrate, limit
+from pipeline.cli.status import status
 from pipeline.cli.submit import submit
 from pipeline.cli.topics import topics
 from pipeline.cli.worker import worker
@@ -38,6 +39,7 @@ cli.add_command(submit)
 cli.add_command(worker)
 cli.add_command(calibrate)
 cli.add_command(limit)
+cli.add_command(status)
 
 
 def main() -> None:

@@ -1,0 +1,229 @@
+"""Harness for pipeline tests: real `vmlb worker` processes and a fleet driven over Kafka.
+
+`FleetDriver` plays the producers' part with kafka-python (registrations, I/O samples,
+completions, submissions), so each test states the fleet it needs in a few lines; the workers
+are the real command, started as processes and queried over their HTTP API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from pipeline.events import (
+    HostRegistration,
+    IoCounters,
+    IoSample,
+    JobCompletion,
+    JobSubmission,
+    LimitField,
+    LimitScope,
+    LimitSetting,
+    LimitSource,
+    VmRegistration,
+)
+from pipeline.settings import KafkaSettings
+from pipeline.topics import Topics, ensure_topic
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Worker:
+    """One `vmlb worker` process with its own web port and data dir."""
+
+    def __init__(self, kafka: KafkaSettings, app_id: str, data_dir: Path, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.log = data_dir / f"worker-{self.port}.log"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        environment = {
+            **os.environ,
+            "VMLB_BROKER": kafka.broker,
+            "VMLB_TOPIC_PREFIX": kafka.topic_prefix,
+            "VMLB_APP_ID": app_id,
+            "VMLB_DATA_DIR": str(data_dir),
+            "VMLB_WEB_PORT": str(self.port),
+            **env,
+        }
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "pipeline.cli.main", "worker", "-l", "info"],
+                env=environment, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as answer:
+            return json.loads(answer.read())
+
+    def get_text(self, path: str) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as answer:
+            return answer.read().decode()
+
+    def wait_ready(self, timeout_s: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker exited ({self.process.returncode}):\n{self.tail()}")
+            try:
+                if self.get("/status")["fleet_ready"]:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"worker not ready in {timeout_s}s:\n{self.tail()}")
+
+    def tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def wait_for(predicate: Callable[[], Any], timeout_s: float = 30.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except OSError:
+            last = None
+        if last:
+            return last
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+class FleetDriver:
+    """Produces what Dom0s, guests and submitters would, for a test's fleet."""
+
+    def __init__(self, kafka: KafkaSettings, topics: Topics) -> None:
+        self.kafka = kafka
+        self.topics = topics
+        self.producer = KafkaProducer(acks="all", linger_ms=5, **kafka.to_kafka_python())
+        self.vm_hosts: dict[str, str] = {}
+
+    def send(self, logical: str, key: bytes | None, value: bytes | None) -> None:
+        self.producer.send(self.topics.name(logical), key=key, value=value)
+
+    def flush(self) -> None:
+        self.producer.flush(timeout=30)
+
+    def host(self, host_id: str, io_limit: float | None = None) -> None:
+        registration = HostRegistration(host_id=host_id, io_limit_ops_per_s=io_limit, registered_at=time.time())
+        self.send("hosts", registration.key(), registration.to_bytes())
+
+    def vm(self, vm_id: str, host_id: str, job_type: str) -> str:
+        spec = self.topics.queue_topic(vm_id)
+        ensure_topic(self.kafka, spec)
+        registration = VmRegistration(
+            vm_id=vm_id, host_id=host_id, job_type=job_type, queue_topic=spec.name, registered_at=time.time()
+        )
+        self.send("vms", registration.key(), registration.to_bytes())
+        self.vm_hosts[vm_id] = host_id
+        return spec.name
+
+    def io(self, vm_id: str, io_ops_per_s: float, seconds: int = 3, end_at: float | None = None) -> None:
+        """`seconds` one-second samples of a constant rate, ending now (or at `end_at`)."""
+        end = end_at if end_at is not None else time.time()
+        for i in range(seconds):
+            sample = IoSample(
+                host_id=self.vm_hosts[vm_id], vm_id=vm_id, sampled_at=end - (seconds - 1 - i), interval_s=1.0,
+                io_ops=int(io_ops_per_s), counters=IoCounters(block_rd_reqs=int(io_ops_per_s) * (i + 1)),
+            )
+            self.send("io-samples", sample.key(), sample.to_bytes())
+
+    def completions(self, vm_id: str, jobs: int, over_s: float = 3.0, job_type: str = "io") -> None:
+        now = time.time()
+        for i in range(jobs):
+            finished = now - over_s + over_s * (i + 1) / jobs
+            done = JobCompletion(
+                job_id=f"done-{vm_id}-{uuid.uuid4().hex[:8]}", job_type=job_type, vm_id=vm_id,
+                host_id=self.vm_hosts[vm_id], submitted_at=finished - 0.3, dispatched_at=finished - 0.25,
+                started_at=finished - 0.2, finished_at=finished, outcome="succeeded",
+            )
+            self.send("completions", done.key(), done.to_bytes())
+
+    def submit(self, job_type: str, job_id: str | None = None, deadline_s: float | None = None) -> str:
+        job = JobSubmission(
+            job_id=job_id or uuid.uuid4().hex, job_type=job_type, submitted_at=time.time(), deadline_s=deadline_s
+        )
+        self.send("jobs", job.key(), job.to_bytes())
+        return job.job_id or ""
+
+    def limit(self, host_id: str, value: float | None) -> None:
+        setting = LimitSetting(
+            scope=LimitScope.HOST, target_id=host_id, field=LimitField.IO_LIMIT, source=LimitSource.OPERATOR,
+            value=value, set_at=time.time(),
+        )
+        self.send("limits", setting.key(), setting.to_bytes())
+
+    def close(self) -> None:
+        self.producer.close()
+
+
+def read_topic(kafka: KafkaSettings, topic: str, timeout_s: float = 3.0) -> list[Any]:
+    """Every record now in `topic` (all partitions, from the beginning)."""
+    consumer = KafkaConsumer(group_id=None, enable_auto_commit=False, **kafka.to_kafka_python())
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and any(consumer.position(tp) < ends[tp] for tp in partitions):
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close()
+
+
+@pytest.fixture
+def fleet(kafka_settings: KafkaSettings, topics: Topics) -> Iterator[FleetDriver]:
+    driver = FleetDriver(kafka_settings, topics)
+    yield driver
+    driver.close()
+
+
+@pytest.fixture
+def start_worker(kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path) -> Iterator[Callable[..., Worker]]:
+    """Start `vmlb worker` processes for this test (same app id unless given); stopped after."""
+    started: list[Worker] = []
+    app_id = f"vmlb-test-{uuid.uuid4().hex[:8]}"
+
+    def start(data_dir: Path | None = None, **env: str) -> Worker:
+        worker = Worker(kafka_settings, app_id, data_dir or tmp_path / f"w{len(started)}", env)
+        started.append(worker)
+        worker.wait_ready()
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()

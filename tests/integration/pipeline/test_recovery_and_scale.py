@@ -1,0 +1,74 @@
+"""Crash recovery from changelogs, and two workers sharing the partitions."""
+
+from __future__ import annotations
+
+from pipeline.events import QueuedJob, VmState
+from tests.integration.pipeline.conftest import read_topic, wait_for
+from tests.integration.pipeline.test_dispatch import FAST, hosts_by_id
+
+
+def queued_ids(kafka, topic: str) -> list[str]:
+    return [QueuedJob.from_bytes(r.value).job_id for r in read_topic(kafka, topic)]
+
+
+def test_a_killed_worker_recovers_its_tables_and_loses_no_job(kafka_settings, topics, fleet, start_worker, tmp_path):
+    fleet.host("h1", io_limit=1000)
+    queue = fleet.vm("a1", "h1", "io")
+    fleet.io("a1", 1500, seconds=3)
+    fleet.completions("a1", jobs=15)
+    fleet.flush()
+    first = start_worker(data_dir=tmp_path / "first", **FAST)
+    wait_for(lambda: hosts_by_id(first).get("h1", {}).get("eligible") is False, what="h1 saturated")
+    waiting = [fleet.submit("io") for _ in range(5)]
+    fleet.flush()
+    wait_for(lambda: first.get("/waiting")["count"] == 5, what="5 waiting")
+    more = [fleet.submit("io") for _ in range(20)]  # still in flight when the worker dies
+    fleet.flush()
+    first.kill()
+
+    # A new worker with an empty data dir: its tables can only come from the changelogs.
+    second = start_worker(data_dir=tmp_path / "second", **FAST)
+    wait_for(lambda: second.get("/waiting")["count"] == 25, what="all 25 jobs waiting after restart", timeout_s=60)
+    fleet.completions("a1", jobs=1, over_s=0.5)
+    fleet.flush()
+
+    def a1_state() -> VmState | None:
+        states = [VmState.from_bytes(r.value) for r in read_topic(kafka_settings, topics.name("vm-state"))]
+        return next((s for s in reversed(states) if s.vm_id == "a1" and s.io_per_job_samples >= 16), None)
+
+    # 16 jobs in the window: the 15 from before the crash were restored, not forgotten.
+    assert wait_for(a1_state, what="a1's windows restored").io_per_job_samples == 16
+
+    fleet.limit("h1", 100_000)
+    fleet.flush()
+    wait_for(lambda: set(waiting + more) <= set(queued_ids(kafka_settings, queue)), what="every job dispatched")
+
+
+def test_two_workers_split_the_partitions_and_both_see_every_host(kafka_settings, topics, fleet, start_worker):
+    for host in ("h1", "h2", "h3"):
+        fleet.host(host, io_limit=100_000)
+        fleet.vm(f"{host}-vm", host, "io")
+        fleet.io(f"{host}-vm", 100, seconds=3)
+    fleet.flush()
+    one = start_worker(**FAST)
+    two = start_worker(**FAST)
+
+    def split() -> bool:
+        a, b = set(one.get("/status")["job_partitions"]), set(two.get("/status")["job_partitions"])
+        return bool(a) and bool(b) and not (a & b) and len(a | b) == 6
+
+    wait_for(split, timeout_s=60, what="the 6 job partitions split between two workers")
+    for worker in (one, two):
+        assert set(hosts_by_id(worker)) == {"h1", "h2", "h3"}
+
+    jobs = [fleet.submit("io") for _ in range(60)]
+    fleet.flush()
+
+    def all_dispatched() -> bool:
+        found = set()
+        for host in ("h1", "h2", "h3"):
+            found.update(queued_ids(kafka_settings, topics.queue_topic(f"{host}-vm").name))
+        return set(jobs) <= found
+
+    wait_for(all_dispatched, what="60 jobs dispatched")
+    assert one.get("/decisions?limit=100")["decisions"] and two.get("/decisions?limit=100")["decisions"]
