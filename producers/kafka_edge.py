@@ -70,6 +70,10 @@ class BufferedPublisher:
             future.add_errback(self._on_failed, message)
         return len(pending)
 
+    def retry_now(self) -> None:
+        """Try the broker again at the next pump, without waiting out the back-off."""
+        self._next_attempt_at = 0.0
+
     def flush(self, timeout_s: float) -> None:
         if self._producer is not None:
             try:

@@ -61,15 +61,15 @@ class PresenceTracker:
         for vm_id in sorted(running):
             job_type = running[vm_id]
             self.missing_since.pop(vm_id, None)
+            known = fleet.get(vm_id)
+            if job_type is None and known is not None:
+                job_type = known.job_type  # a migrated VM keeps the type it served
             if vm_id not in self.registered:
-                known = fleet.get(vm_id)
                 elsewhere = (
                     known is not None
                     and known.host_id != self.host_id
                     and known.status is VmStatus.RUNNING
                 )
-                if job_type is None and known is not None:
-                    job_type = known.job_type  # a migrated VM keeps the type it served
                 kind = ChangeKind.MIGRATED_IN if elsewhere else ChangeKind.STARTED
                 changes.append(
                     VmChange(vm_id, kind, job_type, known.host_id if elsewhere and known else None)

@@ -71,3 +71,10 @@ def test_job_type_that_changes_or_becomes_known_is_a_retype() -> None:
     assert kinds(tracker.update({"a": "mixed"}, {}, now=1.0)) == [("a", ChangeKind.RETYPED)]
     assert kinds(tracker.update({"a": "io-heavy"}, {}, now=2.0)) == [("a", ChangeKind.RETYPED)]
     assert tracker.update({"a": None}, {}, now=3.0) == []  # an unknown type does not erase it
+
+
+def test_type_learned_from_the_fleet_after_the_vm_appeared() -> None:
+    tracker = PresenceTracker("h2", stop_grace_s=2.0)
+    tracker.update({"a": None}, {}, now=0.0)  # the fleet view had not caught up yet
+    changes = tracker.update({"a": None}, {"a": reg("a", "h1", job_type="mixed")}, now=1.0)
+    assert [(c.vm_id, c.kind, c.job_type) for c in changes] == [("a", ChangeKind.RETYPED, "mixed")]
