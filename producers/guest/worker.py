@@ -126,6 +126,10 @@ class GuestWorker:
                     max_poll_records=1,
                     # A job runs between two polls; past this the group presumes the guest dead.
                     max_poll_interval_ms=int(self.max_job_s * 1000),
+                    # A crashed guest's partition goes to its replacement after this long (the
+                    # broker's default minimum); heartbeats come from a background thread.
+                    session_timeout_ms=6000,
+                    heartbeat_interval_ms=2000,
                     **self.settings.to_kafka_python(),
                 )
                 return True
