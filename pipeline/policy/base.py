@@ -1,0 +1,179 @@
+"""The building blocks of every policy: candidates, filters, weighers, and the Policy protocol.
+
+Borrowed from OpenStack Nova's scheduler: a filter says yes or no about one candidate (and, here,
+why not); a weigher gives a raw number, each weigher's numbers are normalised to 0..1 over the
+candidates compared, multiplied by the weigher's multiplier and summed; a policy is a named
+composition of them. Policies are pure: everything comes in through the snapshot, the job and an
+injected random generator, and `decide()` claims its placement in the snapshot.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+from pipeline.policy.decision import CandidateScore, Decision, JobRequest, Outcome
+from pipeline.policy.snapshot import FleetSnapshot, HostView, PolicyConfig, VmView
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One VM with the numbers filters and weighers judge it by (computed once per decision)."""
+
+    vm: VmView
+    host: HostView
+    #: The host's I/O rate as the policy's load model estimates it.
+    total_io_ops_per_s: float
+    telemetry_age_s: float | None
+    #: Reported outstanding jobs plus local claims.
+    outstanding_jobs: int
+
+    @property
+    def limit_ops_per_s(self) -> float | None:
+        return self.host.limit_ops_per_s
+
+    @property
+    def headroom_ops_per_s(self) -> float | None:
+        limit = self.host.limit_ops_per_s
+        return None if limit is None else limit - self.total_io_ops_per_s
+
+    def score(
+        self, eligible: bool, rejected_by: str | None = None, weight: float | None = None
+    ) -> CandidateScore:
+        return CandidateScore(
+            vm_id=self.vm.vm_id,
+            host_id=self.host.host_id,
+            total_io_ops_per_s=self.total_io_ops_per_s,
+            limit_ops_per_s=self.host.limit_ops_per_s,
+            headroom_ops_per_s=self.headroom_ops_per_s,
+            outstanding_jobs=self.outstanding_jobs,
+            telemetry_age_s=self.telemetry_age_s,
+            eligible=eligible,
+            rejected_by=rejected_by,
+            weight=weight,
+        )
+
+
+#: How a policy estimates a host's I/O rate (see `pipeline.policy.load`).
+LoadModel = Callable[[FleetSnapshot, HostView], float]
+
+
+def make_candidate(snapshot: FleetSnapshot, vm: VmView, load_model: LoadModel) -> Candidate:
+    host = snapshot.host(vm.host_id)
+    return Candidate(
+        vm=vm,
+        host=host,
+        total_io_ops_per_s=load_model(snapshot, host),
+        telemetry_age_s=snapshot.telemetry_age_s(host),
+        outstanding_jobs=snapshot.outstanding(vm),
+    )
+
+
+def no_io(snapshot: FleetSnapshot, host: HostView) -> float:
+    """The load model of policies that ignore I/O: report the measured rate, judge nothing."""
+    return host.measured_io_ops_per_s
+
+
+class Verdict(NamedTuple):
+    passes: bool
+    #: Why not (or a short note why yes), for the decision record.
+    reason: str
+
+
+class Filter(Protocol):
+    """Says whether one candidate may take the job (Nova's `host_passes`)."""
+
+    #: Recorded as `rejected_by` and counted in a waiting decision's reason.
+    name: str
+
+    def host_passes(self, candidate: Candidate, config: PolicyConfig) -> Verdict: ...
+
+
+class Weigher(Protocol):
+    """Says how good a candidate is: a raw number, larger is better."""
+
+    name: str
+    multiplier: float
+
+    def weigh(self, candidate: Candidate, config: PolicyConfig) -> float: ...
+
+
+def run_filters(
+    filters: Sequence[Filter], candidate: Candidate, config: PolicyConfig
+) -> str | None:
+    """The name of the first filter that rejects the candidate, or None if all pass."""
+    for check in filters:
+        if not check.host_passes(candidate, config).passes:
+            return check.name
+    return None
+
+
+def normalise(values: Sequence[float]) -> list[float]:
+    """Min-max to 0..1, as Nova does; all equal gives all 0 (no weigher may decide then)."""
+    low, high = min(values), max(values)
+    if high == low:
+        return [0.0] * len(values)
+    return [(value - low) / (high - low) for value in values]
+
+
+def weigh(
+    weighers: Sequence[Weigher], candidates: Sequence[Candidate], config: PolicyConfig
+) -> list[float]:
+    """Σ over weighers of multiplier * normalised raw weight, per candidate."""
+    totals = [0.0] * len(candidates)
+    for weigher in weighers:
+        raw = [weigher.weigh(candidate, config) for candidate in candidates]
+        for i, value in enumerate(normalise(raw)):
+            totals[i] += weigher.multiplier * value
+    return totals
+
+
+def best(candidates: Sequence[Candidate], weights: Sequence[float]) -> int:
+    """Index of the heaviest candidate; ties go to fewer outstanding jobs, then the lower vm_id."""
+    return min(
+        range(len(candidates)),
+        key=lambda i: (-weights[i], candidates[i].outstanding_jobs, candidates[i].vm.vm_id),
+    )
+
+
+class Policy(Protocol):
+    """A named dispatch rule. `decide()` claims its placement in the snapshot on DISPATCHED.
+
+    No clock reads, no I/O, no global state: time is the snapshot's `taken_at`, randomness the
+    injected `rng`.
+    """
+
+    name: str
+
+    def decide(self, snapshot: FleetSnapshot, job: JobRequest, rng: random.Random) -> Decision: ...
+
+
+def rejected(policy: str, job: JobRequest) -> Decision:
+    return Decision(
+        outcome=Outcome.REJECTED,
+        vm_id=None,
+        host_id=None,
+        reason=f"no VM serves job type {job.job_type!r}",
+        candidates=(),
+        policy=policy,
+    )
+
+
+def dispatched(
+    policy: str,
+    snapshot: FleetSnapshot,
+    chosen: Candidate,
+    reason: str,
+    examined: Sequence[CandidateScore],
+) -> Decision:
+    snapshot.claim(chosen.vm.vm_id)
+    return Decision(
+        outcome=Outcome.DISPATCHED,
+        vm_id=chosen.vm.vm_id,
+        host_id=chosen.host.host_id,
+        reason=reason,
+        candidates=tuple(examined),
+        policy=policy,
+    )

@@ -1,0 +1,83 @@
+"""Filters: yes or no about one candidate, with a reason. One rule each.
+
+Every limit is strict where the paper's is (`total_io < limit`), and the tests sit on both sides
+of each one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.policy.base import Candidate, Verdict
+from pipeline.policy.snapshot import PolicyConfig
+
+
+@dataclass(frozen=True)
+class FreshTelemetryFilter:
+    """The host's newest I/O sample is at most `stale_after_s` old; never heard from is stale.
+
+    A host whose Dom0 went quiet may be overloaded and unable to report; treating silence as
+    idleness is how a stale balancer herds onto a sick host.
+    """
+
+    name: str = "stale"
+
+    def host_passes(self, candidate: Candidate, config: PolicyConfig) -> Verdict:
+        age = candidate.telemetry_age_s
+        if age is None:
+            return Verdict(False, f"host {candidate.host.host_id} never reported")
+        if age > config.stale_after_s:
+            return Verdict(False, f"telemetry {age:.1f}s old > {config.stale_after_s:g}s")
+        return Verdict(True, f"telemetry {age:.1f}s old")
+
+
+@dataclass(frozen=True)
+class IoLimitFilter:
+    """Paper Table 3: the host's estimated I/O rate is strictly under its limit.
+
+    With `unknown_limit_passes` a host without a limit is left to the warm-up filter (io-aware);
+    without it such a host is ineligible (the paper, which knows every limit from setup).
+    """
+
+    name: str = "over limit"
+    unknown_limit_passes: bool = False
+
+    def host_passes(self, candidate: Candidate, config: PolicyConfig) -> Verdict:
+        limit = candidate.limit_ops_per_s
+        if limit is None:
+            return Verdict(self.unknown_limit_passes, "limit unknown")
+        total = candidate.total_io_ops_per_s
+        if total < limit:
+            return Verdict(True, f"{total:.0f} < limit {limit:.0f} ops/s")
+        return Verdict(False, f"{total:.0f} >= limit {limit:.0f} ops/s")
+
+
+@dataclass(frozen=True)
+class KnownLimitFilter:
+    """The host's limit is known (the paper's literal rule cannot judge a host without one)."""
+
+    name: str = "limit unknown"
+
+    def host_passes(self, candidate: Candidate, config: PolicyConfig) -> Verdict:
+        if candidate.limit_ops_per_s is None:
+            return Verdict(False, "limit unknown")
+        return Verdict(True, "limit known")
+
+
+@dataclass(frozen=True)
+class WarmupFilter:
+    """While a host's limit is unknown, the VM holds fewer than `warmup_outstanding_per_vm` jobs.
+
+    Envoy-style warm-up: a host nobody has calibrated yet gets a trickle of work, enough to
+    measure it, never a flood. Hosts with a known limit always pass.
+    """
+
+    name: str = "warm-up full"
+
+    def host_passes(self, candidate: Candidate, config: PolicyConfig) -> Verdict:
+        if candidate.limit_ops_per_s is not None:
+            return Verdict(True, "limit known")
+        cap = config.warmup_outstanding_per_vm
+        if candidate.outstanding_jobs < cap:
+            return Verdict(True, f"warm-up {candidate.outstanding_jobs} < {cap} jobs")
+        return Verdict(False, f"warm-up {candidate.outstanding_jobs} >= {cap} jobs")
