@@ -15,10 +15,11 @@ from dataclasses import dataclass
 
 from kafka.errors import KafkaError
 
-from pipeline.events import VmRegistration, VmStatus
+from pipeline.events import HostRegistration, VmRegistration, VmStatus
 from pipeline.settings import KafkaSettings
 from pipeline.topics import Topics, ensure_topic
 from producers.kafka_edge import BufferedPublisher, RegistryReader
+from producers.outbox import Outbox
 from producers.telemetry.sampler import Sampler, SamplerConfig
 from producers.telemetry.source import TelemetrySource
 
@@ -52,8 +53,9 @@ class Dom0:
         self.sampler = Sampler(
             config, source, queue_topic=lambda vm: topics.queue_topic(vm).name, clock=clock
         )
-        self.publisher = BufferedPublisher(settings, f"vmlb-dom0-{config.host_id}")
-        self.publisher.outbox.max_messages = max_buffered
+        self.publisher = BufferedPublisher(
+            settings, f"vmlb-dom0-{config.host_id}", Outbox(max_messages=max_buffered)
+        )
         self.registry = RegistryReader(settings, topics.name("vms"))
         self.vms_stopped_on_exit = vms_stopped_on_exit
         self.stats = Dom0Stats()
@@ -88,7 +90,7 @@ class Dom0:
                 stop.wait(max(0.0, next_at - time.monotonic()))
         finally:
             for event in self.sampler.shutdown_registrations(vms_stopped=self.vms_stopped_on_exit):
-                topic = self._hosts if event.__class__.__name__ == "HostRegistration" else self._vms
+                topic = self._hosts if isinstance(event, HostRegistration) else self._vms
                 self.publisher.publish(topic, event, compacted=True)
             self.publisher.close(timeout_s=5.0)
             self.registry.close()
