@@ -32,7 +32,7 @@ class BufferedPublisher:
     ) -> None:
         self.settings = settings
         self.client_id = client_id
-        self.outbox = outbox or Outbox()
+        self.outbox = outbox if outbox is not None else Outbox()  # an empty Outbox is falsy
         self.delivery_timeout_s = delivery_timeout_s
         self.retry_every_s = retry_every_s
         self._producer: Any = None
