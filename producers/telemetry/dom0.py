@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from kafka.errors import KafkaError
@@ -62,6 +63,9 @@ class Dom0:
         # Queue topics known to exist, and registrations waiting for theirs.
         self._queues_ready: set[str] = set()
         self._held: dict[str, VmRegistration] = {}
+        self._topic_jobs: dict[str, Future[bool]] = {}
+        self._topic_retry_at: dict[str, float] = {}
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dom0-topics")
         self._io_samples = topics.name("io-samples")
         self._hosts = topics.name("hosts")
         self._vms = topics.name("vms")
@@ -80,6 +84,7 @@ class Dom0:
             self.config.interval_s,
         )
         self.publisher.publish(self._hosts, self.sampler.host_registration(), compacted=True)
+        self.publisher.pump()  # connect now, so the first tick can create queue topics
         next_at = time.monotonic()
         try:
             while not stop.is_set():
@@ -92,6 +97,7 @@ class Dom0:
             for event in self.sampler.shutdown_registrations(vms_stopped=self.vms_stopped_on_exit):
                 topic = self._hosts if isinstance(event, HostRegistration) else self._vms
                 self.publisher.publish(topic, event, compacted=True)
+            self._executor.shutdown(wait=False, cancel_futures=True)
             self.publisher.close(timeout_s=5.0)
             self.registry.close()
             self.source.close()
@@ -121,26 +127,54 @@ class Dom0:
 
     def _register(self, registration: VmRegistration) -> None:
         vm_id = registration.vm_id
-        if registration.status is VmStatus.RUNNING and vm_id not in self._queues_ready:
-            try:
-                if ensure_topic(self.settings, self.topics.queue_topic(vm_id), timeout_s=5.0):
-                    log.info(
-                        "dom0 %s: created queue topic %s",
-                        self.config.host_id,
-                        registration.queue_topic,
-                    )
-                self._queues_ready.add(vm_id)
-            except (KafkaError, OSError) as exc:
-                held = self._held.get(vm_id)
-                if held is None or held.registered_at <= registration.registered_at:
-                    self._held[vm_id] = registration  # published once its queue exists
-                log.warning(
-                    "dom0 %s: queue topic for %s not created yet: %s",
-                    self.config.host_id,
-                    vm_id,
-                    exc,
-                )
-                return
+        if registration.status is VmStatus.RUNNING and not self._queue_ready(vm_id):
+            self._hold(registration)  # published once its queue topic exists
+            return
         self._held.pop(vm_id, None)
         self.publisher.publish(self._vms, registration, compacted=True)
         self.stats.registrations += 1
+
+    def _queue_ready(self, vm_id: str) -> bool:
+        """Whether the VM's queue topic exists; creates it in the background if not.
+
+        Topic creation runs off the sampling thread: against an unreachable broker it takes the
+        admin client's whole bootstrap timeout, and sampling must not stall meanwhile.
+        """
+        if vm_id in self._queues_ready:
+            return True
+        job = self._topic_jobs.get(vm_id)
+        if job is None:
+            if not self.publisher.connected:
+                return False  # the broker is away: creating the topic would only time out
+            if time.monotonic() < self._topic_retry_at.get(vm_id, 0.0):
+                return False
+            spec = self.topics.queue_topic(vm_id)
+            job = self._executor.submit(ensure_topic, self.settings, spec, 10.0)
+            self._topic_jobs[vm_id] = job
+            # Usually quick: then the VM registers in this very tick.
+            wait([job], timeout=min(self.config.interval_s / 2, 2.0))
+        if not job.done():
+            return False
+        del self._topic_jobs[vm_id]
+        try:
+            created = job.result()
+        except (KafkaError, OSError) as exc:
+            self._topic_retry_at[vm_id] = time.monotonic() + 5.0
+            log.warning(
+                "dom0 %s: queue topic for %s not created yet: %s", self.config.host_id, vm_id, exc
+            )
+            return False
+        if created:
+            log.info(
+                "dom0 %s: created queue topic %s",
+                self.config.host_id,
+                self.topics.queue_topic(vm_id).name,
+            )
+        self._queues_ready.add(vm_id)
+        return True
+
+    def _hold(self, registration: VmRegistration) -> None:
+        """Keep the newest registration of a VM until its queue topic exists."""
+        held = self._held.get(registration.vm_id)
+        if held is None or held.registered_at <= registration.registered_at:
+            self._held[registration.vm_id] = registration

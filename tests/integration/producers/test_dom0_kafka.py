@@ -130,19 +130,32 @@ def test_dom0_keeps_sampling_through_an_unreachable_broker_and_then_delivers(
     # then pointed at the real broker, as if it came back: what the bound kept is delivered.
     down = kafka_settings.model_copy(update={"broker": "127.0.0.1:1"})
     source = LibvirtSource("test:///default")
-    config = SamplerConfig("node-out", interval_s=0.1)
+    config = SamplerConfig("node-out", interval_s=0.1, vm_types={"test": "io-heavy"})
     dom0 = Dom0(down, topics, config, source, max_buffered=3)
     for _ in range(8):
-        dom0.tick()  # must not raise
+        dom0.tick()  # must not raise, nor wait for the unreachable broker
     assert dom0.stats.samples == 7  # the first tick is a baseline
+    assert dom0.stats.registrations == 0  # held until its queue topic can be created
     assert dom0.dropped == 4  # 7 samples, room for 3: the 4 oldest were dropped, and counted
     assert len(dom0.publisher.outbox) == 3
     dom0.publisher.settings = kafka_settings
     dom0.publisher.retry_now()
     dom0.publisher.pump()
-    dom0.publisher.close()
-    source.close()
     samples = TopicReader(kafka_settings, topics.name("io-samples"), IoSample)
     got = samples.wait_for(lambda ev: len(ev) >= 3, what="the buffered samples")
     assert len(got) == 3 and {s.host_id for s in got} == {"node-out"}
     samples.close()
+    # The held registration follows once the broker is back and its queue topic exists.
+    dom0.settings = kafka_settings
+    vms = TopicReader(kafka_settings, topics.name("vms"), VmRegistration)
+    deadline = time.monotonic() + 20
+    while dom0.stats.registrations == 0 and time.monotonic() < deadline:
+        dom0.tick()
+        time.sleep(0.1)
+    registered = vms.wait_for(lambda ev: len(ev) >= 1, what="the held registration")
+    assert [(r.vm_id, r.host_id, r.job_type) for r in registered] == [
+        ("test", "node-out", "io-heavy")
+    ]
+    vms.close()
+    dom0.publisher.close()
+    source.close()
