@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,6 +73,8 @@ class Pipeline:
     clock: Clock
     recent_decisions: deque[dict[str, Any]] = field(default_factory=deque)
     tables: dict[str, Any] = field(default_factory=dict)
+    #: Decisions by outcome and dead letters, since this worker started (for /status).
+    counts: Counter[str] = field(default_factory=Counter)
 
 
 def create_app(
@@ -144,6 +146,7 @@ def create_app(
     ) -> None:
         log.warning("dead letter from %s[%s]@%s: %s", topic, partition, offset, reason)
         registry.dead_letters.labels(stage=stage).inc()
+        pipeline.counts["dead_letters"] += 1
         letter = DeadLetter(
             source_topic=topic, source_partition=partition, source_offset=offset,
             source_key=payload_text(key), payload=payload_text(value), reason=reason, stage=stage,
@@ -237,6 +240,7 @@ def create_app(
     def record(result: DispatchResult) -> None:
         pipeline.recent_decisions.append(result.decision.model_dump(mode="json"))
         registry.decisions.labels(outcome=result.decision.outcome.value).inc()
+        pipeline.counts[result.decision.outcome.value] += 1
 
     async def produce(result: DispatchResult, job: JobSubmission, message: Any | None, partition: int) -> None:
         """Produce a decided job's effects. Sends are buffered; Faust flushes before committing."""

@@ -87,9 +87,12 @@ class SnapshotSource:
             else:
                 del self._claims[vm_id]
         snapshot = self.view.snapshot(now, self.config)
-        for vm_id, times in self._claims.items():
-            for _ in times:
-                snapshot.claim(vm_id)
+        for vm_id in list(self._claims):
+            try:
+                for _ in self._claims[vm_id]:
+                    snapshot.claim(vm_id)
+            except KeyError:  # the VM stopped or left: nothing left to claim against
+                del self._claims[vm_id]
         self._snapshot = snapshot
         self._built_version = self.view.version
         return snapshot

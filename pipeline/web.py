@@ -1,5 +1,6 @@
 """Stream-table queries over HTTP, served by the worker's Faust web server.
 
+    GET /            the live web page (pipeline/static/index.html)
     GET /status      this worker: policy, fleet view readiness, counts
     GET /hosts       per host: limit, totals, headroom, eligibility, telemetry age, its VMs
     GET /vms         per VM: host, job type, load, io_per_job (and where it came from), ...
@@ -12,6 +13,7 @@ Every answer is JSON (but /metrics). Views read state; they never change it.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from faust.web import Request, Response, View
@@ -27,7 +29,7 @@ def register(pipeline: Pipeline) -> None:
 
     def hosts_now() -> list[dict[str, Any]]:
         snapshot = pipeline.dispatcher.snapshots.get(pipeline.clock())
-        hosts = fleet_status(pipeline.view, snapshot)
+        hosts = fleet_status(pipeline.view, snapshot, pipeline.dispatcher.policy)
         metrics = pipeline.metrics
         for host in hosts:
             labels = {"host": host["host_id"]}
@@ -36,6 +38,13 @@ def register(pipeline: Pipeline) -> None:
             metrics.host_limit.labels(**labels).set(host["limit_ops_per_s"] or 0.0)
             metrics.host_eligible.labels(**labels).set(1.0 if host["eligible"] else 0.0)
         return hosts
+
+    page = (Path(__file__).parent / "static" / "index.html").read_bytes()
+
+    @app.page("/")
+    class IndexView(View):
+        async def get(self, request: Request) -> Response:
+            return self.bytes(page, content_type="text/html; charset=utf-8")
 
     @app.page("/status")
     class StatusView(View):
@@ -49,6 +58,8 @@ def register(pipeline: Pipeline) -> None:
                     "hosts": len(view.hosts),
                     "vms": len(view.vms),
                     "waiting": pipeline.waiting_index.count(),
+                    "decisions": {k: v for k, v in pipeline.counts.items() if k != "dead_letters"},
+                    "dead_letters": pipeline.counts["dead_letters"],
                     "pending_claims": pipeline.dispatcher.snapshots.pending_claims(),
                     "job_partitions": sorted(
                         tp.partition

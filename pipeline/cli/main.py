@@ -9,6 +9,7 @@ import click
 from pipeline import __version__
 from pipeline.cli.broker import broker
 from pipeline.cli.common import run_cli
+from pipeline.cli.demo import demo
 from pipeline.cli.dom0 import dom0
 from pipeline.cli.guest import guest
 from pipeline.cli.host import host
@@ -40,6 +41,7 @@ cli.add_command(worker)
 cli.add_command(calibrate)
 cli.add_command(limit)
 cli.add_command(status)
+cli.add_command(demo)
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 from pipeline.events import (
     HostRegistration,
@@ -36,6 +37,7 @@ from pipeline.events import (
     VmRegistration,
 )
 from pipeline.settings import KafkaSettings
+from pipeline.topic_reader import read_all
 from pipeline.topics import Topics, ensure_topic
 
 
@@ -127,6 +129,12 @@ class FleetDriver:
         self.topics = topics
         self.producer = KafkaProducer(acks="all", linger_ms=5, **kafka.to_kafka_python())
         self.vm_hosts: dict[str, str] = {}
+        self._counters: dict[str, int] = {}
+        #: Completions sent per VM.
+        self.completed: dict[str, int] = {}
+        self._reporting: dict[str, tuple[float, float, str]] = {}
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
 
     def send(self, logical: str, key: bytes | None, value: bytes | None) -> None:
         self.producer.send(self.topics.name(logical), key=key, value=value)
@@ -152,22 +160,55 @@ class FleetDriver:
         """`seconds` one-second samples of a constant rate, ending now (or at `end_at`)."""
         end = end_at if end_at is not None else time.time()
         for i in range(seconds):
-            sample = IoSample(
-                host_id=self.vm_hosts[vm_id], vm_id=vm_id, sampled_at=end - (seconds - 1 - i), interval_s=1.0,
-                io_ops=int(io_ops_per_s), counters=IoCounters(block_rd_reqs=int(io_ops_per_s) * (i + 1)),
-            )
-            self.send("io-samples", sample.key(), sample.to_bytes())
+            self._sample(vm_id, end - (seconds - 1 - i), io_ops_per_s)
+
+    def _sample(self, vm_id: str, at: float, io_ops_per_s: float) -> None:
+        self._counters[vm_id] = self._counters.get(vm_id, 0) + int(io_ops_per_s)
+        sample = IoSample(
+            host_id=self.vm_hosts[vm_id], vm_id=vm_id, sampled_at=at, interval_s=1.0, io_ops=int(io_ops_per_s),
+            counters=IoCounters(block_rd_reqs=self._counters[vm_id]),
+        )
+        self.send("io-samples", sample.key(), sample.to_bytes())
 
     def completions(self, vm_id: str, jobs: int, over_s: float = 3.0, job_type: str = "io") -> None:
         now = time.time()
         for i in range(jobs):
-            finished = now - over_s + over_s * (i + 1) / jobs
-            done = JobCompletion(
-                job_id=f"done-{vm_id}-{uuid.uuid4().hex[:8]}", job_type=job_type, vm_id=vm_id,
-                host_id=self.vm_hosts[vm_id], submitted_at=finished - 0.3, dispatched_at=finished - 0.25,
-                started_at=finished - 0.2, finished_at=finished, outcome="succeeded",
-            )
-            self.send("completions", done.key(), done.to_bytes())
+            self._complete(vm_id, now - over_s + over_s * (i + 1) / jobs, job_type)
+
+    def _complete(self, vm_id: str, finished: float, job_type: str) -> None:
+        self.completed[vm_id] = self.completed.get(vm_id, 0) + 1
+        done = JobCompletion(
+            job_id=f"done-{vm_id}-{uuid.uuid4().hex[:8]}", job_type=job_type, vm_id=vm_id,
+            host_id=self.vm_hosts[vm_id], submitted_at=finished - 0.3, dispatched_at=finished - 0.25,
+            started_at=finished - 0.2, finished_at=finished, outcome="succeeded",
+        )
+        self.send("completions", done.key(), done.to_bytes())
+
+    def report(self, vm_id: str, io_ops_per_s: float, jobs_per_s: float = 0.0, job_type: str = "io") -> None:
+        """Keep reporting like a live Dom0 and guest: one sample a second, completions at a rate.
+
+        Rates are windowed as of processing time, so a test must keep its fleet talking rather
+        than send a few old events. `report(vm, None)` stops (the host then goes stale).
+        """
+        if io_ops_per_s is None:
+            self._reporting.pop(vm_id, None)
+            return
+        self._reporting[vm_id] = (io_ops_per_s, jobs_per_s, job_type)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._report_loop, daemon=True)
+            self._thread.start()
+
+    def _report_loop(self) -> None:
+        owed: dict[str, float] = {}
+        while not self._stop.wait(1.0):
+            now = time.time()
+            for vm_id, (io_rate, jobs_rate, job_type) in list(self._reporting.items()):
+                self._sample(vm_id, now, io_rate)
+                owed[vm_id] = owed.get(vm_id, 0.0) + jobs_rate
+                while owed[vm_id] >= 1:
+                    owed[vm_id] -= 1
+                    self._complete(vm_id, now, job_type)
+            self.producer.flush(timeout=10)
 
     def submit(self, job_type: str, job_id: str | None = None, deadline_s: float | None = None) -> str:
         job = JobSubmission(
@@ -184,25 +225,14 @@ class FleetDriver:
         self.send("limits", setting.key(), setting.to_bytes())
 
     def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
         self.producer.close()
 
 
-def read_topic(kafka: KafkaSettings, topic: str, timeout_s: float = 3.0) -> list[Any]:
-    """Every record now in `topic` (all partitions, from the beginning)."""
-    consumer = KafkaConsumer(group_id=None, enable_auto_commit=False, **kafka.to_kafka_python())
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        ends = consumer.end_offsets(partitions)
-        records: list[Any] = []
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and any(consumer.position(tp) < ends[tp] for tp in partitions):
-            for batch in consumer.poll(timeout_ms=200).values():
-                records.extend(batch)
-        return records
-    finally:
-        consumer.close()
+def read_topic(kafka: KafkaSettings, topic: str, timeout_s: float = 5.0) -> list[Any]:
+    return read_all(kafka, topic, timeout_s)
 
 
 @pytest.fixture

@@ -1,0 +1,91 @@
+"""The demo's closing summary, from what the topics say happened. Pure: records in, dict out.
+
+Every submitted job (every valid message on the jobs topic) ends in exactly one bucket:
+completed, dead-lettered (with a reason), waiting (no eligible host yet), in a VM's queue
+(dispatched, not yet run), or lost. `lost` must be 0.
+
+Overload (the paper's concern) is measured from the Dom0 I/O samples: per host and per sampling
+interval, the VMs' summed I/O rate against the host's limit. `overload_s` is the time any host
+spent above its limit; `overload_with_headroom_elsewhere_s` is the part of it during which
+another host had at least 30% of its limit free: the time a good dispatcher should not waste.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pipeline.events import DeadLetter, IoSample, JobCompletion
+
+HEADROOM_ELSEWHERE = 0.3
+
+
+def quantile(values: list[float], q: float) -> float | None:
+    """Nearest-rank quantile (q in 0..1), or None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def overload(samples: Iterable[IoSample], limits: Mapping[str, float]) -> tuple[dict[str, float], float]:
+    """Seconds each host spent above its limit; and seconds of that with headroom elsewhere."""
+    rates: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    interval_s: dict[str, float] = {}
+    for sample in samples:
+        rates[round(sample.sampled_at / sample.interval_s)][sample.host_id] += sample.io_ops_per_s
+        interval_s[sample.host_id] = sample.interval_s
+    above: dict[str, float] = {host: 0.0 for host in limits}
+    wasted_s = 0.0
+    for by_host in rates.values():
+        over = [h for h, rate in by_host.items() if h in limits and rate > limits[h]]
+        roomy = [h for h in limits if by_host.get(h, 0.0) < (1 - HEADROOM_ELSEWHERE) * limits[h]]
+        for host in over:
+            above[host] += interval_s[host]
+        if over and roomy:
+            wasted_s += max(interval_s[h] for h in over)
+    return above, wasted_s
+
+
+def summarize(
+    submitted: Iterable[str],
+    completions: Iterable[JobCompletion],
+    dead_letters: Iterable[DeadLetter],
+    waiting: Iterable[str],
+    queued: Iterable[str],
+    samples: Iterable[IoSample],
+    limits: Mapping[str, float],
+) -> dict[str, Any]:
+    submitted_ids = set(submitted)
+    first_completion: dict[str, JobCompletion] = {}
+    duplicates = 0
+    for done in completions:
+        if done.job_id in first_completion:
+            duplicates += 1
+        else:
+            first_completion[done.job_id] = done
+    completed = submitted_ids & set(first_completion)
+    dead = (submitted_ids & {d.job_id for d in dead_letters if d.job_id}) - completed
+    waiting_ids = (submitted_ids & set(waiting)) - completed - dead
+    in_queue = (submitted_ids & set(queued)) - completed - dead - waiting_ids
+    lost = submitted_ids - completed - dead - waiting_ids - in_queue
+    responses = [first_completion[j].response_s for j in completed]
+    above, wasted_s = overload(samples, limits)
+    p50, p99 = quantile(responses, 0.5), quantile(responses, 0.99)
+    return {
+        "submitted": len(submitted_ids),
+        "completed": len(completed),
+        "waiting": len(waiting_ids),
+        "in_queue": len(in_queue),
+        "dead_lettered": len(dead),
+        "lost": len(lost),
+        "duplicate_completions": duplicates,
+        "p50_response_s": round(p50, 3) if p50 is not None else None,
+        "p99_response_s": round(p99, 3) if p99 is not None else None,
+        "overload_s": round(sum(above.values()), 1),
+        "overload_s_by_host": {host: round(s, 1) for host, s in sorted(above.items())},
+        "overload_with_headroom_elsewhere_s": round(wasted_s, 1),
+        "lost_job_ids": sorted(lost)[:20],
+    }
