@@ -1,0 +1,1 @@
+"""Benchmarks of vmlb: the discrete-event simulator (`benchmarks.sim`) and its scenarios."""

@@ -1,0 +1,123 @@
+"""Reports of several runs of one scenario: a markdown table, JSON, and PNG plots.
+
+Plots (matplotlib, Agg backend, no display needed):
+- `response_cdf.png`: the response-time CDF of completed jobs, one line per policy;
+- `host_io_<policy>.png`: each plotted host's I/O rate over time against its limit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks.sim.results import RunResult
+
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("policy", "policy", "{}"),
+    ("throughput_per_s", "throughput (jobs/s)", "{:.1f}"),
+    ("mean_response_s", "mean (s)", "{:.3f}"),
+    ("p50_response_s", "p50 (s)", "{:.3f}"),
+    ("p99_response_s", "p99 (s)", "{:.3f}"),
+    ("p999_response_s", "p99.9 (s)", "{:.3f}"),
+    ("overload_s", "overload (host·s)", "{:.0f}"),
+    ("completed", "completed", "{}"),
+    ("in_flight", "in flight at end", "{}"),
+    ("waiting", "waiting at end", "{}"),
+    ("expired", "expired", "{}"),
+    ("lost", "lost", "{}"),
+    ("decision_us", "decide() (µs)", "{:.1f}"),
+)
+
+
+def as_json(results: Sequence[RunResult]) -> dict[str, Any]:
+    return {result.policy: result.summary() for result in results}
+
+
+def markdown_table(results: Sequence[RunResult]) -> str:
+    header = "| " + " | ".join(title for _, title, _ in COLUMNS) + " |"
+    rule = "|" + "|".join(" --- " if i == 0 else " ---: " for i in range(len(COLUMNS))) + "|"
+    rows = []
+    for result in results:
+        data = result.summary()
+        rows.append("| " + " | ".join(fmt.format(data[key]) for key, _, fmt in COLUMNS) + " |")
+    return "\n".join([header, rule, *rows])
+
+
+def write_report(results: Sequence[RunResult], out_dir: Path, plots: bool = True) -> list[Path]:
+    """Write results.md, results.json and the plots into `out_dir`; return the paths written."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    scenario = results[0].scenario if results else "?"
+    table = out_dir / "results.md"
+    table.write_text(f"# Scenario `{scenario}`\n\n{markdown_table(results)}\n")
+    written.append(table)
+    data = out_dir / "results.json"
+    data.write_text(json.dumps(as_json(results), indent=2, sort_keys=True) + "\n")
+    written.append(data)
+    if plots and results:
+        written.append(plot_response_cdf(results, out_dir / "response_cdf.png"))
+        for result in results:
+            if result.series:
+                written.append(plot_host_io(result, out_dir / f"host_io_{result.policy}.png"))
+    return written
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_response_cdf(results: Sequence[RunResult], path: Path) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for result in results:
+        values = result.responses_s
+        if not values:
+            continue
+        # At most ~2000 points per line: the shape, not every job.
+        step = max(1, len(values) // 2000)
+        xs = [*values[::step], values[-1]]
+        ys = [*(min(1.0, (i * step + 1) / len(values)) for i in range(len(xs) - 1)), 1.0]
+        ax.plot(xs, ys, label=result.policy)
+    ax.set_xscale("log")
+    ax.set_xlabel("response time (s, log scale)")
+    ax.set_ylabel("fraction of completed jobs")
+    ax.set_title(f"Response time CDF: {results[0].scenario}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_host_io(result: RunResult, path: Path, max_hosts: int = 16) -> Path:
+    plt = _pyplot()
+    hosts = list(result.series)[:max_hosts]
+    cols = 4
+    rows = max(1, (len(hosts) + cols - 1) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(12, 2.2 * rows), sharex=True, squeeze=False)
+    for ax, host_id in zip(axes.flat, hosts, strict=False):
+        points = result.series[host_id]
+        ax.plot([t for t, _ in points], [v for _, v in points], linewidth=0.8)
+        ax.axhline(result.limits_ops_per_s[host_id], color="red", linestyle="--", linewidth=0.8)
+        ax.set_title(
+            f"{host_id} (overload {result.per_host_overload_s.get(host_id, 0):.0f}s)", fontsize=8
+        )
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(hosts) :]:
+        ax.axis("off")
+    fig.suptitle(
+        f"{result.scenario}, {result.policy}: host I/O (ops/s) vs limit (red)", fontsize=10
+    )
+    fig.supxlabel("simulated time (s)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

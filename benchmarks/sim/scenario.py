@@ -1,0 +1,257 @@
+"""Simulation scenarios: YAML files validated into frozen pydantic models.
+
+A scenario describes the fleet (hosts, their I/O capacity, their VMs and the one job type each
+serves), the job types (CPU seconds and I/O operations per job), the arrivals, the telemetry
+path (sampling, delay, outages, windows), the dispatcher's settings, and timed events (a host's
+capacity changing). Files live in `benchmarks/scenarios/<name>.yaml` and are passed by name or
+by path. Unknown keys are refused with the key's full path, like every vmlb config.
+
+This module owns the scenario format only; the model is `benchmarks.sim.engine`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pipeline.errors import ConfigError
+from pipeline.events import describe_validation_error
+from pipeline.policy.registry import POLICY_NAMES
+from pipeline.policy.snapshot import PolicyConfig
+
+SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+
+Positive = Annotated[float, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SizeDistribution(StrEnum):
+    FIXED = "fixed"  # every job of the type costs exactly cpu_s and io_ops
+    EXPONENTIAL = "exponential"  # each job's cost is scaled by an Exp(1) factor (mean 1)
+
+
+class JobType(_Model):
+    """One job type: its cost at full speed, and its share of the arrivals."""
+
+    #: CPU seconds a job takes when its host's I/O channel is not saturated.
+    cpu_s: Positive
+    #: I/O operations one job issues (the paper's io_per_job), spread evenly over its run.
+    io_ops: NonNegative
+    #: Relative share of arrivals (normalised over all types).
+    weight: Positive = 1.0
+    size: SizeDistribution = SizeDistribution.EXPONENTIAL
+
+    @property
+    def io_rate_ops_per_s(self) -> float:
+        """What one job of this type asks of the channel while it runs."""
+        return self.io_ops / self.cpu_s
+
+
+class HostGroup(_Model):
+    """`count` identical hosts, each with one VM per listed job type."""
+
+    count: int = Field(1, ge=1)
+    capacity_ops_per_s: Positive
+    vms: list[str] = Field(min_length=1)
+
+
+class Channel(_Model):
+    """The host's driver-domain I/O channel (see `benchmarks.sim.channel`)."""
+
+    #: How fast effective capacity falls past saturation: 0 = plain processor sharing.
+    collapse: NonNegative = 0.5
+
+
+class ArrivalKind(StrEnum):
+    POISSON = "poisson"
+    BURST = "burst"
+    DIURNAL = "diurnal"
+
+
+class Burst(_Model):
+    """Every `every_s`, `jobs` extra jobs arrive within `spread_s` (on top of the base rate)."""
+
+    every_s: Positive
+    jobs: int = Field(ge=1)
+    spread_s: NonNegative = 0.0
+    first_at_s: NonNegative = 5.0
+
+
+class Diurnal(_Model):
+    """The rate follows base * (1 + amplitude * sin(2π t / period_s))."""
+
+    period_s: Positive
+    amplitude: float = Field(0.5, ge=0, le=1)
+
+
+class Arrivals(_Model):
+    kind: ArrivalKind = ArrivalKind.POISSON
+    #: Offered I/O as a fraction of the fleet's total I/O capacity (sets the base rate) ...
+    offered_load: Positive | None = None
+    #: ... or the base rate in jobs per second. Exactly one of the two.
+    rate_per_s: Positive | None = None
+    burst: Burst | None = None
+    diurnal: Diurnal | None = None
+
+    @model_validator(mode="after")
+    def _one_rate_and_matching_shape(self) -> Self:
+        if (self.offered_load is None) == (self.rate_per_s is None):
+            raise ValueError("give exactly one of offered_load and rate_per_s")
+        if self.kind is ArrivalKind.BURST and self.burst is None:
+            raise ValueError("kind burst needs a burst section")
+        if self.kind is ArrivalKind.DIURNAL and self.diurnal is None:
+            raise ValueError("kind diurnal needs a diurnal section")
+        return self
+
+
+class IoPerJobSource(StrEnum):
+    MEASURED = "measured"  # ratio of windowed sums of delivered telemetry, as the pipeline does
+    CALIBRATED = "calibrated"  # the true mean, as if measured at setup (paper Table 2)
+
+
+class Outage(_Model):
+    """Samples taken on these hosts in [from_s, to_s) never reach the dispatcher."""
+
+    hosts: list[str] = Field(min_length=1)
+    from_s: NonNegative
+    to_s: Positive
+
+
+class Telemetry(_Model):
+    interval_s: Positive = 1.0
+    #: Sample time to arrival at the dispatcher (Dom0 -> Kafka -> vm_stats -> vm-state).
+    delay_s: NonNegative = 0.5
+    load_window_s: Positive = 10.0
+    bucket_s: Positive = 1.0
+    io_per_job_min_jobs: int = Field(20, ge=1)
+    io_per_job: IoPerJobSource = IoPerJobSource.MEASURED
+    outages: list[Outage] = Field(default_factory=list)
+
+
+class Dispatcher(_Model):
+    #: The sim's host limit is this fraction of the host's capacity as calibrated at setup.
+    limit_fraction: float = Field(0.9, gt=0, le=1.5)
+    retry_interval_s: Positive = 0.25
+    #: A job waiting at the dispatcher longer than this expires (None: it waits until the end).
+    deadline_s: Positive | None = None
+    #: The snapshot is rebuilt on new telemetry, and at least this often.
+    snapshot_max_age_s: Positive = 0.5
+    stale_after_s: Positive = 3.0
+    horizon_s: Positive = 5.0
+    warmup_outstanding_per_vm: int = Field(2, ge=1)
+    choices: int = Field(2, ge=1)
+
+    def policy_config(self) -> PolicyConfig:
+        return PolicyConfig(
+            stale_after_s=self.stale_after_s,
+            horizon_s=self.horizon_s,
+            warmup_outstanding_per_vm=self.warmup_outstanding_per_vm,
+            choices=self.choices,
+        )
+
+
+class CapacityChange(_Model):
+    """At `at_s`, `host`'s capacity becomes `capacity_factor` times its configured capacity."""
+
+    at_s: NonNegative
+    host: str
+    capacity_factor: Positive
+
+
+class Scenario(_Model):
+    name: str
+    description: str = ""
+    seed: int = 1
+    #: Jobs arrive during [0, duration_s); the run goes on for `drain_s` to let queues empty.
+    duration_s: Positive
+    drain_s: NonNegative = 30.0
+    job_types: dict[str, JobType] = Field(min_length=1)
+    hosts: list[HostGroup] = Field(min_length=1)
+    channel: Channel = Channel()
+    arrivals: Arrivals
+    telemetry: Telemetry = Telemetry()
+    dispatcher: Dispatcher = Dispatcher()
+    events: list[CapacityChange] = Field(default_factory=list)
+    #: Policies run when none are named on the command line.
+    policies: list[str] = Field(default_factory=lambda: list(POLICY_NAMES))
+    #: Hosts whose I/O is recorded over time for the plots (all of them up to this many).
+    plot_hosts: int = Field(16, ge=0)
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> Self:
+        for i, group in enumerate(self.hosts):
+            for job_type in group.vms:
+                if job_type not in self.job_types:
+                    raise ValueError(f"hosts.{i}.vms: unknown job type {job_type!r}")
+        ids = set(self.host_ids())
+        for i, event in enumerate(self.events):
+            if event.host not in ids:
+                raise ValueError(f"events.{i}.host: unknown host {event.host!r}")
+        for i, outage in enumerate(self.telemetry.outages):
+            for host_id in outage.hosts:
+                if host_id not in ids:
+                    raise ValueError(f"telemetry.outages.{i}.hosts: unknown host {host_id!r}")
+        unknown = [name for name in self.policies if name not in POLICY_NAMES]
+        if unknown:
+            raise ValueError(f"policies: unknown {unknown}; valid: {', '.join(POLICY_NAMES)}")
+        return self
+
+    def host_ids(self) -> list[str]:
+        """Host ids in order: h000, h001, ... (wider when there are more hosts)."""
+        total = sum(group.count for group in self.hosts)
+        width = max(3, len(str(total - 1)))
+        return [f"h{i:0{width}d}" for i in range(total)]
+
+    def fleet_capacity_ops_per_s(self) -> float:
+        return sum(group.count * group.capacity_ops_per_s for group in self.hosts)
+
+    def mean_io_per_job(self) -> float:
+        total_weight = sum(t.weight for t in self.job_types.values())
+        return sum(t.weight * t.io_ops for t in self.job_types.values()) / total_weight
+
+    def base_rate_per_s(self) -> float:
+        if self.arrivals.rate_per_s is not None:
+            return self.arrivals.rate_per_s
+        assert self.arrivals.offered_load is not None
+        mean_io = self.mean_io_per_job()
+        if mean_io == 0:
+            raise ConfigError(f"scenario {self.name}: offered_load needs job types with io_ops > 0")
+        return self.arrivals.offered_load * self.fleet_capacity_ops_per_s() / mean_io
+
+
+def parse_scenario(data: object, source: str) -> Scenario:
+    if not isinstance(data, dict):
+        raise ConfigError(f"scenario {source}: expected a mapping at the top level")
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(f"scenario {source}", exc)) from None
+
+
+def available_scenarios() -> list[str]:
+    return sorted(path.stem for path in SCENARIO_DIR.glob("*.yaml"))
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    """A scenario by name (from benchmarks/scenarios) or by the path of a YAML file."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = SCENARIO_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise ConfigError(
+            f"scenario {str(name_or_path)!r}: no such file or name; "
+            f"known names: {', '.join(available_scenarios())}"
+        )
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"scenario {path}: not valid YAML: {exc}") from None
+    return parse_scenario(data, str(path))
