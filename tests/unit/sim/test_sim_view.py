@@ -28,11 +28,12 @@ def test_delivered_sample_sets_rates_and_io_per_job() -> None:
     v = view(min_jobs=2)
     v.deliver(
         Sample(
-            "a", "h1", 1.0, io_ops=100.0, completions=((0.5, 0.4), (0.9, 0.3)), outstanding_jobs=3
+            "a", "h1", 1.9, io_ops=100.0, completions=((1.2, 0.4), (1.5, 0.3)), outstanding_jobs=3
         )
     )
-    a = v.snapshot(1.5).vm("a")
-    # One bucket seen: span 1 s. io 100/s, load 2 jobs/s, busy 0.7, io_per_job 100 / 2.
+    a = v.snapshot(2.0).vm("a")
+    # Everything in bucket 1, the only one seen: span 1 s. io 100/s, load 2 jobs/s, busy 0.7,
+    # io_per_job 100 / 2.
     assert a.io_ops_per_s == pytest.approx(100.0)
     assert a.load_jobs_per_s == pytest.approx(2.0)
     assert a.busy_fraction == pytest.approx(0.7)
