@@ -70,6 +70,10 @@ class Simulation:
             [(vm.vm_id, vm.host.host_id, vm.job_type) for vm in self.vms.values()],
             {host.host_id: host.limit_ops_per_s for host in self.hosts},
         )
+        # The fleet was up and reporting before the run: every VM's (idle) sample at t=0 is
+        # already delivered, so no policy starts from a fleet it has never heard of.
+        for vm in self.vms.values():
+            self.view.deliver(Sample(vm.vm_id, vm.host.host_id, 0.0, 0.0, (), 0))
         self.rng = random.Random(f"{scenario.seed}/policy")
         self.end_s = scenario.duration_s + scenario.drain_s
         self.now = 0.0
