@@ -49,7 +49,12 @@ from pipeline.fleet import FleetView
 from pipeline.fleet_consumer import FleetConsumer
 from pipeline.policy.registry import build_policy
 from pipeline.policy.snapshot import PolicyConfig
-from pipeline.settings import KafkaSettings, PipelineSettings, load_kafka_settings, load_pipeline_settings
+from pipeline.settings import (
+    KafkaSettings,
+    PipelineSettings,
+    load_kafka_settings,
+    load_pipeline_settings,
+)
 from pipeline.topics import load_topics
 from pipeline.vm_stats import VmStats, WindowConfig
 
@@ -114,6 +119,8 @@ def create_app(
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         # Tables are plain JSON rows; no pickle anywhere.
         key_serializer="json",
         value_serializer="json",
@@ -133,24 +140,42 @@ def create_app(
     dead_letter_topic = raw_topic(kafka.topic("dead-letters"))
     queue_topics: dict[str, faust.TopicT] = {}
 
-    vm_stats_table = app.Table("vm_stats", partitions=partitions, help="per-VM windows, io_per_job, in-flight jobs")
-    waiting_table = app.Table("waiting_jobs", partitions=partitions, help="jobs with no eligible host yet")
-    dispatched_table = app.Table("dispatched", partitions=partitions, help="job id -> VM, for redelivery")
+    vm_stats_table = app.Table(
+        "vm_stats", partitions=partitions, help="per-VM windows, io_per_job, in-flight jobs"
+    )
+    waiting_table = app.Table(
+        "waiting_jobs", partitions=partitions, help="jobs with no eligible host yet"
+    )
+    dispatched_table = app.Table(
+        "dispatched", partitions=partitions, help="job id -> VM, for redelivery"
+    )
 
     registry = metrics_module.PipelineMetrics()
     view = FleetView()
 
     async def dead_letter(
-        topic: str, partition: int | None, offset: int | None, key: bytes | None, value: bytes | None,
-        reason: str, stage: str, job_id: str | None = None,
+        topic: str,
+        partition: int | None,
+        offset: int | None,
+        key: bytes | None,
+        value: bytes | None,
+        reason: str,
+        stage: str,
+        job_id: str | None = None,
     ) -> None:
         log.warning("dead letter from %s[%s]@%s: %s", topic, partition, offset, reason)
         registry.dead_letters.labels(stage=stage).inc()
         pipeline.counts["dead_letters"] += 1
         letter = DeadLetter(
-            source_topic=topic, source_partition=partition, source_offset=offset,
-            source_key=payload_text(key), payload=payload_text(value), reason=reason, stage=stage,
-            dead_lettered_at=clock(), job_id=job_id,
+            source_topic=topic,
+            source_partition=partition,
+            source_offset=offset,
+            source_key=payload_text(key),
+            payload=payload_text(value),
+            reason=reason,
+            stage=stage,
+            dead_lettered_at=clock(),
+            job_id=job_id,
         )
         await dead_letter_topic.send(key=letter.key(), value=letter.to_bytes())
 
@@ -165,10 +190,21 @@ def create_app(
     snapshots = SnapshotSource(view, policy_config)
     dispatcher = Dispatcher(policy, view, snapshots, rng or random.Random())
     pipeline = Pipeline(
-        app=app, kafka=kafka, settings=settings, view=view, fleet=fleet, dispatcher=dispatcher,
-        waiting_index=WaitingIndex(), metrics=registry, clock=clock,
+        app=app,
+        kafka=kafka,
+        settings=settings,
+        view=view,
+        fleet=fleet,
+        dispatcher=dispatcher,
+        waiting_index=WaitingIndex(),
+        metrics=registry,
+        clock=clock,
         recent_decisions=deque(maxlen=settings.recent_decisions),
-        tables={"vm_stats": vm_stats_table, "waiting_jobs": waiting_table, "dispatched": dispatched_table},
+        tables={
+            "vm_stats": vm_stats_table,
+            "waiting_jobs": waiting_table,
+            "dispatched": dispatched_table,
+        },
     )
 
     # --- vm_stats: the paper's steps 2 and 3 ---------------------------------------------------
@@ -208,10 +244,19 @@ def create_app(
                     continue
                 vm_id, item = parsed
                 if message.key is not None and message.key != vm_id.encode():
-                    raise EventError(f"message key {message.key!r} is not its vm_id {vm_id!r}; key by vm_id")
+                    raise EventError(
+                        f"message key {message.key!r} is not its vm_id {vm_id!r}; key by vm_id"
+                    )
             except EventError as exc:
-                await dead_letter(message.topic, message.partition, message.offset, message.key, message.value,
-                                  str(exc), stage="vm_stats")
+                await dead_letter(
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                    message.key,
+                    message.value,
+                    str(exc),
+                    stage="vm_stats",
+                )
                 continue
             row = VmStats.from_dict(vm_stats_table.get(vm_id), vm_id)
             if isinstance(item, IoSample):
@@ -242,7 +287,9 @@ def create_app(
         registry.decisions.labels(outcome=result.decision.outcome.value).inc()
         pipeline.counts[result.decision.outcome.value] += 1
 
-    async def produce(result: DispatchResult, job: JobSubmission, message: Any | None, partition: int) -> None:
+    async def produce(
+        result: DispatchResult, job: JobSubmission, message: Any | None, partition: int
+    ) -> None:
         """Produce a decided job's effects. Sends are buffered; Faust flushes before committing."""
         decision = result.decision
         record(result)
@@ -252,16 +299,24 @@ def create_app(
                 topic = queue_topics[result.queue_topic] = raw_topic(result.queue_topic)
             await topic.send(key=result.queued.key(), value=result.queued.to_bytes())
             dispatched_table[decision.job_id] = {
-                "vm_id": decision.vm_id, "queue_topic": result.queue_topic, "partition": partition,
-                "queued": result.queued.model_dump(mode="json"), "at": decision.decided_at,
+                "vm_id": decision.vm_id,
+                "queue_topic": result.queue_topic,
+                "partition": partition,
+                "queued": result.queued.model_dump(mode="json"),
+                "at": decision.decided_at,
             }
             dedupe.add(partition, decision.job_id, decision.decided_at)
         await decisions_topic.send(key=decision.key(), value=decision.to_bytes())
         if result.dead_letter_reason is not None:
             await dead_letter(
                 message.topic if message else jobs_topic.get_topic_name(),
-                message.partition if message else None, message.offset if message else None,
-                job.key(), job.to_bytes(), result.dead_letter_reason, stage="dispatcher", job_id=job.job_id,
+                message.partition if message else None,
+                message.offset if message else None,
+                job.key(),
+                job.to_bytes(),
+                result.dead_letter_reason,
+                stage="dispatcher",
+                job_id=job.job_id,
             )
 
     async def redeliver(job_id: str) -> bool:
@@ -280,24 +335,43 @@ def create_app(
             try:
                 job = JobSubmission.from_bytes(message.value)
             except EventError as exc:
-                await dead_letter(message.topic, message.partition, message.offset, message.key, message.value,
-                                  str(exc), stage="dispatcher")
+                await dead_letter(
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                    message.key,
+                    message.value,
+                    str(exc),
+                    stage="dispatcher",
+                )
                 continue
-            job = normalize(job, message.topic, message.partition, message.offset, message.timestamp)
+            job = normalize(
+                job, message.topic, message.partition, message.offset, message.timestamp
+            )
             assert job.job_id is not None
             if job.job_id in waiting_table or await redeliver(job.job_id):
                 continue
-            await fleet.ready.wait()
             started = time.perf_counter()
-            result = dispatcher.decide(job, clock())
+            # Never await the fleet view here: an agent that blocks while Faust starts its streams
+            # loses the messages fetched meanwhile (see docs/architecture.md, "Faust workarounds").
+            # A job that arrives before the view has caught up waits, durably, like any other.
+            result = (
+                dispatcher.decide(job, clock())
+                if fleet.ready.is_set()
+                else dispatcher.not_ready(job, clock())
+            )
             registry.decision_seconds.observe(time.perf_counter() - started)
             if result.waiting:
                 waiting_since = clock()
                 waiting_table[job.job_id] = {
-                    "job": job.model_dump(mode="json"), "partition": message.partition,
-                    "waiting_since": waiting_since, "attempts": 1,
+                    "job": job.model_dump(mode="json"),
+                    "partition": message.partition,
+                    "waiting_since": waiting_since,
+                    "attempts": 1,
                 }
-                pipeline.waiting_index.add(message.partition, job.job_type, job.job_id, waiting_since)
+                pipeline.waiting_index.add(
+                    message.partition, job.job_type, job.job_id, waiting_since
+                )
             await produce(result, job, message, message.partition)
 
     # --- retry: waiting jobs, per partition, per job type --------------------------------------

@@ -60,13 +60,19 @@ def calibrate(
         peak = max(rates)
         if len(rates) < min_intervals:
             results[host_id] = Calibration(
-                host_id, None, len(rates), peak,
+                host_id,
+                None,
+                len(rates),
+                peak,
                 f"only {len(rates)} sampling intervals; need {min_intervals} (run longer)",
             )
             continue
         limit = percentile(rates, p) * headroom
         results[host_id] = Calibration(
-            host_id, limit, len(rates), peak,
+            host_id,
+            limit,
+            len(rates),
+            peak,
             f"p{p:g} of the summed VM I/O rate over {len(rates)} intervals x headroom {headroom:g}",
         )
     return results

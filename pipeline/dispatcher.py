@@ -20,14 +20,22 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.events import DecisionOutcome, DispatchDecision, JobSubmission, QueuedJob, VmRegistration
+from pipeline.events import (
+    DecisionOutcome,
+    DispatchDecision,
+    JobSubmission,
+    QueuedJob,
+    VmRegistration,
+)
 from pipeline.fleet import FleetView
 from pipeline.policy.base import Policy
 from pipeline.policy.decision import JobRequest, Outcome
 from pipeline.policy.snapshot import FleetSnapshot, PolicyConfig
 
 
-def normalize(job: JobSubmission, topic: str, partition: int, offset: int, timestamp_s: float) -> JobSubmission:
+def normalize(
+    job: JobSubmission, topic: str, partition: int, offset: int, timestamp_s: float
+) -> JobSubmission:
     """Fill in what a submitter may leave out: a job id stable under redelivery, and a time.
 
     Without a `job_id`, the id derives from where the message sits in the log, so the same
@@ -45,7 +53,11 @@ class SnapshotSource:
     """Snapshots of the fleet for the policy, with this dispatcher's unreported placements."""
 
     def __init__(
-        self, view: FleetView, config: PolicyConfig, min_rebuild_s: float = 0.05, max_age_s: float = 0.5
+        self,
+        view: FleetView,
+        config: PolicyConfig,
+        min_rebuild_s: float = 0.05,
+        max_age_s: float = 0.5,
     ) -> None:
         self.view = view
         self.config = config
@@ -80,7 +92,8 @@ class SnapshotSource:
             keep = [
                 t
                 for t in self._claims[vm_id]
-                if (reported_until is None or t > reported_until) and now - t < 4 * self.config.stale_after_s
+                if (reported_until is None or t > reported_until)
+                and now - t < 4 * self.config.stale_after_s
             ]
             if keep:
                 self._claims[vm_id] = keep
@@ -115,7 +128,9 @@ class DispatchResult:
 class Dispatcher:
     """Decides one job at a time with the configured policy; produces nothing itself."""
 
-    def __init__(self, policy: Policy, view: FleetView, snapshots: SnapshotSource, rng: random.Random) -> None:
+    def __init__(
+        self, policy: Policy, view: FleetView, snapshots: SnapshotSource, rng: random.Random
+    ) -> None:
         self.policy = policy
         self.view = view
         self.snapshots = snapshots
@@ -126,7 +141,10 @@ class Dispatcher:
         deadline_at = job.deadline_at
         if deadline_at is not None and now >= deadline_at:
             return self._refuse(
-                job, now, attempt, DecisionOutcome.EXPIRED,
+                job,
+                now,
+                attempt,
+                DecisionOutcome.EXPIRED,
                 f"deadline passed: {now - deadline_at:.1f}s after submitted_at + deadline_s",
             )
         snapshot = self.snapshots.get(now)
@@ -144,7 +162,9 @@ class Dispatcher:
             attempt=attempt,
         )
         if decision.outcome is Outcome.REJECTED:
-            return DispatchResult(event, dead_letter_reason=f"no VM serves job type {job.job_type!r}")
+            return DispatchResult(
+                event, dead_letter_reason=f"no VM serves job type {job.job_type!r}"
+            )
         if decision.outcome is Outcome.WAITING:
             return DispatchResult(event)
         assert decision.vm_id is not None and decision.host_id is not None
@@ -153,12 +173,29 @@ class Dispatcher:
         queued = queued_job(job, decision.vm_id, decision.host_id, now, decision.policy)
         return DispatchResult(event, queued=queued, queue_topic=_queue_topic(registration))
 
+    def not_ready(self, job: JobSubmission, now: float) -> DispatchResult:
+        """A job that arrives before the fleet view has caught up waits; it is never rejected."""
+        event = DispatchDecision(
+            job_id=job.job_id or "",
+            job_type=job.job_type,
+            decided_at=now,
+            policy=self.policy.name,
+            outcome=DecisionOutcome.WAITING,
+            reason="fleet view not caught up yet",
+        )
+        return DispatchResult(event)
+
     def _refuse(
         self, job: JobSubmission, now: float, attempt: int, outcome: DecisionOutcome, reason: str
     ) -> DispatchResult:
         event = DispatchDecision(
-            job_id=job.job_id or "", job_type=job.job_type, decided_at=now, policy=self.policy.name,
-            outcome=outcome, reason=reason, attempt=attempt,
+            job_id=job.job_id or "",
+            job_type=job.job_type,
+            decided_at=now,
+            policy=self.policy.name,
+            outcome=outcome,
+            reason=reason,
+            attempt=attempt,
         )
         return DispatchResult(event, dead_letter_reason=reason)
 
@@ -205,7 +242,9 @@ class WaitingIndex:
         self._by_partition[partition] = types
 
     def add(self, partition: int, job_type: str, job_id: str, waiting_since: float) -> None:
-        self._by_partition.setdefault(partition, {}).setdefault(job_type, {})[job_id] = waiting_since
+        self._by_partition.setdefault(partition, {}).setdefault(job_type, {})[job_id] = (
+            waiting_since
+        )
 
     def remove(self, partition: int, job_type: str, job_id: str) -> None:
         types = self._by_partition.get(partition, {})
@@ -242,7 +281,11 @@ class DedupeHorizon:
         self._by_partition.setdefault(partition, deque()).append((at, job_id))
 
     def rebuild(self, partition: int, entries: Iterable[tuple[str, dict[str, Any]]]) -> None:
-        found = sorted((entry["at"], job_id) for job_id, entry in entries if entry.get("partition") == partition)
+        found = sorted(
+            (entry["at"], job_id)
+            for job_id, entry in entries
+            if entry.get("partition") == partition
+        )
         self._by_partition[partition] = deque(found)
 
     def expired(self, partition: int, before: float) -> list[str]:

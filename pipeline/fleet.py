@@ -88,13 +88,18 @@ class FleetView:
         self.version += 1
 
     def _table(self, topic: str) -> dict[str, Any]:
-        return {"hosts": self.hosts, "vms": self.vms, "vm-state": self.vm_states, "limits": self.limits}[
-            topic
-        ]
+        return {
+            "hosts": self.hosts,
+            "vms": self.vms,
+            "vm-state": self.vm_states,
+            "limits": self.limits,
+        }[topic]
 
     # --- derived values ---------------------------------------------------------------------
 
-    def _limit(self, scope: LimitScope, target: str, field: LimitField, source: LimitSource) -> float | None:
+    def _limit(
+        self, scope: LimitScope, target: str, field: LimitField, source: LimitSource
+    ) -> float | None:
         setting = self.limits.get(f"{scope}/{target}/{field}/{source}")
         return setting.value if setting else None
 
@@ -105,7 +110,9 @@ class FleetView:
         registration = self.hosts.get(host_id)
         if registration is not None and registration.io_limit_ops_per_s is not None:
             return Sourced(registration.io_limit_ops_per_s, "configured")
-        calibrated = self._limit(LimitScope.HOST, host_id, LimitField.IO_LIMIT, LimitSource.CALIBRATED)
+        calibrated = self._limit(
+            LimitScope.HOST, host_id, LimitField.IO_LIMIT, LimitSource.CALIBRATED
+        )
         if calibrated is not None:
             return Sourced(calibrated, "calibrated")
         return Sourced(None, None)
@@ -117,7 +124,9 @@ class FleetView:
         state = self.vm_states.get(vm_id)
         if state is not None and state.io_per_job is not None:
             return Sourced(state.io_per_job, "measured")
-        calibrated = self._limit(LimitScope.VM, vm_id, LimitField.IO_PER_JOB, LimitSource.CALIBRATED)
+        calibrated = self._limit(
+            LimitScope.VM, vm_id, LimitField.IO_PER_JOB, LimitSource.CALIBRATED
+        )
         if calibrated is not None:
             return Sourced(calibrated, "calibrated")
         return Sourced(None, None)
@@ -154,7 +163,9 @@ class FleetView:
             # Only telemetry sampled on this host counts: a VM that just migrated here brings
             # no evidence that this host's Dom0 is alive.
             if state and state.last_telemetry_at is not None and state.host_id == vm.host_id:
-                last_telemetry[vm.host_id] = max(last_telemetry.get(vm.host_id, 0.0), state.last_telemetry_at)
+                last_telemetry[vm.host_id] = max(
+                    last_telemetry.get(vm.host_id, 0.0), state.last_telemetry_at
+                )
         for host_id, host in self.hosts.items():
             if host.status is HostStatus.UP:
                 vms_by_host.setdefault(host_id, [])

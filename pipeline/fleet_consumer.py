@@ -32,7 +32,11 @@ class FleetConsumer(Service):
     """Keeps `view` up to date with the fleet topics; `ready` once caught up."""
 
     def __init__(
-        self, settings: KafkaSettings, view: FleetView, dead_letter: DeadLetterSink, **kwargs: object
+        self,
+        settings: KafkaSettings,
+        view: FleetView,
+        dead_letter: DeadLetterSink,
+        **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.settings = settings
@@ -45,8 +49,11 @@ class FleetConsumer(Service):
 
     async def on_start(self) -> None:
         self._consumer = AIOKafkaConsumer(
-            group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
-            client_id="vmlb-fleet-view", **self.settings.to_aiokafka(),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            client_id="vmlb-fleet-view",
+            **self.settings.to_aiokafka(),
         )
         await self._consumer.start()
         partitions = []
@@ -66,7 +73,7 @@ class FleetConsumer(Service):
             found = self._consumer.partitions_for_topic(topic)
             if found:
                 return found
-            await self._consumer._client.force_metadata_update()  # noqa: SLF001
+            await self._consumer._client.force_metadata_update()
             await asyncio.sleep(0.1)
         raise EventError(f"fleet topic {topic} does not exist; run `vmlb topics apply`")
 
@@ -85,13 +92,24 @@ class FleetConsumer(Service):
                         self.view.apply(logical, record.key, record.value)
                     except EventError as exc:
                         await self.dead_letter(
-                            tp.topic, tp.partition, record.offset, record.key, record.value, str(exc)
+                            tp.topic,
+                            tp.partition,
+                            record.offset,
+                            record.key,
+                            record.value,
+                            str(exc),
                         )
-                if tp in self._catch_up and records and records[-1].offset + 1 >= self._catch_up[tp]:
+                if (
+                    tp in self._catch_up
+                    and records
+                    and records[-1].offset + 1 >= self._catch_up[tp]
+                ):
                     del self._catch_up[tp]
             self._check_ready()
 
     def _check_ready(self) -> None:
         if not self._catch_up and not self.ready.is_set():
-            log.info("fleet view caught up: %d hosts, %d VMs", len(self.view.hosts), len(self.view.vms))
+            log.info(
+                "fleet view caught up: %d hosts, %d VMs", len(self.view.hosts), len(self.view.vms)
+            )
             self.ready.set()

@@ -133,7 +133,9 @@ class PipelineSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="VMLB_", frozen=True, extra="ignore")
 
-    app_id: str = Field("vmlb-pipeline", description="Faust app id: consumer group and changelog prefix")
+    app_id: str = Field(
+        "vmlb-pipeline", description="Faust app id: consumer group and changelog prefix"
+    )
     policy: str = Field("io-aware", description="dispatch policy (see `vmlb worker --help`)")
     data_dir: str = Field(".vmlb/worker", description="RocksDB tables live here")
     web_host: str = "127.0.0.1"
@@ -141,16 +143,32 @@ class PipelineSettings(BaseSettings):
     # The paper's load window (Eq. 1) and the io_per_job estimator (Table 2).
     load_window_s: float = Field(30.0, gt=0, description="window for load, I/O rate and io_per_job")
     bucket_s: float = Field(1.0, gt=0, description="resolution of the windows")
-    io_per_job_min_jobs: int = Field(20, ge=1, description="completions in the window before io_per_job is estimated")
-    inflight_timeout_s: float = Field(600.0, gt=0, description="an in-flight job older than this is presumed lost")
+    io_per_job_min_jobs: int = Field(
+        20, ge=1, description="completions in the window before io_per_job is estimated"
+    )
+    inflight_timeout_s: float = Field(
+        600.0, gt=0, description="an in-flight job older than this is presumed lost"
+    )
     # Dispatch.
-    stale_after_s: float = Field(3.0, gt=0, description="a host silent this long is ineligible, never idle")
-    horizon_s: float = Field(5.0, gt=0, description="committed I/O of in-flight jobs is spread over this horizon")
-    warmup_outstanding_per_vm: int = Field(2, ge=1, description="jobs a VM may hold before its host's limit is known")
+    stale_after_s: float = Field(
+        3.0, gt=0, description="a host silent this long is ineligible, never idle"
+    )
+    horizon_s: float = Field(
+        5.0, gt=0, description="committed I/O of in-flight jobs is spread over this horizon"
+    )
+    warmup_outstanding_per_vm: int = Field(
+        2, ge=1, description="jobs a VM may hold before its host's limit is known"
+    )
     retry_interval_s: float = Field(0.25, gt=0, description="how often waiting jobs are retried")
-    vm_state_interval_s: float = Field(0.25, gt=0, description="at most one vm-state update per VM this often")
-    dedupe_horizon_s: float = Field(3600.0, gt=0, description="dispatched job ids are remembered this long")
+    vm_state_interval_s: float = Field(
+        0.25, gt=0, description="at most one vm-state update per VM this often"
+    )
+    dedupe_horizon_s: float = Field(
+        3600.0, gt=0, description="dispatched job ids are remembered this long"
+    )
     recent_decisions: int = Field(500, ge=0, description="decisions kept for the /decisions query")
+    # A crashed worker's partitions move to the others after this long (Faust's default is 60 s).
+    session_timeout_s: float = Field(10.0, gt=0, description="consumer group session timeout")
 
 
 def load_pipeline_settings(**overrides: Any) -> PipelineSettings:

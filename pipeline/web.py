@@ -85,9 +85,7 @@ def register(pipeline: Pipeline) -> None:
     class WaitingView(View):
         async def get(self, request: Request) -> Response:
             table = pipeline.tables["waiting_jobs"]
-            waiting = [
-                {"job_id": job_id, **entry} for job_id, entry in table.items()
-            ]
+            waiting = [{"job_id": job_id, **entry} for job_id, entry in table.items()]
             waiting.sort(key=lambda entry: entry["waiting_since"])
             return self.json({"waiting": waiting, "count": len(waiting)})
 
@@ -105,4 +103,6 @@ def register(pipeline: Pipeline) -> None:
     class MetricsView(View):
         async def get(self, request: Request) -> Response:
             hosts_now()  # refresh per-host gauges
-            return self.bytes(pipeline.metrics.exposition(), content_type="text/plain; version=0.0.4")
+            return self.bytes(
+                pipeline.metrics.exposition(), content_type="text/plain; version=0.0.4"
+            )

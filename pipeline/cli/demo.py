@@ -11,9 +11,21 @@ from pipeline.cli.common import console
 
 
 @click.command("demo")
-@click.option("--duration", "duration_s", type=click.FloatRange(min=10), default=None, help="seconds to run (default: until Ctrl-C)")
+@click.option(
+    "--duration",
+    "duration_s",
+    type=click.FloatRange(min=10),
+    default=None,
+    help="seconds to run (default: until Ctrl-C)",
+)
 @click.option("--policy", default="io-aware", show_default=True, help="dispatch policy")
-@click.option("--web-port", type=int, default=6066, show_default=True, help="the worker's web view (another free port if taken)")
+@click.option(
+    "--web-port",
+    type=int,
+    default=6066,
+    show_default=True,
+    help="the worker's web view (another free port if taken)",
+)
 @click.option("--no-live", is_flag=True, help="no live terminal view (for logs and CI)")
 @click.option("--seed", type=int, default=1, show_default=True, help="seed of the job generator")
 def demo(duration_s: float | None, policy: str, web_port: int, no_live: bool, seed: int) -> None:
@@ -28,10 +40,22 @@ def demo(duration_s: float | None, policy: str, web_port: int, no_live: bool, se
     from pipeline.policy.registry import build_policy
 
     build_policy(policy)  # an unknown name fails now, naming the valid ones
-    summary = run_demo(DemoOptions(duration_s, policy, web_port, live=not no_live, seed=seed), console)
+    summary = run_demo(
+        DemoOptions(duration_s, policy, web_port, live=not no_live, seed=seed), console
+    )
     table = Table("", "", title="demo summary")
-    for key in ("submitted", "completed", "waiting", "in_queue", "dead_lettered", "lost",
-                "p50_response_s", "p99_response_s", "overload_s", "overload_with_headroom_elsewhere_s"):
+    for key in (
+        "submitted",
+        "completed",
+        "waiting",
+        "in_queue",
+        "dead_lettered",
+        "lost",
+        "p50_response_s",
+        "p99_response_s",
+        "overload_s",
+        "overload_with_headroom_elsewhere_s",
+    ):
         table.add_row(key, str(summary.get(key)))
     for host, seconds in summary["overload_s_by_host"].items():
         table.add_row(f"  above limit: {host}", f"{seconds} s")

@@ -24,7 +24,9 @@ def _publish(settings: KafkaSettings, settings_out: list[LimitSetting]) -> None:
         producer.close()
 
 
-def _read_samples(settings: KafkaSettings, duration_s: float, since_s: float | None) -> list[IoSample]:
+def _read_samples(
+    settings: KafkaSettings, duration_s: float, since_s: float | None
+) -> list[IoSample]:
     topic = settings.topic("io-samples")
     consumer = KafkaConsumer(group_id=None, enable_auto_commit=False, **settings.to_kafka_python())
     try:
@@ -35,7 +37,9 @@ def _read_samples(settings: KafkaSettings, duration_s: float, since_s: float | N
         consumer.assign(assigned)
         now = time.time()
         if since_s is not None:
-            starts = consumer.offsets_for_times({tp: int((now - since_s) * 1000) for tp in assigned})
+            starts = consumer.offsets_for_times(
+                {tp: int((now - since_s) * 1000) for tp in assigned}
+            )
             ends = consumer.end_offsets(assigned)
             for tp in assigned:
                 found = starts.get(tp)
@@ -62,15 +66,35 @@ def _read_samples(settings: KafkaSettings, duration_s: float, since_s: float | N
 
 @click.command("calibrate")
 @kafka_options
-@click.option("--host", "hosts", multiple=True, help="calibrate only this host (repeatable); default all seen")
-@click.option("--duration", "duration_s", type=float, default=30.0, show_default=True, help="seconds of live telemetry to collect")
-@click.option("--since", "since_s", type=float, default=None, help="use the last S seconds already in the topic instead of waiting")
+@click.option(
+    "--host", "hosts", multiple=True, help="calibrate only this host (repeatable); default all seen"
+)
+@click.option(
+    "--duration",
+    "duration_s",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="seconds of live telemetry to collect",
+)
+@click.option(
+    "--since",
+    "since_s",
+    type=float,
+    default=None,
+    help="use the last S seconds already in the topic instead of waiting",
+)
 @click.option("--percentile", "p", type=float, default=95.0, show_default=True)
 @click.option("--headroom", type=float, default=0.9, show_default=True)
 @click.option("--dry-run", is_flag=True, help="print the limits; publish nothing")
 def calibrate(
-    settings: KafkaSettings, hosts: tuple[str, ...], duration_s: float, since_s: float | None,
-    p: float, headroom: float, dry_run: bool,
+    settings: KafkaSettings,
+    hosts: tuple[str, ...],
+    duration_s: float,
+    since_s: float | None,
+    p: float,
+    headroom: float,
+    dry_run: bool,
 ) -> None:
     """Measure each host's I/O limit (the paper's Table 1) from its VMs' summed I/O.
 
@@ -88,16 +112,28 @@ def calibrate(
         raise click.BadParameter(str(exc)) from None
     if not results:
         raise VmlbError("no I/O samples arrived; is `vmlb dom0` running for these hosts?")
-    table = Table("host", "limit ops/s", "peak ops/s", "intervals", "how", title="calibration (Table 1)")
+    table = Table(
+        "host", "limit ops/s", "peak ops/s", "intervals", "how", title="calibration (Table 1)"
+    )
     out = []
     for result in results.values():
         limit = f"{result.limit_ops_per_s:.0f}" if result.limit_ops_per_s else "-"
-        table.add_row(result.host_id, limit, f"{result.peak_ops_per_s:.0f}", str(result.intervals), result.detail)
+        table.add_row(
+            result.host_id,
+            limit,
+            f"{result.peak_ops_per_s:.0f}",
+            str(result.intervals),
+            result.detail,
+        )
         if result.limit_ops_per_s:
             out.append(
                 LimitSetting(
-                    scope=LimitScope.HOST, target_id=result.host_id, field=LimitField.IO_LIMIT,
-                    source=LimitSource.CALIBRATED, value=result.limit_ops_per_s, set_at=time.time(),
+                    scope=LimitScope.HOST,
+                    target_id=result.host_id,
+                    field=LimitField.IO_LIMIT,
+                    source=LimitSource.CALIBRATED,
+                    value=result.limit_ops_per_s,
+                    set_at=time.time(),
                     detail=result.detail,
                 )
             )
@@ -114,7 +150,9 @@ def limit() -> None:
     """Operator overrides of a host's I/O limit or a VM's io_per_job (they win over measurements)."""
 
 
-def _target(host: str | None, vm: str | None, io_limit: float | None, io_per_job: float | None) -> tuple[LimitScope, str, LimitField]:
+def _target(
+    host: str | None, vm: str | None, io_limit: float | None, io_per_job: float | None
+) -> tuple[LimitScope, str, LimitField]:
     if (host is None) == (vm is None):
         raise click.UsageError("give exactly one of --host or --vm")
     if host is not None:
@@ -130,15 +168,38 @@ def _target(host: str | None, vm: str | None, io_limit: float | None, io_per_job
 @kafka_options
 @click.option("--host", default=None)
 @click.option("--vm", default=None)
-@click.option("--io-limit", type=click.FloatRange(min=0, min_open=True), default=None, help="host I/O limit, ops/s")
-@click.option("--io-per-job", type=click.FloatRange(min=0, min_open=True), default=None, help="VM I/O per job, ops")
-def limit_set(settings: KafkaSettings, host: str | None, vm: str | None, io_limit: float | None, io_per_job: float | None) -> None:
+@click.option(
+    "--io-limit",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="host I/O limit, ops/s",
+)
+@click.option(
+    "--io-per-job",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="VM I/O per job, ops",
+)
+def limit_set(
+    settings: KafkaSettings,
+    host: str | None,
+    vm: str | None,
+    io_limit: float | None,
+    io_per_job: float | None,
+) -> None:
     """Set an override, e.g. `vmlb limit set --host h1 --io-limit 5000`."""
     scope, target, field = _target(host, vm, io_limit, io_per_job)
     value = io_limit if scope is LimitScope.HOST else io_per_job
     if value is None:
         raise click.UsageError("give --io-limit (with --host) or --io-per-job (with --vm)")
-    setting = LimitSetting(scope=scope, target_id=target, field=field, source=LimitSource.OPERATOR, value=value, set_at=time.time())
+    setting = LimitSetting(
+        scope=scope,
+        target_id=target,
+        field=field,
+        source=LimitSource.OPERATOR,
+        value=value,
+        set_at=time.time(),
+    )
     _publish(settings, [setting])
     console.print(f"{scope} {target}: {field} = {value:g} (operator override)")
 
@@ -150,6 +211,13 @@ def limit_set(settings: KafkaSettings, host: str | None, vm: str | None, io_limi
 def limit_clear(settings: KafkaSettings, host: str | None, vm: str | None) -> None:
     """Remove an operator override; measurements and configuration apply again."""
     scope, target, field = _target(host, vm, None, None)
-    setting = LimitSetting(scope=scope, target_id=target, field=field, source=LimitSource.OPERATOR, value=None, set_at=time.time())
+    setting = LimitSetting(
+        scope=scope,
+        target_id=target,
+        field=field,
+        source=LimitSource.OPERATOR,
+        value=None,
+        set_at=time.time(),
+    )
     _publish(settings, [setting])
     console.print(f"{scope} {target}: {field} override cleared")

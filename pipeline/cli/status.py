@@ -19,7 +19,9 @@ def fetch(base_url: str, path: str, timeout_s: float = 5.0) -> Any:
         with urllib.request.urlopen(base_url.rstrip("/") + path, timeout=timeout_s) as answer:
             return json.loads(answer.read())
     except (urllib.error.URLError, OSError) as exc:
-        raise VmlbError(f"no worker answers at {base_url} ({exc}); start one with `vmlb worker`") from None
+        raise VmlbError(
+            f"no worker answers at {base_url} ({exc}); start one with `vmlb worker`"
+        ) from None
 
 
 def bar(value: float, limit: float | None, width: int = 20) -> str:
@@ -32,7 +34,15 @@ def bar(value: float, limit: float | None, width: int = 20) -> str:
 
 
 def hosts_table(hosts: list[dict[str, Any]]) -> Table:
-    table = Table("host", "I/O against limit", "total ops/s", "limit", "headroom", "eligible", "VMs (load/s, io/job, queue)")
+    table = Table(
+        "host",
+        "I/O against limit",
+        "total ops/s",
+        "limit",
+        "headroom",
+        "eligible",
+        "VMs (load/s, io/job, queue)",
+    )
     for host in hosts:
         vms = "\n".join(
             f"{vm['vm_id']} [{vm['job_type']}] {vm['load_jobs_per_s']:.1f}/s, "
@@ -55,8 +65,12 @@ def hosts_table(hosts: list[dict[str, Any]]) -> Table:
 
 
 @click.command("status")
-@click.option("--url", default="http://127.0.0.1:6066", show_default=True, help="a worker's web address")
-@click.option("--json", "as_json", is_flag=True, help="print the worker's answers as one JSON object")
+@click.option(
+    "--url", default="http://127.0.0.1:6066", show_default=True, help="a worker's web address"
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="print the worker's answers as one JSON object"
+)
 def status(url: str, as_json: bool) -> None:
     """Hosts, their I/O against limits, eligibility and VMs, from the running worker."""
     summary = fetch(url, "/status")

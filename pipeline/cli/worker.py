@@ -10,14 +10,26 @@ from pipeline.settings import load_pipeline_settings
 
 @click.command("worker")
 @kafka_options
-@click.option("--policy", default=None, help="dispatch policy: io-aware (default), paper, round-robin, random, least-outstanding, guest-util")
-@click.option("--web-port", type=int, default=None, help="HTTP port of the queries and metrics (default 6066)")
+@click.option(
+    "--policy",
+    default=None,
+    help="dispatch policy: io-aware (default), paper, round-robin, random, least-outstanding, guest-util",
+)
+@click.option(
+    "--web-port", type=int, default=None, help="HTTP port of the queries and metrics (default 6066)"
+)
 @click.option("--data-dir", default=None, help="where RocksDB tables live (default .vmlb/worker)")
-@click.option("--app-id", default=None, help="Faust app id; workers with the same id share the work")
+@click.option(
+    "--app-id", default=None, help="Faust app id; workers with the same id share the work"
+)
 @click.option("-l", "--loglevel", default="info", show_default=True)
 def worker(
-    settings: KafkaSettings, policy: str | None, web_port: int | None, data_dir: str | None,
-    app_id: str | None, loglevel: str,
+    settings: KafkaSettings,
+    policy: str | None,
+    web_port: int | None,
+    data_dir: str | None,
+    app_id: str | None,
+    loglevel: str,
 ) -> None:
     """Run one pipeline worker. Start several with the same --app-id to share partitions.
 
@@ -28,7 +40,9 @@ def worker(
 
     from pipeline.app import create_app
 
-    pipeline_settings = load_pipeline_settings(policy=policy, web_port=web_port, data_dir=data_dir, app_id=app_id)
+    pipeline_settings = load_pipeline_settings(
+        policy=policy, web_port=web_port, data_dir=data_dir, app_id=app_id
+    )
     pipeline = create_app(settings, pipeline_settings)
     console.print(
         f"worker {pipeline_settings.app_id}: policy {pipeline.dispatcher.policy.name}, "

@@ -28,7 +28,11 @@ def _host(host_id: str, capacity: float) -> DemoHost:
     return DemoHost(
         host_id,
         capacity,
-        ((f"{host_id}-io", "io-heavy"), (f"{host_id}-mix", "mixed"), (f"{host_id}-cpu", "cpu-heavy")),
+        (
+            (f"{host_id}-io", "io-heavy"),
+            (f"{host_id}-mix", "mixed"),
+            (f"{host_id}-cpu", "cpu-heavy"),
+        ),
     )
 
 

@@ -35,8 +35,11 @@ class Children:
         with open(log, "ab") as out:
             process = subprocess.Popen(
                 [sys.executable, "-m", "pipeline.cli.main", *args],
-                env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                env={**os.environ, **env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         child = Child(name, process, log)
         self.children.append(child)

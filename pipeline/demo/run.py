@@ -25,7 +25,13 @@ from rich.live import Live
 from rich.text import Text
 
 from pipeline.cli.status import hosts_table
-from pipeline.demo.fleet import FLEET, JOB_MIX, PAYLOADS, fleet_capacity_jobs_per_s, offered_rate_per_s
+from pipeline.demo.fleet import (
+    FLEET,
+    JOB_MIX,
+    PAYLOADS,
+    fleet_capacity_jobs_per_s,
+    offered_rate_per_s,
+)
 from pipeline.demo.processes import Children, tail
 from pipeline.demo.summary import summarize
 from pipeline.errors import VmlbError
@@ -74,7 +80,9 @@ class Generator:
                     elapsed = time.monotonic() - started
                     if elapsed >= self.duration_s:
                         break
-                    self.rate_per_s = offered_rate_per_s(elapsed, self.duration_s, self.capacity_jobs_per_s)
+                    self.rate_per_s = offered_rate_per_s(
+                        elapsed, self.duration_s, self.capacity_jobs_per_s
+                    )
                     next_at += rng.expovariate(self.rate_per_s)  # Poisson arrivals
                     delay = next_at - time.monotonic()
                     if delay > 0 and self.stop.wait(delay):
@@ -114,8 +122,17 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
     try:
         children.start("worker", ["worker", "-l", "warning"], env)
         for host in FLEET:
-            args = ["host", "--id", host.host_id, "--io-capacity", str(host.io_capacity_ops_per_s),
-                    "--io-limit", str(host.io_limit_ops_per_s), "--state-dir", str(run_dir / "hosts" / host.host_id)]
+            args = [
+                "host",
+                "--id",
+                host.host_id,
+                "--io-capacity",
+                str(host.io_capacity_ops_per_s),
+                "--io-limit",
+                str(host.io_limit_ops_per_s),
+                "--state-dir",
+                str(run_dir / "hosts" / host.host_id),
+            ]
             for vm_id, job_type in host.vms:
                 args += ["--vm", f"{vm_id}:{job_type}"]
             children.start(host.host_id, args, env)
@@ -164,7 +181,11 @@ def _forget_earlier_runs(kafka: KafkaSettings, console: Console) -> None:
 
     admin = KafkaAdminClient(client_id="vmlb-demo", **kafka.to_kafka_python())
     try:
-        old = [t for t in admin.list_topics() if t.startswith(DEMO_PREFIX) or t.startswith("vmlb-demo-")]
+        old = [
+            t
+            for t in admin.list_topics()
+            if t.startswith(DEMO_PREFIX) or t.startswith("vmlb-demo-")
+        ]
         if old:
             admin.delete_topics(old, timeout_ms=30000)
             console.print(f"deleted {len(old)} topics of earlier demo runs")
@@ -177,26 +198,40 @@ def _get(url: str, path: str) -> Any:
         return json.loads(answer.read())
 
 
-def _wait_for_fleet(url: str, children: Children, console: Console, timeout_s: float = 120.0) -> None:
+def _wait_for_fleet(
+    url: str, children: Children, console: Console, timeout_s: float = 120.0
+) -> None:
     expected_vms = sum(len(host.vms) for host in FLEET)
     deadline = time.monotonic() + timeout_s
     with console.status("starting the worker and four emulated hosts (12 guest VMs)..."):
         while time.monotonic() < deadline:
             for child in children.failed():
-                raise VmlbError(f"{child.name} exited ({child.process.returncode}):\n{tail(child.log)}")
+                raise VmlbError(
+                    f"{child.name} exited ({child.process.returncode}):\n{tail(child.log)}"
+                )
             with contextlib.suppress(OSError, ValueError):
                 hosts = _get(url, "/hosts")["hosts"]
                 vms = [vm for host in hosts for vm in host["vms"]]
-                fresh = [h for h in hosts if h["telemetry_age_s"] is not None and h["telemetry_age_s"] < 3]
+                fresh = [
+                    h
+                    for h in hosts
+                    if h["telemetry_age_s"] is not None and h["telemetry_age_s"] < 3
+                ]
                 if len(vms) == expected_vms and len(fresh) == len(FLEET):
                     return
             time.sleep(0.5)
-    raise VmlbError(f"the fleet did not come up in {timeout_s:.0f}s; see the logs in {children.log_dir}")
+    raise VmlbError(
+        f"the fleet did not come up in {timeout_s:.0f}s; see the logs in {children.log_dir}"
+    )
 
 
 def _watch(
-    url: str, generator: Generator, thread: threading.Thread, children: Children,
-    options: DemoOptions, console: Console,
+    url: str,
+    generator: Generator,
+    thread: threading.Thread,
+    children: Children,
+    options: DemoOptions,
+    console: Console,
 ) -> None:
     started = time.monotonic()
     end = started + options.duration_s if options.duration_s else None
@@ -221,7 +256,9 @@ def _watch(
     with Live(frame(), console=console, refresh_per_second=2, transient=False) as live:
         while (end is None or time.monotonic() < end) and thread.is_alive():
             for child in children.failed():
-                raise VmlbError(f"{child.name} exited ({child.process.returncode}):\n{tail(child.log)}")
+                raise VmlbError(
+                    f"{child.name} exited ({child.process.returncode}):\n{tail(child.log)}"
+                )
             time.sleep(1.0)
             with contextlib.suppress(OSError, ValueError):
                 live.update(frame())
@@ -245,14 +282,18 @@ def _drain(url: str, kafka: KafkaSettings, submitted: int, console: Console) -> 
 def _summary(kafka: KafkaSettings, waiting: set[str]) -> dict[str, Any]:
     def parse(cls: type, topic: str) -> list[Any]:
         items = []
-        for record in read_all(kafka, kafka.topic(topic) if "." not in topic else topic, timeout_s=30):
+        for record in read_all(
+            kafka, kafka.topic(topic) if "." not in topic else topic, timeout_s=30
+        ):
             with contextlib.suppress(VmlbError):
                 items.append(cls.from_bytes(record.value))
         return items
 
     submitted = [job.job_id for job in parse(JobSubmission, "jobs") if job.job_id]
     queued = [
-        job.job_id for host in FLEET for vm_id, _ in host.vms
+        job.job_id
+        for host in FLEET
+        for vm_id, _ in host.vms
         for job in parse(QueuedJob, f"{kafka.topic_prefix}queue.{vm_id}")
     ]
     limits = {host.host_id: float(host.io_limit_ops_per_s) for host in FLEET}

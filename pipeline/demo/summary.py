@@ -30,7 +30,9 @@ def quantile(values: list[float], q: float) -> float | None:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
-def overload(samples: Iterable[IoSample], limits: Mapping[str, float]) -> tuple[dict[str, float], float]:
+def overload(
+    samples: Iterable[IoSample], limits: Mapping[str, float]
+) -> tuple[dict[str, float], float]:
     """Seconds each host spent above its limit; and seconds of that with headroom elsewhere."""
     rates: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     interval_s: dict[str, float] = {}

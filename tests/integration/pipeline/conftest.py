@@ -50,7 +50,9 @@ def free_port() -> int:
 class Worker:
     """One `vmlb worker` process with its own web port and data dir."""
 
-    def __init__(self, kafka: KafkaSettings, app_id: str, data_dir: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self, kafka: KafkaSettings, app_id: str, data_dir: Path, env: dict[str, str]
+    ) -> None:
         self.port = free_port()
         self.log = data_dir / f"worker-{self.port}.log"
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -66,7 +68,10 @@ class Worker:
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "pipeline.cli.main", "worker", "-l", "info"],
-                env=environment, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                env=environment,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
     def get(self, path: str) -> Any:
@@ -107,7 +112,12 @@ class Worker:
                 self.kill()
 
 
-def wait_for(predicate: Callable[[], Any], timeout_s: float = 30.0, what: str = "condition") -> Any:
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout_s: float = 30.0,
+    what: str = "condition",
+    on_fail: Callable[[], str] | None = None,
+) -> Any:
     deadline = time.monotonic() + timeout_s
     last: Any = None
     while time.monotonic() < deadline:
@@ -118,7 +128,8 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float = 30.0, what: str = 
         if last:
             return last
         time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+    detail = f"\n{on_fail()}" if on_fail else ""
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r}){detail}")
 
 
 class FleetDriver:
@@ -143,20 +154,28 @@ class FleetDriver:
         self.producer.flush(timeout=30)
 
     def host(self, host_id: str, io_limit: float | None = None) -> None:
-        registration = HostRegistration(host_id=host_id, io_limit_ops_per_s=io_limit, registered_at=time.time())
+        registration = HostRegistration(
+            host_id=host_id, io_limit_ops_per_s=io_limit, registered_at=time.time()
+        )
         self.send("hosts", registration.key(), registration.to_bytes())
 
     def vm(self, vm_id: str, host_id: str, job_type: str) -> str:
         spec = self.topics.queue_topic(vm_id)
         ensure_topic(self.kafka, spec)
         registration = VmRegistration(
-            vm_id=vm_id, host_id=host_id, job_type=job_type, queue_topic=spec.name, registered_at=time.time()
+            vm_id=vm_id,
+            host_id=host_id,
+            job_type=job_type,
+            queue_topic=spec.name,
+            registered_at=time.time(),
         )
         self.send("vms", registration.key(), registration.to_bytes())
         self.vm_hosts[vm_id] = host_id
         return spec.name
 
-    def io(self, vm_id: str, io_ops_per_s: float, seconds: int = 3, end_at: float | None = None) -> None:
+    def io(
+        self, vm_id: str, io_ops_per_s: float, seconds: int = 3, end_at: float | None = None
+    ) -> None:
         """`seconds` one-second samples of a constant rate, ending now (or at `end_at`)."""
         end = end_at if end_at is not None else time.time()
         for i in range(seconds):
@@ -165,7 +184,11 @@ class FleetDriver:
     def _sample(self, vm_id: str, at: float, io_ops_per_s: float) -> None:
         self._counters[vm_id] = self._counters.get(vm_id, 0) + int(io_ops_per_s)
         sample = IoSample(
-            host_id=self.vm_hosts[vm_id], vm_id=vm_id, sampled_at=at, interval_s=1.0, io_ops=int(io_ops_per_s),
+            host_id=self.vm_hosts[vm_id],
+            vm_id=vm_id,
+            sampled_at=at,
+            interval_s=1.0,
+            io_ops=int(io_ops_per_s),
             counters=IoCounters(block_rd_reqs=self._counters[vm_id]),
         )
         self.send("io-samples", sample.key(), sample.to_bytes())
@@ -178,13 +201,21 @@ class FleetDriver:
     def _complete(self, vm_id: str, finished: float, job_type: str) -> None:
         self.completed[vm_id] = self.completed.get(vm_id, 0) + 1
         done = JobCompletion(
-            job_id=f"done-{vm_id}-{uuid.uuid4().hex[:8]}", job_type=job_type, vm_id=vm_id,
-            host_id=self.vm_hosts[vm_id], submitted_at=finished - 0.3, dispatched_at=finished - 0.25,
-            started_at=finished - 0.2, finished_at=finished, outcome="succeeded",
+            job_id=f"done-{vm_id}-{uuid.uuid4().hex[:8]}",
+            job_type=job_type,
+            vm_id=vm_id,
+            host_id=self.vm_hosts[vm_id],
+            submitted_at=finished - 0.3,
+            dispatched_at=finished - 0.25,
+            started_at=finished - 0.2,
+            finished_at=finished,
+            outcome="succeeded",
         )
         self.send("completions", done.key(), done.to_bytes())
 
-    def report(self, vm_id: str, io_ops_per_s: float, jobs_per_s: float = 0.0, job_type: str = "io") -> None:
+    def report(
+        self, vm_id: str, io_ops_per_s: float, jobs_per_s: float = 0.0, job_type: str = "io"
+    ) -> None:
         """Keep reporting like a live Dom0 and guest: one sample a second, completions at a rate.
 
         Rates are windowed as of processing time, so a test must keep its fleet talking rather
@@ -210,17 +241,26 @@ class FleetDriver:
                     self._complete(vm_id, now, job_type)
             self.producer.flush(timeout=10)
 
-    def submit(self, job_type: str, job_id: str | None = None, deadline_s: float | None = None) -> str:
+    def submit(
+        self, job_type: str, job_id: str | None = None, deadline_s: float | None = None
+    ) -> str:
         job = JobSubmission(
-            job_id=job_id or uuid.uuid4().hex, job_type=job_type, submitted_at=time.time(), deadline_s=deadline_s
+            job_id=job_id or uuid.uuid4().hex,
+            job_type=job_type,
+            submitted_at=time.time(),
+            deadline_s=deadline_s,
         )
         self.send("jobs", job.key(), job.to_bytes())
         return job.job_id or ""
 
     def limit(self, host_id: str, value: float | None) -> None:
         setting = LimitSetting(
-            scope=LimitScope.HOST, target_id=host_id, field=LimitField.IO_LIMIT, source=LimitSource.OPERATOR,
-            value=value, set_at=time.time(),
+            scope=LimitScope.HOST,
+            target_id=host_id,
+            field=LimitField.IO_LIMIT,
+            source=LimitSource.OPERATOR,
+            value=value,
+            set_at=time.time(),
         )
         self.send("limits", setting.key(), setting.to_bytes())
 
@@ -243,7 +283,9 @@ def fleet(kafka_settings: KafkaSettings, topics: Topics) -> Iterator[FleetDriver
 
 
 @pytest.fixture
-def start_worker(kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path) -> Iterator[Callable[..., Worker]]:
+def start_worker(
+    kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path
+) -> Iterator[Callable[..., Worker]]:
     """Start `vmlb worker` processes for this test (same app id unless given); stopped after."""
     started: list[Worker] = []
     app_id = f"vmlb-test-{uuid.uuid4().hex[:8]}"

@@ -22,7 +22,9 @@ def queued(kafka, topic: str) -> list[QueuedJob]:
 
 
 def decisions(kafka, topics) -> list[DispatchDecision]:
-    return [DispatchDecision.from_bytes(r.value) for r in read_topic(kafka, topics.name("decisions"))]
+    return [
+        DispatchDecision.from_bytes(r.value) for r in read_topic(kafka, topics.name("decisions"))
+    ]
 
 
 def two_hosts_one_saturated(fleet) -> tuple[str, str]:
@@ -42,7 +44,11 @@ def test_host_totals_and_eligibility_from_telemetry_and_completions(fleet, start
 
     # Rates build up over the first seconds of a window; wait until h1 has measurably crossed.
     hosts = wait_for(
-        lambda: (h := hosts_by_id(worker)) and h.get("h1", {}).get("measured_io_ops_per_s", 0) > 1200 and h,
+        lambda: (
+            (h := hosts_by_id(worker))
+            and h.get("h1", {}).get("measured_io_ops_per_s", 0) > 1200
+            and h
+        ),
         what="h1's measured state",
     )
     h1, h2 = hosts["h1"], hosts["h2"]
@@ -59,15 +65,21 @@ def test_host_totals_and_eligibility_from_telemetry_and_completions(fleet, start
     assert 'vmlb_host_eligible{host="h2"} 1.0' in metrics
 
 
-def test_jobs_go_only_to_eligible_hosts_and_every_decision_is_recorded(kafka_settings, topics, fleet, start_worker):
+def test_jobs_go_only_to_eligible_hosts_and_every_decision_is_recorded(
+    kafka_settings, topics, fleet, start_worker
+):
     busy, free = two_hosts_one_saturated(fleet)
     worker = start_worker(**FAST)
-    wait_for(lambda: hosts_by_id(worker).get("h1", {}).get("eligible") is False, what="h1 ineligible")
+    wait_for(
+        lambda: hosts_by_id(worker).get("h1", {}).get("eligible") is False, what="h1 ineligible"
+    )
 
     job_ids = [fleet.submit("io") for _ in range(12)]
     fleet.flush()
 
-    on_free = wait_for(lambda: len(q := queued(kafka_settings, free)) >= 12 and q, what="12 jobs on b1")
+    on_free = wait_for(
+        lambda: len(q := queued(kafka_settings, free)) >= 12 and q, what="12 jobs on b1"
+    )
     assert sorted(job.job_id for job in on_free) == sorted(job_ids)
     assert queued(kafka_settings, busy) == []
     made = {d.job_id: d for d in decisions(kafka_settings, topics)}
@@ -91,21 +103,28 @@ def test_a_saturated_fleet_makes_jobs_wait_then_dispatches_when_a_host_frees_up(
     fleet.report("a1", 1500, jobs_per_s=5)
     fleet.report("c1", 10)
     worker = start_worker(**FAST)
-    wait_for(lambda: hosts_by_id(worker).get("h1", {}).get("eligible") is False, what="h1 ineligible")
+    wait_for(
+        lambda: hosts_by_id(worker).get("h1", {}).get("eligible") is False, what="h1 ineligible"
+    )
 
     waiting_ids = [fleet.submit("io") for _ in range(5)]
     cpu_id = fleet.submit("cpu")
     fleet.flush()
 
     wait_for(lambda: worker.get("/waiting")["count"] == 5, what="5 jobs waiting")
-    wait_for(lambda: [j.job_id for j in queued(kafka_settings, other)] == [cpu_id], what="the cpu job dispatched")
+    wait_for(
+        lambda: [j.job_id for j in queued(kafka_settings, other)] == [cpu_id],
+        what="the cpu job dispatched",
+    )
     assert queued(kafka_settings, queue) == []
     outcomes = {(d.job_id, d.outcome) for d in decisions(kafka_settings, topics)}
     assert all((job_id, "waiting") in outcomes for job_id in waiting_ids)
 
     fleet.limit("h1", 100_000)  # the operator raises h1's limit: it has headroom now
     fleet.flush()
-    dispatched = wait_for(lambda: len(q := queued(kafka_settings, queue)) == 5 and q, what="waiting jobs dispatched")
+    dispatched = wait_for(
+        lambda: len(q := queued(kafka_settings, queue)) == 5 and q, what="waiting jobs dispatched"
+    )
     assert sorted(j.job_id for j in dispatched) == sorted(waiting_ids)
     wait_for(lambda: worker.get("/waiting")["count"] == 0, what="nothing waiting")
 
@@ -118,7 +137,9 @@ def test_bad_input_unknown_types_and_deadlines_are_dead_lettered_and_the_agent_g
     fleet.flush()
     fleet.report("a1", 1500, jobs_per_s=5)
     worker = start_worker(**FAST)
-    wait_for(lambda: hosts_by_id(worker).get("h1", {}).get("eligible") is False, what="h1 ineligible")
+    wait_for(
+        lambda: hosts_by_id(worker).get("h1", {}).get("eligible") is False, what="h1 ineligible"
+    )
 
     fleet.send("jobs", b"k1", b"{not json")
     fleet.send("jobs", b"k2", json.dumps({"job_typ": "io"}).encode())
@@ -129,14 +150,20 @@ def test_bad_input_unknown_types_and_deadlines_are_dead_lettered_and_the_agent_g
     fleet.flush()
 
     def letters() -> list[DeadLetter]:
-        return [DeadLetter.from_bytes(r.value) for r in read_topic(kafka_settings, topics.name("dead-letters"))]
+        return [
+            DeadLetter.from_bytes(r.value)
+            for r in read_topic(kafka_settings, topics.name("dead-letters"))
+        ]
 
     found = wait_for(lambda: len(d := letters()) >= 5 and d, what="5 dead letters")
     reasons = " | ".join(letter.reason for letter in found)
     assert "not JSON" in reasons
     assert "job_type: Field required" in reasons
     assert "IoSample" in reasons
-    assert any(letter.job_id == unknown and "no VM serves job type 'no-such-type'" in letter.reason for letter in found)
+    assert any(
+        letter.job_id == unknown and "no VM serves job type 'no-such-type'" in letter.reason
+        for letter in found
+    )
     assert any(letter.job_id == expiring and "deadline passed" in letter.reason for letter in found)
     assert {letter.stage for letter in found} == {"dispatcher", "vm_stats"}
 
@@ -144,15 +171,22 @@ def test_bad_input_unknown_types_and_deadlines_are_dead_lettered_and_the_agent_g
     fleet.limit("h1", 100_000)
     good = fleet.submit("io")
     fleet.flush()
-    wait_for(lambda: good in {j.job_id for j in queued(kafka_settings, queue)}, what="the good job dispatched")
+    wait_for(
+        lambda: good in {j.job_id for j in queued(kafka_settings, queue)},
+        what="the good job dispatched",
+    )
 
 
-def test_stale_telemetry_makes_a_host_ineligible_not_idle(kafka_settings, topics, fleet, start_worker):
+def test_stale_telemetry_makes_a_host_ineligible_not_idle(
+    kafka_settings, topics, fleet, start_worker
+):
     fleet.host("h1", io_limit=1000)
     fleet.host("h2", io_limit=1000)
     stale = fleet.vm("a1", "h1", "io")
     fresh = fleet.vm("b1", "h2", "io")
-    fleet.io("a1", 0, seconds=2, end_at=time.time() - 30)  # silent for 30 s: looks idle, is not known
+    fleet.io(
+        "a1", 0, seconds=2, end_at=time.time() - 30
+    )  # silent for 30 s: looks idle, is not known
     fleet.flush()
     fleet.report("b1", 500)
     worker = start_worker(**{**FAST, "VMLB_STALE_AFTER_S": "10"})
@@ -179,11 +213,14 @@ def test_a_migrated_vm_counts_against_its_new_host(kafka_settings, topics, fleet
     fleet.flush()
     # Once h2's Dom0 has sampled a1, a1's load is h2's: h2 is over its limit, h1 is empty.
     hosts = wait_for(
-        lambda: (h := hosts_by_id(worker))["h2"]["telemetry_age_s"] is not None and h, what="a1 sampled on h2"
+        lambda: (h := hosts_by_id(worker))["h2"]["telemetry_age_s"] is not None and h,
+        what="a1 sampled on h2",
     )
     assert [vm["vm_id"] for vm in hosts["h2"]["vms"]] == ["a1"]
     assert hosts["h1"]["vms"] == []
     assert hosts["h2"]["total_io_ops_per_s"] > 1000
     assert hosts["h2"]["eligible"] is False and "limit" in hosts["h2"]["reason"]
-    states = [VmState.from_bytes(r.value) for r in read_topic(kafka_settings, topics.name("vm-state"))]
+    states = [
+        VmState.from_bytes(r.value) for r in read_topic(kafka_settings, topics.name("vm-state"))
+    ]
     assert [s.host_id for s in states if s.vm_id == "a1"][-1] == "h2"

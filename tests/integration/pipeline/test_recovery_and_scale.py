@@ -13,7 +13,9 @@ def queued_ids(kafka, topic: str) -> list[str]:
     return [QueuedJob.from_bytes(r.value).job_id for r in read_topic(kafka, topic)]
 
 
-def test_a_killed_worker_recovers_its_tables_and_loses_no_job(kafka_settings, topics, fleet, start_worker, tmp_path):
+def test_a_killed_worker_recovers_its_tables_and_loses_no_job(
+    kafka_settings, topics, fleet, start_worker, tmp_path
+):
     settings = {**FAST, "VMLB_LOAD_WINDOW_S": "300"}  # nothing leaves the window during the test
     fleet.host("h1", io_limit=1000)
     queue = fleet.vm("a1", "h1", "io")
@@ -33,23 +35,49 @@ def test_a_killed_worker_recovers_its_tables_and_loses_no_job(kafka_settings, to
 
     # A new worker with an empty data dir: its tables can only come from the changelogs.
     second = start_worker(data_dir=tmp_path / "second", **settings)
-    wait_for(lambda: second.get("/waiting")["count"] == 25, what="all 25 jobs waiting after restart", timeout_s=60)
+    # Its partitions move over once the killed worker's session times out (10 s).
+    wait_for(
+        lambda: second.get("/waiting")["count"] == 25,
+        what="all 25 jobs waiting after restart",
+        timeout_s=60,
+        on_fail=lambda: (
+            f"waiting={second.get('/waiting')['count']} status={second.get('/status')} "
+            f"decisions={len(read_topic(kafka_settings, topics.name('decisions')))} "
+            f"jobs={len(read_topic(kafka_settings, topics.name('jobs')))}"
+        ),
+    )
     fleet.completions("a1", jobs=1, over_s=0.5)
     fleet.flush()
 
     def a1_state() -> VmState | None:
-        states = [VmState.from_bytes(r.value) for r in read_topic(kafka_settings, topics.name("vm-state"))]
-        return next((s for s in reversed(states) if s.vm_id == "a1" and s.io_per_job_samples > completed_before), None)
+        states = [
+            VmState.from_bytes(r.value) for r in read_topic(kafka_settings, topics.name("vm-state"))
+        ]
+        return next(
+            (
+                s
+                for s in reversed(states)
+                if s.vm_id == "a1" and s.io_per_job_samples > completed_before
+            ),
+            None,
+        )
 
     # Every completion from before the crash is still in the window: restored, not forgotten.
-    assert wait_for(a1_state, what="a1's windows restored").io_per_job_samples == completed_before + 1
+    assert (
+        wait_for(a1_state, what="a1's windows restored").io_per_job_samples == completed_before + 1
+    )
 
     fleet.limit("h1", 100_000)
     fleet.flush()
-    wait_for(lambda: set(waiting + more) <= set(queued_ids(kafka_settings, queue)), what="every job dispatched")
+    wait_for(
+        lambda: set(waiting + more) <= set(queued_ids(kafka_settings, queue)),
+        what="every job dispatched",
+    )
 
 
-def test_two_workers_split_the_partitions_and_both_see_every_host(kafka_settings, topics, fleet, start_worker):
+def test_two_workers_split_the_partitions_and_both_see_every_host(
+    kafka_settings, topics, fleet, start_worker
+):
     for host in ("h1", "h2", "h3"):
         fleet.host(host, io_limit=100_000)
         fleet.vm(f"{host}-vm", host, "io")
@@ -77,4 +105,7 @@ def test_two_workers_split_the_partitions_and_both_see_every_host(kafka_settings
         return set(jobs) <= found
 
     wait_for(all_dispatched, what="60 jobs dispatched")
-    assert one.get("/decisions?limit=100")["decisions"] and two.get("/decisions?limit=100")["decisions"]
+    assert (
+        one.get("/decisions?limit=100")["decisions"]
+        and two.get("/decisions?limit=100")["decisions"]
+    )

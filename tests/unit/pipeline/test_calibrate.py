@@ -5,7 +5,14 @@ from pipeline.events import IoCounters, IoSample
 
 
 def sample(host: str, vm: str, t: float, io_ops: int, interval_s: float = 1.0) -> IoSample:
-    return IoSample(host_id=host, vm_id=vm, sampled_at=t, interval_s=interval_s, io_ops=io_ops, counters=IoCounters())
+    return IoSample(
+        host_id=host,
+        vm_id=vm,
+        sampled_at=t,
+        interval_s=interval_s,
+        io_ops=io_ops,
+        counters=IoCounters(),
+    )
 
 
 def test_percentile_nearest_rank():

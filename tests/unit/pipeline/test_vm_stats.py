@@ -5,17 +5,32 @@ import pytest
 from pipeline.events import IoCounters, IoSample, JobCompletion
 from pipeline.vm_stats import VmStats, WindowConfig
 
-CONFIG = WindowConfig(load_window_s=10.0, bucket_s=1.0, io_per_job_min_jobs=4, inflight_timeout_s=60.0)
+CONFIG = WindowConfig(
+    load_window_s=10.0, bucket_s=1.0, io_per_job_min_jobs=4, inflight_timeout_s=60.0
+)
 
 
 def sample(t: float, io_ops: int, host: str = "h1") -> IoSample:
-    return IoSample(host_id=host, vm_id="vm1", sampled_at=t, interval_s=1.0, io_ops=io_ops, counters=IoCounters())
+    return IoSample(
+        host_id=host,
+        vm_id="vm1",
+        sampled_at=t,
+        interval_s=1.0,
+        io_ops=io_ops,
+        counters=IoCounters(),
+    )
 
 
 def done(job_id: str, finished_at: float, service_s: float = 0.5) -> JobCompletion:
     return JobCompletion(
-        job_id=job_id, job_type="io", vm_id="vm1", host_id="h1", submitted_at=finished_at - 2,
-        dispatched_at=finished_at - 1.5, started_at=finished_at - service_s, finished_at=finished_at,
+        job_id=job_id,
+        job_type="io",
+        vm_id="vm1",
+        host_id="h1",
+        submitted_at=finished_at - 2,
+        dispatched_at=finished_at - 1.5,
+        started_at=finished_at - service_s,
+        finished_at=finished_at,
         outcome="succeeded",
     )
 

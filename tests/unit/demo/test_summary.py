@@ -1,0 +1,66 @@
+import pytest
+
+from pipeline.demo.summary import overload, quantile, summarize
+from pipeline.events import DeadLetter, IoCounters, IoSample, JobCompletion
+
+
+def done(job_id: str, submitted_at: float, finished_at: float) -> JobCompletion:
+    return JobCompletion(
+        job_id=job_id,
+        job_type="io",
+        vm_id="v",
+        host_id="h1",
+        submitted_at=submitted_at,
+        dispatched_at=submitted_at,
+        started_at=submitted_at,
+        finished_at=finished_at,
+        outcome="succeeded",
+    )
+
+
+def sample(host: str, t: float, io_ops: int) -> IoSample:
+    return IoSample(
+        host_id=host,
+        vm_id=f"{host}-v",
+        sampled_at=t,
+        interval_s=1.0,
+        io_ops=io_ops,
+        counters=IoCounters(),
+    )
+
+
+def test_every_submitted_job_lands_in_exactly_one_bucket():
+    letter = DeadLetter(
+        source_topic="jobs", reason="deadline", stage="dispatcher", dead_lettered_at=1, job_id="d"
+    )
+    summary = summarize(
+        submitted=["a", "b", "c", "d", "w", "q", "x"],
+        completions=[done("a", 0, 1), done("b", 0, 3), done("c", 0, 2), done("c", 0, 2)],
+        dead_letters=[letter],
+        waiting=["w"],
+        queued=["a", "q"],
+        samples=[],
+        limits={},
+    )
+    assert summary["completed"] == 3
+    assert summary["dead_lettered"] == 1
+    assert summary["waiting"] == 1
+    assert summary["in_queue"] == 1
+    assert summary["lost"] == 1 and summary["lost_job_ids"] == ["x"]
+    assert summary["duplicate_completions"] == 1
+    assert summary["p50_response_s"] == 2.0
+    assert summary["p99_response_s"] == 3.0
+
+
+def test_quantiles_nearest_rank():
+    assert quantile([], 0.5) is None
+    assert quantile([3, 1, 2], 0.5) == 2
+    assert quantile(list(range(1, 101)), 0.99) == 99
+
+
+def test_overload_counts_seconds_above_limit_and_wasted_headroom():
+    samples = [sample("h1", t, 1200) for t in range(10)] + [sample("h2", t, 100) for t in range(5)]
+    samples += [sample("h2", t, 950) for t in range(5, 10)]
+    above, wasted = overload(samples, {"h1": 1000, "h2": 1000})
+    assert above == {"h1": pytest.approx(10.0), "h2": 0.0}
+    assert wasted == pytest.approx(5.0)  # h2 had room only during the first 5 s
