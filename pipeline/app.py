@@ -100,7 +100,8 @@ def create_app(
     )
     policy = build_policy(settings.policy, policy_config)  # unknown name fails here, at start
     windows = WindowConfig(
-        load_window_s=settings.load_window_s,
+        rate_window_s=settings.rate_window_s,
+        io_per_job_window_s=settings.io_per_job_window_s,
         bucket_s=settings.bucket_s,
         io_per_job_min_jobs=settings.io_per_job_min_jobs,
         inflight_timeout_s=settings.inflight_timeout_s,
@@ -110,7 +111,7 @@ def create_app(
         settings.app_id,
         broker=kafka.to_faust_url(),
         broker_credentials=kafka.to_faust_credentials(),
-        store="rocksdb://",
+        store=settings.store,
         datadir=settings.data_dir,
         web_host=settings.web_host,
         web_port=settings.web_port,
@@ -216,7 +217,7 @@ def create_app(
         row = vm_stats_table.get(vm_id)
         if row is None:
             return
-        state = VmStats.from_dict(row, vm_id).state(now, windows)
+        state = VmStats.from_dict(row, vm_id, windows).state(now)
         await vm_state_topic.send(key=state.key(), value=state.to_bytes())
         last_published[vm_id] = now
         unpublished.discard(vm_id)
@@ -258,13 +259,13 @@ def create_app(
                     stage="vm_stats",
                 )
                 continue
-            row = VmStats.from_dict(vm_stats_table.get(vm_id), vm_id)
+            row = VmStats.from_dict(vm_stats_table.get(vm_id), vm_id, windows)
             if isinstance(item, IoSample):
-                changed = row.add_sample(item, windows)
+                changed = row.add_sample(item)
             elif isinstance(item, JobCompletion):
-                changed = row.add_completion(item, windows)
+                changed = row.add_completion(item)
             else:
-                changed = row.add_dispatch(item.job_id, item.decided_at, windows)
+                changed = row.add_dispatch(item.job_id, item.decided_at)
             if not changed:
                 continue
             vm_stats_table[vm_id] = row.to_dict()

@@ -8,10 +8,13 @@ so the row is updated by one agent without joins:
   that sampled it (a migration needs nothing else);
 - completions add to the job-count and busy-time windows (load, Eq. 1) and leave the in-flight
   set;
+Windows are `pipeline.windows.SlidingWindow`s (event time, plain data), the same code the
+simulator uses: rates over `rate_window_s`, `io_per_job` over `io_per_job_window_s`.
+
 - decisions add the job to the in-flight set (dispatched, not yet completed).
 
 `io_per_job` (Table 2) is re-estimated on every completion as the ratio of windowed sums,
-`Σ io_ops / Σ jobs` over the load window, once the window holds at least `min_jobs` completions;
+`Σ io_ops / Σ jobs` over its window, once the window holds at least `min_jobs` completions;
 until then the last estimate stands. A ratio of sums over a sliding window follows drift within
 one window and does not overweight a single odd job, which a mean of per-job ratios would.
 
@@ -22,38 +25,38 @@ as arguments; nothing here reads a clock or touches Kafka.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.events import IoSample, JobCompletion, VmState
+from pipeline.windows import SlidingWindow
 
 
 @dataclass(frozen=True)
 class WindowConfig:
-    """How the per-VM windows are kept (settings `VMLB_LOAD_WINDOW_S`, `VMLB_BUCKET_S`, ...)."""
+    """How the per-VM windows are kept (settings `VMLB_RATE_WINDOW_S`, ...).
 
-    load_window_s: float = 30.0
+    Rates (I/O, load, busy fraction) use a short window so the dispatcher sees a host fill up
+    within seconds; `io_per_job` uses a longer one, since a ratio needs many jobs to be steady.
+    """
+
+    rate_window_s: float = 5.0
+    io_per_job_window_s: float = 60.0
     bucket_s: float = 1.0
     io_per_job_min_jobs: int = 20
     #: A job in flight longer than this is presumed lost by its guest and stops counting.
     inflight_timeout_s: float = 600.0
 
-    def bucket(self, t: float) -> int:
-        return int(t // self.bucket_s)
+    def rate_window(self) -> SlidingWindow:
+        return SlidingWindow(self.rate_window_s, self.bucket_s)
+
+    def io_per_job_window(self) -> SlidingWindow:
+        return SlidingWindow(self.io_per_job_window_s, self.bucket_s)
 
 
-def _window_add(buckets: dict[str, float], key: int, value: float) -> None:
-    name = str(key)  # JSON object keys are strings; the row must stay plain JSON
-    buckets[name] = buckets.get(name, 0.0) + value
-
-
-def _window_prune(buckets: dict[str, float], oldest: int) -> None:
-    for name in [name for name in buckets if int(name) < oldest]:
-        del buckets[name]
-
-
-def _window_sum(buckets: dict[str, float], oldest: int) -> float:
-    return sum(value for name, value in buckets.items() if int(name) >= oldest)
+#: The row's windows: name -> which WindowConfig window it is.
+_RATE_WINDOWS = ("io_ops", "jobs", "busy_s")
+_LONG_WINDOWS = ("io_ops_long", "jobs_long")
 
 
 @dataclass
@@ -61,91 +64,110 @@ class VmStats:
     """The `vm_stats` table row of one VM. Plain data: `to_dict()`/`from_dict()` round-trip."""
 
     vm_id: str
+    config: WindowConfig = field(default_factory=WindowConfig, repr=False, compare=False)
     host_id: str | None = None
-    io_ops: dict[str, float] = field(default_factory=dict)
-    jobs: dict[str, float] = field(default_factory=dict)
-    busy_s: dict[str, float] = field(default_factory=dict)
+    windows: dict[str, SlidingWindow] = field(default_factory=dict)
     inflight: dict[str, float] = field(default_factory=dict)  # job_id -> dispatched_at
     completed: dict[str, float] = field(default_factory=dict)  # job_id -> finished_at (dedupe)
     io_per_job: float | None = None
     io_per_job_samples: int = 0
-    first_seen_at: float | None = None
     last_telemetry_at: float | None = None
     last_completion_at: float | None = None
     last_decision_at: float | None = None
 
+    def __post_init__(self) -> None:
+        for name in _RATE_WINDOWS:
+            self.windows.setdefault(name, self.config.rate_window())
+        for name in _LONG_WINDOWS:
+            self.windows.setdefault(name, self.config.io_per_job_window())
+
     # --- plain data -------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "vm_id": self.vm_id,
+            "host_id": self.host_id,
+            "windows": {name: window.to_dict() for name, window in self.windows.items()},
+            "inflight": self.inflight,
+            "completed": self.completed,
+            "io_per_job": self.io_per_job,
+            "io_per_job_samples": self.io_per_job_samples,
+            "last_telemetry_at": self.last_telemetry_at,
+            "last_completion_at": self.last_completion_at,
+            "last_decision_at": self.last_decision_at,
+        }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None, vm_id: str) -> VmStats:
+    def from_dict(cls, data: dict[str, Any] | None, vm_id: str, config: WindowConfig) -> VmStats:
         if not data:
-            return cls(vm_id=vm_id)
-        return cls(**data)
+            return cls(vm_id=vm_id, config=config)
+        fields = {key: value for key, value in data.items() if key != "windows"}
+        windows = {}
+        for name, window in data.get("windows", {}).items():
+            restored = SlidingWindow.from_dict(window)
+            wanted = config.rate_window_s if name in _RATE_WINDOWS else config.io_per_job_window_s
+            if restored.window_s == wanted and restored.bucket_s == config.bucket_s:
+                windows[name] = restored  # a changed setting starts that window afresh
+        return cls(config=config, windows=windows, **fields)
 
     # --- inputs -----------------------------------------------------------------------------
 
-    def add_sample(self, sample: IoSample, config: WindowConfig) -> bool:
+    def add_sample(self, sample: IoSample) -> bool:
         """Count one I/O sample; False if it is not newer than the last one (a re-delivery)."""
         if self.last_telemetry_at is not None and sample.sampled_at <= self.last_telemetry_at:
             return False
-        self._seen(sample.sampled_at)
         self.host_id = sample.host_id
         self.last_telemetry_at = sample.sampled_at
-        _window_add(self.io_ops, config.bucket(sample.sampled_at), sample.io_ops)
-        self._prune(sample.sampled_at, config)
+        self.windows["io_ops"].add(sample.sampled_at, sample.io_ops)
+        self.windows["io_ops_long"].add(sample.sampled_at, sample.io_ops)
+        self._prune(sample.sampled_at)
         return True
 
-    def add_completion(self, done: JobCompletion, config: WindowConfig) -> bool:
+    def add_completion(self, done: JobCompletion) -> bool:
         """Count one completed job; False if this job id was already counted."""
         if done.job_id in self.completed:
             return False
-        self._seen(done.finished_at)
         self.completed[done.job_id] = done.finished_at
         self.inflight.pop(done.job_id, None)
-        bucket = config.bucket(done.finished_at)
-        _window_add(self.jobs, bucket, 1)
-        _window_add(self.busy_s, bucket, done.service_s)
+        self.windows["jobs"].add(done.finished_at, 1)
+        self.windows["jobs_long"].add(done.finished_at, 1)
+        self.windows["busy_s"].add(done.finished_at, done.service_s)
         self.last_completion_at = max(done.finished_at, self.last_completion_at or 0.0)
-        self._prune(done.finished_at, config)
-        self._estimate_io_per_job(done.finished_at, config)
+        self._prune(done.finished_at)
+        self._estimate_io_per_job(done.finished_at)
         return True
 
-    def add_dispatch(self, job_id: str, dispatched_at: float, config: WindowConfig) -> bool:
+    def add_dispatch(self, job_id: str, dispatched_at: float) -> bool:
         """Count one job dispatched to this VM; False if already in flight or completed."""
         self.last_decision_at = max(dispatched_at, self.last_decision_at or 0.0)
         if job_id in self.inflight or job_id in self.completed:
             return False
-        self._seen(dispatched_at)
         self.inflight[job_id] = dispatched_at
-        self._prune(dispatched_at, config)
+        self._prune(dispatched_at)
         return True
 
     # --- outputs ----------------------------------------------------------------------------
 
-    def io_ops_per_s(self, now: float, config: WindowConfig) -> float:
-        return _window_sum(self.io_ops, self._oldest(now, config)) / self._span_s(now, config)
+    def io_ops_per_s(self, now: float) -> float:
+        return self.windows["io_ops"].rate_per_s(now)
 
-    def load_jobs_per_s(self, now: float, config: WindowConfig) -> float:
-        """Eq. 1: jobs completed per second over the load window (or since first seen)."""
-        return _window_sum(self.jobs, self._oldest(now, config)) / self._span_s(now, config)
+    def load_jobs_per_s(self, now: float) -> float:
+        """Eq. 1: jobs completed per second over the rate window (or since first seen)."""
+        return self.windows["jobs"].rate_per_s(now)
 
-    def busy_fraction(self, now: float, config: WindowConfig) -> float:
-        busy = _window_sum(self.busy_s, self._oldest(now, config)) / self._span_s(now, config)
-        return min(1.0, busy)
+    def busy_fraction(self, now: float) -> float:
+        return min(1.0, self.windows["busy_s"].rate_per_s(now))
 
-    def state(self, now: float, config: WindowConfig) -> VmState:
+    def state(self, now: float) -> VmState:
         """The VM's published state (topic vm-state) as of `now`."""
         return VmState(
             vm_id=self.vm_id,
             host_id=self.host_id,
-            io_ops_per_s=self.io_ops_per_s(now, config),
-            load_jobs_per_s=self.load_jobs_per_s(now, config),
+            io_ops_per_s=self.io_ops_per_s(now),
+            load_jobs_per_s=self.load_jobs_per_s(now),
             io_per_job=self.io_per_job,
             io_per_job_samples=self.io_per_job_samples,
-            busy_fraction=self.busy_fraction(now, config),
+            busy_fraction=self.busy_fraction(now),
             outstanding_jobs=len(self.inflight),
             last_telemetry_at=self.last_telemetry_at,
             last_completion_at=self.last_completion_at,
@@ -155,34 +177,14 @@ class VmStats:
 
     # --- internals --------------------------------------------------------------------------
 
-    def _seen(self, t: float) -> None:
-        if self.first_seen_at is None or t < self.first_seen_at:
-            self.first_seen_at = t
-
-    def _oldest(self, now: float, config: WindowConfig) -> int:
-        # The bucket holding `now` is still filling; the window covers the buckets before it
-        # plus that one, i.e. load_window_s seconds ending at now.
-        return config.bucket(now - config.load_window_s) + 1
-
-    def _span_s(self, now: float, config: WindowConfig) -> float:
-        """Seconds the window covers: the full window, or less for a VM seen only recently."""
-        if self.first_seen_at is None:
-            return config.load_window_s
-        buckets_seen = config.bucket(now) - config.bucket(self.first_seen_at) + 1
-        return max(config.bucket_s, min(config.load_window_s, buckets_seen * config.bucket_s))
-
-    def _prune(self, now: float, config: WindowConfig) -> None:
-        oldest = self._oldest(now, config)
-        for buckets in (self.io_ops, self.jobs, self.busy_s):
-            _window_prune(buckets, oldest)
-        horizon = now - config.load_window_s
+    def _prune(self, now: float) -> None:
+        horizon = now - max(self.config.rate_window_s, self.config.io_per_job_window_s)
         self.completed = {j: t for j, t in self.completed.items() if t >= horizon}
-        expired = now - config.inflight_timeout_s
+        expired = now - self.config.inflight_timeout_s
         self.inflight = {j: t for j, t in self.inflight.items() if t >= expired}
 
-    def _estimate_io_per_job(self, now: float, config: WindowConfig) -> None:
-        oldest = self._oldest(now, config)
-        jobs = _window_sum(self.jobs, oldest)
-        if jobs >= config.io_per_job_min_jobs:
-            self.io_per_job = _window_sum(self.io_ops, oldest) / jobs
+    def _estimate_io_per_job(self, now: float) -> None:
+        jobs = self.windows["jobs_long"].total(now)
+        if jobs >= self.config.io_per_job_min_jobs:
+            self.io_per_job = self.windows["io_ops_long"].total(now) / jobs
             self.io_per_job_samples = int(jobs)

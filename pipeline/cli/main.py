@@ -30,6 +30,10 @@ def cli(verbose: int) -> None:
     logging.basicConfig(
         level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if verbose == 0:
+        # kafka-python reports routine reconnects and slow polls as errors; the commands say
+        # what went wrong in their own words. -v shows them.
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
 
 cli.add_command(broker)

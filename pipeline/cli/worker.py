@@ -33,7 +33,7 @@ def worker(
 ) -> None:
     """Run one pipeline worker. Start several with the same --app-id to share partitions.
 
-    Every setting also reads the environment (VMLB_POLICY, VMLB_LOAD_WINDOW_S, VMLB_STALE_AFTER_S,
+    Every setting also reads the environment (VMLB_POLICY, VMLB_RATE_WINDOW_S, VMLB_STALE_AFTER_S,
     ...; see pipeline/settings.py for all of them and their defaults).
     """
     from faust import Worker

@@ -10,7 +10,12 @@ import pytest
 from pipeline.events import DeadLetter, DispatchDecision, QueuedJob, VmState
 from tests.integration.pipeline.conftest import read_topic, wait_for
 
-FAST = {"VMLB_LOAD_WINDOW_S": "10", "VMLB_IO_PER_JOB_MIN_JOBS": "5", "VMLB_STALE_AFTER_S": "5"}
+FAST = {
+    "VMLB_RATE_WINDOW_S": "5",
+    "VMLB_IO_PER_JOB_WINDOW_S": "10",
+    "VMLB_IO_PER_JOB_MIN_JOBS": "5",
+    "VMLB_STALE_AFTER_S": "5",
+}
 
 
 def hosts_by_id(worker) -> dict:
@@ -155,16 +160,26 @@ def test_bad_input_unknown_types_and_deadlines_are_dead_lettered_and_the_agent_g
             for r in read_topic(kafka_settings, topics.name("dead-letters"))
         ]
 
-    found = wait_for(lambda: len(d := letters()) >= 5 and d, what="5 dead letters")
-    reasons = " | ".join(letter.reason for letter in found)
-    assert "not JSON" in reasons
-    assert "job_type: Field required" in reasons
-    assert "IoSample" in reasons
-    assert any(
-        letter.job_id == unknown and "no VM serves job type 'no-such-type'" in letter.reason
-        for letter in found
+    def all_there() -> list[DeadLetter] | None:
+        found = letters()
+        reasons = " | ".join(letter.reason for letter in found)
+        expected = (
+            "not JSON" in reasons
+            and "job_type: Field required" in reasons
+            and "IoSample" in reasons
+            and any(
+                x.job_id == unknown and "no VM serves job type 'no-such-type'" in x.reason
+                for x in found
+            )
+            and any(x.job_id == expiring and "deadline passed" in x.reason for x in found)
+        )
+        return found if expected else None
+
+    found = wait_for(
+        all_there,
+        what="every bad message dead-lettered with its reason",
+        on_fail=lambda: f"{[letter.reason for letter in letters()]} {worker.get('/waiting')}",
     )
-    assert any(letter.job_id == expiring and "deadline passed" in letter.reason for letter in found)
     assert {letter.stage for letter in found} == {"dispatcher", "vm_stats"}
 
     # And it keeps going: a good job, once h1 has room, is dispatched.

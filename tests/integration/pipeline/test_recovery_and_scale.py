@@ -16,7 +16,10 @@ def queued_ids(kafka, topic: str) -> list[str]:
 def test_a_killed_worker_recovers_its_tables_and_loses_no_job(
     kafka_settings, topics, fleet, start_worker, tmp_path
 ):
-    settings = {**FAST, "VMLB_LOAD_WINDOW_S": "300"}  # nothing leaves the window during the test
+    settings = {
+        **FAST,
+        "VMLB_IO_PER_JOB_WINDOW_S": "300",
+    }  # nothing leaves the window during the test
     fleet.host("h1", io_limit=1000)
     queue = fleet.vm("a1", "h1", "io")
     fleet.flush()

@@ -6,7 +6,11 @@ from pipeline.events import IoCounters, IoSample, JobCompletion
 from pipeline.vm_stats import VmStats, WindowConfig
 
 CONFIG = WindowConfig(
-    load_window_s=10.0, bucket_s=1.0, io_per_job_min_jobs=4, inflight_timeout_s=60.0
+    rate_window_s=10.0,
+    io_per_job_window_s=10.0,
+    bucket_s=1.0,
+    io_per_job_min_jobs=4,
+    inflight_timeout_s=60.0,
 )
 
 
@@ -36,104 +40,125 @@ def done(job_id: str, finished_at: float, service_s: float = 0.5) -> JobCompleti
 
 
 def test_io_rate_is_the_windowed_sum_over_the_window():
-    row = VmStats("vm1")
+    row = VmStats("vm1", CONFIG)
     for t in range(100, 120):  # 20 seconds of 50 ops/s
-        row.add_sample(sample(float(t), 50), CONFIG)
+        row.add_sample(sample(float(t), 50))
     # Window of 10 s ending at 119.5: buckets 110..119 hold 10 x 50 = 500 ops.
-    assert row.io_ops_per_s(119.5, CONFIG) == pytest.approx(50.0)
+    assert row.io_ops_per_s(119.5) == pytest.approx(50.0)
 
 
 def test_load_is_jobs_completed_per_second_eq1():
-    row = VmStats("vm1")
+    row = VmStats("vm1", CONFIG)
     for i in range(10):  # 10 jobs over buckets 100..109, i.e. 10 jobs in a 10 s window
-        row.add_completion(done(f"j{i}", 100.0 + i), CONFIG)
-    assert row.load_jobs_per_s(109.5, CONFIG) == pytest.approx(1.0)
+        row.add_completion(done(f"j{i}", 100.0 + i))
+    assert row.load_jobs_per_s(109.5) == pytest.approx(1.0)
     # Ten seconds later those jobs have left the window.
-    assert row.load_jobs_per_s(125.0, CONFIG) == 0.0
+    assert row.load_jobs_per_s(125.0) == 0.0
 
 
 def test_a_vm_seen_for_only_a_few_seconds_is_not_diluted_by_the_full_window():
-    row = VmStats("vm1")
-    row.add_completion(done("a", 100.2), CONFIG)
-    row.add_completion(done("b", 100.7), CONFIG)
+    row = VmStats("vm1", CONFIG)
+    row.add_completion(done("a", 100.2))
+    row.add_completion(done("b", 100.7))
     # Seen for one bucket: 2 jobs in 1 s, not 2 jobs in 10 s.
-    assert row.load_jobs_per_s(100.9, CONFIG) == pytest.approx(2.0)
+    assert row.load_jobs_per_s(100.9) == pytest.approx(2.0)
 
 
 def test_io_per_job_table2_is_the_ratio_of_windowed_sums_after_min_jobs():
-    row = VmStats("vm1")
+    row = VmStats("vm1", CONFIG)
     for t in range(100, 104):
-        row.add_sample(sample(float(t), 300), CONFIG)  # 1200 ops
+        row.add_sample(sample(float(t), 300))  # 1200 ops
     for i in range(3):
-        row.add_completion(done(f"j{i}", 101.0 + i), CONFIG)
+        row.add_completion(done(f"j{i}", 101.0 + i))
     assert row.io_per_job is None  # 3 jobs < min_jobs 4: no estimate yet
-    row.add_completion(done("j3", 103.5), CONFIG)
+    row.add_completion(done("j3", 103.5))
     assert row.io_per_job == pytest.approx(1200 / 4)
     assert row.io_per_job_samples == 4
 
 
 def test_io_per_job_follows_drift_within_one_window():
-    row = VmStats("vm1")
+    row = VmStats("vm1", CONFIG)
     for t in range(100, 110):
-        row.add_sample(sample(float(t), 100), CONFIG)
-        row.add_completion(done(f"old{t}", t + 0.5), CONFIG)
+        row.add_sample(sample(float(t), 100))
+        row.add_completion(done(f"old{t}", t + 0.5))
     assert row.io_per_job == pytest.approx(100.0)
     for t in range(110, 121):  # the workload now costs 400 ops per job
-        row.add_sample(sample(float(t), 400), CONFIG)
-        row.add_completion(done(f"new{t}", t + 0.5), CONFIG)
+        row.add_sample(sample(float(t), 400))
+        row.add_completion(done(f"new{t}", t + 0.5))
     assert row.io_per_job == pytest.approx(400.0)
 
 
 def test_redelivered_inputs_change_nothing():
-    row = VmStats("vm1")
-    assert row.add_sample(sample(100.0, 10), CONFIG)
-    assert not row.add_sample(sample(100.0, 10), CONFIG)
-    assert not row.add_sample(sample(99.0, 10), CONFIG)
-    assert row.add_dispatch("j1", 100.0, CONFIG)
-    assert not row.add_dispatch("j1", 100.0, CONFIG)
-    assert row.add_completion(done("j1", 101.0), CONFIG)
-    assert not row.add_completion(done("j1", 101.0), CONFIG)
-    assert row.load_jobs_per_s(101.5, CONFIG) == pytest.approx(1 / 2)  # seen for 2 buckets
+    row = VmStats("vm1", CONFIG)
+    assert row.add_sample(sample(100.0, 10))
+    assert not row.add_sample(sample(100.0, 10))
+    assert not row.add_sample(sample(99.0, 10))
+    assert row.add_dispatch("j1", 100.0)
+    assert not row.add_dispatch("j1", 100.0)
+    assert row.add_completion(done("j1", 101.0))
+    assert not row.add_completion(done("j1", 101.0))
+    assert row.load_jobs_per_s(101.5) == pytest.approx(1.0)  # one job, in the only bucket so far
 
 
 def test_outstanding_counts_dispatched_not_completed_and_ignores_late_decisions():
-    row = VmStats("vm1")
-    row.add_dispatch("a", 100.0, CONFIG)
-    row.add_dispatch("b", 100.1, CONFIG)
-    row.add_completion(done("a", 101.0), CONFIG)
+    row = VmStats("vm1", CONFIG)
+    row.add_dispatch("a", 100.0)
+    row.add_dispatch("b", 100.1)
+    row.add_completion(done("a", 101.0))
     # The completion of c overtook its decision (different topics): c never counts in flight.
-    row.add_completion(done("c", 101.2), CONFIG)
-    row.add_dispatch("c", 100.2, CONFIG)
-    state = row.state(101.5, CONFIG)
+    row.add_completion(done("c", 101.2))
+    row.add_dispatch("c", 100.2)
+    state = row.state(101.5)
     assert state.outstanding_jobs == 1
     assert state.last_decision_at == pytest.approx(100.2)
 
 
 def test_in_flight_jobs_past_the_timeout_stop_counting():
-    row = VmStats("vm1")
-    row.add_dispatch("lost", 100.0, CONFIG)
-    row.add_dispatch("fresh", 170.0, CONFIG)  # 70 s later: "lost" is past the 60 s timeout
+    row = VmStats("vm1", CONFIG)
+    row.add_dispatch("lost", 100.0)
+    row.add_dispatch("fresh", 170.0)  # 70 s later: "lost" is past the 60 s timeout
     assert set(row.inflight) == {"fresh"}
 
 
 def test_migration_moves_the_vm_to_the_sampling_host():
-    row = VmStats("vm1")
-    row.add_sample(sample(100.0, 10, host="h1"), CONFIG)
-    row.add_sample(sample(101.0, 10, host="h2"), CONFIG)
-    assert row.state(101.0, CONFIG).host_id == "h2"
+    row = VmStats("vm1", CONFIG)
+    row.add_sample(sample(100.0, 10, host="h1"))
+    row.add_sample(sample(101.0, 10, host="h2"))
+    assert row.state(101.0).host_id == "h2"
 
 
 def test_busy_fraction_is_what_a_guest_sees_of_itself():
-    row = VmStats("vm1")
+    row = VmStats("vm1", CONFIG)
     for i in range(10):
-        row.add_completion(done(f"j{i}", 100.0 + i, service_s=0.25), CONFIG)
-    assert row.busy_fraction(109.5, CONFIG) == pytest.approx(0.25)
+        row.add_completion(done(f"j{i}", 100.0 + i, service_s=0.25))
+    assert row.busy_fraction(109.5) == pytest.approx(0.25)
 
 
 def test_row_round_trips_as_plain_data():
-    row = VmStats("vm1")
-    row.add_sample(sample(100.0, 10), CONFIG)
-    row.add_dispatch("j", 100.0, CONFIG)
-    again = VmStats.from_dict(row.to_dict(), "vm1")
-    assert again == row
-    assert VmStats.from_dict(None, "vm9") == VmStats("vm9")
+    row = VmStats("vm1", CONFIG)
+    row.add_sample(sample(100.0, 10))
+    row.add_dispatch("j", 100.0)
+    again = VmStats.from_dict(row.to_dict(), "vm1", CONFIG)
+    assert again.to_dict() == row.to_dict()
+    assert VmStats.from_dict(None, "vm9", CONFIG).to_dict() == VmStats("vm9", CONFIG).to_dict()
+
+
+def test_rates_follow_a_short_window_while_io_per_job_keeps_a_long_one():
+    config = WindowConfig(rate_window_s=2.0, io_per_job_window_s=20.0, io_per_job_min_jobs=4)
+    row = VmStats("vm1", config)
+    for t in range(100, 110):
+        row.add_sample(sample(float(t), 100))
+        row.add_completion(done(f"j{t}", t + 0.5))
+    row.add_sample(sample(110.0, 0))  # the VM goes quiet
+    row.add_sample(sample(111.0, 0))
+    assert row.io_ops_per_s(111.5) == 0.0  # the 2 s rate window sees it at once
+    assert row.io_per_job == pytest.approx(100.0)  # 1000 ops / 10 jobs over the long window
+
+
+def test_a_changed_window_setting_starts_that_window_afresh():
+    row = VmStats("vm1", CONFIG)
+    row.add_sample(sample(100.0, 50))
+    wider = WindowConfig(rate_window_s=30.0, io_per_job_window_s=10.0, io_per_job_min_jobs=4)
+    again = VmStats.from_dict(row.to_dict(), "vm1", wider)
+    assert again.windows["io_ops"].window_s == 30.0 and again.io_ops_per_s(100.5) == 0.0
+    assert again.windows["io_ops_long"].total(100.5) == 50
