@@ -20,8 +20,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: setup
-	$(BIN)/vmlb broker start
-	$(BIN)/vmlb topics apply
+	$(BIN)/vmlb demo $(DEMO_ARGS)
 
 test: setup lint
 	$(BIN)/pytest -q
@@ -42,7 +41,6 @@ format: setup
 
 bench: setup
 	$(BIN)/vmlb bench sim --scenario mixed-io
-	$(BIN)/vmlb bench pipeline
 
 broker-start: setup
 	$(BIN)/vmlb broker start

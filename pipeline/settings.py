@@ -138,12 +138,18 @@ class PipelineSettings(BaseSettings):
     )
     policy: str = Field("io-aware", description="dispatch policy (see `vmlb worker --help`)")
     data_dir: str = Field(".vmlb/worker", description="RocksDB tables live here")
-    store: str = Field("rocksdb://", description="table store: rocksdb:// (memory:// for unit tests only)")
+    store: str = Field(
+        "rocksdb://", description="table store: rocksdb:// (memory:// for unit tests only)"
+    )
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=1, le=65535)
     # The paper's load window (Eq. 1) and the io_per_job estimator (Table 2).
-    rate_window_s: float = Field(5.0, gt=0, description="window of load (Eq. 1), I/O rate and busy fraction")
-    io_per_job_window_s: float = Field(60.0, gt=0, description="window of the io_per_job estimate (Table 2)")
+    rate_window_s: float = Field(
+        5.0, gt=0, description="window of load (Eq. 1), I/O rate and busy fraction"
+    )
+    io_per_job_window_s: float = Field(
+        60.0, gt=0, description="window of the io_per_job estimate (Table 2)"
+    )
     bucket_s: float = Field(1.0, gt=0, description="resolution of the windows")
     io_per_job_min_jobs: int = Field(
         20, ge=1, description="completions in the window before io_per_job is estimated"
