@@ -44,7 +44,8 @@ def register(pipeline: Pipeline) -> None:
     @app.page("/")
     class IndexView(View):
         async def get(self, request: Request) -> Response:
-            return self.bytes(page, content_type="text/html; charset=utf-8")
+            # aiohttp refuses a charset inside content_type; give the whole header instead.
+            return self.bytes(page, headers={"Content-Type": "text/html; charset=utf-8"})
 
     @app.page("/status")
     class StatusView(View):
