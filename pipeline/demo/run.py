@@ -157,6 +157,8 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
         children.stop_all()
     summary = _summary(kafka, waiting_ids)
     summary["policy"] = options.policy
+    summary["topic_prefix"] = kafka.topic_prefix
+    summary["logs"] = str(run_dir)
     if generator is not None and generator.error:
         summary["generator_error"] = generator.error
     return summary
