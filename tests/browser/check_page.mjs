@@ -12,7 +12,7 @@
 //   --chromium PATH   the browser (default $CHROMIUM or /usr/bin/chromium)
 //
 // It opens the page, waits for the host cards, reads what the page shows (header, each card's
-// badge, numbers, bar, VM rows and how far its chart line reaches), waits, reads again, takes a
+// badge, numbers, bar, VM rows and where its chart line is drawn), waits, reads again, takes a
 // full-page screenshot, and prints one JSON object. Exit status 0 only if: every expected host
 // has a card, every chart drew new points, some number on the page changed, and the page logged
 // no error (console, uncaught exception, failed request, or its own "worker unreachable").
@@ -67,20 +67,22 @@ function parseArgs(argv) {
 // Runs in the page: everything it shows, as data.
 function readPage() {
   const text = id => (document.getElementById(id)?.textContent ?? "").trim();
-  // How far the chart's I/O line (#1c7ed6) reaches, in canvas pixels, and a digest of the canvas.
+  // Where the chart's I/O line (#1c7ed6) is drawn, in canvas pixels, and a digest of the canvas.
   function chartOf(canvas) {
     const { width, height } = canvas;
     const pixels = canvas.getContext("2d").getImageData(0, 0, width, height).data;
-    let rightmost = -1, painted = 0, digest = 0;
+    let leftmost = width, rightmost = -1, painted = 0, digest = 0;
     for (let i = 0; i < pixels.length; i += 4) {
       const [r, g, b, a] = [pixels[i], pixels[i + 1], pixels[i + 2], pixels[i + 3]];
       digest = (digest * 31 + r + 3 * g + 7 * b + 11 * a) % 1000000007;
       if (a > 200 && Math.abs(r - 0x1c) < 40 && Math.abs(g - 0x7e) < 40 && Math.abs(b - 0xd6) < 40) {
         painted++;
+        leftmost = Math.min(leftmost, (i / 4) % width);
         rightmost = Math.max(rightmost, (i / 4) % width);
       }
     }
-    return { width, height, line_right_px: rightmost, line_px: painted, digest };
+    const span = rightmost < 0 ? 0 : rightmost - leftmost + 1;
+    return { width, height, line_left_px: rightmost < 0 ? -1 : leftmost, line_right_px: rightmost, line_span_px: span, line_px: painted, digest };
   }
   return {
     header: {
@@ -165,10 +167,11 @@ async function main() {
         bar_fill: host.bar_fill,
         bar_limit: host.bar_limit,
         vms: host.vms,
-        chart_line_right_px_before: old?.chart?.line_right_px ?? null,
-        chart_line_right_px: host.chart?.line_right_px ?? null,
+        chart_line_span_px_before: old?.chart?.line_span_px ?? null,
+        chart_line_span_px: host.chart?.line_span_px ?? null,
         chart_changed: Boolean(old?.chart && host.chart && old.chart.digest !== host.chart.digest),
-        chart_grew: Boolean(old?.chart && host.chart && host.chart.line_right_px > old.chart.line_right_px),
+        // The chart covers more time: its I/O line spans more pixels than before.
+        chart_grew: Boolean(old?.chart && host.chart && host.chart.line_span_px > old.chart.line_span_px),
       };
     });
     result.dispatched_changed = before.header.dispatched !== after.header.dispatched;
@@ -177,7 +180,7 @@ async function main() {
     for (const name of want) if (!names.includes(name)) failures.push(`no card for host ${name} (shown: ${names.join(", ")})`);
     for (const host of result.hosts) {
       if (!host.chart_changed) failures.push(`host ${host.name}: chart did not change in ${options.observeS}s`);
-      if (host.chart_line_right_px === null || host.chart_line_right_px < 0) failures.push(`host ${host.name}: chart has no I/O line`);
+      if (!host.chart_line_span_px) failures.push(`host ${host.name}: chart has no I/O line`);
     }
     const headerChanged = Object.keys(after.header).some(k => k !== "error" && before.header[k] !== after.header[k]);
     result.numbers_changed = headerChanged || result.hosts.some(host => host.numbers_changed);

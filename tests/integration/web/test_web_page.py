@@ -93,7 +93,7 @@ class Traffic:
 
 def test_web_page_shows_hosts_live_in_headless_chromium(fleet, start_worker, tmp_path):
     node, chromium = browser_prerequisites()
-    for host, (limit, vm, io, jobs) in FLEET.items():
+    for host, (limit, vm, _, _) in FLEET.items():
         fleet.host(host, io_limit=limit)
         fleet.vm(vm, host, "io")
     fleet.flush()
@@ -113,11 +113,14 @@ def test_web_page_shows_hosts_live_in_headless_chromium(fleet, start_worker, tmp
 
     wait_for(settled, timeout_s=60, what="host-a over its limit, host-b and host-c eligible")
 
-    screenshot = tmp_path / "web.png"
+    # Where the page's screenshot goes (kept for a look: VMLB_WEB_SCREENSHOT=/some/web.png).
+    screenshot = Path(os.environ.get("VMLB_WEB_SCREENSHOT") or tmp_path / "web.png")
     with Traffic(fleet) as traffic:
         run = subprocess.run(
-            [node, str(SCRIPT), f"http://127.0.0.1:{worker.port}/", str(screenshot)]
-            + ["--hosts", ",".join(FLEET), "--observe-s", "5", "--chromium", chromium],
+            [
+                *(node, str(SCRIPT), f"http://127.0.0.1:{worker.port}/", str(screenshot)),
+                *("--hosts", ",".join(FLEET), "--observe-s", "5", "--chromium", chromium),
+            ],
             cwd=REPO,
             capture_output=True,
             text=True,
