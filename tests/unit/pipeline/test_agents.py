@@ -102,6 +102,14 @@ class RecordingProducer:
     async def send_and_wait(self, *args: Any, **kwargs: Any) -> RecordMetadata:
         return (await self.send(*args, **kwargs)).result()
 
+    def changelog_of(self, table: str) -> list[tuple[int | None, bytes | None, bool]]:
+        """(partition, key, deleted) of every changelog record of one table, in order."""
+        return [
+            (fut.message.partition, fut.message.key, fut.message.value is None)
+            for fut in self.changelog
+            if fut.message.channel.get_topic_name().endswith(f"-{table}-changelog")
+        ]
+
     def on(self, logical: str) -> list[tuple[bytes | None, bytes]]:
         """(key, value) of every record sent to one topic, in order."""
         name = PREFIX + logical
@@ -357,6 +365,10 @@ async def test_a_job_with_no_eligible_host_waits_and_the_retry_dispatches_it_onc
     assert h.waiting == {}
     assert h.pipeline.waiting_index.count() == 0
     assert h.dispatched["w1"]["partition"] == 2
+    # The tick's stream context is partition 2's, so the writes land in the job's changelog
+    # partition (a restored worker would otherwise resurrect or lose the job).
+    assert h.producer.changelog_of("waiting_jobs") == [(2, b'"w1"', False), (2, b'"w1"', True)]
+    assert h.producer.changelog_of("dispatched") == [(2, b'"w1"', False)]
 
 
 @in_loop
