@@ -366,6 +366,7 @@ def create_app(
                 waiting_since = clock()
                 waiting_table[job.job_id] = {
                     "job": job.model_dump(mode="json"),
+                    "deadline_at": job.deadline_at,
                     "partition": message.partition,
                     "waiting_since": waiting_since,
                     "attempts": 1,
@@ -397,11 +398,11 @@ def create_app(
                 if entry is None:
                     index.remove(partition, job_type, job_id)
                     continue
-                job = JobSubmission.model_validate(entry["job"])
                 now = clock()
-                expired = job.deadline_at is not None and now >= job.deadline_at
-                if blocked and not expired:
-                    continue
+                deadline_at = entry.get("deadline_at")
+                if blocked and (deadline_at is None or now < deadline_at):
+                    continue  # cheap: no parsing for jobs that cannot go anyway
+                job = JobSubmission.model_validate(entry["job"])
                 result = dispatcher.decide(job, now, attempt=entry["attempts"] + 1)
                 if result.waiting:
                     blocked = True
