@@ -9,8 +9,13 @@ DEMO_ARGS ?=
 
 .PHONY: setup demo test test-unit test-integration lint format bench clean broker-start broker-stop
 
-setup: $(STAMP)
+setup: $(STAMP) tests/browser/node_modules
 	@$(BIN)/vmlb broker install >/dev/null
+
+# playwright-core for the web page's browser test (it drives Debian's chromium, downloads none).
+tests/browser/node_modules: tests/browser/package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: the web page's browser test will skip (and fail under CI)"; exit 0; } \
+		&& npm ci --prefix tests/browser --no-audit --no-fund && touch $@
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
