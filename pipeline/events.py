@@ -14,6 +14,7 @@ This module owns the wire format only; it must not import Kafka or Faust.
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
@@ -121,6 +122,13 @@ class IoSample(Event):
     @property
     def io_ops_per_s(self) -> float:
         return self.io_ops / self.interval_s
+
+    @property
+    def interval_index(self) -> int:
+        """Which sampling interval this is (sampled_at / interval_s, rounded half up), so that
+        samples of a host's VMs taken in the same tick sum together. Not round(): its
+        half-to-even would put two consecutive ticks sampled at half an interval into one."""
+        return math.floor(self.sampled_at / self.interval_s + 0.5)
 
 
 # --- Registries (compacted) --------------------------------------------------------------------

@@ -41,7 +41,7 @@ def overload(
     rates: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     interval_s: dict[str, float] = {}
     for sample in samples:
-        rates[round(sample.sampled_at / sample.interval_s)][sample.host_id] += sample.io_ops_per_s
+        rates[sample.interval_index][sample.host_id] += sample.io_ops_per_s
         interval_s[sample.host_id] = sample.interval_s
     above: dict[str, float] = {host: 0.0 for host in limits}
     streak_s: dict[str, float] = {host: 0.0 for host in limits}
