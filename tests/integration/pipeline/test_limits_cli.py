@@ -119,8 +119,9 @@ def test_limit_set_refuses_a_mismatched_target_and_publishes_nothing(
 
 # --- calibrate --------------------------------------------------------------------------------
 
-#: Event time of the first sample: a whole second, so each sample sits in its own interval.
-T0 = float(int(time.time()) - 100)
+#: Event time of the first sample: an odd whole second, so h2's two-second ticks sit at half
+#: intervals (T0 / 2 = k + 0.5), where rounding half to even once merged pairs of ticks.
+T0 = float(int(time.time()) // 2 * 2 - 101)
 
 
 def produce_samples(kafka: KafkaSettings) -> None:
@@ -130,7 +131,7 @@ def produce_samples(kafka: KafkaSettings) -> None:
         summed rates are 600, 700, ..., 2500; nearest-rank p95 = ceil(0.95 x 20) = 19th = 2400,
         limit 2400 x 0.9 = 2160 (the peak, 2500, is one interval and is ignored).
     h2, 6 two-second intervals: b1 with 600, 800, ..., 1600 ops per interval = 300..800 ops/s;
-        p95 = ceil(5.7) = 6th = 800, limit 720.
+        p95 = ceil(5.7) = 6th = 800, limit 720 (peak 800: no two ticks summed into one).
     h3, 3 intervals: too few (5 needed), so no limit.
     """
     producer = KafkaProducer(acks="all", **kafka.to_kafka_python())
@@ -192,6 +193,7 @@ def test_calibrate_publishes_p95_times_headroom_per_host_and_dry_run_publishes_n
     assert h1.value == pytest.approx(2160.0)
     assert h1.detail == "p95 of the summed VM I/O rate over 20 intervals x headroom 0.9"
     assert h2.value == pytest.approx(720.0)
+    assert rows["h2"].split("│")[3].strip() == "800"  # peak: no two ticks summed
     assert h2.detail == "p95 of the summed VM I/O rate over 6 intervals x headroom 0.9"
     assert before <= h1.set_at <= time.time()
 
