@@ -35,7 +35,7 @@ FAST = {
 
 # host -> (I/O limit, VM, base I/O ops/s, jobs/s): io_per_job = I/O / jobs = 200 ops per job.
 FLEET = {
-    "host-a": (2000.0, "a-io", 2600.0, 13.0),  # over its limit: not eligible
+    "host-a": (2000.0, "a-io", 3000.0, 15.0),  # over its limit even at the low swing: not eligible
     "host-b": (1600.0, "b-io", 600.0, 3.0),
     "host-c": (1000.0, "c-io", 200.0, 1.0),
 }
@@ -85,7 +85,9 @@ class Traffic:
             swing = 1.0 + 0.25 * ((step % 4) - 1.5) / 1.5  # 0.75 .. 1.25 of the base rate
             for _, vm, io, jobs in FLEET.values():
                 self.fleet.report(vm, io * swing, jobs_per_s=jobs * swing)
-            if step % 2 == 0 and self.submitted < 8:  # a few jobs: each adds to its host's load
+            # Nobody completes these jobs: each adds 200 ops / VMLB_HORIZON_S (5 s) = 40 ops/s to
+            # its host's projected I/O for good; 12 of them keep host-b and host-c under limit.
+            if step % 2 == 0 and self.submitted < 12:
                 self.fleet.submit("io")
                 self.submitted += 1
                 self.fleet.flush()
