@@ -52,9 +52,7 @@ def calibrate(
     # host -> interval index -> summed ops per second of all its VMs in that interval
     sums: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
     for sample in samples:
-        # Round half up, not round(): its half-to-even sends two consecutive ticks sampled at
-        # half an interval (e.g. every 2 s at odd seconds) to one interval, doubling the sum.
-        interval = math.floor(sample.sampled_at / sample.interval_s + 0.5)
+        interval = sample.interval_index
         sums[sample.host_id][interval] += sample.io_ops_per_s
     results = {}
     for host_id, by_interval in sorted(sums.items()):

@@ -36,6 +36,7 @@ def _read_samples(
         assigned = [TopicPartition(topic, p) for p in partitions]
         consumer.assign(assigned)
         now = time.time()
+        ends: dict[TopicPartition, int] | None = None
         if since_s is not None:
             starts = consumer.offsets_for_times(
                 {tp: int((now - since_s) * 1000) for tp in assigned}
@@ -44,15 +45,22 @@ def _read_samples(
             for tp in assigned:
                 found = starts.get(tp)
                 consumer.seek(tp, found.offset if found else ends[tp])
-            stop_at = now + 5.0  # read what is there, briefly
+            stop_at = now + 60.0  # a bound, not the plan: reading stops at the end offsets
         else:
             consumer.seek_to_end(*assigned)
             stop_at = now + duration_s
         samples: list[IoSample] = []
         skipped = 0
         while time.time() < stop_at:
+            if ends is not None and all(consumer.position(tp) >= ends[tp] for tp in assigned):
+                break
             for records in consumer.poll(timeout_ms=500).values():
                 for record in records:
+                    if (
+                        ends is not None
+                        and record.offset >= ends[TopicPartition(record.topic, record.partition)]
+                    ):
+                        continue  # newer than the window asked for
                     try:
                         samples.append(IoSample.from_bytes(record.value))
                     except EventError:
