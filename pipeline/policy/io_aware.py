@@ -34,6 +34,7 @@ from collections.abc import Iterator, Sequence
 from pipeline.policy.base import (
     Candidate,
     Filter,
+    LoadModel,
     Weigher,
     best,
     dispatched,
@@ -73,6 +74,8 @@ class IoAwarePolicy:
             WarmupFilter(),
         )
         self.weighers: tuple[Weigher, ...] = (RelativeHeadroomWeigher(),)
+        #: How this policy judges a host's I/O (also what the live /hosts view shows).
+        self.load_model: LoadModel = projected_io_ops_per_s
 
     def decide(self, snapshot: FleetSnapshot, job: JobRequest, rng: random.Random) -> Decision:
         vms = snapshot.candidates(job.job_type)
@@ -86,7 +89,7 @@ class IoAwarePolicy:
 
         def test(index: int) -> None:
             tested.add(index)
-            candidate = make_candidate(snapshot, vms[index], projected_io_ops_per_s)
+            candidate = make_candidate(snapshot, vms[index], self.load_model)
             verdict = run_filters(self.filters, candidate, config)
             if verdict is None:
                 eligible.append(candidate)

@@ -18,7 +18,14 @@ from __future__ import annotations
 
 import random
 
-from pipeline.policy.base import Filter, dispatched, make_candidate, rejected, run_filters
+from pipeline.policy.base import (
+    Filter,
+    LoadModel,
+    dispatched,
+    make_candidate,
+    rejected,
+    run_filters,
+)
 from pipeline.policy.decision import CandidateScore, Decision, JobRequest
 from pipeline.policy.filters import IoLimitFilter, KnownLimitFilter
 from pipeline.policy.load import paper_total_io_ops_per_s
@@ -31,6 +38,8 @@ class PaperPolicy:
 
     def __init__(self) -> None:
         self.filters: tuple[Filter, ...] = (KnownLimitFilter(), IoLimitFilter())
+        #: How this policy judges a host's I/O (also what the live /hosts view shows).
+        self.load_model: LoadModel = paper_total_io_ops_per_s
 
     def decide(self, snapshot: FleetSnapshot, job: JobRequest, rng: random.Random) -> Decision:
         vms = snapshot.candidates(job.job_type)
@@ -40,7 +49,7 @@ class PaperPolicy:
         examined: list[CandidateScore] = []
         rejections: dict[str, int] = {}
         for vm in vms:
-            candidate = make_candidate(snapshot, vm, paper_total_io_ops_per_s)
+            candidate = make_candidate(snapshot, vm, self.load_model)
             verdict = run_filters(self.filters, candidate, snapshot.config)
             if verdict is None:
                 # Keep the chosen one even when the record is full: it is the point of the record.
