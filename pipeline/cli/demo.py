@@ -28,7 +28,17 @@ from pipeline.cli.common import console
 )
 @click.option("--no-live", is_flag=True, help="no live terminal view (for logs and CI)")
 @click.option("--seed", type=int, default=1, show_default=True, help="seed of the job generator")
-def demo(duration_s: float | None, policy: str, web_port: int, no_live: bool, seed: int) -> None:
+@click.option(
+    "--keep-topics", is_flag=True, help="keep this run's topics for inspection (deleted by default)"
+)
+def demo(
+    duration_s: float | None,
+    policy: str,
+    web_port: int,
+    no_live: bool,
+    seed: int,
+    keep_topics: bool,
+) -> None:
     """Run the whole system here: Kafka, the pipeline worker, four emulated hosts with three guest
     VMs each, their Dom0 producers, and a job generator ramping past the fleet's I/O capacity.
 
@@ -41,7 +51,10 @@ def demo(duration_s: float | None, policy: str, web_port: int, no_live: bool, se
 
     build_policy(policy)  # an unknown name fails now, naming the valid ones
     summary = run_demo(
-        DemoOptions(duration_s, policy, web_port, live=not no_live, seed=seed), console
+        DemoOptions(
+            duration_s, policy, web_port, live=not no_live, seed=seed, keep_topics=keep_topics
+        ),
+        console,
     )
     table = Table("", "", title="demo summary")
     for key in (

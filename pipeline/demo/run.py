@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ class DemoOptions:
     web_port: int = 6066
     live: bool = True
     seed: int = 1
+    keep_topics: bool = False
 
 
 @dataclass
@@ -101,7 +103,7 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
     kafka = _broker(console)
     kafka = kafka.model_copy(update={"topic_prefix": f"{DEMO_PREFIX}{run_id.replace('-', '')}."})
     app_id = f"vmlb-demo-{run_id}"
-    _forget_earlier_runs(kafka, console)
+    _forget_earlier_runs(kafka, console, run_id.replace("-", ""))
     declared = load_topics(prefix=kafka.topic_prefix)
     apply_topics(kafka, declared.all_specs())
     console.print(f"topics created under [bold]{kafka.topic_prefix}[/]; logs in {run_dir}/")
@@ -156,6 +158,8 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
         console.print("stopping every process the demo started...")
         children.stop_all()
     summary = _summary(kafka, waiting_ids)
+    if not options.keep_topics:
+        _delete_demo_topics(kafka, console, lambda run: run == run_id.replace("-", ""))
     summary["policy"] = options.policy
     summary["topic_prefix"] = kafka.topic_prefix
     summary["logs"] = str(run_dir)
@@ -178,19 +182,37 @@ def _broker(console: Console) -> KafkaSettings:
     return load_kafka_settings(broker=cluster.bootstrap)
 
 
-def _forget_earlier_runs(kafka: KafkaSettings, console: Console) -> None:
+def _forget_earlier_runs(kafka: KafkaSettings, console: Console, run_id: str) -> None:
+    """Delete the topics of demo runs that started over an hour ago (left by a killed demo).
+
+    Younger runs may still be going (two demos on one broker), so they are left alone; a demo
+    that ends normally deletes its own topics unless --keep-topics.
+    """
+    cutoff = time.strftime("%Y%m%d%H%M%S", time.localtime(time.time() - 3600))
+    _delete_demo_topics(kafka, console, lambda run: run < cutoff and run != run_id)
+
+
+def _delete_demo_topics(
+    kafka: KafkaSettings, console: Console, which: Callable[[str], bool]
+) -> None:
     from kafka.admin import KafkaAdminClient
 
     admin = KafkaAdminClient(client_id="vmlb-demo", **kafka.to_kafka_python())
     try:
-        old = [
-            t
-            for t in admin.list_topics()
-            if t.startswith(DEMO_PREFIX) or t.startswith("vmlb-demo-")
-        ]
-        if old:
-            admin.delete_topics(old, timeout_ms=30000)
-            console.print(f"deleted {len(old)} topics of earlier demo runs")
+        doomed = []
+        for topic in admin.list_topics():
+            # demo.<run>.<topic> and Faust's vmlb-demo-<run>-<table>-changelog
+            if topic.startswith(DEMO_PREFIX):
+                run = topic[len(DEMO_PREFIX) :].split(".", 1)[0]
+            elif topic.startswith("vmlb-demo-"):
+                run = topic[len("vmlb-demo-") :][:15].replace("-", "")
+            else:
+                continue
+            if which(run):
+                doomed.append(topic)
+        if doomed:
+            admin.delete_topics(doomed, timeout_ms=30000)
+            console.print(f"deleted {len(doomed)} demo topics")
     finally:
         admin.close()
 

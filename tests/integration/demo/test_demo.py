@@ -40,6 +40,7 @@ def test_a_short_demo_loses_nothing_and_keeps_hosts_under_their_limits(kafka_boo
             "--duration",
             str(DURATION_S),
             "--no-live",
+            "--keep-topics",  # read independently below
             "--web-port",
             str(_free_port()),
         ],
