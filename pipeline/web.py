@@ -39,6 +39,16 @@ def register(pipeline: Pipeline) -> None:
             metrics.host_eligible.labels(**labels).set(1.0 if host["eligible"] else 0.0)
         return hosts
 
+    def refresh_lag() -> None:
+        """Messages behind the end of each input topic, from Faust's monitor (read vs end)."""
+        monitor = app.monitor
+        behind: dict[str, int] = {}
+        for tp, end in monitor.tp_end_offsets.items():
+            read = monitor.tp_read_offsets.get(tp, -1)
+            behind[tp.topic] = behind.get(tp.topic, 0) + max(0, end - (read + 1))
+        for topic, lag in behind.items():
+            pipeline.metrics.consumer_lag.labels(topic=topic).set(lag)
+
     page = (Path(__file__).parent / "static" / "index.html").read_bytes()
 
     @app.page("/")
@@ -104,6 +114,7 @@ def register(pipeline: Pipeline) -> None:
     class MetricsView(View):
         async def get(self, request: Request) -> Response:
             hosts_now()  # refresh per-host gauges
+            refresh_lag()
             return self.bytes(
                 pipeline.metrics.exposition(), content_type="text/plain; version=0.0.4"
             )

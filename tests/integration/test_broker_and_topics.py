@@ -114,3 +114,31 @@ def test_broker_cli_start_status_stop_leaves_no_process(tmp_path):
         [*vmlb, "status", "--data-dir", data_dir], capture_output=True, text=True
     )
     assert status.returncode == 1 and "stopped" in status.stdout
+
+
+def test_a_three_node_cluster_starts_and_stops(tmp_path):
+    port = _free_port_pair()
+    while not all(_port_free_pair(port + 2 * i) for i in range(3)):
+        port = _free_port_pair()
+    cluster = LocalCluster(tmp_path / "three", port=port, nodes=3)
+    bootstrap = cluster.start()
+    pids = [s.pid for s in cluster.status()]
+    try:
+        assert bootstrap == ",".join(f"127.0.0.1:{port + 2 * i}" for i in range(3))
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+            assert len(admin.describe_cluster()["brokers"]) == 3
+            admin.create_topics([NewTopic("replicated", 3, 3)])
+            replicas = admin.describe_topics(["replicated"])[0]["partitions"][0]["replica_nodes"]
+            assert sorted(replicas) == [1, 2, 3]
+        finally:
+            admin.close()
+    finally:
+        cluster.stop()
+    assert not any(_alive(pid) for pid in pids)
+
+
+def _port_free_pair(port: int) -> bool:
+    from tests.conftest import _port_free
+
+    return _port_free(port) and _port_free(port + 1)

@@ -93,6 +93,9 @@ def test_jobs_go_only_to_eligible_hosts_and_every_decision_is_recorded(
         assert decision.outcome == "dispatched" and decision.host_id == "h2"
         assert decision.candidates, "a decision records the candidates it examined"
         assert all(c.host_id != "h1" or not c.eligible for c in decision.candidates)
+    metrics = worker.get_text("/metrics")
+    assert 'vmlb_decisions_total{outcome="dispatched"} 12.0' in metrics
+    assert f'vmlb_consumer_lag_messages{{topic="{topics.name("jobs")}"}} 0.0' in metrics
     recent = worker.get("/decisions?limit=5")["decisions"]
     assert len(recent) == 5 and recent[0]["policy"] == "io-aware"
 
