@@ -180,6 +180,18 @@ def create_app(
         )
         await dead_letter_topic.send(key=letter.key(), value=letter.to_bytes())
 
+    async def dead_letter_message(message: Any, reason: str, stage: str) -> None:
+        """Dead-letter a consumed message as it came (topic, partition, offset, key, value)."""
+        await dead_letter(
+            message.topic,
+            message.partition,
+            message.offset,
+            message.key,
+            message.value,
+            reason,
+            stage,
+        )
+
     async def fleet_dead_letter(
         topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, reason: str
     ) -> None:
@@ -249,15 +261,7 @@ def create_app(
                         f"message key {message.key!r} is not its vm_id {vm_id!r}; key by vm_id"
                     )
             except EventError as exc:
-                await dead_letter(
-                    message.topic,
-                    message.partition,
-                    message.offset,
-                    message.key,
-                    message.value,
-                    str(exc),
-                    stage="vm_stats",
-                )
+                await dead_letter_message(message, str(exc), stage="vm_stats")
                 continue
             row = VmStats.from_dict(vm_stats_table.get(vm_id), vm_id, windows)
             if isinstance(item, IoSample):
@@ -336,15 +340,7 @@ def create_app(
             try:
                 job = JobSubmission.from_bytes(message.value)
             except EventError as exc:
-                await dead_letter(
-                    message.topic,
-                    message.partition,
-                    message.offset,
-                    message.key,
-                    message.value,
-                    str(exc),
-                    stage="dispatcher",
-                )
+                await dead_letter_message(message, str(exc), stage="dispatcher")
                 continue
             job = normalize(
                 job, message.topic, message.partition, message.offset, message.timestamp

@@ -15,34 +15,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from pipeline.ports import free_port_run
 from pipeline.settings import KafkaSettings
 from pipeline.topics import Topics, apply_topics, load_topics
-
-
-def _free_port_pair() -> int:
-    for _ in range(50):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port < 65000 and _port_free(port + 1):
-            return port
-    raise RuntimeError("no free port pair on 127.0.0.1")
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _docker_available() -> bool:
@@ -72,7 +53,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     from pipeline.broker.local import LocalCluster
 
-    cluster = LocalCluster(Path(tmp_path_factory.mktemp("kafka")), port=_free_port_pair())
+    cluster = LocalCluster(Path(tmp_path_factory.mktemp("kafka")), port=free_port_run(2))
     bootstrap = cluster.start()
     try:
         yield bootstrap

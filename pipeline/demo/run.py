@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import random
-import socket
 import threading
 import time
 import urllib.request
@@ -37,6 +36,7 @@ from pipeline.demo.processes import Children, tail
 from pipeline.demo.summary import summarize
 from pipeline.errors import VmlbError
 from pipeline.events import DeadLetter, IoSample, JobCompletion, JobSubmission, QueuedJob
+from pipeline.ports import free_port, port_free
 from pipeline.settings import KafkaSettings, load_kafka_settings
 from pipeline.topic_reader import read_all
 from pipeline.topics import apply_topics, load_topics
@@ -108,7 +108,7 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
     apply_topics(kafka, declared.all_specs())
     console.print(f"topics created under [bold]{kafka.topic_prefix}[/]; logs in {run_dir}/")
 
-    web_port = options.web_port if _port_free(options.web_port) else _free_port()
+    web_port = options.web_port if port_free(options.web_port) else free_port()
     env = {
         "VMLB_BROKER": kafka.broker,
         "VMLB_TOPIC_PREFIX": kafka.topic_prefix,
@@ -330,18 +330,3 @@ def _summary(kafka: KafkaSettings, waiting: set[str]) -> dict[str, Any]:
         samples=parse(IoSample, "io-samples"),
         limits=limits,
     )
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

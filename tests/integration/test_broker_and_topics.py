@@ -13,8 +13,8 @@ from kafka.admin import KafkaAdminClient, NewTopic
 
 from pipeline.broker.local import LocalCluster, _alive
 from pipeline.events import JobSubmission
+from pipeline.ports import free_port_run
 from pipeline.topics import Action, apply_topics, load_topics
-from tests.conftest import _free_port_pair
 
 
 def test_apply_creates_every_topic_then_changes_nothing(kafka_settings):
@@ -81,7 +81,7 @@ def test_an_external_client_lists_every_declared_topic(kafka_settings, topics):
 
 
 def test_broker_cli_start_status_stop_leaves_no_process(tmp_path):
-    port = _free_port_pair()
+    port = free_port_run(2)
     data_dir = tmp_path / "broker"
     vmlb = [sys.executable, "-m", "pipeline.cli.main", "broker"]
 
@@ -117,9 +117,7 @@ def test_broker_cli_start_status_stop_leaves_no_process(tmp_path):
 
 
 def test_a_three_node_cluster_starts_and_stops(tmp_path):
-    port = _free_port_pair()
-    while not all(_port_free_pair(port + 2 * i) for i in range(3)):
-        port = _free_port_pair()
+    port = free_port_run(6)
     cluster = LocalCluster(tmp_path / "three", port=port, nodes=3)
     bootstrap = cluster.start()
     pids = [s.pid for s in cluster.status()]
@@ -136,9 +134,3 @@ def test_a_three_node_cluster_starts_and_stops(tmp_path):
     finally:
         cluster.stop()
     assert not any(_alive(pid) for pid in pids)
-
-
-def _port_free_pair(port: int) -> bool:
-    from tests.conftest import _port_free
-
-    return _port_free(port) and _port_free(port + 1)

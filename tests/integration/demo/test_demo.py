@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 from pipeline.events import JobCompletion, JobSubmission
+from pipeline.ports import free_port
 from pipeline.settings import KafkaSettings
 from pipeline.topic_reader import read_all
 
 DURATION_S = 60
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_a_short_demo_loses_nothing_and_keeps_hosts_under_their_limits(kafka_bootstrap, tmp_path):
@@ -42,7 +36,7 @@ def test_a_short_demo_loses_nothing_and_keeps_hosts_under_their_limits(kafka_boo
             "--no-live",
             "--keep-topics",  # read independently below
             "--web-port",
-            str(_free_port()),
+            str(free_port()),
         ],
         env=env,
         capture_output=True,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -36,15 +35,10 @@ from pipeline.events import (
     LimitSource,
     VmRegistration,
 )
+from pipeline.ports import free_port
 from pipeline.settings import KafkaSettings
 from pipeline.topic_reader import read_all
 from pipeline.topics import Topics, ensure_topic
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Worker:
