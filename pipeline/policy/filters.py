@@ -6,9 +6,11 @@ of each one.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from pipeline.policy.base import Candidate, Verdict
+from pipeline.policy.load import service_rate_jobs_per_s
 from pipeline.policy.snapshot import PolicyConfig
 
 
@@ -81,3 +83,40 @@ class WarmupFilter:
         if candidate.outstanding_jobs < cap:
             return Verdict(True, f"warm-up {candidate.outstanding_jobs} < {cap} jobs")
         return Verdict(False, f"warm-up {candidate.outstanding_jobs} >= {cap} jobs")
+
+
+def backlog_cap_jobs(candidate: Candidate, config: PolicyConfig) -> int:
+    """Jobs the VM clears within the horizon, counted from when its count was reported.
+
+    service_rate * (horizon_s + telemetry age): the reported outstanding count is
+    `telemetry_age_s` old and the VM has cleared about service_rate * age jobs since, which the
+    count (plus claims) still includes. The service rate is measured (load / busy fraction), so
+    a VM on a slowed host gets a smaller cap. At least `warmup_outstanding_per_vm`, which is also
+    the cap of a VM that has completed nothing in the window (its rate is unknown).
+    """
+    rate = service_rate_jobs_per_s(candidate.vm)
+    if rate is None:
+        return config.warmup_outstanding_per_vm
+    age_s = max(0.0, candidate.telemetry_age_s or 0.0)
+    clears = math.ceil(rate * (config.horizon_s + age_s) - 1e-9)
+    return max(config.warmup_outstanding_per_vm, clears)
+
+
+@dataclass(frozen=True)
+class BacklogFilter:
+    """The VM holds fewer jobs (reported plus claimed) than it clears within `horizon_s`.
+
+    HAProxy's bounded server queue (`maxqueue`): a VM runs one job at a time, so jobs beyond what
+    it can clear within the horizon are better kept in the dispatcher's durable waiting queue,
+    per type, and sent to whichever VM frees first, than pinned behind one VM's backlog. See
+    `backlog_cap_jobs` for the cap.
+    """
+
+    name: str = "backlog full"
+
+    def host_passes(self, candidate: Candidate, config: PolicyConfig) -> Verdict:
+        cap = backlog_cap_jobs(candidate, config)
+        held = candidate.outstanding_jobs
+        if held < cap:
+            return Verdict(True, f"backlog {held} < {cap} jobs")
+        return Verdict(False, f"backlog {held} >= {cap} jobs")

@@ -1,9 +1,12 @@
 """`io-aware` (the default): the paper's rule, fixed where it fails, with power-of-d choices.
 
-Load model (`pipeline.policy.load.projected_io_ops_per_s`):
+Load model (`pipeline.policy.load.projected_io_ops_per_s`), per VM, summed over the host:
 
-    projected_io = max(measured_io_ops_per_s, paper_total) + committed_io / horizon_s
-    committed_io = Σ over the host's VMs of (outstanding_jobs + claims) * io_per_job
+    projected_io = Σ over VMs of max(measured_io, load * io_per_job, committed_rate)
+    committed_rate = outstanding * io_per_job / max(horizon_s, outstanding / service_rate)
+
+where outstanding = reported + claims, and service_rate = load / busy_fraction (one job at a
+time: a queue drains no faster than that, so it never counts as running in parallel).
 
 Filters, in order (the first that fails is recorded as `rejected_by`):
 
@@ -12,8 +15,15 @@ Filters, in order (the first that fails is recorded as `rejected_by`):
 2. `over limit`: projected_io < limit (a host without a limit is left to the next filter).
 3. `warm-up full`: while a host's limit is unknown, its VM holds fewer than
    `warmup_outstanding_per_vm` jobs.
+4. `backlog full` (HAProxy's bounded server queue): the VM holds fewer jobs than it clears in
+   `horizon_s` plus its telemetry's age (`filters.backlog_cap_jobs`); excess jobs wait at the
+   dispatcher, durably and per type, and go to whichever VM frees first.
 
-Weigher: relative headroom, (limit - projected) / limit (warm-up VMs: 1 - outstanding / cap).
+Weighers (Nova: each normalised to 0..1 over the compared candidates, multiplied, summed):
+relative headroom, (limit - projected) / limit (warm-up VMs: 1 - outstanding / cap), and fewest
+outstanding jobs. A VM runs one job at a time, so the tail waits in its queue: of two eligible
+VMs, one emptier and one on a freer host, the emptier one wins (the tie of the two weighers
+goes to fewer outstanding, `base.best`).
 
 Selection (Mitzenmacher's "How useful is old information?"; Envoy's power of two choices):
 walk the type's candidates in a random order, testing each with the filters, until `choices`
@@ -23,7 +33,8 @@ and `choices` are then drawn from all the eligible ones. So a typical decision t
 candidates whatever the fleet size, and comparing two random eligible hosts instead of always
 taking the apparent best keeps stale data from herding everyone onto one host.
 
-No eligible candidate: WAITING, with a reason counting over limit / stale / warm-up full.
+No eligible candidate: WAITING, with a reason counting backlog full / over limit / stale /
+warm-up full.
 """
 
 from __future__ import annotations
@@ -44,11 +55,16 @@ from pipeline.policy.base import (
     weigh,
 )
 from pipeline.policy.decision import CandidateScore, Decision, JobRequest
-from pipeline.policy.filters import FreshTelemetryFilter, IoLimitFilter, WarmupFilter
+from pipeline.policy.filters import (
+    BacklogFilter,
+    FreshTelemetryFilter,
+    IoLimitFilter,
+    WarmupFilter,
+)
 from pipeline.policy.load import projected_io_ops_per_s
 from pipeline.policy.snapshot import FleetSnapshot
 from pipeline.policy.waiting import waiting
-from pipeline.policy.weighers import RelativeHeadroomWeigher
+from pipeline.policy.weighers import FewestOutstandingWeigher, RelativeHeadroomWeigher
 
 
 def random_order(n: int, rng: random.Random) -> Iterator[int]:
@@ -72,8 +88,12 @@ class IoAwarePolicy:
             FreshTelemetryFilter(),
             IoLimitFilter(unknown_limit_passes=True),
             WarmupFilter(),
+            BacklogFilter(),
         )
-        self.weighers: tuple[Weigher, ...] = (RelativeHeadroomWeigher(),)
+        self.weighers: tuple[Weigher, ...] = (
+            RelativeHeadroomWeigher(),
+            FewestOutstandingWeigher(),
+        )
         #: How this policy judges a host's I/O (also what the live /hosts view shows).
         self.load_model: LoadModel = projected_io_ops_per_s
 

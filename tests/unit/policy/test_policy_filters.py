@@ -6,6 +6,7 @@ import pytest
 
 from pipeline.policy.base import Candidate
 from pipeline.policy.filters import (
+    BacklogFilter,
     FreshTelemetryFilter,
     IoLimitFilter,
     KnownLimitFilter,
@@ -22,8 +23,10 @@ def candidate(
     limit: float | None = 1000.0,
     age_s: float | None = 0.0,
     outstanding: int = 0,
+    load: float = 0.0,
+    busy: float = 0.0,
 ) -> Candidate:
-    h = host("h1", limit=limit, vms=[vm("a")], age_s=age_s)
+    h = host("h1", limit=limit, vms=[vm("a", load=load, busy=busy)], age_s=age_s)
     return Candidate(
         vm=h.vms[0],
         host=h,
@@ -66,3 +69,29 @@ def test_warmup_cap_when_limit_unknown(outstanding: int, passes: bool) -> None:
 
 def test_warmup_does_not_apply_once_limit_known() -> None:
     assert WarmupFilter().host_passes(candidate(limit=1000.0, outstanding=50), CONFIG).passes
+
+
+@pytest.mark.parametrize(
+    ("outstanding", "load", "busy", "age_s", "passes"),
+    [
+        # service rate unknown (nothing completed): the warm-up allowance, 2.
+        (1, 0.0, 0.0, 0.0, True),
+        (2, 0.0, 0.0, 0.0, False),
+        # 4 jobs/s at busy 0.5 clears 8 jobs/s: 8 * 5 s = 40.
+        (39, 4.0, 0.5, 0.0, True),
+        (40, 4.0, 0.5, 0.0, False),
+        # a count reported 1 s ago: the VM has cleared ~8 of those since: 8 * 6 s = 48.
+        (47, 4.0, 0.5, 1.0, True),
+        (48, 4.0, 0.5, 1.0, False),
+        # a slow VM (0.2 jobs/s * 5 s = 1) still gets the warm-up allowance.
+        (1, 0.1, 0.5, 0.0, True),
+        (2, 0.1, 0.5, 0.0, False),
+    ],
+)
+def test_backlog_cap_both_sides(
+    outstanding: int, load: float, busy: float, age_s: float, passes: bool
+) -> None:
+    c = candidate(outstanding=outstanding, load=load, busy=busy, age_s=age_s)
+    verdict = BacklogFilter().host_passes(c, PolicyConfig(horizon_s=5.0))
+    assert verdict.passes is passes
+    assert verdict.reason.startswith(f"backlog {outstanding} ")

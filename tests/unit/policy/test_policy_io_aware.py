@@ -88,11 +88,12 @@ def test_waiting_reason_counts_each_cause() -> None:
 
 
 def test_burst_on_one_free_host_stops_at_limit() -> None:
-    # h1 looks idle; each job costs 100 ops, spread over a 5 s horizon = 20 ops/s per claim,
-    # so 1000 / 20 = 50 placements fit strictly under the limit; the 51st waits.
+    # h1 looks idle (paper total 100 ops/s); it clears 100 jobs/s (load 1 / busy 0.01), so its
+    # backlog cap (500) is far away. Each claim adds 100 ops spread over the 5 s horizon =
+    # 20 ops/s, so max(100, 20 n) < 1000 for n < 50: 50 placements fit; the 51st waits.
     config = PolicyConfig(horizon_s=5.0)
     snap = fleet(
-        host("h1", limit=1000.0, vms=[vm("a", io_per_job=100.0)]),
+        host("h1", limit=1000.0, vms=[vm("a", load=1.0, busy=0.01, io_per_job=100.0)]),
         host("h2", limit=1000.0, vms=[vm("b", load=10.0, io_per_job=100.0)]),  # full
         config=config,
     )
@@ -103,15 +104,40 @@ def test_burst_on_one_free_host_stops_at_limit() -> None:
     assert snap.claims("a") == 50
 
 
+def test_backlog_cap_holds_jobs_back_from_a_vm_far_under_its_limit() -> None:
+    # 2 jobs/s at busy 0.5 -> clears 4 jobs/s -> 4 * 5 s = 20 jobs; I/O is negligible.
+    snap = fleet(host("h1", vms=[vm("a", load=2.0, busy=0.5, io_per_job=1.0)]))
+    policy, rng = IoAwarePolicy(), random.Random(3)
+    outcomes = [policy.decide(snap, JobRequest(f"j{i}", "t"), rng).outcome for i in range(25)]
+    assert outcomes == [Outcome.DISPATCHED] * 20 + [Outcome.WAITING] * 5
+    decision = policy.decide(snap, JOB, rng)
+    assert decision.reason == "no eligible host among 1 candidate: 1 backlog full"
+    assert decision.candidates[0].rejected_by == "backlog full"
+    assert decision.candidates[0].outstanding_jobs == 20
+
+
 def test_burst_spreads_over_equally_free_hosts() -> None:
-    snap = fleet(*(host(f"h{i}", vms=[vm(f"v{i}", io_per_job=100.0)]) for i in range(4)))
+    snap = fleet(
+        *(host(f"h{i}", vms=[vm(f"v{i}", load=1.0, busy=0.01, io_per_job=100.0)]) for i in range(4))
+    )
     policy, rng = IoAwarePolicy(), random.Random(5)
     for i in range(40):
-        policy.decide(snap, JobRequest(f"j{i}", "t"), rng)
-    # p2c with claims: no VM can run ahead of another by more than a little.
+        assert policy.decide(snap, JobRequest(f"j{i}", "t"), rng).dispatched
+    # p2c with claims and the fewest-outstanding weigher: no VM can run ahead by much.
     counts = [snap.claims(f"v{i}") for i in range(4)]
     assert sum(counts) == 40
     assert max(counts) - min(counts) <= 2
+
+
+def test_emptier_vm_beats_freer_host() -> None:
+    # a: host 0.9 free but its VM holds 6 jobs; b: host 0.5 free, VM holds 1. Both eligible.
+    snap = fleet(
+        host("h1", vms=[vm("a", load=1.0, busy=0.1, io_per_job=100.0, outstanding=6)]),
+        host("h2", vms=[vm("b", load=5.0, busy=0.5, io_per_job=100.0, outstanding=1)]),
+    )
+    decision = IoAwarePolicy().decide(snap, JOB, random.Random(2))
+    assert decision.vm_id == "b"
+    assert {c.vm_id: c.eligible for c in decision.candidates} == {"a": True, "b": True}
 
 
 def test_p2c_picks_larger_relative_headroom() -> None:

@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.policy.load import committed_io_ops, paper_total_io_ops_per_s, projected_io_ops_per_s
+from pipeline.policy.load import (
+    committed_io_ops,
+    paper_total_io_ops_per_s,
+    projected_io_ops_per_s,
+    service_rate_jobs_per_s,
+    vm_committed_io_ops_per_s,
+)
 from pipeline.policy.snapshot import PolicyConfig
 from pipeline.policy.testing import fleet, host, vm
 
 
-def test_projected_uses_paper_total_when_it_exceeds_measured() -> None:
-    # paper total = 2*100 + 1*50 = 250; measured = 100 + 20 = 120; max = 250.
-    # committed = (3 + 1 claim)*100 + 2*50 = 500; horizon 5 s -> 100 ops/s. Projected 350.
+def test_projected_takes_the_worst_view_per_vm_never_their_sum() -> None:
+    # a: paper 2*100 = 200 > measured 100; committed (3 + 1 claim)*100 over 5 s = 80 -> 200.
+    # b: measured 120 > paper 1*50; committed 2*50 / 5 = 20 -> 120. Projected 320.
     snap = fleet(
         host(
             "h1",
             vms=[
                 vm("a", load=2.0, io_per_job=100.0, io_ops_per_s=100.0, outstanding=3),
-                vm("b", load=1.0, io_per_job=50.0, io_ops_per_s=20.0, outstanding=2),
+                vm("b", load=1.0, io_per_job=50.0, io_ops_per_s=120.0, outstanding=2),
             ],
         ),
         config=PolicyConfig(horizon_s=5.0),
@@ -26,16 +32,42 @@ def test_projected_uses_paper_total_when_it_exceeds_measured() -> None:
     h = snap.host("h1")
     assert paper_total_io_ops_per_s(snap, h) == pytest.approx(250.0)
     assert committed_io_ops(snap, h) == pytest.approx(500.0)
-    assert projected_io_ops_per_s(snap, h) == pytest.approx(350.0)
+    assert projected_io_ops_per_s(snap, h) == pytest.approx(320.0)
 
 
-def test_projected_uses_measured_when_it_exceeds_paper_total() -> None:
-    # measured 600 > paper 1*100; committed 1*100 over 2 s = 50. Projected 650.
+def test_projected_counts_a_backlog_above_the_present() -> None:
+    # measured 100, paper 1*100; 9 outstanding * 100 over 2 s = 450 (service rate unknown).
     snap = fleet(
-        host("h1", vms=[vm("a", load=1.0, io_per_job=100.0, io_ops_per_s=600.0, outstanding=1)]),
+        host("h1", vms=[vm("a", load=1.0, io_per_job=100.0, io_ops_per_s=100.0, outstanding=9)]),
         config=PolicyConfig(horizon_s=2.0),
     )
-    assert projected_io_ops_per_s(snap, snap.host("h1")) == pytest.approx(650.0)
+    assert projected_io_ops_per_s(snap, snap.host("h1")) == pytest.approx(450.0)
+
+
+def test_service_rate_is_load_over_busy_fraction() -> None:
+    assert service_rate_jobs_per_s(vm("a", load=4.0, busy=0.5)) == pytest.approx(8.0)
+    assert service_rate_jobs_per_s(vm("a", load=0.0, busy=0.5)) is None
+    assert service_rate_jobs_per_s(vm("a", load=4.0, busy=0.0)) is None
+
+
+@pytest.mark.parametrize(
+    ("outstanding", "expected"),
+    [
+        (0, 0.0),
+        # 20 jobs drain in 2 s at 10 jobs/s: under the 5 s horizon, 20 * 30 / 5 = 120.
+        (20, 120.0),
+        # 50 drain in exactly 5 s: 50 * 30 / 5 = 300 = io_per_job * service rate.
+        (50, 300.0),
+        # 200 drain in 20 s: still 300 ops/s, one job at a time, not 200 * 30 / 5 = 1200.
+        (200, 300.0),
+    ],
+)
+def test_committed_rate_is_bounded_by_one_job_at_a_time(outstanding: int, expected: float) -> None:
+    snap = fleet(
+        host("h1", vms=[vm("a", load=5.0, busy=0.5, io_per_job=30.0, outstanding=outstanding)]),
+        config=PolicyConfig(horizon_s=5.0),
+    )
+    assert vm_committed_io_ops_per_s(snap, snap.vm("a")) == pytest.approx(expected)
 
 
 def test_committed_io_of_unmeasured_vm_uses_type_median_else_zero() -> None:
