@@ -109,3 +109,44 @@ def sim(
             f"{cost.large_us:.1f} µs at {cost.large_hosts} hosts: ratio {cost.ratio:.2f}"
         )
     console.print(f"[dim]wrote {', '.join(str(path) for path in written)}[/]")
+
+
+@bench.command("pipeline")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@click.option("--broker", default=None, help="bootstrap servers (default: VMLB_BROKER or local)")
+@click.option(
+    "--rates", default="200,1000", help="offered rates for latency, jobs/s, comma-separated"
+)
+@click.option("--rate-seconds", default=10.0, show_default=True, help="seconds at each rate")
+@click.option("--jobs", default=20_000, show_default=True, help="jobs for the throughput pass")
+@click.option("--vms", default=1000, show_default=True, help="registered VMs for the RSS measure")
+@click.option("--samples", default=100_000, show_default=True, help="telemetry samples to load")
+def pipeline_bench(
+    as_json: bool,
+    broker: str | None,
+    rates: str,
+    rate_seconds: float,
+    jobs: int,
+    vms: int,
+    samples: int,
+) -> None:
+    """The real worker vs a raw Kafka pass-through: throughput, latency, telemetry, memory."""
+    from benchmarks.pipeline_bench import BenchOptions, run_bench
+    from benchmarks.pipeline_bench_report import kafka_for, print_table
+
+    try:
+        rate_list = [float(r) for r in rates.split(",") if r.strip()]
+    except ValueError:
+        raise ConfigError(f"--rates: not numbers: {rates!r}") from None
+    if not rate_list or jobs < 1 or vms <= 40:
+        raise ConfigError("--rates needs a rate, --jobs >= 1, --vms > 40")
+    kafka = kafka_for(broker, console)
+    log = (lambda _: None) if as_json else (lambda text: console.print(f"[dim]{text}[/]"))
+    options = BenchOptions(
+        jobs=jobs, rates=rate_list, rate_seconds=rate_seconds, vms=vms, telemetry_samples=samples
+    )
+    result = run_bench(kafka, options, log)
+    if as_json:
+        click.echo(json.dumps(result, sort_keys=True))
+    else:
+        print_table(result, console)

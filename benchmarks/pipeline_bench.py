@@ -1,0 +1,622 @@
+"""`vmlb bench pipeline`: the real worker process against a raw Kafka pass-through, same broker.
+
+One run, fresh topic prefix and app id, topics deleted at the end:
+
+1. pass-through baseline: aiokafka consumes a jobs-like topic (6 partitions, pre-loaded with the
+   same JobSubmission bytes) and produces each value to one queue-like topic -> passthrough_per_s;
+2. a `vmlb worker` process (python -m pipeline.cli.main worker) with 10 registered VMs: its RSS;
+3. the dispatch fleet (8 hosts x 4 VMs, limits far above their I/O, fresh telemetry every second)
+   plus idle VMs up to `--vms` registered VMs: RSS again -> rss_mib_per_1000_vms;
+4. dispatch throughput: N jobs produced as fast as possible; time from the first submission's
+   Kafka timestamp to the last queue message's -> dispatch_per_s; every job must be queued;
+5. submit-to-queue latency at fixed offered rates: queue message timestamp minus submission
+   timestamp (both Kafka CreateTime, ms) -> p50/p99 per rate;
+6. telemetry: M IoSamples for V VMs produced at once; the rate at which the worker's consumer
+   group commits io-samples offsets -> telemetry_samples_per_s.
+
+Ratios are the numbers to compare across machines; absolute rates depend on the (shared) CPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from pipeline.events import HostRegistration, IoCounters, IoSample, JobSubmission, VmRegistration
+from pipeline.ports import free_port
+from pipeline.settings import KafkaSettings
+from pipeline.topics import Topics, TopicSpec, apply_topics, ensure_topic, load_topics
+
+BENCH_PREFIX = "bench."
+JOB_TYPE = "bench"
+IDLE_TYPE = "idle"
+HOSTS = 8
+VMS_PER_HOST = 4
+SMALL_FLEET_VMS = 10
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class BenchOptions:
+    jobs: int = 20_000
+    rates: list[float] = field(default_factory=lambda: [200.0, 1000.0])
+    rate_seconds: float = 10.0
+    vms: int = 1000
+    telemetry_samples: int = 100_000
+    telemetry_vms: int = 100
+    work_dir: Path | None = None
+
+
+# --- small Kafka helpers -------------------------------------------------------------------------
+
+
+def _producer(kafka: KafkaSettings, **options: Any) -> KafkaProducer:
+    return KafkaProducer(acks="all", **{"linger_ms": 5, **options}, **kafka.to_kafka_python())
+
+
+def _end_offsets(kafka: KafkaSettings, topics: list[str]) -> int:
+    consumer = KafkaConsumer(group_id=None, **kafka.to_kafka_python())
+    try:
+        parts = [
+            TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or [])
+        ]
+        return sum(consumer.end_offsets(parts).values()) if parts else 0
+    finally:
+        consumer.close()
+
+
+def _read_topics(kafka: KafkaSettings, topics: list[str], timeout_s: float = 60.0) -> list[Any]:
+    """Every record now in `topics`, from the beginning to the end offsets seen at start."""
+    consumer = KafkaConsumer(
+        group_id=None, enable_auto_commit=False, max_poll_records=5000, **kafka.to_kafka_python()
+    )
+    try:
+        parts = [
+            TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or [])
+        ]
+        if not parts:
+            return []
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        ends = consumer.end_offsets(parts)
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and any(consumer.position(tp) < ends[tp] for tp in parts):
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(
+                    r for r in batch if r.offset < ends[TopicPartition(r.topic, r.partition)]
+                )
+        return records
+    finally:
+        consumer.close()
+
+
+def _wait(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except OSError:
+            last = None
+        if last:
+            return last
+        time.sleep(0.2)
+    raise RuntimeError(f"timed out after {timeout_s:.0f}s waiting for {what} (last: {last!r})")
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+# --- the worker process --------------------------------------------------------------------------
+
+
+class WorkerProcess:
+    """One real `vmlb worker` process, queried over its HTTP API."""
+
+    def __init__(self, kafka: KafkaSettings, app_id: str, data_dir: Path) -> None:
+        self.port = free_port()
+        self.log = data_dir / "worker.log"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        env = {
+            **os.environ,
+            "VMLB_BROKER": kafka.broker,
+            "VMLB_TOPIC_PREFIX": kafka.topic_prefix,
+            "VMLB_APP_ID": app_id,
+            "VMLB_DATA_DIR": str(data_dir / "tables"),
+            "VMLB_WEB_PORT": str(self.port),
+            "VMLB_POLICY": "io-aware",
+            # Nothing completes in the benchmark, so each VM's backlog cap is this warm-up cap:
+            # set far above the jobs sent, so that no job waits (the test is throughput).
+            "VMLB_WARMUP_OUTSTANDING_PER_VM": "1000000000",
+        }
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "pipeline.cli.main", "worker", "-l", "warning"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as answer:
+            return json.loads(answer.read())
+
+    def check_alive(self) -> None:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"worker exited ({self.process.returncode}):\n{self.tail()}")
+
+    def status(self) -> dict[str, Any]:
+        self.check_alive()
+        return self.get("/status")
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+        raise RuntimeError("no VmRSS in /proc status")
+
+    def stop(self) -> None:
+        if self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+
+# --- the fleet -----------------------------------------------------------------------------------
+
+
+class Fleet:
+    """Registers hosts and VMs and keeps the dispatch fleet's telemetry fresh (a thread)."""
+
+    def __init__(self, kafka: KafkaSettings, topics: Topics) -> None:
+        self.kafka = kafka
+        self.topics = topics
+        self.producer = _producer(kafka)
+        self.vm_hosts: dict[str, str] = {}
+        self.queue_topics: list[str] = []
+        self._counters: dict[str, int] = {}
+        self._live: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._report_loop, daemon=True)
+
+    def host(self, host_id: str, io_limit: float) -> None:
+        reg = HostRegistration(
+            host_id=host_id, io_limit_ops_per_s=io_limit, registered_at=time.time()
+        )
+        self.producer.send(self.topics.name("hosts"), key=reg.key(), value=reg.to_bytes())
+
+    def vm(self, vm_id: str, host_id: str, job_type: str, create_queue: bool) -> None:
+        spec = self.topics.queue_topic(vm_id)
+        if create_queue:
+            ensure_topic(self.kafka, spec)
+            self.queue_topics.append(spec.name)
+        reg = VmRegistration(
+            vm_id=vm_id,
+            host_id=host_id,
+            job_type=job_type,
+            queue_topic=spec.name,
+            registered_at=time.time(),
+        )
+        self.producer.send(self.topics.name("vms"), key=reg.key(), value=reg.to_bytes())
+        self.vm_hosts[vm_id] = host_id
+
+    def sample(self, vm_id: str, at: float, io_ops: int) -> None:
+        self._counters[vm_id] = self._counters.get(vm_id, 0) + io_ops
+        sample = IoSample(
+            host_id=self.vm_hosts[vm_id],
+            vm_id=vm_id,
+            sampled_at=at,
+            interval_s=1.0,
+            io_ops=io_ops,
+            counters=IoCounters(block_rd_reqs=self._counters[vm_id]),
+        )
+        self.producer.send(
+            self.topics.name("io-samples"), key=sample.key(), value=sample.to_bytes()
+        )
+
+    def keep_fresh(self, vm_ids: list[str]) -> None:
+        self._live = list(vm_ids)
+        now = time.time()
+        for vm_id in self._live:
+            self.sample(vm_id, now, 10)
+        self.producer.flush(timeout=30)
+        if not self._thread.is_alive():
+            self._thread.start()
+
+    def _report_loop(self) -> None:
+        while not self._stop.wait(1.0):
+            now = time.time()
+            for vm_id in self._live:
+                self.sample(vm_id, now, 10)
+            self.producer.flush(timeout=30)
+
+    def flush(self) -> None:
+        self.producer.flush(timeout=60)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        self.producer.close()
+
+
+def _job_bytes(job_id: str, submitted_at: float) -> bytes:
+    return JobSubmission(
+        job_id=job_id, job_type=JOB_TYPE, payload={"n": 1}, submitted_at=submitted_at
+    ).to_bytes()
+
+
+# --- phases --------------------------------------------------------------------------------------
+
+
+def _preload(kafka: KafkaSettings, topic: str, count: int, tag: str) -> tuple[list[str], float]:
+    """Produce `count` jobs as fast as possible; return their ids and the produce rate."""
+    producer = _producer(kafka, linger_ms=20, batch_size=262144)
+    ids = [f"{tag}-{i}" for i in range(count)]
+    now = time.time()
+    # Serialised before timing, and the producer connected, so that the preload outruns the
+    # consumer under test (the report says if it did not: `produce_per_s`).
+    messages = [(job_id.encode(), _job_bytes(job_id, now)) for job_id in ids]
+    producer.partitions_for(topic)
+    started = time.perf_counter()
+    try:
+        for key, value in messages:
+            producer.send(topic, key=key, value=value)
+        producer.flush(timeout=120)
+    finally:
+        producer.close()
+    return ids, count / max(1e-9, time.perf_counter() - started)
+
+
+async def _passthrough_async(kafka: KafkaSettings, source: str, sink: str, count: int) -> float:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    consumer = AIOKafkaConsumer(
+        source,
+        group_id=f"bench-passthrough-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        **kafka.to_aiokafka(),
+    )
+    producer = AIOKafkaProducer(acks="all", **kafka.to_aiokafka())
+    await producer.start()
+    await consumer.start()
+    try:
+        seen = 0
+        started = time.perf_counter()
+        while seen < count:
+            batches = await consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                for record in records:
+                    await producer.send(sink, key=record.key, value=record.value)
+                    seen += 1
+            if batches:
+                await consumer.commit()
+        await producer.flush()
+        return count / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def passthrough(kafka: KafkaSettings, topics: Topics, count: int) -> dict[str, float]:
+    jobs_spec = topics.specs["jobs"]
+    source = TopicSpec(
+        name=kafka.topic("pt-jobs"), partitions=jobs_spec.partitions, replication_factor=1
+    )
+    sink = topics.queue_topic("pt-sink").model_copy(update={"name": kafka.topic("pt-queue")})
+    ensure_topic(kafka, source)
+    ensure_topic(kafka, sink)
+    _, produce_rate = _preload(kafka, source.name, count, "pt")
+    rate = asyncio.run(_passthrough_async(kafka, source.name, sink.name, count))
+    produced = _end_offsets(kafka, [sink.name])
+    if produced != count:
+        raise RuntimeError(f"pass-through produced {produced} of {count} messages")
+    return {"passthrough_per_s": rate, "preload_per_s": produce_rate}
+
+
+def dispatch_throughput(
+    kafka: KafkaSettings, fleet: Fleet, worker: WorkerProcess, count: int, tag: str
+) -> dict[str, Any]:
+    before = _end_offsets(kafka, fleet.queue_topics)
+    ids, produce_rate = _preload(kafka, kafka.topic("jobs"), count, tag)
+
+    def all_queued() -> bool:
+        worker.check_alive()
+        return _end_offsets(kafka, fleet.queue_topics) - before >= count
+
+    _wait(all_queued, 60 + count / 100, f"{count} queue messages")
+    return _queued_report(kafka, fleet, ids, produce_rate)
+
+
+def _queued_report(
+    kafka: KafkaSettings, fleet: Fleet, ids: list[str], produce_rate: float
+) -> dict[str, Any]:
+    wanted = set(ids)
+    jobs = {
+        r.key.decode(): r.timestamp
+        for r in _read_topics(kafka, [kafka.topic("jobs")])
+        if r.key is not None and r.key.decode() in wanted
+    }
+    queued: dict[str, int] = {}
+    for record in _read_topics(kafka, fleet.queue_topics):
+        job_id = record.key.decode() if record.key else ""
+        if job_id in wanted and job_id not in queued:
+            queued[job_id] = record.timestamp
+    missing = wanted - set(queued)
+    first_submit = min(jobs.values())
+    last_queued = max(queued.values())
+    latencies = [queued[j] - jobs[j] for j in queued if j in jobs]
+    return {
+        "jobs": len(ids),
+        "queued": len(queued),
+        "lost": len(missing),
+        "produce_per_s": produce_rate,
+        "dispatch_per_s": len(queued) / max(0.001, (last_queued - first_submit) / 1000.0),
+        "first_to_last_queued_per_s": len(queued)
+        / max(0.001, (last_queued - min(queued.values())) / 1000.0),
+        "latencies_ms": latencies,
+    }
+
+
+def latency_at_rate(
+    kafka: KafkaSettings, fleet: Fleet, worker: WorkerProcess, rate: float, seconds: float, tag: str
+) -> dict[str, Any]:
+    count = max(1, int(rate * seconds))
+    producer = _producer(kafka, linger_ms=0)
+    topic = kafka.topic("jobs")
+    ids = [f"{tag}-{i}" for i in range(count)]
+    before = _end_offsets(kafka, fleet.queue_topics)
+    started = time.perf_counter()
+    try:
+        for i, job_id in enumerate(ids):
+            delay = started + i / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            producer.send(topic, key=job_id.encode(), value=_job_bytes(job_id, time.time()))
+        producer.flush(timeout=60)
+    finally:
+        producer.close()
+    offered = count / (time.perf_counter() - started)
+
+    def all_queued() -> bool:
+        worker.check_alive()
+        return _end_offsets(kafka, fleet.queue_topics) - before >= count
+
+    _wait(all_queued, 60 + count / 100, f"{count} queue messages at {rate:g}/s")
+    report = _queued_report(kafka, fleet, ids, offered)
+    latencies = report.pop("latencies_ms")
+    return {
+        "rate_per_s": rate,
+        "offered_per_s": offered,
+        "jobs": count,
+        "queued": report["queued"],
+        "lost": report["lost"],
+        "p50_ms": statistics.median(latencies),
+        "p99_ms": _percentile(latencies, 0.99),
+        "max_ms": max(latencies),
+    }
+
+
+def telemetry(
+    kafka: KafkaSettings, fleet: Fleet, app_id: str, samples: int, vms: int
+) -> dict[str, float]:
+    from kafka.admin import KafkaAdminClient
+
+    topic = kafka.topic("io-samples")
+    per_vm = max(1, samples // vms)
+    total = per_vm * vms
+    base = time.time() - per_vm - 5
+    vm_ids = [f"tvm-{i}" for i in range(vms)]
+    admin = KafkaAdminClient(client_id="vmlb-bench", **kafka.to_kafka_python())
+
+    def committed() -> int:
+        offsets = admin.list_group_offsets({app_id: None}).get(app_id, {})
+        return sum(
+            meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset > 0
+        )
+
+    try:
+        start_committed = committed()
+        target = _end_offsets(kafka, [topic]) + total
+        producer = _producer(kafka, linger_ms=20, batch_size=262144)
+        started = time.monotonic()
+        counters = 0
+        for j in range(per_vm):
+            counters += 50
+            for vm_id in vm_ids:
+                sample = IoSample(
+                    host_id="thost",
+                    vm_id=vm_id,
+                    sampled_at=base + j,
+                    interval_s=1.0,
+                    io_ops=50,
+                    counters=IoCounters(block_rd_reqs=counters),
+                )
+                producer.send(topic, key=sample.key(), value=sample.to_bytes())
+        producer.flush(timeout=120)
+        producer.close()
+        produce_s = time.monotonic() - started
+        # The fleet's own samples keep arriving (1/s/VM); wait for everything up to `target`.
+        points: list[tuple[float, int]] = []
+        deadline = time.monotonic() + 60 + total / 500
+        while time.monotonic() < deadline:
+            value = committed()
+            if not points or value != points[-1][1]:
+                points.append((time.monotonic(), value))
+            if value >= target:
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError(f"vm_stats committed {points[-1][1]} of {target} io-samples offsets")
+    finally:
+        admin.close()
+    end_t = points[-1][0]
+    moving = [p for p in points if p[1] > start_committed]
+    # Faust commits every ~2.8 s: the rate is the slope between the first and the last commit
+    # that moved, when there are two; otherwise everything over the time since producing began.
+    if len(moving) >= 3:
+        rate = (moving[-1][1] - moving[0][1]) / max(1e-3, moving[-1][0] - moving[0][0])
+    else:
+        rate = (target - start_committed) / max(1e-3, end_t - started)
+    return {
+        "telemetry_samples_per_s": rate,
+        "telemetry_samples": total,
+        "telemetry_produce_per_s": total / max(1e-3, produce_s),
+    }
+
+
+# --- the whole run -------------------------------------------------------------------------------
+
+
+def run_bench(
+    base: KafkaSettings, options: BenchOptions, log: Log = lambda _: None
+) -> dict[str, Any]:
+    run_id = time.strftime("%Y%m%d%H%M%S") + uuid.uuid4().hex[:4]
+    kafka = base.model_copy(update={"topic_prefix": f"{BENCH_PREFIX}{run_id}."})
+    app_id = f"vmlb-bench-{run_id}"
+    topics = load_topics(prefix=kafka.topic_prefix)
+    work = Path(options.work_dir or tempfile.mkdtemp(prefix="vmlb-bench-"))
+    result: dict[str, Any] = {"topic_prefix": kafka.topic_prefix, "app_id": app_id}
+    fleet: Fleet | None = None
+    worker: WorkerProcess | None = None
+    try:
+        apply_topics(kafka, topics.all_specs())
+        log(f"topics under {kafka.topic_prefix}; pass-through baseline ({options.jobs} messages)")
+        result.update(passthrough(kafka, topics, options.jobs))
+
+        fleet = Fleet(kafka, topics)
+        hosts = [f"h{i}" for i in range(HOSTS)]
+        fleet_vms = [(f"h{i}-vm{j}", f"h{i}") for i in range(HOSTS) for j in range(VMS_PER_HOST)]
+        for host_id in hosts:
+            fleet.host(host_id, io_limit=1e9)
+        for vm_id, host_id in fleet_vms[:SMALL_FLEET_VMS]:
+            fleet.vm(vm_id, host_id, JOB_TYPE, create_queue=True)
+        fleet.keep_fresh([vm for vm, _ in fleet_vms[:SMALL_FLEET_VMS]])
+        log("starting the worker")
+        worker = WorkerProcess(kafka, app_id, work / "worker")
+        _wait(
+            lambda: worker.status()["fleet_ready"] and worker.status()["vms"] >= SMALL_FLEET_VMS,
+            120,
+            "worker ready",
+        )
+        time.sleep(3)
+        rss_small = worker.rss_mib()
+
+        log(f"registering {options.vms} VMs")
+        for vm_id, host_id in fleet_vms[SMALL_FLEET_VMS:]:
+            fleet.vm(vm_id, host_id, JOB_TYPE, create_queue=True)
+        fleet.keep_fresh([vm for vm, _ in fleet_vms])
+        extra = max(0, options.vms - len(fleet_vms))
+        for i in range(extra):
+            host_id = f"idle-h{i // VMS_PER_HOST}"
+            if i % VMS_PER_HOST == 0:
+                fleet.host(host_id, io_limit=1e9)
+            vm_id = f"idle-vm{i}"
+            fleet.vm(vm_id, host_id, IDLE_TYPE, create_queue=False)
+            fleet.sample(vm_id, time.time(), 10)
+        fleet.flush()
+        registered = len(fleet_vms) + extra
+        _wait(
+            lambda: worker.status()["vms"] >= registered, 120, f"{registered} VMs in the fleet view"
+        )
+        time.sleep(3)
+        rss_large = worker.rss_mib()
+        result["rss_mib_10_vms"] = rss_small
+        result["rss_mib_many_vms"] = rss_large
+        result["registered_vms"] = registered
+        result["rss_mib_per_1000_vms"] = (
+            (rss_large - rss_small) / (registered - SMALL_FLEET_VMS) * 1000
+        )
+
+        log(f"dispatch throughput ({options.jobs} jobs)")
+        # A short warm-up, so the worker's queue producers exist before timing.
+        dispatch_throughput(kafka, fleet, worker, min(200, options.jobs), f"warm{run_id}")
+        report = dispatch_throughput(kafka, fleet, worker, options.jobs, f"tp{run_id}")
+        report.pop("latencies_ms")
+        result["dispatch"] = report
+        result["dispatch_per_s"] = report["dispatch_per_s"]
+        result["dispatch_vs_passthrough"] = report["dispatch_per_s"] / result["passthrough_per_s"]
+
+        result["latency"] = []
+        for rate in options.rates:
+            log(f"submit-to-queue latency at {rate:g} jobs/s for {options.rate_seconds:g} s")
+            result["latency"].append(
+                latency_at_rate(
+                    kafka, fleet, worker, rate, options.rate_seconds, f"r{int(rate)}{run_id}"
+                )
+            )
+        top = max(result["latency"], key=lambda r: r["rate_per_s"])
+        result["p99_submit_to_queue_ms"] = top["p99_ms"]
+        result["p99_rate_per_s"] = top["rate_per_s"]
+
+        log(f"telemetry ({options.telemetry_samples} samples for {options.telemetry_vms} VMs)")
+        result.update(
+            telemetry(kafka, fleet, app_id, options.telemetry_samples, options.telemetry_vms)
+        )
+        status = worker.status()
+        result["worker_waiting"] = status["waiting"]
+        result["worker_dead_letters"] = status["dead_letters"]
+        result["jobs_lost"] = result["dispatch"]["lost"] + sum(r["lost"] for r in result["latency"])
+        result["goals"] = {
+            "dispatch_vs_passthrough_min": 0.5,
+            "p99_submit_to_queue_ms_max_at_1000_per_s": 50.0,
+            "telemetry_samples_per_s_min": 20000.0,
+        }
+        return result
+    except Exception:
+        if worker is not None and worker.process.poll() is not None:
+            log(worker.tail())
+        raise
+    finally:
+        if worker is not None:
+            worker.stop()
+        if fleet is not None:
+            fleet.close()
+        delete_run_topics(kafka, app_id)
+
+
+def delete_run_topics(kafka: KafkaSettings, app_id: str) -> int:
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(client_id="vmlb-bench", **kafka.to_kafka_python())
+    try:
+        doomed = [
+            t
+            for t in admin.list_topics()
+            if t.startswith(kafka.topic_prefix) or t.startswith(app_id)
+        ]
+        if doomed:
+            admin.delete_topics(doomed, timeout_ms=30000)
+        return len(doomed)
+    finally:
+        admin.close()
