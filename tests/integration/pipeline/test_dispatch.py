@@ -39,7 +39,8 @@ def two_hosts_one_saturated(fleet) -> tuple[str, str]:
     free = fleet.vm("b1", "h2", "io")
     fleet.flush()
     fleet.report("a1", 1500, jobs_per_s=5)  # io_per_job = 1500 ops/s / 5 jobs/s = 300
-    fleet.report("b1", 200)
+    # b1 completes jobs too, so io-aware knows how many it clears (its backlog cap).
+    fleet.report("b1", 200, jobs_per_s=2)
     return busy, free
 
 
@@ -206,7 +207,7 @@ def test_stale_telemetry_makes_a_host_ineligible_not_idle(
         "a1", 0, seconds=2, end_at=time.time() - 30
     )  # silent for 30 s: looks idle, is not known
     fleet.flush()
-    fleet.report("b1", 500)
+    fleet.report("b1", 500, jobs_per_s=2)
     worker = start_worker(**{**FAST, "VMLB_STALE_AFTER_S": "10"})
     wait_for(lambda: hosts_by_id(worker).get("h1", {}).get("eligible") is False, what="h1 stale")
     assert "old > 10s" in hosts_by_id(worker)["h1"]["reason"]  # e.g. "telemetry 33.0s old > 10s"

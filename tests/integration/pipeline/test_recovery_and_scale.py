@@ -70,6 +70,7 @@ def test_a_killed_worker_recovers_its_tables_and_loses_no_job(
         wait_for(a1_state, what="a1's windows restored").io_per_job_samples == completed_before + 1
     )
 
+    fleet.report("a1", 1500, jobs_per_s=5)  # a1 clears jobs again: io-aware's backlog cap opens
     fleet.limit("h1", 100_000)
     fleet.flush()
     wait_for(
@@ -86,7 +87,8 @@ def test_two_workers_split_the_partitions_and_both_see_every_host(
         fleet.vm(f"{host}-vm", host, "io")
     fleet.flush()
     for host in ("h1", "h2", "h3"):
-        fleet.report(f"{host}-vm", 100)
+        # Completing jobs, so io-aware knows what each VM clears (its backlog cap).
+        fleet.report(f"{host}-vm", 100, jobs_per_s=5)
     one = start_worker(**FAST)
     two = start_worker(**FAST)
 
