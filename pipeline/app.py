@@ -141,6 +141,7 @@ def create_app(
     dead_letter_topic = raw_topic(kafka.topic("dead-letters"))
     queue_topics: dict[str, faust.TopicT] = {}
 
+    # Table names are pipeline.topics.TABLES (`vmlb worker` creates their changelogs up front).
     vm_stats_table = app.Table(
         "vm_stats", partitions=partitions, help="per-VM windows, io_per_job, in-flight jobs"
     )

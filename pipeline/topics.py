@@ -241,6 +241,23 @@ def ensure_topic(settings: KafkaSettings, spec: TopicSpec, timeout_s: float = 30
     return any(r.action is Action.CREATED for r in reports)
 
 
+#: The worker's tables; Faust names their changelogs `<app id>-<table>-changelog`.
+TABLES = ("vm_stats", "waiting_jobs", "dispatched")
+
+
+def changelog_specs(app_id: str, partitions: int) -> list[TopicSpec]:
+    """The changelog topics of the worker's tables, as Faust would create them (compacted)."""
+    return [
+        TopicSpec(
+            name=f"{app_id}-{table}-changelog",
+            partitions=partitions,
+            replication_factor=1,
+            config={"cleanup.policy": "compact"},
+        )
+        for table in TABLES
+    ]
+
+
 def _describe_spec(spec: TopicSpec, replicas: int) -> list[str]:
     configs = ", ".join(f"{k}={v}" for k, v in sorted(spec.config.items()))
     return [f"partitions={spec.partitions} replicas={replicas} {configs}".strip()]

@@ -14,7 +14,8 @@ from pipeline.errors import VmlbError
 from pipeline.settings import KafkaSettings, load_kafka_settings
 
 console = Console()
-err_console = Console(stderr=True)
+# Errors are never wrapped: a message must stay one greppable line whatever the terminal width.
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def kafka_options(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -6,6 +6,7 @@ import click
 
 from pipeline.cli.common import KafkaSettings, console, kafka_options
 from pipeline.settings import load_pipeline_settings
+from pipeline.topics import apply_topics, changelog_specs, load_topics
 
 
 @click.command("worker")
@@ -44,6 +45,11 @@ def worker(
         policy=policy, web_port=web_port, data_dir=data_dir, app_id=app_id
     )
     pipeline = create_app(settings, pipeline_settings)
+    # Create the tables' changelogs before Faust starts: when Faust creates them itself while its
+    # consumer subscribes, the consumer's metadata can miss them, and every agent writing a table
+    # then crashes with PartitionsMismatch for the life of the process (seen in CI).
+    partitions = load_topics(prefix=settings.topic_prefix).specs["jobs"].partitions
+    apply_topics(settings, changelog_specs(pipeline_settings.app_id, partitions))
     console.print(
         f"worker {pipeline_settings.app_id}: policy {pipeline.dispatcher.policy.name}, "
         f"queries on http://{pipeline_settings.web_host}:{pipeline_settings.web_port}/hosts"
