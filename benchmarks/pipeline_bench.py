@@ -38,7 +38,14 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from pipeline.events import HostRegistration, IoCounters, IoSample, JobSubmission, VmRegistration
+from pipeline.events import (
+    HostRegistration,
+    IoCounters,
+    IoSample,
+    JobCompletion,
+    JobSubmission,
+    VmRegistration,
+)
 from pipeline.ports import free_port
 from pipeline.settings import KafkaSettings
 from pipeline.topics import Topics, TopicSpec, apply_topics, ensure_topic, load_topics
@@ -62,6 +69,7 @@ class BenchOptions:
     telemetry_samples: int = 100_000
     telemetry_vms: int = 100
     work_dir: Path | None = None
+    complete: bool = False
 
 
 # --- small Kafka helpers -------------------------------------------------------------------------
@@ -267,6 +275,69 @@ class Fleet:
         if self._thread.is_alive():
             self._thread.join(timeout=10)
         self.producer.close()
+
+
+class Completer:
+    """Plays the guests: completes every queued job at once (a thread), as a live fleet would.
+
+    Off by default: once completions give a VM a service rate, io-aware's backlog cap applies
+    and jobs wait (the retry path), which is not the "nothing waits" throughput measure.
+    """
+
+    def __init__(self, kafka: KafkaSettings, topics: Topics, queue_topics: list[str]) -> None:
+        self.kafka = kafka
+        self.completions = topics.name("completions")
+        self.queue_topics = list(queue_topics)
+        self.completed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.error: str | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        consumer = KafkaConsumer(
+            group_id=None, enable_auto_commit=False, **self.kafka.to_kafka_python()
+        )
+        producer = _producer(self.kafka)
+        try:
+            parts = [
+                TopicPartition(t, p)
+                for t in self.queue_topics
+                for p in (consumer.partitions_for_topic(t) or [])
+            ]
+            consumer.assign(parts)
+            consumer.seek_to_beginning(*parts)
+            while not self._stop.is_set():
+                for batch in consumer.poll(timeout_ms=100).values():
+                    for record in batch:
+                        job = json.loads(record.value)
+                        now = time.time()
+                        done = JobCompletion(
+                            job_id=job["job_id"],
+                            job_type=job["job_type"],
+                            vm_id=job["vm_id"],
+                            host_id=job["host_id"],
+                            submitted_at=job["submitted_at"],
+                            dispatched_at=job["dispatched_at"],
+                            started_at=now,
+                            finished_at=now,
+                            outcome="succeeded",
+                        )
+                        producer.send(self.completions, key=done.key(), value=done.to_bytes())
+                        self.completed += 1
+        except Exception as exc:  # reported in the result
+            self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            producer.flush(timeout=30)
+            producer.close()
+            consumer.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
 
 
 def _job_bytes(job_id: str, submitted_at: float) -> bytes:
@@ -509,6 +580,7 @@ def run_bench(
     result: dict[str, Any] = {"topic_prefix": kafka.topic_prefix, "app_id": app_id}
     fleet: Fleet | None = None
     worker: WorkerProcess | None = None
+    completer: Completer | None = None
     try:
         apply_topics(kafka, topics.all_specs())
         log(f"topics under {kafka.topic_prefix}; pass-through baseline ({options.jobs} messages)")
@@ -558,6 +630,10 @@ def run_bench(
             (rss_large - rss_small) / (registered - SMALL_FLEET_VMS) * 1000
         )
 
+        if options.complete:
+            completer = Completer(kafka, topics, fleet.queue_topics)
+            completer.start()
+        result["guests_complete_jobs"] = options.complete
         log(f"dispatch throughput ({options.jobs} jobs)")
         # A short warm-up, so the worker's queue producers exist before timing.
         dispatch_throughput(kafka, fleet, worker, min(200, options.jobs), f"warm{run_id}")
@@ -583,6 +659,11 @@ def run_bench(
         result.update(
             telemetry(kafka, fleet, app_id, options.telemetry_samples, options.telemetry_vms)
         )
+        if completer is not None:
+            completer.stop()
+            result["jobs_completed_by_guests"] = completer.completed
+            if completer.error:
+                result["completer_error"] = completer.error
         status = worker.status()
         result["worker_waiting"] = status["waiting"]
         result["worker_dead_letters"] = status["dead_letters"]
@@ -598,6 +679,8 @@ def run_bench(
             log(worker.tail())
         raise
     finally:
+        if completer is not None:
+            completer.stop()
         if worker is not None:
             worker.stop()
         if fleet is not None:

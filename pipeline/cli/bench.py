@@ -121,6 +121,11 @@ def sim(
 @click.option("--jobs", default=20_000, show_default=True, help="jobs for the throughput pass")
 @click.option("--vms", default=1000, show_default=True, help="registered VMs for the RSS measure")
 @click.option("--samples", default=100_000, show_default=True, help="telemetry samples to load")
+@click.option(
+    "--complete/--no-complete",
+    default=False,
+    help="emulated guests complete queued jobs (jobs may then wait: backlog cap)",
+)
 def pipeline_bench(
     as_json: bool,
     broker: str | None,
@@ -129,6 +134,7 @@ def pipeline_bench(
     jobs: int,
     vms: int,
     samples: int,
+    complete: bool,
 ) -> None:
     """The real worker vs a raw Kafka pass-through: throughput, latency, telemetry, memory."""
     from benchmarks.pipeline_bench import BenchOptions, run_bench
@@ -143,7 +149,12 @@ def pipeline_bench(
     kafka = kafka_for(broker, console)
     log = (lambda _: None) if as_json else (lambda text: console.print(f"[dim]{text}[/]"))
     options = BenchOptions(
-        jobs=jobs, rates=rate_list, rate_seconds=rate_seconds, vms=vms, telemetry_samples=samples
+        jobs=jobs,
+        rates=rate_list,
+        rate_seconds=rate_seconds,
+        vms=vms,
+        telemetry_samples=samples,
+        complete=complete,
     )
     result = run_bench(kafka, options, log)
     if as_json:
