@@ -42,7 +42,7 @@ def print_table(result: dict[str, Any], console: Console) -> None:
     table.add_row("dispatch (worker), jobs/s", f"{result['dispatch_per_s']:,.0f}", "", "")
     table.add_row(
         "dispatch / pass-through",
-        f"{ratio:.2f}x",
+        f"{ratio:.2g}x",
         f">= {goals['dispatch_vs_passthrough_min']}x",
         met(ratio >= goals["dispatch_vs_passthrough_min"]),
     )
