@@ -104,32 +104,34 @@ class FleetView:
         return setting.value if setting else None
 
     def host_limit(self, host_id: str) -> Sourced:
-        override = self._limit(LimitScope.HOST, host_id, LimitField.IO_LIMIT, LimitSource.OPERATOR)
-        if override is not None:
-            return Sourced(override, "operator")
+        """Operator override, else the limit its Dom0 was configured with, else calibrated."""
         registration = self.hosts.get(host_id)
-        if registration is not None and registration.io_limit_ops_per_s is not None:
-            return Sourced(registration.io_limit_ops_per_s, "configured")
-        calibrated = self._limit(
-            LimitScope.HOST, host_id, LimitField.IO_LIMIT, LimitSource.CALIBRATED
+        return _first(
+            (
+                "operator",
+                self._limit(LimitScope.HOST, host_id, LimitField.IO_LIMIT, LimitSource.OPERATOR),
+            ),
+            ("configured", registration.io_limit_ops_per_s if registration else None),
+            (
+                "calibrated",
+                self._limit(LimitScope.HOST, host_id, LimitField.IO_LIMIT, LimitSource.CALIBRATED),
+            ),
         )
-        if calibrated is not None:
-            return Sourced(calibrated, "calibrated")
-        return Sourced(None, None)
 
     def vm_io_per_job(self, vm_id: str) -> Sourced:
-        override = self._limit(LimitScope.VM, vm_id, LimitField.IO_PER_JOB, LimitSource.OPERATOR)
-        if override is not None:
-            return Sourced(override, "operator")
+        """Operator override, else the pipeline's running estimate, else calibrated."""
         state = self.vm_states.get(vm_id)
-        if state is not None and state.io_per_job is not None:
-            return Sourced(state.io_per_job, "measured")
-        calibrated = self._limit(
-            LimitScope.VM, vm_id, LimitField.IO_PER_JOB, LimitSource.CALIBRATED
+        return _first(
+            (
+                "operator",
+                self._limit(LimitScope.VM, vm_id, LimitField.IO_PER_JOB, LimitSource.OPERATOR),
+            ),
+            ("measured", state.io_per_job if state else None),
+            (
+                "calibrated",
+                self._limit(LimitScope.VM, vm_id, LimitField.IO_PER_JOB, LimitSource.CALIBRATED),
+            ),
         )
-        if calibrated is not None:
-            return Sourced(calibrated, "calibrated")
-        return Sourced(None, None)
 
     def running_vms(self) -> Iterable[VmRegistration]:
         for vm in self.vms.values():
@@ -184,3 +186,11 @@ class FleetView:
 
     def serves(self, job_type: str) -> bool:
         return any(vm.job_type == job_type for vm in self.running_vms())
+
+
+def _first(*candidates: tuple[str, float | None]) -> Sourced:
+    """The first known value, with the name of where it came from."""
+    for source, value in candidates:
+        if value is not None:
+            return Sourced(value, source)
+    return Sourced(None, None)
