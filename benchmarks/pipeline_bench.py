@@ -21,15 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,9 +41,9 @@ from pipeline.events import (
     JobSubmission,
     VmRegistration,
 )
-from pipeline.ports import free_port
 from pipeline.settings import KafkaSettings
 from pipeline.topics import Topics, TopicSpec, apply_topics, ensure_topic, load_topics
+from pipeline.worker_process import WorkerProcess
 
 BENCH_PREFIX = "bench."
 JOB_TYPE = "bench"
@@ -137,69 +132,6 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 # --- the worker process --------------------------------------------------------------------------
-
-
-class WorkerProcess:
-    """One real `vmlb worker` process, queried over its HTTP API."""
-
-    def __init__(self, kafka: KafkaSettings, app_id: str, data_dir: Path) -> None:
-        self.port = free_port()
-        self.log = data_dir / "worker.log"
-        data_dir.mkdir(parents=True, exist_ok=True)
-        env = {
-            **os.environ,
-            "VMLB_BROKER": kafka.broker,
-            "VMLB_TOPIC_PREFIX": kafka.topic_prefix,
-            "VMLB_APP_ID": app_id,
-            "VMLB_DATA_DIR": str(data_dir / "tables"),
-            "VMLB_WEB_PORT": str(self.port),
-            "VMLB_POLICY": "io-aware",
-            # Nothing completes in the benchmark, so each VM's backlog cap is this warm-up cap:
-            # set far above the jobs sent, so that no job waits (the test is throughput).
-            "VMLB_WARMUP_OUTSTANDING_PER_VM": "1000000000",
-        }
-        with open(self.log, "ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "pipeline.cli.main", "worker", "-l", "warning"],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def get(self, path: str) -> Any:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as answer:
-            return json.loads(answer.read())
-
-    def check_alive(self) -> None:
-        if self.process.poll() is not None:
-            raise RuntimeError(f"worker exited ({self.process.returncode}):\n{self.tail()}")
-
-    def status(self) -> dict[str, Any]:
-        self.check_alive()
-        return self.get("/status")
-
-    def tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-    def rss_mib(self) -> float:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-        raise RuntimeError("no VmRSS in /proc status")
-
-    def stop(self) -> None:
-        if self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
-
-
-# --- the fleet -----------------------------------------------------------------------------------
 
 
 class Fleet:
@@ -595,7 +527,18 @@ def run_bench(
             fleet.vm(vm_id, host_id, JOB_TYPE, create_queue=True)
         fleet.keep_fresh([vm for vm, _ in fleet_vms[:SMALL_FLEET_VMS]])
         log("starting the worker")
-        worker = WorkerProcess(kafka, app_id, work / "worker")
+        worker = WorkerProcess(
+            kafka,
+            app_id,
+            work / "worker",
+            env={
+                "VMLB_POLICY": "io-aware",
+                # Nothing completes in the benchmark, so each VM's backlog cap is the warm-up
+                # cap: set far above the jobs sent, so that no job waits (this measures speed).
+                "VMLB_WARMUP_OUTSTANDING_PER_VM": "1000000000",
+            },
+            loglevel="warning",
+        )
         _wait(
             lambda: worker.status()["fleet_ready"] and worker.status()["vms"] >= SMALL_FLEET_VMS,
             120,

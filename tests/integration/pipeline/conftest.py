@@ -7,14 +7,8 @@ are the real command, started as processes and queried over their HTTP API.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,75 +29,13 @@ from pipeline.events import (
     LimitSource,
     VmRegistration,
 )
-from pipeline.ports import free_port
 from pipeline.settings import KafkaSettings
 from pipeline.topic_reader import read_all
 from pipeline.topics import Topics, ensure_topic
+from pipeline.worker_process import WorkerProcess
 
-
-class Worker:
-    """One `vmlb worker` process with its own web port and data dir."""
-
-    def __init__(
-        self, kafka: KafkaSettings, app_id: str, data_dir: Path, env: dict[str, str]
-    ) -> None:
-        self.port = free_port()
-        self.log = data_dir / f"worker-{self.port}.log"
-        data_dir.mkdir(parents=True, exist_ok=True)
-        environment = {
-            **os.environ,
-            "VMLB_BROKER": kafka.broker,
-            "VMLB_TOPIC_PREFIX": kafka.topic_prefix,
-            "VMLB_APP_ID": app_id,
-            "VMLB_DATA_DIR": str(data_dir),
-            "VMLB_WEB_PORT": str(self.port),
-            **env,
-        }
-        with open(self.log, "ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "pipeline.cli.main", "worker", "-l", "info"],
-                env=environment,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def get(self, path: str) -> Any:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as answer:
-            return json.loads(answer.read())
-
-    def get_text(self, path: str) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as answer:
-            return answer.read().decode()
-
-    def wait_ready(self, timeout_s: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"worker exited ({self.process.returncode}):\n{self.tail()}")
-            try:
-                if self.get("/status")["fleet_ready"]:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.5)
-        raise AssertionError(f"worker not ready in {timeout_s}s:\n{self.tail()}")
-
-    def tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+#: A real `vmlb worker` process (see pipeline.worker_process).
+Worker = WorkerProcess
 
 
 def wait_for(
