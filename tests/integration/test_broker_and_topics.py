@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -127,7 +128,13 @@ def test_a_three_node_cluster_starts_and_stops(tmp_path):
         try:
             assert len(admin.describe_cluster()["brokers"]) == 3
             admin.create_topics([NewTopic("replicated", 3, 3)])
-            replicas = admin.describe_topics(["replicated"])[0]["partitions"][0]["replica_nodes"]
+            # Metadata of a new topic reaches every broker shortly after creation.
+            deadline = time.monotonic() + 30
+            partitions: list = []
+            while not partitions and time.monotonic() < deadline:
+                partitions = admin.describe_topics(["replicated"])[0]["partitions"]
+                time.sleep(0.2)
+            replicas = partitions[0]["replica_nodes"]
             assert sorted(replicas) == [1, 2, 3]
         finally:
             admin.close()
