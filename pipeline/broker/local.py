@@ -12,6 +12,7 @@ Ports: node i (0-based) listens for clients on `port + 2*i` and for the controll
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -112,14 +113,16 @@ class LocalCluster:
         return self.bootstrap
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> list[int]:
-        """Stop every node (SIGTERM, then SIGKILL after `timeout_s`); return the pids stopped."""
-        stopped = []
+        """Stop every node (SIGTERM, then SIGKILL after `timeout_s`); return the pids stopped.
+
+        All nodes get SIGTERM at once: stopped one by one, the last controllers of a cluster
+        lose their quorum and wait out their shutdown timeouts.
+        """
+        running = [s for s in self.status() if s.pid is not None and s.running]
+        _terminate_all([s.pid for s in running if s.pid is not None], timeout_s)
         for status in self.status():
-            if status.pid is not None and status.running:
-                _terminate(status.pid, timeout_s)
-                stopped.append(status.pid)
             self._pid_file(status.node).unlink(missing_ok=True)
-        return stopped
+        return [s.pid for s in running if s.pid is not None]
 
     # --- internals -----------------------------------------------------------------------------
 
@@ -217,8 +220,8 @@ class LocalCluster:
             node,
             "kafka.tools.StorageTool",
             "format",
-            "-t",
-            cluster_id,
+            # `=`: a cluster id may start with "-", which argparse would take for an option.
+            f"--cluster-id={cluster_id}",
             "-c",
             str(directory / "server.properties"),
         )
@@ -313,20 +316,28 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _terminate(pid: int, timeout_s: float) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
+def _terminate_all(pids: list[int], timeout_s: float) -> None:
+    """SIGTERM every pid, wait up to `timeout_s` for all, SIGKILL the rest and wait for them."""
+    for pid in pids:
+        _signal(pid, signal.SIGTERM)
+    if not _wait_gone(pids, timeout_s):
+        for pid in pids:
+            _signal(pid, signal.SIGKILL)
+        _wait_gone(pids, 10.0)
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def _wait_gone(pids: list[int], timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if not _alive(pid):
-            return
+        if not any(_alive(pid) for pid in pids):
+            return True
         time.sleep(0.2)
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
+    return not any(_alive(pid) for pid in pids)
 
 
 def _port_open(port: int, host: str = DEFAULT_HOST) -> bool:
