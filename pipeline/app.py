@@ -45,8 +45,10 @@ from pipeline.events import (
     JobSubmission,
     payload_text,
 )
+from pipeline.faust_compat import writing_for
 from pipeline.fleet import FleetView
 from pipeline.fleet_consumer import FleetConsumer
+from pipeline.json_table import JsonTable
 from pipeline.policy.registry import build_policy
 from pipeline.policy.snapshot import PolicyConfig
 from pipeline.settings import (
@@ -77,7 +79,7 @@ class Pipeline:
     metrics: metrics_module.PipelineMetrics
     clock: Clock
     recent_decisions: deque[dict[str, Any]] = field(default_factory=deque)
-    tables: dict[str, Any] = field(default_factory=dict)
+    tables: dict[str, JsonTable] = field(default_factory=dict)
     #: Decisions by outcome and dead letters, since this worker started (for /status).
     counts: Counter[str] = field(default_factory=Counter)
 
@@ -142,14 +144,14 @@ def create_app(
     queue_topics: dict[str, faust.TopicT] = {}
 
     # Table names are pipeline.topics.TABLES (`vmlb worker` creates their changelogs up front).
-    vm_stats_table = app.Table(
-        "vm_stats", partitions=partitions, help="per-VM windows, io_per_job, in-flight jobs"
+    vm_stats_table = JsonTable.declare(
+        app, "vm_stats", partitions, help="per-VM windows, io_per_job, in-flight jobs"
     )
-    waiting_table = app.Table(
-        "waiting_jobs", partitions=partitions, help="jobs with no eligible host yet"
+    waiting_table = JsonTable.declare(
+        app, "waiting_jobs", partitions, help="jobs with no eligible host yet"
     )
-    dispatched_table = app.Table(
-        "dispatched", partitions=partitions, help="job id -> VM, for redelivery"
+    dispatched_table = JsonTable.declare(
+        app, "dispatched", partitions, help="job id -> VM, for redelivery"
     )
 
     registry = metrics_module.PipelineMetrics()
@@ -226,11 +228,13 @@ def create_app(
     last_published: dict[str, float] = {}
     unpublished: set[str] = set()
 
-    async def publish_state(vm_id: str, now: float) -> None:
-        row = vm_stats_table.get(vm_id)
+    async def publish_state(vm_id: str, now: float, row: VmStats | None = None) -> None:
         if row is None:
-            return
-        state = VmStats.from_dict(row, vm_id, windows).state(now)
+            stored = vm_stats_table.get(vm_id)
+            if stored is None:
+                return
+            row = VmStats.from_dict(stored, vm_id, windows)
+        state = row.state(now)
         await vm_state_topic.send(key=state.key(), value=state.to_bytes())
         last_published[vm_id] = now
         unpublished.discard(vm_id)
@@ -248,37 +252,53 @@ def create_app(
             return None  # waiting/expired/rejected decisions place nothing on a VM
         return decision.vm_id, decision
 
+    def apply_stats_event(row: VmStats, item: IoSample | JobCompletion | DispatchDecision) -> bool:
+        if isinstance(item, IoSample):
+            return row.add_sample(item)
+        if isinstance(item, JobCompletion):
+            return row.add_completion(item)
+        return row.add_dispatch(item.job_id, item.decided_at)
+
     @app.agent(stats_source, name="vm_stats")
     async def vm_stats_agent(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            message = event.message
-            try:
-                parsed = parse_stats_event(message)
-                if parsed is None:
+        # In batches: each touched row is read, parsed, serialised and written (one changelog
+        # record) once per batch rather than once per event; a VM sampled every second while
+        # taking hundreds of jobs would otherwise rewrite its whole row for each. Faust acks a
+        # batch's offsets only after this loop body has handled it (at-least-once holds).
+        async for events in stream.take_events(
+            settings.stats_batch_max, within=settings.stats_batch_s
+        ):
+            rows: dict[str, VmStats] = {}
+            changed: dict[str, EventT] = {}  # vm_id -> the last event that changed its row
+            for event in events:
+                message = event.message
+                try:
+                    parsed = parse_stats_event(message)
+                    if parsed is None:
+                        continue
+                    vm_id, item = parsed
+                    if message.key is not None and message.key != vm_id.encode():
+                        raise EventError(
+                            f"message key {message.key!r} is not its vm_id {vm_id!r}; key by vm_id"
+                        )
+                except EventError as exc:
+                    await dead_letter_message(message, str(exc), stage="vm_stats")
                     continue
-                vm_id, item = parsed
-                if message.key is not None and message.key != vm_id.encode():
-                    raise EventError(
-                        f"message key {message.key!r} is not its vm_id {vm_id!r}; key by vm_id"
-                    )
-            except EventError as exc:
-                await dead_letter_message(message, str(exc), stage="vm_stats")
-                continue
-            row = VmStats.from_dict(vm_stats_table.get(vm_id), vm_id, windows)
-            if isinstance(item, IoSample):
-                changed = row.add_sample(item)
-            elif isinstance(item, JobCompletion):
-                changed = row.add_completion(item)
-            else:
-                changed = row.add_dispatch(item.job_id, item.decided_at)
-            if not changed:
-                continue
-            vm_stats_table[vm_id] = row.to_dict()
+                row = rows.get(vm_id)
+                if row is None:
+                    stored = vm_stats_table.get(vm_id)
+                    row = rows[vm_id] = VmStats.from_dict(stored, vm_id, windows)
+                if apply_stats_event(row, item):
+                    changed[vm_id] = event
             now = clock()
-            if now - last_published.get(vm_id, 0.0) >= settings.vm_state_interval_s:
-                await publish_state(vm_id, now)
-            else:
-                unpublished.add(vm_id)
+            for vm_id, event in changed.items():
+                row = rows[vm_id]
+                with writing_for(event):  # faust-streaming#497: see pipeline.faust_compat
+                    vm_stats_table[vm_id] = row.to_dict()
+                if now - last_published.get(vm_id, 0.0) >= settings.vm_state_interval_s:
+                    await publish_state(vm_id, now, row)
+                else:
+                    unpublished.add(vm_id)
 
     @app.timer(settings.vm_state_interval_s, name="vm_state_flush")
     async def flush_vm_states() -> None:
@@ -369,7 +389,7 @@ def create_app(
                     "attempts": 1,
                 }
                 pipeline.waiting_index.add(
-                    message.partition, job.job_type, job.job_id, waiting_since
+                    message.partition, job.job_type, job.job_id, waiting_since, job.deadline_at
                 )
             await produce(result, job, message, message.partition)
 
@@ -388,17 +408,18 @@ def create_app(
             dedupe.rebuild(partition, dispatched_table.items())
         if not fleet.ready.is_set():
             return
-        for job_type, job_ids in index.by_type(partition).items():
+        for job_type, jobs in index.by_type(partition).items():
             blocked = False  # once one job of a type waits, later ones of that type would too
-            for job_id in job_ids:
+            for waiting_job in jobs:
+                now = clock()
+                deadline_at = waiting_job.deadline_at
+                if blocked and (deadline_at is None or now < deadline_at):
+                    continue  # cheap: no table read for a job that cannot go anyway
+                job_id = waiting_job.job_id
                 entry = waiting_table.get(job_id)
                 if entry is None:
                     index.remove(partition, job_type, job_id)
                     continue
-                now = clock()
-                deadline_at = entry.get("deadline_at")
-                if blocked and (deadline_at is None or now < deadline_at):
-                    continue  # cheap: no parsing for jobs that cannot go anyway
                 job = JobSubmission.model_validate(entry["job"])
                 result = dispatcher.decide(job, now, attempt=entry["attempts"] + 1)
                 if result.waiting:

@@ -18,7 +18,7 @@ import random
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pipeline.events import (
     DecisionOutcome,
@@ -63,7 +63,8 @@ class SnapshotSource:
         self.config = config
         self.min_rebuild_s = min_rebuild_s
         self.max_age_s = max_age_s
-        self._claims: dict[str, list[float]] = {}  # vm_id -> dispatched_at of own placements
+        # vm_id -> dispatched_at of own placements, oldest first (decisions are made in time order)
+        self._claims: dict[str, deque[float]] = {}
         self._snapshot: FleetSnapshot | None = None
         self._built_version = -1
 
@@ -78,32 +79,29 @@ class SnapshotSource:
 
     def record_claim(self, vm_id: str, dispatched_at: float) -> None:
         """Remember a placement until the VM's reported state includes it."""
-        self._claims.setdefault(vm_id, []).append(dispatched_at)
+        self._claims.setdefault(vm_id, deque()).append(dispatched_at)
 
     def pending_claims(self) -> int:
         return sum(len(times) for times in self._claims.values())
 
     def _rebuild(self, now: float) -> FleetSnapshot:
-        for vm_id in list(self._claims):
-            state = self.view.vm_states.get(vm_id)
-            reported_until = state.last_decision_at if state and state.last_decision_at else None
-            # Drop claims the VM's reported outstanding count already includes; claims older
-            # than the stale limit are dropped too, so a silent pipeline cannot pin them forever.
-            keep = [
-                t
-                for t in self._claims[vm_id]
-                if (reported_until is None or t > reported_until)
-                and now - t < 4 * self.config.stale_after_s
-            ]
-            if keep:
-                self._claims[vm_id] = keep
-            else:
-                del self._claims[vm_id]
+        expired_before = now - 4 * self.config.stale_after_s
         snapshot = self.view.snapshot(now, self.config)
         for vm_id in list(self._claims):
+            claims = self._claims[vm_id]
+            state = self.view.vm_states.get(vm_id)
+            reported_until = state.last_decision_at if state else None
+            # Drop claims the VM's reported outstanding count already includes; claims older
+            # than 4 x the stale limit are dropped too, so a silent pipeline cannot pin them
+            # forever. Both cut from the old end: each rebuild costs O(VMs with claims).
+            cutoff = max(expired_before, reported_until or expired_before)
+            while claims and claims[0] <= cutoff:
+                claims.popleft()
+            if not claims:
+                del self._claims[vm_id]
+                continue
             try:
-                for _ in self._claims[vm_id]:
-                    snapshot.claim(vm_id)
+                snapshot.claim(vm_id, len(claims))
             except KeyError:  # the VM stopped or left: nothing left to claim against
                 del self._claims[vm_id]
         self._snapshot = snapshot
@@ -221,30 +219,56 @@ def _queue_topic(registration: VmRegistration | None) -> str:
     return registration.queue_topic
 
 
+class WaitingJob(NamedTuple):
+    """One waiting job as the retry agent walks them: no table read unless it may go."""
+
+    job_id: str
+    waiting_since: float
+    deadline_at: float | None
+
+
 class WaitingIndex:
-    """Waiting job ids per partition, per job type, oldest first (memory; the table is durable).
+    """Waiting jobs per partition, per job type, oldest first (memory; the table is durable).
 
     Rebuilt from the `waiting_jobs` table after every rebalance, since the partitions a worker
-    owns (and so the waiting jobs it must retry) may have changed.
+    owns (and so the waiting jobs it must retry) may have changed. Each entry carries its
+    deadline, so a retry tick skips the jobs behind a blocked one without reading the table,
+    yet still expires those whose deadline passed.
     """
 
     def __init__(self) -> None:
-        self._by_partition: dict[int, dict[str, dict[str, float]]] = {}
+        self._by_partition: dict[int, dict[str, dict[str, WaitingJob]]] = {}
 
     def built(self, partition: int) -> bool:
         return partition in self._by_partition
 
     def build(self, partition: int, entries: Iterator[tuple[str, dict[str, Any]]]) -> None:
-        types: dict[str, dict[str, float]] = {}
-        for job_id, entry in entries:
-            if entry.get("partition") == partition:
-                types.setdefault(entry["job"]["job_type"], {})[job_id] = entry["waiting_since"]
+        found = sorted(
+            (entry["waiting_since"], job_id, entry["job"]["job_type"], entry.get("deadline_at"))
+            for job_id, entry in entries
+            if entry.get("partition") == partition
+        )
+        types: dict[str, dict[str, WaitingJob]] = {}
+        for waiting_since, job_id, job_type, deadline_at in found:
+            types.setdefault(job_type, {})[job_id] = WaitingJob(job_id, waiting_since, deadline_at)
         self._by_partition[partition] = types
 
-    def add(self, partition: int, job_type: str, job_id: str, waiting_since: float) -> None:
-        self._by_partition.setdefault(partition, {}).setdefault(job_type, {})[job_id] = (
-            waiting_since
-        )
+    def add(
+        self,
+        partition: int,
+        job_type: str,
+        job_id: str,
+        waiting_since: float,
+        deadline_at: float | None = None,
+    ) -> None:
+        jobs = self._by_partition.setdefault(partition, {}).setdefault(job_type, {})
+        newest = next(reversed(jobs.values()), None)
+        jobs[job_id] = WaitingJob(job_id, waiting_since, deadline_at)
+        if newest is not None and (waiting_since, job_id) < (newest.waiting_since, newest.job_id):
+            # Out of order (a clock step back): re-sort this type once, keep walks cheap.
+            ordered = sorted(jobs.values(), key=lambda job: (job.waiting_since, job.job_id))
+            jobs.clear()
+            jobs.update((job.job_id, job) for job in ordered)
 
     def remove(self, partition: int, job_type: str, job_id: str) -> None:
         types = self._by_partition.get(partition, {})
@@ -253,10 +277,10 @@ class WaitingIndex:
         if not jobs:
             types.pop(job_type, None)
 
-    def by_type(self, partition: int) -> dict[str, list[str]]:
-        """Each waiting job type of a partition with its job ids, oldest first."""
+    def by_type(self, partition: int) -> dict[str, list[WaitingJob]]:
+        """Each waiting job type of a partition with its jobs, oldest first (a copy)."""
         return {
-            job_type: sorted(jobs, key=lambda job_id: (jobs[job_id], job_id))
+            job_type: list(jobs.values())
             for job_type, jobs in self._by_partition.get(partition, {}).items()
         }
 

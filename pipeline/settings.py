@@ -157,6 +157,12 @@ class PipelineSettings(BaseSettings):
     inflight_timeout_s: float = Field(
         600.0, gt=0, description="an in-flight job older than this is presumed lost"
     )
+    stats_batch_max: int = Field(
+        1000, ge=1, description="vm_stats handles up to this many events as one batch"
+    )
+    stats_batch_s: float = Field(
+        0.05, gt=0, description="...or what arrived within this many seconds, if fewer"
+    )
     # Dispatch.
     stale_after_s: float = Field(
         3.0, gt=0, description="a host silent this long is ineligible, never idle"

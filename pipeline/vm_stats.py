@@ -74,6 +74,9 @@ class VmStats:
     last_telemetry_at: float | None = None
     last_completion_at: float | None = None
     last_decision_at: float | None = None
+    #: When the dedupe and in-flight maps were last pruned (memory only: pruning is cheap to
+    #: redo, and a pruned map is only smaller, so it need not survive a restore).
+    pruned_at: float | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in _RATE_WINDOWS:
@@ -178,6 +181,11 @@ class VmStats:
     # --- internals --------------------------------------------------------------------------
 
     def _prune(self, now: float) -> None:
+        # At most once per bucket: pruning walks both maps, and a row taking hundreds of events
+        # a second would otherwise pay O(jobs in flight) for every one of them.
+        if self.pruned_at is not None and now - self.pruned_at < self.config.bucket_s:
+            return
+        self.pruned_at = now
         horizon = now - max(self.config.rate_window_s, self.config.io_per_job_window_s)
         self.completed = {j: t for j, t in self.completed.items() if t >= horizon}
         expired = now - self.config.inflight_timeout_s

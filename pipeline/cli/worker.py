@@ -37,9 +37,8 @@ def worker(
     Every setting also reads the environment (VMLB_POLICY, VMLB_RATE_WINDOW_S, VMLB_STALE_AFTER_S,
     ...; see pipeline/settings.py for all of them and their defaults).
     """
-    from faust import Worker
-
     from pipeline.app import create_app
+    from pipeline.faust_compat import quiet_worker
 
     pipeline_settings = load_pipeline_settings(
         policy=policy, web_port=web_port, data_dir=data_dir, app_id=app_id
@@ -54,4 +53,4 @@ def worker(
         f"worker {pipeline_settings.app_id}: policy {pipeline.dispatcher.policy.name}, "
         f"queries on http://{pipeline_settings.web_host}:{pipeline_settings.web_port}/hosts"
     )
-    Worker(pipeline.app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    quiet_worker(pipeline.app, loglevel).execute_from_commandline()

@@ -188,11 +188,11 @@ class FleetSnapshot:
         """Placements on this VM made locally and not yet in its reported outstanding count."""
         return self._claims.get(vm_id, 0)
 
-    def claim(self, vm_id: str) -> None:
-        """Record one placement on `vm_id`, so that every later decision counts it."""
+    def claim(self, vm_id: str, count: int = 1) -> None:
+        """Record `count` placements on `vm_id`, so that every later decision counts them."""
         if vm_id not in self._vms:
             raise KeyError(f"claim on VM {vm_id!r}, which is not in the snapshot")
-        self._claims[vm_id] = self._claims.get(vm_id, 0) + 1
+        self._claims[vm_id] = self._claims.get(vm_id, 0) + count
 
     def outstanding(self, vm: VmView) -> int:
         """Jobs on the VM not finished: as reported, plus local claims."""

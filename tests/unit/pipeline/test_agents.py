@@ -192,8 +192,12 @@ class Harness:
         self.pipeline.fleet.ready.set()
 
 
-def build(tmp_path: Path) -> Harness:
-    """A fresh app; call inside the test's event loop (Faust binds the running loop)."""
+def build(tmp_path: Path, stats_batch_max: int = 1) -> Harness:
+    """A fresh app; call inside the test's event loop (Faust binds the running loop).
+
+    `vm_stats` takes one event per batch unless told otherwise, so that each `put` has its
+    effect before the next (its batches close on size here, never on `within`: no timed waits).
+    """
     clock = FakeClock()
     pipeline = create_app(
         KafkaSettings(topic_prefix=PREFIX),
@@ -204,6 +208,7 @@ def build(tmp_path: Path) -> Harness:
             stale_after_s=3.0,
             horizon_s=5.0,
             vm_state_interval_s=0.25,
+            stats_batch_max=stats_batch_max,
         ),
         clock=clock,
         rng=random.Random(1),
@@ -350,7 +355,7 @@ async def test_a_job_with_no_eligible_host_waits_and_the_retry_dispatches_it_onc
     [waiting] = h.producer.decisions()
     assert waiting.outcome is DecisionOutcome.WAITING
     assert waiting.reason == "no eligible host among 1 candidate: 1 over limit"
-    assert h.pipeline.waiting_index.by_type(2) == {"io": ["w1"]}
+    assert [job.job_id for job in h.pipeline.waiting_index.by_type(2)["io"]] == ["w1"]
     assert h.producer.queued("a1") == []
 
     h.clock.now = NOW + 1
@@ -449,7 +454,7 @@ async def test_a_waiting_job_past_its_deadline_is_expired_even_behind_a_blocked_
     assert (letter.job_id, letter.reason) == ("late", expired.reason)
     assert letter.source_partition is None  # decided by the retry, not from a message
     assert list(h.waiting) == ["first"]
-    assert h.pipeline.waiting_index.by_type(0) == {"io": ["first"]}
+    assert [job.job_id for job in h.pipeline.waiting_index.by_type(0)["io"]] == ["first"]
 
 
 @in_loop
@@ -559,7 +564,8 @@ async def test_vm_stats_counts_samples_completions_and_dispatches_into_vm_state(
             h.clock.now = NOW + second
             sample = io_sample("a1", NOW + second, 500)
             await put_from(agent, "t.io-samples", b"a1", sample.to_bytes())
-        await until(lambda: len(h.producer.on("vm-state")) == 5, "five vm-state updates")
+            published = second + 1
+            await until(lambda n=published: len(h.producer.on("vm-state")) == n, "vm-state update")
         state = VmState.from_bytes(h.producer.on("vm-state")[-1][1])
         assert (state.vm_id, state.host_id) == ("a1", "h1")
         assert state.io_ops_per_s == 500.0  # 2500 ops over the 5 s rate window
@@ -587,12 +593,43 @@ async def test_vm_stats_counts_samples_completions_and_dispatches_into_vm_state(
 
 
 @in_loop
+async def test_vm_stats_writes_each_vm_once_per_batch_to_the_partition_of_its_events(tmp_path):
+    # Faust cannot write a table from a batch on its own (faust-streaming#497): each row goes
+    # to the partition of the events that changed it (pipeline.faust_compat.writing_for).
+    h = build(tmp_path, stats_batch_max=4)
+    h.clock.now = NOW + 2
+    async with h.agents["vm_stats"].test_context() as agent:
+        for second in range(3):
+            sample = io_sample("a1", NOW + second, 100)
+            await put_from(agent, "t.io-samples", b"a1", sample.to_bytes(), partition=2)
+        await put_from(
+            agent, "t.io-samples", b"b1", io_sample("b1", NOW, 7).to_bytes(), partition=5
+        )
+        await until(lambda: len(h.producer.on("vm-state")) == 2, "one vm-state per VM")
+    assert h.producer.changelog_of("vm_stats") == [(2, b'"a1"', False), (5, b'"b1"', False)]
+    # Each record is the row as one JSON object (pipeline.json_table encodes it once).
+    rows = [json.loads(fut.message.value) for fut in h.producer.changelog]
+    assert [(row["vm_id"], row["last_telemetry_at"]) for row in rows] == [
+        ("a1", NOW + 2),
+        ("b1", NOW),
+    ]
+    a1, b1 = (VmState.from_bytes(value) for _, value in h.producer.on("vm-state"))
+    # 300 ops over the 3 s since a1 was first sampled: all three samples were counted
+    assert (a1.vm_id, a1.last_telemetry_at, a1.io_ops_per_s) == ("a1", NOW + 2, 100.0)
+    assert (b1.vm_id, b1.last_telemetry_at) == ("b1", NOW)
+    assert h.pipeline.tables["vm_stats"]["a1"]["last_telemetry_at"] == NOW + 2
+
+
+@in_loop
 async def test_vm_stats_publishes_a_vm_at_most_once_per_interval(tmp_path):
     h = build(tmp_path)
     async with h.agents["vm_stats"].test_context() as agent:
+        written = h.producer.changelog_of
         await put_from(agent, "t.io-samples", b"a1", io_sample("a1", NOW, 10).to_bytes())
+        await until(lambda: len(h.producer.on("vm-state")) == 1, "the first vm-state update")
         h.clock.now = NOW + 0.2  # under vm_state_interval_s (0.25 s): held back
         await put_from(agent, "t.io-samples", b"a1", io_sample("a1", NOW + 0.1, 10).to_bytes())
+        await until(lambda: len(written("vm_stats")) == 2, "the second sample counted")
         h.clock.now = NOW + 0.25
         await put_from(agent, "t.io-samples", b"a1", io_sample("a1", NOW + 0.2, 10).to_bytes())
         await until(lambda: len(h.producer.on("vm-state")) == 2, "the second vm-state update")

@@ -1,0 +1,41 @@
+"""Workarounds for faust-streaming 0.15.3, each in one place (see docs/architecture.md).
+
+`writing_for(event)`: table writes from a batch (`stream.take_events()`). Faust picks the
+partition of a table write (its changelog record and its RocksDB column) from the stream's
+*current event*, which `take_events()` leaves unset, so any write from a batch raises "Cannot
+modify table key from outside of stream iteration" (faust-streaming/faust#497, open). Setting the
+current event to the batch event that carried the key, for the duration of the write, gives
+Faust the partition it would have used per event.
+
+`quiet_worker(app, loglevel)`: a `faust.Worker` that leaves the root logger at `loglevel`. At
+WARN and above, Faust's start-up spinner sets the *root logger* to DEBUG for good (so that every
+record spins it; faust/worker.py `_setup_spinner_handler`), and every `log.debug()` in Faust and
+aiokafka then builds a LogRecord that the handler throws away: 7% of the worker's CPU under load.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import faust
+from faust.streams import _current_event
+from faust.types import EventT
+
+
+@contextmanager
+def writing_for(event: EventT) -> Iterator[None]:
+    """Table writes inside this block go to `event`'s partition."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+def quiet_worker(app: faust.App, loglevel: str) -> faust.Worker:
+    """A Faust worker without the start-up spinner (whose handler forces the root to DEBUG)."""
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.spinner = None
+    return worker
