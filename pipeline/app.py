@@ -82,6 +82,8 @@ class Pipeline:
     tables: dict[str, JsonTable] = field(default_factory=dict)
     #: Decisions by outcome and dead letters, since this worker started (for /status).
     counts: Counter[str] = field(default_factory=Counter)
+    #: Events the vm_stats agent handled, by input topic (logical name), for /status.
+    stats_events: Counter[str] = field(default_factory=Counter)
 
 
 def create_app(
@@ -136,6 +138,11 @@ def create_app(
     completions = kafka.topic("completions")
     decisions_name = kafka.topic("decisions")
     stats_source = raw_topic(io_samples, completions, decisions_name)
+    stats_inputs = {
+        io_samples: "io-samples",
+        completions: "completions",
+        decisions_name: "decisions",
+    }
     jobs_topic = raw_topic(kafka.topic("jobs"))
     ticks_topic = raw_topic(kafka.topic("dispatch-ticks"), partitions=partitions)
     decisions_topic = raw_topic(decisions_name)
@@ -227,13 +234,22 @@ def create_app(
 
     last_published: dict[str, float] = {}
     unpublished: set[str] = set()
+    # Decoded rows of the VMs of this worker's partitions: this agent is their only writer, so
+    # the copy stays true until a rebalance (then it is dropped, see on_revoked) and the table
+    # is read and decoded once per VM, not once per batch.
+    rows: dict[str, VmStats] = {}
+
+    def load_row(vm_id: str) -> VmStats:
+        row = rows.get(vm_id)
+        if row is None:
+            row = rows[vm_id] = VmStats.from_dict(vm_stats_table.get(vm_id), vm_id, windows)
+        return row
 
     async def publish_state(vm_id: str, now: float, row: VmStats | None = None) -> None:
-        if row is None:
-            stored = vm_stats_table.get(vm_id)
-            if stored is None:
-                return
-            row = VmStats.from_dict(stored, vm_id, windows)
+        row = row or rows.get(vm_id)
+        if row is None:  # not (or no longer) this worker's VM: its owner publishes it
+            unpublished.discard(vm_id)
+            return
         state = row.state(now)
         await vm_state_topic.send(key=state.key(), value=state.to_bytes())
         last_published[vm_id] = now
@@ -268,10 +284,12 @@ def create_app(
         async for events in stream.take_events(
             settings.stats_batch_max, within=settings.stats_batch_s
         ):
-            rows: dict[str, VmStats] = {}
-            changed: dict[str, EventT] = {}  # vm_id -> the last event that changed its row
+            # vm_id -> the row and the last event that changed it (its partition)
+            changed: dict[str, tuple[VmStats, EventT]] = {}
+            handled: Counter[str] = Counter()
             for event in events:
                 message = event.message
+                handled[stats_inputs.get(message.topic, "other")] += 1
                 try:
                     parsed = parse_stats_event(message)
                     if parsed is None:
@@ -284,15 +302,14 @@ def create_app(
                 except EventError as exc:
                     await dead_letter_message(message, str(exc), stage="vm_stats")
                     continue
-                row = rows.get(vm_id)
-                if row is None:
-                    stored = vm_stats_table.get(vm_id)
-                    row = rows[vm_id] = VmStats.from_dict(stored, vm_id, windows)
+                row = load_row(vm_id)
                 if apply_stats_event(row, item):
-                    changed[vm_id] = event
+                    changed[vm_id] = (row, event)
+            for name, count in handled.items():
+                pipeline.stats_events[name] += count
+                registry.stats_events.labels(topic=name).inc(count)
             now = clock()
-            for vm_id, event in changed.items():
-                row = rows[vm_id]
+            for vm_id, (row, event) in changed.items():
                 with writing_for(event):  # faust-streaming#497: see pipeline.faust_compat
                     vm_stats_table[vm_id] = row.to_dict()
                 if now - last_published.get(vm_id, 0.0) >= settings.vm_state_interval_s:
@@ -444,6 +461,8 @@ def create_app(
     @app.on_partitions_revoked.connect
     async def on_revoked(app: faust.App, revoked: set[TP], **kwargs: Any) -> None:
         pipeline.waiting_index.clear()
+        rows.clear()  # these partitions may move: re-read rows from the table when next needed
+        unpublished.clear()
 
     from pipeline import web
 

@@ -17,6 +17,12 @@ class PipelineMetrics:
             buckets=(1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2),
             registry=self.registry,
         )
+        self.stats_events = Counter(
+            "vmlb_stats_events",
+            "events handled by the vm_stats agent, by input topic",
+            ["topic"],
+            registry=self.registry,
+        )
         self.waiting = Gauge(
             "vmlb_jobs_waiting",
             "jobs waiting for an eligible host (this worker)",

@@ -72,6 +72,7 @@ def register(pipeline: Pipeline) -> None:
                     "decisions": {k: v for k, v in pipeline.counts.items() if k != "dead_letters"},
                     "dead_letters": pipeline.counts["dead_letters"],
                     "pending_claims": pipeline.dispatcher.snapshots.pending_claims(),
+                    "stats_events": dict(pipeline.stats_events),
                     "job_partitions": sorted(
                         tp.partition
                         for tp in pipeline.app.consumer.assignment()

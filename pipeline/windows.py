@@ -8,10 +8,11 @@ window of `window_s` seconds ending at `now`, with the bucket holding `now` stil
 window that started recently (so a new VM's rate is not diluted by time before it existed),
 never less than one bucket.
 
-Windows are plain data (`to_dict()` / `from_dict()`), pruned on every `add`, and never read a
-clock: the caller passes event and query times, so tests need no sleeping. Faust's windowed
-tables are not used on purpose: they expire by wall clock, and keys restored from a changelog
-never expire (faust-streaming #385).
+Windows are plain data (`to_dict()` / `from_dict()`), pruned when an `add` starts a new bucket
+(`total` reads only the window's buckets, so a bucket pruned late changes nothing), and never
+read a clock: the caller passes event and query times, so tests need no sleeping. Faust's
+windowed tables are not used on purpose: they expire by wall clock, and keys restored from a
+changelog never expire (faust-streaming #385).
 """
 
 from __future__ import annotations
@@ -53,10 +54,12 @@ class SlidingWindow:
         key = self.bucket(t)
         self._buckets[key] = self._buckets.get(key, 0.0) + value
         if self.latest_at is None or t > self.latest_at:
+            moved_bucket = self.latest_at is None or key > self.bucket(self.latest_at)
             self.latest_at = t
-            oldest = self.oldest_bucket(t)
-            for stale in [k for k in self._buckets if k < oldest]:
-                del self._buckets[stale]
+            if moved_bucket:  # buckets fall out of the window only when a new one starts
+                oldest = self.oldest_bucket(t)
+                for stale in [k for k in self._buckets if k < oldest]:
+                    del self._buckets[stale]
 
     def total(self, now: float) -> float:
         """Σ of values with event time in the window ending at `now`."""
