@@ -4,6 +4,8 @@ One run, fresh topic prefix and app id, topics deleted at the end:
 
 1. pass-through baseline: aiokafka consumes a jobs-like topic (6 partitions, pre-loaded with the
    same JobSubmission bytes) and produces each value to one queue-like topic -> passthrough_per_s;
+   then the Faust floor, a do-nothing Faust agent over the same topic -> faust_noop_jobs_per_s
+   (benchmarks.faust_floor: what Faust's per-message path alone costs here);
 2. a `vmlb worker` process (python -m pipeline.cli.main worker) with 10 registered VMs: its RSS;
 3. the dispatch fleet (8 hosts x 4 VMs, limits far above their I/O, fresh telemetry every second)
    plus idle VMs up to `--vms` registered VMs: RSS again -> rss_mib_per_1000_vms;
@@ -22,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -495,6 +499,7 @@ def telemetry(
             admin.close()
     finally:
         worker.stop()
+    floor = faust_floor(tel_kafka, topic, total, work)
     moving = [p for p in points if p[1] > 0]
     first, last = moving[0], moving[-1]
     # The first poll that saw a count may have come up to one poll after the worker began;
@@ -506,7 +511,35 @@ def telemetry(
         "telemetry_vms": vms,
         "telemetry_catch_up_s": last[0] - first[0],
         "telemetry_produce_per_s": total / max(1e-3, produce_s),
+        "faust_noop_per_s": floor,
+        "telemetry_vs_faust_noop": rate / floor,
     }
+
+
+def faust_floor(kafka: KafkaSettings, topic: str, count: int, work: Path) -> float:
+    """A do-nothing Faust agent's rate over the same backlog (benchmarks.faust_floor)."""
+    out = work / "faust-floor.json"
+    out.unlink(missing_ok=True)
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.faust_floor",
+        "--broker",
+        kafka.broker,
+        "--topic",
+        topic,
+        "--count",
+        str(count),
+        "--out",
+        str(out),
+    ]
+    with open(work / "faust-floor.log", "wb") as log_file:
+        subprocess.run(
+            command, stdout=log_file, stderr=subprocess.STDOUT, timeout=120 + count / 500
+        )
+    if not out.exists():
+        raise RuntimeError(f"the Faust floor run wrote no result; see {work / 'faust-floor.log'}")
+    return float(json.loads(out.read_text())["faust_noop_per_s"])
 
 
 # --- the whole run -------------------------------------------------------------------------------
@@ -528,6 +561,10 @@ def run_bench(
         apply_topics(kafka, topics.all_specs())
         log(f"topics under {kafka.topic_prefix}; pass-through baseline ({options.jobs} messages)")
         result.update(passthrough(kafka, topics, options.jobs))
+        log("Faust floor: a do-nothing Faust agent over the same jobs")
+        result["faust_noop_jobs_per_s"] = faust_floor(
+            kafka, kafka.topic("pt-jobs"), options.jobs, work
+        )
 
         fleet = Fleet(kafka, topics)
         hosts = [f"h{i}" for i in range(HOSTS)]
@@ -596,6 +633,9 @@ def run_bench(
         result["dispatch"] = report
         result["dispatch_per_s"] = report["dispatch_per_s"]
         result["dispatch_vs_passthrough"] = report["dispatch_per_s"] / result["passthrough_per_s"]
+        result["dispatch_vs_faust_noop"] = (
+            report["dispatch_per_s"] / result["faust_noop_jobs_per_s"]
+        )
 
         result["latency"] = []
         for rate in options.rates:

@@ -39,7 +39,14 @@ def print_table(result: dict[str, Any], console: Console) -> None:
         return "[green]yes[/]" if ok else "[red]no[/]"
 
     table.add_row("pass-through (aiokafka), msgs/s", f"{result['passthrough_per_s']:,.0f}", "", "")
+    table.add_row(
+        "Faust floor (a do-nothing agent), msgs/s",
+        f"{result['faust_noop_jobs_per_s']:,.0f}",
+        "",
+        "",
+    )
     table.add_row("dispatch (worker), jobs/s", f"{result['dispatch_per_s']:,.0f}", "", "")
+    table.add_row("dispatch / Faust floor", f"{result['dispatch_vs_faust_noop']:.2g}x", "", "")
     table.add_row(
         "dispatch / pass-through",
         f"{ratio:.2g}x",
@@ -61,6 +68,12 @@ def print_table(result: dict[str, Any], console: Console) -> None:
         f"{tel:,.0f}",
         f">= {goals['telemetry_samples_per_s_min']:,.0f}",
         met(tel >= goals["telemetry_samples_per_s_min"]),
+    )
+    table.add_row(
+        "telemetry / Faust floor (same backlog)",
+        f"{result['telemetry_vs_faust_noop']:.2f}x (floor {result['faust_noop_per_s']:,.0f}/s)",
+        "",
+        "",
     )
     table.add_row(
         f"worker RSS, 10 vs {result['registered_vms']} VMs",

@@ -78,7 +78,8 @@ class Pipeline:
     waiting_index: WaitingIndex
     metrics: metrics_module.PipelineMetrics
     clock: Clock
-    recent_decisions: deque[dict[str, Any]] = field(default_factory=deque)
+    #: The newest decisions, as made (turned into JSON only when /decisions asks).
+    recent_decisions: deque[DispatchDecision] = field(default_factory=deque)
     tables: dict[str, JsonTable] = field(default_factory=dict)
     #: Decisions by outcome and dead letters, since this worker started (for /status).
     counts: Counter[str] = field(default_factory=Counter)
@@ -99,6 +100,7 @@ def create_app(
 
     policy_config = PolicyConfig(
         stale_after_s=settings.stale_after_s,
+        lag_limit_s=settings.lag_limit_s,
         horizon_s=settings.horizon_s,
         warmup_outstanding_per_vm=settings.warmup_outstanding_per_vm,
     )
@@ -326,7 +328,7 @@ def create_app(
     # --- dispatch: the paper's step 4 ----------------------------------------------------------
 
     def record(result: DispatchResult) -> None:
-        pipeline.recent_decisions.append(result.decision.model_dump(mode="json"))
+        pipeline.recent_decisions.append(result.decision)
         registry.decisions.labels(outcome=result.decision.outcome.value).inc()
         pipeline.counts[result.decision.outcome.value] += 1
 

@@ -56,6 +56,10 @@ class Event(BaseModel):
         """Parse and validate one message value; raise EventError naming the bad field."""
         if raw is None:
             raise EventError(f"{cls.__name__}: empty message (no value)")
+        try:  # the fast path (pydantic parses the JSON itself); errors are described below
+            return cls.model_validate_json(raw)
+        except ValidationError:
+            pass
         try:
             data = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -347,6 +351,8 @@ class CandidateView(BaseModel):
     outstanding_jobs: int
     telemetry_age_s: float | None
     eligible: bool
+    #: How far the host's telemetry was behind the fleet's newest (absent in older records).
+    telemetry_behind_s: float | None = None
     rejected_by: str | None = None
     weight: float | None = None
 

@@ -165,7 +165,10 @@ class PipelineSettings(BaseSettings):
     )
     # Dispatch.
     stale_after_s: float = Field(
-        3.0, gt=0, description="a host silent this long is ineligible, never idle"
+        3.0, gt=0, description="a host this far behind the fleet's newest telemetry is ineligible"
+    )
+    lag_limit_s: float = Field(
+        15.0, gt=0, description="every host is stale once the fleet's newest telemetry is older"
     )
     horizon_s: float = Field(
         5.0, gt=0, description="committed I/O of in-flight jobs is spread over this horizon"

@@ -109,7 +109,9 @@ def register(pipeline: Pipeline) -> None:
             except ValueError:
                 return self.json({"error": "limit must be an integer"}, status=400)
             recent = list(pipeline.recent_decisions)[-limit:] if limit > 0 else []
-            return self.json({"decisions": recent[::-1]})
+            return self.json(
+                {"decisions": [decision.model_dump(mode="json") for decision in recent[::-1]]}
+            )
 
     @app.page("/metrics")
     class MetricsView(View):

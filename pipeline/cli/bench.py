@@ -161,3 +161,49 @@ def pipeline_bench(
         click.echo(json.dumps(result, sort_keys=True))
     else:
         print_table(result, console)
+
+
+@bench.command("live")
+@click.option(
+    "--policies",
+    default="round-robin,io-aware",
+    show_default=True,
+    help="comma-separated policies, each run on the demo fleet in turn",
+)
+@click.option(
+    "--duration",
+    "duration_s",
+    type=click.FloatRange(min=10),
+    default=120.0,
+    show_default=True,
+    help="seconds of jobs per policy (each run also starts up and drains)",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="seed of the job trace")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object keyed by policy")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_RESULTS_DIR / "live",
+    show_default=True,
+    help="report directory",
+)
+def live(policies: str, duration_s: float, seed: int, as_json: bool, out_dir: Path) -> None:
+    """The demo's real fleet (broker, worker, hosts, guests) under each policy, same job trace."""
+    from rich.console import Console
+
+    from benchmarks.live_bench import markdown_table, run_live, write_report
+    from pipeline.policy.registry import build_policies
+
+    names = _policy_list(policies) or []
+    build_policies(names)  # every unknown name in one error, before any work
+    progress = Console(stderr=True) if as_json else console
+    report = run_live(names, duration_s, seed, progress)
+    written = write_report(report, out_dir)
+    if as_json:
+        click.echo(json.dumps(report, sort_keys=True))
+        return
+    click.echo(markdown_table(report))
+    console.print(f"[dim]wrote {', '.join(str(path) for path in written)}[/]")
+    if any(summary["lost"] for summary in report["policies"].values()):
+        raise SystemExit(1)

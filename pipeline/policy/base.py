@@ -26,7 +26,10 @@ class Candidate:
     host: HostView
     #: The host's I/O rate as the policy's load model estimates it.
     total_io_ops_per_s: float
+    #: Wall-clock age of the host's newest telemetry.
     telemetry_age_s: float | None
+    #: How far it is behind the fleet's newest telemetry (the watermark).
+    telemetry_behind_s: float | None
     #: Reported outstanding jobs plus local claims.
     outstanding_jobs: int
 
@@ -50,6 +53,7 @@ class Candidate:
             headroom_ops_per_s=self.headroom_ops_per_s,
             outstanding_jobs=self.outstanding_jobs,
             telemetry_age_s=self.telemetry_age_s,
+            telemetry_behind_s=self.telemetry_behind_s,
             eligible=eligible,
             rejected_by=rejected_by,
             weight=weight,
@@ -67,6 +71,7 @@ def make_candidate(snapshot: FleetSnapshot, vm: VmView, load_model: LoadModel) -
         host=host,
         total_io_ops_per_s=load_model(snapshot, host),
         telemetry_age_s=snapshot.telemetry_age_s(host),
+        telemetry_behind_s=snapshot.telemetry_behind_s(host),
         outstanding_jobs=snapshot.outstanding(vm),
     )
 

@@ -42,6 +42,8 @@ class CandidateScore:
     outstanding_jobs: int
     telemetry_age_s: float | None
     eligible: bool
+    #: How far behind the fleet's newest telemetry the host's is.
+    telemetry_behind_s: float | None = None
     #: Name of the filter that rejected it (None if eligible).
     rejected_by: str | None = None
     #: The weighers' combined score (None if not weighed).
@@ -56,6 +58,7 @@ class CandidateScore:
             headroom_ops_per_s=self.headroom_ops_per_s,
             outstanding_jobs=self.outstanding_jobs,
             telemetry_age_s=self.telemetry_age_s,
+            telemetry_behind_s=self.telemetry_behind_s,
             eligible=self.eligible,
             rejected_by=self.rejected_by,
             weight=self.weight,

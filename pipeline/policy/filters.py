@@ -16,21 +16,32 @@ from pipeline.policy.snapshot import PolicyConfig
 
 @dataclass(frozen=True)
 class FreshTelemetryFilter:
-    """The host's newest I/O sample is at most `stale_after_s` old; never heard from is stale.
+    """The host's newest I/O sample is at most `stale_after_s` behind the fleet's newest.
 
     A host whose Dom0 went quiet may be overloaded and unable to report; treating silence as
-    idleness is how a stale balancer herds onto a sick host.
+    idleness is how a stale balancer herds onto a sick host. Silence is judged in event time,
+    against the telemetry watermark (the newest sample of any host), not against the clock: a
+    pipeline that falls behind (a burst of jobs, a slow worker) delays every host's telemetry
+    alike, and a wall-clock rule would then call the whole fleet stale and stop dispatching
+    exactly when work piles up, while this dispatcher's own placements since (its claims) are
+    still counted. Only when the watermark itself is older than `lag_limit_s` (the telemetry
+    path is down, or the pipeline that far behind) is every host stale. Never heard from is
+    stale.
     """
 
     name: str = "stale"
 
     def host_passes(self, candidate: Candidate, config: PolicyConfig) -> Verdict:
-        age = candidate.telemetry_age_s
-        if age is None:
+        age, behind = candidate.telemetry_age_s, candidate.telemetry_behind_s
+        if age is None or behind is None:
             return Verdict(False, f"host {candidate.host.host_id} never reported")
-        if age > config.stale_after_s:
-            return Verdict(False, f"telemetry {age:.1f}s old > {config.stale_after_s:g}s")
-        return Verdict(True, f"telemetry {age:.1f}s old")
+        if age > config.lag_limit_s:
+            return Verdict(False, f"telemetry {age:.1f}s old > lag limit {config.lag_limit_s:g}s")
+        if behind > config.stale_after_s:
+            return Verdict(
+                False, f"telemetry {behind:.1f}s behind the fleet's > {config.stale_after_s:g}s"
+            )
+        return Verdict(True, f"telemetry {age:.1f}s old, {behind:.1f}s behind the fleet's")
 
 
 @dataclass(frozen=True)

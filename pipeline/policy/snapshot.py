@@ -64,8 +64,12 @@ class HostView:
 class PolicyConfig:
     """The policies' tunables, with documented defaults (settings `VMLB_STALE_AFTER_S`, ...)."""
 
-    #: A host whose newest telemetry is older than this is ineligible: silence is never idleness.
+    #: A host whose newest telemetry is this far behind the fleet's newest (the telemetry
+    #: watermark) is ineligible: silence is never idleness.
     stale_after_s: float = 3.0
+    #: When even the fleet's newest telemetry is older than this (wall clock), every host is
+    #: stale: the telemetry path itself is down, or the pipeline is this far behind.
+    lag_limit_s: float = 15.0
     #: The I/O of jobs dispatched but not finished is spread over this many seconds ahead.
     horizon_s: float = 5.0
     #: Before a host's limit is known, a VM is eligible only while it holds fewer jobs than this.
@@ -78,7 +82,7 @@ class PolicyConfig:
     max_recorded_candidates: int = 32
 
     def __post_init__(self) -> None:
-        positive = ("stale_after_s", "horizon_s")
+        positive = ("stale_after_s", "lag_limit_s", "horizon_s")
         at_least_one = (
             "warmup_outstanding_per_vm",
             "choices",
@@ -118,6 +122,7 @@ class FleetSnapshot:
         "_vms",
         "config",
         "taken_at",
+        "telemetry_watermark",
     )
 
     def __init__(
@@ -157,6 +162,11 @@ class FleetSnapshot:
             job_type: statistics.median(values) for job_type, values in known_io_per_job.items()
         }
         self._claims: dict[str, int] = {}
+        #: The newest telemetry of any host: how far the pipeline has got in event time.
+        self.telemetry_watermark: float | None = max(
+            (h.last_telemetry_at for h in self._hosts.values() if h.last_telemetry_at is not None),
+            default=None,
+        )
 
     # --- lookups ----------------------------------------------------------------------------
 
@@ -207,6 +217,17 @@ class FleetSnapshot:
         return self._median_io_per_job.get(vm.job_type)
 
     def telemetry_age_s(self, host: HostView) -> float | None:
+        """Wall-clock age of the host's newest telemetry at `taken_at` (None: never reported)."""
         if host.last_telemetry_at is None:
             return None
         return self.taken_at - host.last_telemetry_at
+
+    def telemetry_behind_s(self, host: HostView) -> float | None:
+        """How far the host's newest telemetry is behind the fleet's newest (event time).
+
+        A host whose Dom0 went quiet falls behind while the others advance; a pipeline that lags
+        delays every host alike and moves none behind. None: never reported.
+        """
+        if host.last_telemetry_at is None or self.telemetry_watermark is None:
+            return None
+        return self.telemetry_watermark - host.last_telemetry_at

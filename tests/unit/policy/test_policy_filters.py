@@ -25,13 +25,17 @@ def candidate(
     outstanding: int = 0,
     load: float = 0.0,
     busy: float = 0.0,
+    behind_s: float | None = None,
 ) -> Candidate:
+    """`behind_s` (behind the fleet's newest telemetry) defaults to `age_s`: a fleet whose
+    other hosts are all current."""
     h = host("h1", limit=limit, vms=[vm("a", load=load, busy=busy)], age_s=age_s)
     return Candidate(
         vm=h.vms[0],
         host=h,
         total_io_ops_per_s=total,
         telemetry_age_s=age_s,
+        telemetry_behind_s=age_s if behind_s is None else behind_s,
         outstanding_jobs=outstanding,
     )
 
@@ -59,6 +63,24 @@ def test_io_limit_unknown_limit_defers_or_rejects() -> None:
 )
 def test_stale_after_s_is_inclusive(age_s: float | None, passes: bool) -> None:
     assert FreshTelemetryFilter().host_passes(candidate(age_s=age_s), CONFIG).passes is passes
+
+
+@pytest.mark.parametrize(
+    ("age_s", "behind_s", "passes", "reason"),
+    [
+        (10.0, 0.0, True, "telemetry 10.0s old, 0.0s behind the fleet's"),  # the pipeline lags
+        (10.0, 3.0, True, "telemetry 10.0s old, 3.0s behind the fleet's"),
+        (10.0, 3.01, False, "telemetry 3.0s behind the fleet's > 3s"),  # this host went quiet
+        (15.0, 0.0, True, "telemetry 15.0s old, 0.0s behind the fleet's"),
+        (15.01, 0.0, False, "telemetry 15.0s old > lag limit 15s"),  # the whole path is down
+    ],
+)
+def test_staleness_is_judged_against_the_fleets_newest_telemetry_up_to_the_lag_limit(
+    age_s: float, behind_s: float, passes: bool, reason: str
+) -> None:
+    config = PolicyConfig(stale_after_s=3.0, lag_limit_s=15.0)
+    verdict = FreshTelemetryFilter().host_passes(candidate(age_s=age_s, behind_s=behind_s), config)
+    assert (verdict.passes, verdict.reason) == (passes, reason)
 
 
 @pytest.mark.parametrize(("outstanding", "passes"), [(0, True), (1, True), (2, False), (5, False)])

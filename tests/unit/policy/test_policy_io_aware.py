@@ -46,14 +46,34 @@ def test_host_at_limit_waits_with_reason() -> None:
 
 
 def test_stale_host_waits_both_sides_of_stale_after_s() -> None:
+    # h1 is judged against h0, which reported just now (the fleet's telemetry watermark).
     config = PolicyConfig(stale_after_s=3.0)
-    fresh = fleet(host("h1", vms=[vm("a", io_per_job=1.0)], age_s=3.0), config=config)
-    stale = fleet(host("h1", vms=[vm("a", io_per_job=1.0)], age_s=3.5), config=config)
+    current = host("h0", vms=[vm("z", job_type="other")])
+    fresh = fleet(current, host("h1", vms=[vm("a", io_per_job=1.0)], age_s=3.0), config=config)
+    stale = fleet(current, host("h1", vms=[vm("a", io_per_job=1.0)], age_s=3.5), config=config)
     assert IoAwarePolicy().decide(fresh, JOB, random.Random(1)).outcome is Outcome.DISPATCHED
     decision = IoAwarePolicy().decide(stale, JOB, random.Random(1))
     assert decision.outcome is Outcome.WAITING
     assert decision.candidates[0].rejected_by == "stale"
     assert decision.candidates[0].telemetry_age_s == pytest.approx(3.5)
+    assert decision.candidates[0].telemetry_behind_s == pytest.approx(3.5)
+
+
+def test_a_fleet_whose_telemetry_lags_alike_still_dispatches_up_to_the_lag_limit() -> None:
+    # The pipeline is 10 s behind (every host equally): nobody went quiet, jobs still go out.
+    config = PolicyConfig(stale_after_s=3.0, lag_limit_s=15.0)
+    lagging = fleet(
+        host("h1", vms=[vm("a", io_per_job=1.0)], age_s=10.0),
+        host("h2", vms=[vm("b", io_per_job=1.0)], age_s=10.5),
+        config=config,
+    )
+    assert IoAwarePolicy().decide(lagging, JOB, random.Random(1)).outcome is Outcome.DISPATCHED
+    down = fleet(host("h1", vms=[vm("a", io_per_job=1.0)], age_s=16.0), config=config)
+    decision = IoAwarePolicy().decide(down, JOB, random.Random(1))
+    assert decision.outcome is Outcome.WAITING
+    [candidate] = decision.candidates
+    # Not behind anyone (it is the whole fleet), yet stale: the lag limit rejected it.
+    assert (candidate.rejected_by, candidate.telemetry_behind_s) == ("stale", 0.0)
 
 
 def test_warmup_host_takes_jobs_until_cap() -> None:
