@@ -35,12 +35,12 @@ class FreshTelemetryFilter:
         age, behind = candidate.telemetry_age_s, candidate.telemetry_behind_s
         if age is None or behind is None:
             return Verdict(False, f"host {candidate.host.host_id} never reported")
-        if age > config.lag_limit_s:
-            return Verdict(False, f"telemetry {age:.1f}s old > lag limit {config.lag_limit_s:g}s")
-        if behind > config.stale_after_s:
+        if behind > config.stale_after_s:  # this host went quiet while others report
             return Verdict(
                 False, f"telemetry {behind:.1f}s behind the fleet's > {config.stale_after_s:g}s"
             )
+        if age > config.lag_limit_s:  # nobody reports: the telemetry path is down or far behind
+            return Verdict(False, f"telemetry {age:.1f}s old > lag limit {config.lag_limit_s:g}s")
         return Verdict(True, f"telemetry {age:.1f}s old, {behind:.1f}s behind the fleet's")
 
 

@@ -73,6 +73,7 @@ def test_stale_after_s_is_inclusive(age_s: float | None, passes: bool) -> None:
         (10.0, 3.01, False, "telemetry 3.0s behind the fleet's > 3s"),  # this host went quiet
         (15.0, 0.0, True, "telemetry 15.0s old, 0.0s behind the fleet's"),
         (15.01, 0.0, False, "telemetry 15.0s old > lag limit 15s"),  # the whole path is down
+        (20.0, 20.0, False, "telemetry 20.0s behind the fleet's > 3s"),  # quiet: says so first
     ],
 )
 def test_staleness_is_judged_against_the_fleets_newest_telemetry_up_to_the_lag_limit(
