@@ -5,7 +5,9 @@ producers and guests, the job generator), one after the other on the same broker
 is seeded, so every run submits the same sequence of job types at the same offsets from its
 start (a Poisson process ramping to 130% of the fleet's I/O capacity; `pipeline.demo.fleet`).
 The figures are the demo's own summary, taken from the topics: response times from the
-guests' completions, overload from the Dom0 samples against each host's limit.
+guests' completions (and, as in the simulator, a p99 over every submitted job in which a job
+still unfinished after the drain counts with its age), overload from the Dom0 samples against
+each host's limit.
 
 Real processes on a shared machine: expect a few percent of run-to-run noise; compare the
 policies within one invocation.
@@ -30,6 +32,8 @@ FIELDS = (
     ("waiting", "waiting at end"),
     ("p50_response_s", "p50 (s)"),
     ("p99_response_s", "p99 (s)"),
+    ("p99_response_with_unfinished_s", "p99 incl. unfinished (s)"),
+    ("in_queue", "queued at end"),
     ("overload_s", "overload (host·s)"),
     ("overload_with_headroom_elsewhere_s", "overload, headroom elsewhere (host·s)"),
 )

@@ -145,6 +145,7 @@ class Dispatcher(_Model):
     #: The snapshot is rebuilt on new telemetry, and at least this often.
     snapshot_max_age_s: Positive = 0.5
     stale_after_s: Positive = 3.0
+    lag_limit_s: Positive = 15.0
     horizon_s: Positive = 5.0
     warmup_outstanding_per_vm: int = Field(2, ge=1)
     choices: int = Field(2, ge=1)
@@ -152,6 +153,7 @@ class Dispatcher(_Model):
     def policy_config(self) -> PolicyConfig:
         return PolicyConfig(
             stale_after_s=self.stale_after_s,
+            lag_limit_s=self.lag_limit_s,
             horizon_s=self.horizon_s,
             warmup_outstanding_per_vm=self.warmup_outstanding_per_vm,
             choices=self.choices,

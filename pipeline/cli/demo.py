@@ -66,6 +66,7 @@ def demo(
         "lost",
         "p50_response_s",
         "p99_response_s",
+        "p99_response_with_unfinished_s",
         "overload_s",
         "overload_with_headroom_elsewhere_s",
     ):

@@ -313,7 +313,12 @@ def _summary(kafka: KafkaSettings, waiting: set[str]) -> dict[str, Any]:
                 items.append(cls.from_bytes(record.value))
         return items
 
-    submitted = [job.job_id for job in parse(JobSubmission, "jobs") if job.job_id]
+    ended_at = time.time()
+    jobs = [job for job in parse(JobSubmission, "jobs") if job.job_id]
+    submitted = [job.job_id for job in jobs]
+    submitted_at = {
+        job.job_id: job.submitted_at for job in jobs if job.job_id and job.submitted_at
+    }
     queued = [
         job.job_id
         for host in FLEET
@@ -329,4 +334,6 @@ def _summary(kafka: KafkaSettings, waiting: set[str]) -> dict[str, Any]:
         queued=queued,
         samples=parse(IoSample, "io-samples"),
         limits=limits,
+        submitted_at=submitted_at,
+        ended_at=ended_at,
     )

@@ -52,6 +52,22 @@ def test_every_submitted_job_lands_in_exactly_one_bucket():
     assert summary["p99_response_s"] == 3.0
 
 
+def test_unfinished_jobs_count_with_their_age_in_the_p99_over_every_job():
+    summary = summarize(
+        submitted=["a", "b", "w", "q"],
+        completions=[done("a", 0, 1), done("b", 0, 2)],
+        dead_letters=[],
+        waiting=["w"],
+        queued=["q"],
+        samples=[],
+        limits={},
+        submitted_at={"a": 0.0, "b": 0.0, "w": 5.0, "q": 1.0},
+        ended_at=30.0,
+    )
+    assert summary["p99_response_s"] == 2.0  # completed jobs only
+    assert summary["p99_response_with_unfinished_s"] == 29.0  # q, still queued, is 29 s old
+
+
 def test_quantiles_nearest_rank():
     assert quantile([], 0.5) is None
     assert quantile([3, 1, 2], 0.5) == 2
