@@ -316,9 +316,7 @@ def _summary(kafka: KafkaSettings, waiting: set[str]) -> dict[str, Any]:
     ended_at = time.time()
     jobs = [job for job in parse(JobSubmission, "jobs") if job.job_id]
     submitted = [job.job_id for job in jobs]
-    submitted_at = {
-        job.job_id: job.submitted_at for job in jobs if job.job_id and job.submitted_at
-    }
+    submitted_at = {job.job_id: job.submitted_at for job in jobs if job.job_id and job.submitted_at}
     queued = [
         job.job_id
         for host in FLEET
