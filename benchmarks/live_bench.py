@@ -68,7 +68,7 @@ def markdown_table(report: dict[str, Any]) -> str:
 def write_report(report: dict[str, Any], target: Path) -> list[Path]:
     target.mkdir(parents=True, exist_ok=True)
     as_json = target / "results.json"
-    as_json.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    as_json.write_text(json.dumps(report, indent=2) + "\n")  # policies in the order they ran
     table = target / "results.md"
     table.write_text(
         f"Live demo fleet, {report['duration_s']:.0f} s per policy, seed {report['seed']} "

@@ -201,7 +201,7 @@ def live(policies: str, duration_s: float, seed: int, as_json: bool, out_dir: Pa
     report = run_live(names, duration_s, seed, progress)
     written = write_report(report, out_dir)
     if as_json:
-        click.echo(json.dumps(report, sort_keys=True))
+        click.echo(json.dumps(report))  # policies in the order they ran
         return
     click.echo(markdown_table(report))
     console.print(f"[dim]wrote {', '.join(str(path) for path in written)}[/]")
