@@ -9,12 +9,14 @@ One run, fresh topic prefix and app id, topics deleted at the end:
 2. a `vmlb worker` process (python -m pipeline.cli.main worker) with 10 registered VMs: its RSS;
 3. the dispatch fleet (8 hosts x 4 VMs, limits far above their I/O, fresh telemetry every second)
    plus idle VMs up to `--vms` registered VMs: RSS again -> rss_mib_per_1000_vms;
-4. dispatch throughput: N jobs produced as fast as possible; time from the first submission's
-   Kafka timestamp to the last queue message's -> dispatch_per_s; every job must be queued;
+4. with `--workers W`, W - 1 more workers join the group (same app id) and the run waits until
+   the job partitions are split among all W; then dispatch throughput: N jobs produced as fast
+   as possible; time from the first submission's Kafka timestamp to the last queue message's
+   -> dispatch_per_s; every job must be queued;
 5. submit-to-queue latency at fixed offered rates: queue message timestamp minus submission
    timestamp (both Kafka CreateTime, ms) -> p50/p99 per rate;
-6. telemetry: M IoSamples for V VMs produced at once; the rate at which the worker's consumer
-   group commits io-samples offsets -> telemetry_samples_per_s.
+6. telemetry: M IoSamples for V VMs loaded under a prefix of their own, then a fresh worker
+   catches up on them; the slope of its count of handled samples -> telemetry_samples_per_s.
 
 Ratios are the numbers to compare across machines; absolute rates depend on the (shared) CPU.
 """
@@ -69,6 +71,8 @@ class BenchOptions:
     telemetry_vms: int = 100
     work_dir: Path | None = None
     complete: bool = False
+    #: Workers sharing the job partitions during the dispatch and latency phases.
+    workers: int = 1
 
 
 # --- small Kafka helpers -------------------------------------------------------------------------
@@ -276,6 +280,31 @@ class Completer:
             self._thread.join(timeout=30)
 
 
+@dataclass
+class WorkerGroup:
+    """The benchmark's workers (one app id): liveness and status over all of them."""
+
+    workers: list[WorkerProcess] = field(default_factory=list)
+
+    def check_alive(self) -> None:
+        for worker in self.workers:
+            worker.check_alive()
+
+    def status(self) -> dict[str, Any]:
+        statuses = [worker.status() for worker in self.workers]
+        return {
+            "waiting": sum(s["waiting"] for s in statuses),
+            "dead_letters": sum(s["dead_letters"] for s in statuses),
+            "job_partitions": [s["job_partitions"] for s in statuses],
+        }
+
+    def split(self) -> bool:
+        """Every worker owns job partitions, and together all of them, once each."""
+        owned = self.status()["job_partitions"]
+        together = sorted(p for partitions in owned for p in partitions)
+        return all(owned) and together == list(range(len(together))) and len(together) > 0
+
+
 def _job_bytes(job_id: str, submitted_at: float) -> bytes:
     return JobSubmission(
         job_id=job_id, job_type=JOB_TYPE, payload={"n": 1}, submitted_at=submitted_at
@@ -352,7 +381,7 @@ def passthrough(kafka: KafkaSettings, topics: Topics, count: int) -> dict[str, f
 
 
 def dispatch_throughput(
-    kafka: KafkaSettings, fleet: Fleet, worker: WorkerProcess, count: int, tag: str
+    kafka: KafkaSettings, fleet: Fleet, worker: WorkerGroup, count: int, tag: str
 ) -> dict[str, Any]:
     before = _end_offsets(kafka, fleet.queue_topics)
     ids, produce_rate = _preload(kafka, kafka.topic("jobs"), count, tag)
@@ -396,7 +425,7 @@ def _queued_report(
 
 
 def latency_at_rate(
-    kafka: KafkaSettings, fleet: Fleet, worker: WorkerProcess, rate: float, seconds: float, tag: str
+    kafka: KafkaSettings, fleet: Fleet, worker: WorkerGroup, rate: float, seconds: float, tag: str
 ) -> dict[str, Any]:
     count = max(1, int(rate * seconds))
     producer = _producer(kafka, linger_ms=0)
@@ -556,6 +585,7 @@ def run_bench(
     result: dict[str, Any] = {"topic_prefix": kafka.topic_prefix, "app_id": app_id}
     fleet: Fleet | None = None
     worker: WorkerProcess | None = None
+    group = WorkerGroup()
     completer: Completer | None = None
     try:
         apply_topics(kafka, topics.all_specs())
@@ -575,18 +605,14 @@ def run_bench(
             fleet.vm(vm_id, host_id, JOB_TYPE, create_queue=True)
         fleet.keep_fresh([vm for vm, _ in fleet_vms[:SMALL_FLEET_VMS]])
         log("starting the worker")
-        worker = WorkerProcess(
-            kafka,
-            app_id,
-            work / "worker",
-            env={
-                "VMLB_POLICY": "io-aware",
-                # Nothing completes in the benchmark, so each VM's backlog cap is the warm-up
-                # cap: set far above the jobs sent, so that no job waits (this measures speed).
-                "VMLB_WARMUP_OUTSTANDING_PER_VM": "1000000000",
-            },
-            loglevel="warning",
-        )
+        worker_env = {
+            "VMLB_POLICY": "io-aware",
+            # Nothing completes in the benchmark, so each VM's backlog cap is the warm-up
+            # cap: set far above the jobs sent, so that no job waits (this measures speed).
+            "VMLB_WARMUP_OUTSTANDING_PER_VM": "1000000000",
+        }
+        worker = WorkerProcess(kafka, app_id, work / "worker", env=worker_env, loglevel="warning")
+        group.workers.append(worker)
         _wait(
             lambda: worker.status()["fleet_ready"] and worker.status()["vms"] >= SMALL_FLEET_VMS,
             120,
@@ -621,14 +647,25 @@ def run_bench(
             (rss_large - rss_small) / (registered - SMALL_FLEET_VMS) * 1000
         )
 
+        if options.workers > 1:
+            log(f"{options.workers - 1} more workers join; waiting for the partitions to split")
+            for i in range(2, options.workers + 1):
+                group.workers.append(
+                    WorkerProcess(
+                        kafka, app_id, work / f"worker{i}", env=worker_env, loglevel="warning"
+                    )
+                )
+            _wait(group.split, 180, f"the job partitions split among {options.workers} workers")
+        result["workers"] = options.workers
+
         if options.complete:
             completer = Completer(kafka, topics, fleet.queue_topics)
             completer.start()
         result["guests_complete_jobs"] = options.complete
         log(f"dispatch throughput ({options.jobs} jobs)")
         # A short warm-up, so the worker's queue producers exist before timing.
-        dispatch_throughput(kafka, fleet, worker, min(200, options.jobs), f"warm{run_id}")
-        report = dispatch_throughput(kafka, fleet, worker, options.jobs, f"tp{run_id}")
+        dispatch_throughput(kafka, fleet, group, min(200, options.jobs), f"warm{run_id}")
+        report = dispatch_throughput(kafka, fleet, group, options.jobs, f"tp{run_id}")
         report.pop("latencies_ms")
         result["dispatch"] = report
         result["dispatch_per_s"] = report["dispatch_per_s"]
@@ -642,7 +679,7 @@ def run_bench(
             log(f"submit-to-queue latency at {rate:g} jobs/s for {options.rate_seconds:g} s")
             result["latency"].append(
                 latency_at_rate(
-                    kafka, fleet, worker, rate, options.rate_seconds, f"r{int(rate)}{run_id}"
+                    kafka, fleet, group, rate, options.rate_seconds, f"r{int(rate)}{run_id}"
                 )
             )
         top = max(result["latency"], key=lambda r: r["rate_per_s"])
@@ -658,7 +695,7 @@ def run_bench(
             result["jobs_completed_by_guests"] = completer.completed
             if completer.error:
                 result["completer_error"] = completer.error
-        status = worker.status()
+        status = group.status()
         result["worker_waiting"] = status["waiting"]
         result["worker_dead_letters"] = status["dead_letters"]
         result["jobs_lost"] = result["dispatch"]["lost"] + sum(r["lost"] for r in result["latency"])
@@ -669,14 +706,15 @@ def run_bench(
         }
         return result
     except Exception:
-        if worker is not None and worker.process.poll() is not None:
-            log(worker.tail())
+        for member in group.workers:
+            if member.process.poll() is not None:
+                log(member.tail())
         raise
     finally:
         if completer is not None:
             completer.stop()
-        if worker is not None:
-            worker.stop()
+        for member in group.workers:
+            member.stop()
         if fleet is not None:
             fleet.close()
         delete_run_topics(kafka, app_id)

@@ -126,6 +126,13 @@ def sim(
     default=False,
     help="emulated guests complete queued jobs (jobs may then wait: backlog cap)",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 6),
+    default=1,
+    show_default=True,
+    help="workers sharing the 6 job partitions while dispatching",
+)
 def pipeline_bench(
     as_json: bool,
     broker: str | None,
@@ -135,6 +142,7 @@ def pipeline_bench(
     vms: int,
     samples: int,
     complete: bool,
+    workers: int,
 ) -> None:
     """The real worker vs a raw Kafka pass-through: throughput, latency, telemetry, memory."""
     from benchmarks.pipeline_bench import BenchOptions, run_bench
@@ -155,6 +163,7 @@ def pipeline_bench(
         vms=vms,
         telemetry_samples=samples,
         complete=complete,
+        workers=workers,
     )
     result = run_bench(kafka, options, log)
     if as_json:
