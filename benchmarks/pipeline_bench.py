@@ -285,6 +285,8 @@ class WorkerGroup:
     """The benchmark's workers (one app id): liveness and status over all of them."""
 
     workers: list[WorkerProcess] = field(default_factory=list)
+    #: The jobs topic's partition count.
+    partitions: int = 6
 
     def check_alive(self) -> None:
         for worker in self.workers:
@@ -302,7 +304,7 @@ class WorkerGroup:
         """Every worker owns job partitions, and together all of them, once each."""
         owned = self.status()["job_partitions"]
         together = sorted(p for partitions in owned for p in partitions)
-        return all(owned) and together == list(range(len(together))) and len(together) > 0
+        return all(owned) and together == list(range(self.partitions))
 
 
 def _job_bytes(job_id: str, submitted_at: float) -> bytes:
@@ -585,7 +587,7 @@ def run_bench(
     result: dict[str, Any] = {"topic_prefix": kafka.topic_prefix, "app_id": app_id}
     fleet: Fleet | None = None
     worker: WorkerProcess | None = None
-    group = WorkerGroup()
+    group = WorkerGroup(partitions=topics.specs["jobs"].partitions)
     completer: Completer | None = None
     try:
         apply_topics(kafka, topics.all_specs())

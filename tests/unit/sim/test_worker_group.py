@@ -20,7 +20,8 @@ class FakeWorker:
 
 
 def group(*owned: list[int]) -> WorkerGroup:
-    return WorkerGroup(workers=[FakeWorker(p, waiting=1) for p in owned])  # type: ignore[misc]
+    workers = [FakeWorker(p, waiting=1) for p in owned]
+    return WorkerGroup(workers=workers, partitions=6)  # type: ignore[arg-type]
 
 
 def test_split_when_every_worker_owns_some_and_all_are_owned_once():
@@ -28,6 +29,7 @@ def test_split_when_every_worker_owns_some_and_all_are_owned_once():
     assert not group([0, 1, 2, 3, 4, 5], []).split()  # the second has not joined yet
     assert not group([0, 1, 2], [2, 3, 4, 5]).split()  # mid-rebalance: 2 owned twice
     assert not group([0, 1], [3, 4, 5]).split()  # 2 not owned by anyone yet
+    assert not group([0, 1], [2, 3, 4]).split()  # 5 not owned by anyone yet
 
 
 def test_status_sums_over_the_workers():
