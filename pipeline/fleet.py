@@ -52,6 +52,11 @@ class FleetView:
         self.limits: dict[str, LimitSetting] = {}
         #: Bumped on every change, so a cached snapshot knows when it is out of date.
         self.version = 0
+        #: Bumped on every change of `limits` (a VM's view depends on them, too).
+        self._limits_version = 0
+        #: vm_id -> (registration, state, limits version, view): a VM's view is rebuilt only when
+        #: one of those changed, so a snapshot of a large fleet costs little where little moved.
+        self._vm_views: dict[str, tuple[VmRegistration, VmState | None, int, VmView]] = {}
 
     # --- feeding ----------------------------------------------------------------------------
 
@@ -66,6 +71,10 @@ class FleetView:
             if name is not None:
                 self._table(topic).pop(name, None)
                 self.version += 1
+                if topic == "limits":
+                    self._limits_version += 1
+                elif topic == "vms":
+                    self._vm_views.pop(name, None)
             return
         if topic == "hosts":
             host = HostRegistration.from_bytes(value)
@@ -83,6 +92,7 @@ class FleetView:
                 self.limits.pop(setting_key, None)
             else:
                 self.limits[setting_key] = setting
+            self._limits_version += 1
         else:
             raise ValueError(f"not a fleet topic: {topic}")
         self.version += 1
@@ -144,6 +154,19 @@ class FleetView:
 
     def vm_view(self, vm: VmRegistration) -> VmView:
         state = self.vm_states.get(vm.vm_id)
+        cached = self._vm_views.get(vm.vm_id)
+        if (
+            cached is not None
+            and cached[0] is vm
+            and cached[1] is state
+            and cached[2] == self._limits_version
+        ):
+            return cached[3]
+        view = self._build_vm_view(vm, state)
+        self._vm_views[vm.vm_id] = (vm, state, self._limits_version, view)
+        return view
+
+    def _build_vm_view(self, vm: VmRegistration, state: VmState | None) -> VmView:
         return VmView(
             vm_id=vm.vm_id,
             host_id=vm.host_id,

@@ -336,3 +336,32 @@ def test_an_unknown_topic_is_refused():
     view = FleetView()
     with pytest.raises(ValueError, match="not a fleet topic: jobs"):
         view.apply("jobs", b"k", b"{}")
+
+
+# --- the per-VM view cache ------------------------------------------------------------------
+
+
+def test_a_vms_view_is_reused_until_its_registration_state_or_a_limit_changes():
+    view = FleetView()
+    add_host(view, "h1", io_limit=1000.0)
+    add_vm(view, "a1", "h1")
+    add_vm(view, "b1", "h1")
+    add_state(view, "a1", "h1", io_per_job=40.0, outstanding_jobs=1)
+    first = view.snapshot(NOW, CONFIG)
+    again = view.snapshot(NOW, CONFIG)
+    assert again.vm("a1") is first.vm("a1")  # nothing changed: the same view
+
+    add_state(view, "a1", "h1", io_per_job=40.0, outstanding_jobs=3)  # a new state
+    assert view.snapshot(NOW, CONFIG).vm("a1").outstanding_jobs == 3
+    assert view.snapshot(NOW, CONFIG).vm("b1") is first.vm("b1")  # b1 untouched
+
+    set_limit(view, LimitScope.VM, "a1", LimitSource.OPERATOR, 70.0)  # a limit
+    assert view.snapshot(NOW, CONFIG).vm("a1").io_per_job == 70.0
+    limit_tombstone = limit_setting(LimitScope.VM, "a1", LimitSource.OPERATOR, 70.0).key()
+    view.apply("limits", limit_tombstone, None)
+    assert view.snapshot(NOW, CONFIG).vm("a1").io_per_job == 40.0
+
+    add_vm(view, "a1", "h1", job_type="cpu")  # a new registration
+    assert view.snapshot(NOW, CONFIG).vm("a1").job_type == "cpu"
+    view.apply("vms", b"a1", None)  # gone, and forgotten
+    assert "a1" not in view._vm_views
