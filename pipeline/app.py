@@ -58,7 +58,7 @@ from pipeline.settings import (
     load_pipeline_settings,
 )
 from pipeline.topics import load_topics
-from pipeline.vm_stats import JobMark, VmStats, WindowConfig
+from pipeline.vm_stats import VmStats, WindowConfig
 
 log = logging.getLogger(__name__)
 
@@ -156,9 +156,6 @@ def create_app(
     vm_stats_table = JsonTable.declare(
         app, "vm_stats", partitions, help="per-VM windows, io_per_job, in-flight jobs"
     )
-    job_marks_table = JsonTable.declare(
-        app, "vm_jobs", partitions, help="job id -> its mark: counted in flight, completed"
-    )
     waiting_table = JsonTable.declare(
         app, "waiting_jobs", partitions, help="jobs with no eligible host yet"
     )
@@ -230,7 +227,6 @@ def create_app(
         recent_decisions=deque(maxlen=settings.recent_decisions),
         tables={
             "vm_stats": vm_stats_table,
-            "vm_jobs": job_marks_table,
             "waiting_jobs": waiting_table,
             "dispatched": dispatched_table,
         },
@@ -240,7 +236,6 @@ def create_app(
 
     last_published: dict[str, float] = {}
     unpublished: set[str] = set()
-    mark_expiry = DedupeHorizon()  # when each job mark of this worker's partitions expires
     # Decoded rows of the VMs of this worker's partitions: this agent is their only writer, so
     # the copy stays true until a rebalance (then it is dropped, see on_revoked) and the table
     # is read and decoded once per VM, not once per batch.
@@ -275,53 +270,12 @@ def create_app(
             return None  # waiting/expired/rejected decisions place nothing on a VM
         return decision.vm_id, decision
 
-    def load_mark(job_id: str, batch_marks: dict[str, tuple[JobMark, EventT]]) -> JobMark | None:
-        if job_id in batch_marks:
-            return batch_marks[job_id][0]
-        stored = job_marks_table.get(job_id)
-        return JobMark.from_dict(stored) if stored is not None else None
-
-    def apply_stats_event(
-        row: VmStats,
-        item: IoSample | JobCompletion | DispatchDecision,
-        event: EventT,
-        batch_marks: dict[str, tuple[JobMark, EventT]],
-    ) -> bool:
+    def apply_stats_event(row: VmStats, item: IoSample | JobCompletion | DispatchDecision) -> bool:
         if isinstance(item, IoSample):
             return row.add_sample(item)
-        mark = load_mark(item.job_id, batch_marks)
         if isinstance(item, JobCompletion):
-            new_mark = row.add_completion(item, mark)
-        else:
-            new_mark = row.add_dispatch(item.job_id, item.decided_at, mark)
-        if new_mark is None:
-            return False
-        batch_marks[item.job_id] = (new_mark, event)
-        return True
-
-    async def store_marks(batch_marks: dict[str, tuple[JobMark, EventT]]) -> None:
-        """Write the batch's new job marks; forget the marks past their time, per partition."""
-        by_partition: dict[int, EventT] = {}
-        for job_id, (mark, event) in batch_marks.items():
-            partition = event.message.partition
-            if not mark_expiry.built(partition):  # first batch of this partition since assigned
-                mark_expiry.rebuild(partition, job_marks_table.items())
-            expires_at = mark.expires_at(windows)
-            with writing_for(event):  # faust-streaming#497: see pipeline.faust_compat
-                job_marks_table[job_id] = {
-                    **mark.to_dict(),
-                    "partition": partition,
-                    "at": expires_at,
-                }
-            mark_expiry.add(partition, job_id, expires_at)
-            by_partition[partition] = event
-        now = clock()
-        for partition, event in by_partition.items():
-            for job_id in mark_expiry.expired(partition, now):
-                stored = job_marks_table.get(job_id)
-                if stored is not None and stored["at"] <= now:  # not renewed since
-                    with writing_for(event):
-                        del job_marks_table[job_id]
+            return row.add_completion(item)
+        return row.add_dispatch(item.job_id, item.decided_at)
 
     @app.agent(stats_source, name="vm_stats")
     async def vm_stats_agent(stream: faust.StreamT) -> None:
@@ -334,7 +288,6 @@ def create_app(
         ):
             # vm_id -> the row and the last event that changed it (its partition)
             changed: dict[str, tuple[VmStats, EventT]] = {}
-            batch_marks: dict[str, tuple[JobMark, EventT]] = {}  # job id -> new mark, event
             handled: Counter[str] = Counter()
             for event in events:
                 message = event.message
@@ -352,12 +305,11 @@ def create_app(
                     await dead_letter_message(message, str(exc), stage="vm_stats")
                     continue
                 row = load_row(vm_id)
-                if apply_stats_event(row, item, event, batch_marks):
+                if apply_stats_event(row, item):
                     changed[vm_id] = (row, event)
             for name, count in handled.items():
                 pipeline.stats_events[name] += count
                 registry.stats_events.labels(topic=name).inc(count)
-            await store_marks(batch_marks)
             now = clock()
             for vm_id, (row, event) in changed.items():
                 with writing_for(event):  # faust-streaming#497: see pipeline.faust_compat
@@ -513,7 +465,6 @@ def create_app(
         pipeline.waiting_index.clear()
         rows.clear()  # these partitions may move: re-read rows from the table when next needed
         unpublished.clear()
-        mark_expiry.clear()
 
     from pipeline import web
 

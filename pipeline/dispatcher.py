@@ -292,25 +292,16 @@ class WaitingIndex:
 
 
 class DedupeHorizon:
-    """When each remembered job id may be forgotten, per partition (memory).
+    """When each remembered dispatched job id may be forgotten, per partition (memory).
 
-    The tables (`dispatched`, `vm_jobs`) are durable; this index of one, oldest first, lets its
-    agent delete entries past their time without scanning the table on every tick or batch.
+    The `dispatched` table is durable; this index of it, oldest first, lets the retry agent
+    delete entries past the dedupe horizon without scanning the table on every tick.
     """
 
     def __init__(self) -> None:
         self._by_partition: dict[int, deque[tuple[float, str]]] = {}
 
-    def built(self, partition: int) -> bool:
-        return partition in self._by_partition
-
-    def clear(self) -> None:
-        """Forget every partition (after a rebalance: rebuild from the table when next used)."""
-        self._by_partition.clear()
-
     def add(self, partition: int, job_id: str, at: float) -> None:
-        """Remember `job_id` until `at`. Out-of-order times are tolerated: `expired` only pops
-        from the old end, so a later time queued before an earlier one delays the earlier."""
         self._by_partition.setdefault(partition, deque()).append((at, job_id))
 
     def rebuild(self, partition: int, entries: Iterable[tuple[str, dict[str, Any]]]) -> None:

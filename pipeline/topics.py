@@ -242,7 +242,7 @@ def ensure_topic(settings: KafkaSettings, spec: TopicSpec, timeout_s: float = 30
 
 
 #: The worker's tables; Faust names their changelogs `<app id>-<table>-changelog`.
-TABLES = ("vm_stats", "vm_jobs", "waiting_jobs", "dispatched")
+TABLES = ("vm_stats", "waiting_jobs", "dispatched")
 
 
 def changelog_specs(app_id: str, partitions: int) -> list[TopicSpec]:

@@ -621,35 +621,6 @@ async def test_vm_stats_writes_each_vm_once_per_batch_to_the_partition_of_its_ev
 
 
 @in_loop
-async def test_vm_stats_marks_each_job_once_in_its_vms_partition_and_ignores_redeliveries(
-    tmp_path,
-):
-    h = build(tmp_path)
-    marks = h.pipeline.tables["vm_jobs"]
-    states = lambda: [VmState.from_bytes(v) for _, v in h.producer.on("vm-state")]  # noqa: E731
-    async with h.agents["vm_stats"].test_context() as agent:
-        decision = dispatched_decision("a1", "j1", NOW).to_bytes()
-        await put_from(agent, "t.decisions", b"a1", decision, partition=3)
-        await until(lambda: "j1" in marks, "j1 marked in flight")
-        h.clock.now = NOW + 0.3
-        await put_from(agent, "t.decisions", b"a1", decision, partition=3)  # re-delivered
-        h.clock.now = NOW + 0.6
-        done = completion("a1", "j1", NOW + 1).to_bytes()
-        await put_from(agent, "t.completions", b"a1", done, partition=3)
-        await until(lambda: (marks.get("j1") or {}).get("c") == NOW + 1, "j1 marked completed")
-        h.clock.now = NOW + 0.9
-        await put_from(agent, "t.completions", b"a1", done, partition=3)  # re-delivered
-        await put_from(agent, "t.io-samples", b"a1", io_sample("a1", NOW, 5).to_bytes())
-        await until(lambda: states() and states()[-1].last_telemetry_at == NOW, "the sample")
-    assert [s.outstanding_jobs for s in states()] == [1, 0, 0]
-    assert states()[-1].last_completion_at == NOW + 1
-    # One mark record per change (in flight, then completed), in a1's partition; none for the
-    # re-deliveries.
-    assert h.producer.changelog_of("vm_jobs") == [(3, b'"j1"', False), (3, b'"j1"', False)]
-    assert marks["j1"]["vm_id"] == "a1" and marks["j1"]["partition"] == 3
-
-
-@in_loop
 async def test_vm_stats_publishes_a_vm_at_most_once_per_interval(tmp_path):
     h = build(tmp_path)
     async with h.agents["vm_stats"].test_context() as agent:
