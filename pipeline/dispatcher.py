@@ -15,8 +15,9 @@ The Faust wiring that consumes and produces lives in `pipeline.app`.
 from __future__ import annotations
 
 import random
+import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -50,7 +51,14 @@ def normalize(
 
 
 class SnapshotSource:
-    """Snapshots of the fleet for the policy, with this dispatcher's unreported placements."""
+    """Snapshots of the fleet for the policy, with this dispatcher's unreported placements.
+
+    A snapshot is rebuilt when the view changed, but not sooner than `min_rebuild_s` after the
+    last one, nor sooner than the last rebuild's cost divided by `rebuild_share`: rebuilding
+    takes at most that share of the dispatcher's time however large the fleet (1,000 VMs cost
+    ~1.6 ms here, 10,000 ten times that). In between, the dispatcher's own placements are
+    claims on the cached snapshot, and telemetry comes once a second anyway.
+    """
 
     def __init__(
         self,
@@ -58,11 +66,17 @@ class SnapshotSource:
         config: PolicyConfig,
         min_rebuild_s: float = 0.05,
         max_age_s: float = 0.5,
+        rebuild_share: float = 0.1,
+        timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.view = view
         self.config = config
         self.min_rebuild_s = min_rebuild_s
         self.max_age_s = max_age_s
+        self.rebuild_share = rebuild_share
+        self.timer = timer
+        #: What the last rebuild took (timer seconds).
+        self.rebuild_cost_s = 0.0
         # vm_id -> dispatched_at of own placements, oldest first (decisions are made in time order)
         self._claims: dict[str, deque[float]] = {}
         self._snapshot: FleetSnapshot | None = None
@@ -73,9 +87,13 @@ class SnapshotSource:
         if snapshot is not None:
             age = now - snapshot.taken_at
             changed = self.view.version != self._built_version
-            if age < self.min_rebuild_s or (not changed and age < self.max_age_s):
+            if age < self.min_interval_s() or (not changed and age < self.max_age_s):
                 return snapshot
         return self._rebuild(now)
+
+    def min_interval_s(self) -> float:
+        """The least time between two rebuilds, given what the last one cost."""
+        return max(self.min_rebuild_s, self.rebuild_cost_s / self.rebuild_share)
 
     def record_claim(self, vm_id: str, dispatched_at: float) -> None:
         """Remember a placement until the VM's reported state includes it."""
@@ -85,6 +103,7 @@ class SnapshotSource:
         return sum(len(times) for times in self._claims.values())
 
     def _rebuild(self, now: float) -> FleetSnapshot:
+        started = self.timer()
         expired_before = now - 4 * self.config.stale_after_s
         snapshot = self.view.snapshot(now, self.config)
         for vm_id in list(self._claims):
@@ -106,6 +125,7 @@ class SnapshotSource:
                 del self._claims[vm_id]
         self._snapshot = snapshot
         self._built_version = self.view.version
+        self.rebuild_cost_s = self.timer() - started
         return snapshot
 
 

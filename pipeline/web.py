@@ -72,6 +72,9 @@ def register(pipeline: Pipeline) -> None:
                     "decisions": {k: v for k, v in pipeline.counts.items() if k != "dead_letters"},
                     "dead_letters": pipeline.counts["dead_letters"],
                     "pending_claims": pipeline.dispatcher.snapshots.pending_claims(),
+                    "snapshot_rebuild_ms": round(
+                        pipeline.dispatcher.snapshots.rebuild_cost_s * 1000, 3
+                    ),
                     "stats_events": dict(pipeline.stats_events),
                     "job_partitions": sorted(
                         tp.partition

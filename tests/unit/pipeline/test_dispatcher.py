@@ -98,6 +98,25 @@ def test_snapshot_is_reused_while_the_view_is_unchanged_until_max_age():
     assert rebuilt.taken_at == NOW + 10.0
 
 
+def test_an_expensive_rebuild_spaces_the_next_ones_to_its_share_of_the_time():
+    view = fleet_of_one()
+    ticks = iter([0.0, 0.02, 5.0, 5.02])  # each rebuild "takes" 20 ms
+    source = SnapshotSource(
+        view,
+        CONFIG,
+        min_rebuild_s=0.05,
+        max_age_s=10.0,
+        rebuild_share=0.1,
+        timer=lambda: next(ticks),
+    )
+    first = source.get(NOW)
+    assert source.rebuild_cost_s == pytest.approx(0.02)
+    assert source.min_interval_s() == pytest.approx(0.2)  # 20 ms is 10 % of 200 ms
+    add_state(view, "a1", "h1", io_ops_per_s=700.0, io_per_job=100.0)
+    assert source.get(NOW + 0.1) is first  # changed, but 0.1 s < 0.2 s
+    assert source.get(NOW + 0.2) is not first
+
+
 def test_snapshot_is_rebuilt_on_a_view_change_but_not_sooner_than_min_rebuild():
     view = fleet_of_one()
     source = SnapshotSource(view, CONFIG, min_rebuild_s=1.0, max_age_s=10.0)
