@@ -43,6 +43,7 @@ from pipeline.events import (
     IoSample,
     JobCompletion,
     JobSubmission,
+    QueuedJob,
     payload_text,
 )
 from pipeline.faust_compat import writing_for
@@ -370,7 +371,8 @@ def create_app(
         if entry is None:
             return False
         topic = queue_topics.get(entry["queue_topic"]) or raw_topic(entry["queue_topic"])
-        await topic.send(key=job_id.encode(), value=_json_bytes(entry["queued"]))
+        queued = QueuedJob.model_validate(entry["queued"])  # the same bytes as the first send
+        await topic.send(key=queued.key(), value=queued.to_bytes())
         return True
 
     @app.agent(jobs_topic, name="dispatch")
@@ -470,12 +472,6 @@ def create_app(
 
     web.register(pipeline)
     return pipeline
-
-
-def _json_bytes(data: dict[str, Any]) -> bytes:
-    import json
-
-    return json.dumps(data, separators=(",", ":")).encode()
 
 
 _default: Pipeline | None = None
