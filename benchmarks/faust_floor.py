@@ -24,7 +24,7 @@ import uuid
 
 import faust
 
-from pipeline.faust_compat import quiet_worker
+from pipeline.edge.faust_compat import quiet_worker
 from pipeline.settings import load_kafka_settings
 
 

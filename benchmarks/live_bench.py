@@ -3,7 +3,7 @@
 Each policy gets one full `vmlb demo` run (broker, worker, four emulated hosts with their Dom0
 producers and guests, the job generator), one after the other on the same broker: the generator
 is seeded, so every run submits the same sequence of job types at the same offsets from its
-start (a Poisson process ramping to 130% of the fleet's I/O capacity; `pipeline.demo.fleet`).
+start (a Poisson process ramping to 130% of the fleet's I/O capacity; `pipeline.ops.demo.fleet`).
 The figures are the demo's own summary, taken from the topics: response times from the
 guests' completions (and, as in the simulator, a p99 over every submitted job in which a job
 still unfinished after the drain counts with its age), overload from the Dom0 samples against
@@ -22,7 +22,7 @@ from typing import Any
 
 from rich.console import Console
 
-from pipeline.demo.run import DemoOptions, run_demo
+from pipeline.ops.demo.run import DemoOptions, run_demo
 
 #: The summary fields compared, in table order.
 FIELDS = (

@@ -47,9 +47,10 @@ from pipeline.events import (
     JobSubmission,
     VmRegistration,
 )
+from pipeline.ops.worker_process import WorkerProcess
 from pipeline.settings import KafkaSettings
-from pipeline.topics import Topics, TopicSpec, apply_topics, ensure_topic, load_topics
-from pipeline.worker_process import WorkerProcess
+from pipeline.topics import Topics, TopicSpec, apply_topics, ensure_topic, load_topics, topics_of
+from pipeline.topics.reader import read_topics
 
 BENCH_PREFIX = "bench."
 JOB_TYPE = "bench"
@@ -95,28 +96,7 @@ def _end_offsets(kafka: KafkaSettings, topics: list[str]) -> int:
 
 def _read_topics(kafka: KafkaSettings, topics: list[str], timeout_s: float = 60.0) -> list[Any]:
     """Every record now in `topics`, from the beginning to the end offsets seen at start."""
-    consumer = KafkaConsumer(
-        group_id=None, enable_auto_commit=False, max_poll_records=5000, **kafka.to_kafka_python()
-    )
-    try:
-        parts = [
-            TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or [])
-        ]
-        if not parts:
-            return []
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        ends = consumer.end_offsets(parts)
-        records: list[Any] = []
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and any(consumer.position(tp) < ends[tp] for tp in parts):
-            for batch in consumer.poll(timeout_ms=200).values():
-                records.extend(
-                    r for r in batch if r.offset < ends[TopicPartition(r.topic, r.partition)]
-                )
-        return records
-    finally:
-        consumer.close()
+    return read_topics(kafka, topics, timeout_s=timeout_s)
 
 
 def _wait(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
@@ -369,9 +349,11 @@ async def _passthrough_async(kafka: KafkaSettings, source: str, sink: str, count
 def passthrough(kafka: KafkaSettings, topics: Topics, count: int) -> dict[str, float]:
     jobs_spec = topics.specs["jobs"]
     source = TopicSpec(
-        name=kafka.topic("pt-jobs"), partitions=jobs_spec.partitions, replication_factor=1
+        name=kafka.topic_prefix + "pt-jobs", partitions=jobs_spec.partitions, replication_factor=1
     )
-    sink = topics.queue_topic("pt-sink").model_copy(update={"name": kafka.topic("pt-queue")})
+    sink = topics.queue_topic("pt-sink").model_copy(
+        update={"name": kafka.topic_prefix + "pt-queue"}
+    )
     ensure_topic(kafka, source)
     ensure_topic(kafka, sink)
     _, produce_rate = _preload(kafka, source.name, count, "pt")
@@ -386,7 +368,7 @@ def dispatch_throughput(
     kafka: KafkaSettings, fleet: Fleet, worker: WorkerGroup, count: int, tag: str
 ) -> dict[str, Any]:
     before = _end_offsets(kafka, fleet.queue_topics)
-    ids, produce_rate = _preload(kafka, kafka.topic("jobs"), count, tag)
+    ids, produce_rate = _preload(kafka, topics_of(kafka).name("jobs"), count, tag)
 
     def all_queued() -> bool:
         worker.check_alive()
@@ -402,7 +384,7 @@ def _queued_report(
     wanted = set(ids)
     jobs = {
         r.key.decode(): r.timestamp
-        for r in _read_topics(kafka, [kafka.topic("jobs")])
+        for r in _read_topics(kafka, [topics_of(kafka).name("jobs")])
         if r.key is not None and r.key.decode() in wanted
     }
     queued: dict[str, int] = {}
@@ -431,7 +413,7 @@ def latency_at_rate(
 ) -> dict[str, Any]:
     count = max(1, int(rate * seconds))
     producer = _producer(kafka, linger_ms=0)
-    topic = kafka.topic("jobs")
+    topic = topics_of(kafka).name("jobs")
     ids = [f"{tag}-{i}" for i in range(count)]
     before = _end_offsets(kafka, fleet.queue_topics)
     started = time.perf_counter()
@@ -481,7 +463,7 @@ def telemetry(
     tel_kafka = kafka.model_copy(update={"topic_prefix": f"{kafka.topic_prefix}tel."})
     tel_app_id = f"{app_id}-tel"
     apply_topics(tel_kafka, load_topics(prefix=tel_kafka.topic_prefix).all_specs())
-    topic = tel_kafka.topic("io-samples")
+    topic = topics_of(tel_kafka).name("io-samples")
     per_vm = max(1, samples // vms)
     total = per_vm * vms
     base = time.time() - per_vm - 5
@@ -595,7 +577,7 @@ def run_bench(
         result.update(passthrough(kafka, topics, options.jobs))
         log("Faust floor: a do-nothing Faust agent over the same jobs")
         result["faust_noop_jobs_per_s"] = faust_floor(
-            kafka, kafka.topic("pt-jobs"), options.jobs, work
+            kafka, kafka.topic_prefix + "pt-jobs", options.jobs, work
         )
 
         fleet = Fleet(kafka, topics)

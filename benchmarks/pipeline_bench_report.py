@@ -18,9 +18,9 @@ def kafka_for(broker: str | None, console: Console) -> KafkaSettings:
         return load_kafka_settings(broker=broker)
     if os.environ.get("VMLB_BROKER"):
         return load_kafka_settings()
-    from pipeline.broker.local import DEFAULT_HOST, DEFAULT_PORT
-    from pipeline.demo.run import _broker
-    from pipeline.ports import port_free
+    from pipeline.ops.broker.local import DEFAULT_HOST, DEFAULT_PORT
+    from pipeline.ops.demo.run import _broker
+    from pipeline.ops.ports import port_free
 
     if not port_free(DEFAULT_PORT):
         # Something already serves the default port (e.g. a broker started another way).

@@ -27,3 +27,7 @@ class MissingToolError(BrokerError):
 
 class EventError(VmlbError):
     """An event failed validation; the message names the field."""
+
+
+class RowError(VmlbError):
+    """A stored table row is unreadable (an unknown version, a missing or mistyped field)."""

@@ -237,7 +237,12 @@ class LimitSetting(Event):
     detail: str | None = None
 
     def key(self) -> bytes | None:
-        return f"{self.scope}/{self.target_id}/{self.field}/{self.source}".encode()
+        return limit_key(self.scope, self.target_id, self.field, self.source).encode()
+
+
+def limit_key(scope: LimitScope, target_id: str, field: LimitField, source: LimitSource) -> str:
+    """The `limits` topic key of one setting: `<scope>/<target_id>/<field>/<source>`."""
+    return f"{scope}/{target_id}/{field}/{source}"
 
 
 # --- Jobs ---------------------------------------------------------------------------------------
@@ -339,21 +344,29 @@ class DecisionOutcome(StrEnum):
 
 
 class CandidateView(BaseModel):
-    """What the dispatcher knew of one candidate when it decided."""
+    """What the dispatcher knew of one candidate when it decided (the policies build these).
+
+    Fields that may be unknown default to None, so a record written without them (`to_bytes()`
+    leaves out None) reads back as it was written.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     vm_id: str
     host_id: str
+    #: The host's I/O rate as the policy estimates it (paper total, or projected).
     total_io_ops_per_s: float
-    limit_ops_per_s: float | None
-    headroom_ops_per_s: float | None
-    outstanding_jobs: int
-    telemetry_age_s: float | None
     eligible: bool
+    limit_ops_per_s: float | None = None
+    headroom_ops_per_s: float | None = None
+    #: Reported outstanding jobs plus this dispatcher's claims.
+    outstanding_jobs: int = 0
+    telemetry_age_s: float | None = None
     #: How far the host's telemetry was behind the fleet's newest (absent in older records).
     telemetry_behind_s: float | None = None
+    #: Name of the filter that rejected it (None if eligible).
     rejected_by: str | None = None
+    #: The weighers' combined score (None if not weighed).
     weight: float | None = None
 
 
@@ -399,6 +412,33 @@ class DeadLetter(Event):
 
     def key(self) -> bytes | None:
         return self.source_key.encode() if self.source_key else None
+
+    @classmethod
+    def of(
+        cls,
+        topic: str,
+        partition: int | None,
+        offset: int | None,
+        key: bytes | None,
+        value: bytes | None,
+        *,
+        reason: str,
+        stage: str,
+        at: float,
+        job_id: str | None = None,
+    ) -> DeadLetter:
+        """The dead letter of one message as it came off (or was meant for) `topic`."""
+        return cls(
+            source_topic=topic,
+            source_partition=partition,
+            source_offset=offset,
+            source_key=payload_text(key),
+            payload=payload_text(value),
+            reason=reason,
+            stage=stage,
+            dead_lettered_at=at,
+            job_id=job_id,
+        )
 
 
 def payload_text(raw: bytes | None) -> str | None:

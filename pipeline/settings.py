@@ -20,6 +20,13 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.errors import ConfigError
+from pipeline.policy.snapshot import PolicyConfig
+from pipeline.stats.windows import WindowConfig
+
+# Defaults of the policy's and the windows' tunables live with those (frozen dataclasses the
+# simulator also builds); the settings below read them from there, so each is written once.
+_POLICY = PolicyConfig()
+_WINDOWS = WindowConfig()
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -106,10 +113,6 @@ class KafkaSettings(BaseSettings):
     def to_faust_url(self) -> str:
         return ";".join(f"kafka://{server}" for server in self.bootstrap_servers)
 
-    def topic(self, name: str) -> str:
-        """The full name of a topic declared in topics.yaml."""
-        return f"{self.topic_prefix}{name}"
-
 
 def load_kafka_settings(**overrides: Any) -> KafkaSettings:
     """Settings from the environment, with non-None `overrides` (CLI flags) winning."""
@@ -145,17 +148,25 @@ class PipelineSettings(BaseSettings):
     web_port: int = Field(6066, ge=1, le=65535)
     # The paper's load window (Eq. 1) and the io_per_job estimator (Table 2).
     rate_window_s: float = Field(
-        5.0, gt=0, description="window of load (Eq. 1), I/O rate and busy fraction"
+        _WINDOWS.rate_window_s,
+        gt=0,
+        description="window of load (Eq. 1), I/O rate and busy fraction",
     )
     io_per_job_window_s: float = Field(
-        60.0, gt=0, description="window of the io_per_job estimate (Table 2)"
+        _WINDOWS.io_per_job_window_s,
+        gt=0,
+        description="window of the io_per_job estimate (Table 2)",
     )
-    bucket_s: float = Field(1.0, gt=0, description="resolution of the windows")
+    bucket_s: float = Field(_WINDOWS.bucket_s, gt=0, description="resolution of the windows")
     io_per_job_min_jobs: int = Field(
-        20, ge=1, description="completions in the window before io_per_job is estimated"
+        _WINDOWS.io_per_job_min_jobs,
+        ge=1,
+        description="completions in the window before io_per_job is estimated",
     )
     inflight_timeout_s: float = Field(
-        600.0, gt=0, description="an in-flight job older than this is presumed lost"
+        _WINDOWS.inflight_timeout_s,
+        gt=0,
+        description="an in-flight job older than this is presumed lost",
     )
     stats_batch_max: int = Field(
         1000, ge=1, description="vm_stats handles up to this many events as one batch"
@@ -165,16 +176,24 @@ class PipelineSettings(BaseSettings):
     )
     # Dispatch.
     stale_after_s: float = Field(
-        3.0, gt=0, description="a host this far behind the fleet's newest telemetry is ineligible"
+        _POLICY.stale_after_s,
+        gt=0,
+        description="a host this far behind the fleet's newest telemetry is ineligible",
     )
     lag_limit_s: float = Field(
-        15.0, gt=0, description="every host is stale once the fleet's newest telemetry is older"
+        _POLICY.lag_limit_s,
+        gt=0,
+        description="every host is stale once the fleet's newest telemetry is older",
     )
     horizon_s: float = Field(
-        5.0, gt=0, description="committed I/O of in-flight jobs is spread over this horizon"
+        _POLICY.horizon_s,
+        gt=0,
+        description="committed I/O of in-flight jobs is spread over this horizon",
     )
     warmup_outstanding_per_vm: int = Field(
-        2, ge=1, description="jobs a VM may hold before its host's limit is known"
+        _POLICY.warmup_outstanding_per_vm,
+        ge=1,
+        description="jobs a VM may hold before its host's limit is known",
     )
     retry_interval_s: float = Field(0.25, gt=0, description="how often waiting jobs are retried")
     vm_state_interval_s: float = Field(
@@ -186,6 +205,25 @@ class PipelineSettings(BaseSettings):
     recent_decisions: int = Field(500, ge=0, description="decisions kept for the /decisions query")
     # A crashed worker's partitions move to the others after this long (Faust's default is 60 s).
     session_timeout_s: float = Field(10.0, gt=0, description="consumer group session timeout")
+
+    def policy_config(self) -> PolicyConfig:
+        """The policy's tunables as these settings give them."""
+        return PolicyConfig(
+            stale_after_s=self.stale_after_s,
+            lag_limit_s=self.lag_limit_s,
+            horizon_s=self.horizon_s,
+            warmup_outstanding_per_vm=self.warmup_outstanding_per_vm,
+        )
+
+    def window_config(self) -> WindowConfig:
+        """How the vm_stats rows keep their windows, as these settings give it."""
+        return WindowConfig(
+            rate_window_s=self.rate_window_s,
+            io_per_job_window_s=self.io_per_job_window_s,
+            bucket_s=self.bucket_s,
+            io_per_job_min_jobs=self.io_per_job_min_jobs,
+            inflight_timeout_s=self.inflight_timeout_s,
+        )
 
 
 def load_pipeline_settings(**overrides: Any) -> PipelineSettings:

@@ -20,6 +20,7 @@ from typing import Any
 from pipeline.errors import EventError
 from pipeline.events import JobSubmission, new_job_id
 from pipeline.settings import KafkaSettings
+from pipeline.topics import topics_of
 from producers.errors import SubmitError
 
 # --- parsing (pure) -----------------------------------------------------------------------------
@@ -139,7 +140,7 @@ class Submitter:
         from kafka.errors import KafkaError
 
         self.settings = settings or KafkaSettings()
-        self.topic = topic or self.settings.topic("jobs")
+        self.topic = topic or topics_of(self.settings).name("jobs")
         self.clock = clock
         self._failures: list[str] = []
         self.sent = 0

@@ -5,7 +5,7 @@ Unit tests (tests/unit) use fakes and Faust's `test_context()`. Integration test
 
 1. `KAFKA_BOOTSTRAP` if set: an existing cluster;
 2. testcontainers' Kafka if a Docker engine answers;
-3. the local broker from the installed jars (`pipeline.broker`), on a free port, in a temp dir.
+3. the local broker from the installed jars (`pipeline.ops.broker`), on a free port, in a temp dir.
 
 It never skips: if no broker can be had, every integration test errors with the reason.
 Each test gets its own topic prefix (`kafka_settings`), so tests never see each other's messages.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.ports import free_port_run
+from pipeline.ops.ports import free_port_run
 from pipeline.settings import KafkaSettings
 from pipeline.topics import Topics, apply_topics, load_topics
 
@@ -51,7 +51,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         with KafkaContainer().with_kraft() as container:
             yield container.get_bootstrap_server()
         return
-    from pipeline.broker.local import LocalCluster
+    from pipeline.ops.broker.local import LocalCluster
 
     cluster = LocalCluster(Path(tmp_path_factory.mktemp("kafka")), port=free_port_run(2))
     bootstrap = cluster.start()

@@ -3,9 +3,9 @@
 Events (a heap ordered by time, then insertion): job arrivals, a host's next job completion,
 telemetry sampling ticks, telemetry deliveries (a tick's samples, after the delay), dispatcher
 retry ticks, and capacity changes. The dispatcher calls the *same* policy code as the live
-pipeline (`pipeline.policy`), over snapshots built from delayed telemetry (`view`), and keeps
-waiting jobs per job type, retrying the oldest of each type every `retry_interval_s` as the
-pipeline's retry agent does.
+pipeline (`pipeline.policy`), over snapshots that the live pipeline's own aggregation, fleet
+view and claim code build from delayed telemetry (`view`), and keeps waiting jobs per job type,
+retrying the oldest of each type every `retry_interval_s` as the pipeline's retry agent does.
 
 Accounting: every job ends the run completed, in flight (queued or running on a VM), waiting at
 the dispatcher, expired or rejected; `lost` is what is left over, and must be 0.
@@ -22,17 +22,14 @@ from collections.abc import Callable
 
 from benchmarks.sim.arrivals import Arrival, generate
 from benchmarks.sim.fleet import Job, SimHost, SimVm
-from benchmarks.sim.results import RunResult, summarise
+from benchmarks.sim.results import RunResult, percentile
 from benchmarks.sim.scenario import Scenario
 from benchmarks.sim.view import DispatcherView, Sample
 from pipeline.policy.base import Policy
 from pipeline.policy.decision import JobRequest, Outcome
 from pipeline.policy.registry import build_policy
-from pipeline.policy.snapshot import FleetSnapshot
 
 _ARRIVAL, _HOST_DONE, _SAMPLE, _DELIVER, _RETRY, _CAPACITY = range(6)
-#: Snapshots are not rebuilt more often than this even when telemetry keeps arriving.
-_MIN_REBUILD_S = 0.05
 
 
 def build_fleet(scenario: Scenario) -> list[SimHost]:
@@ -72,15 +69,14 @@ class Simulation:
         )
         # The fleet was up and reporting before the run: every VM's (idle) sample at t=0 is
         # already delivered, so no policy starts from a fleet it has never heard of.
-        for vm in self.vms.values():
-            self.view.deliver(Sample(vm.vm_id, vm.host.host_id, 0.0, 0.0, (), 0))
+        self.view.deliver(
+            [Sample(vm.vm_id, vm.host.host_id, 0.0, 0.0) for vm in self.vms.values()], 0.0
+        )
         self.rng = random.Random(f"{scenario.seed}/policy")
         self.end_s = scenario.duration_s + scenario.drain_s
         self.now = 0.0
         self._heap: list[tuple[float, int, int, object, object]] = []
         self._seq = 0
-        self._snapshot: FleetSnapshot | None = None
-        self._telemetry_since_snapshot = False
         self.jobs: list[Job] = []
         self.waiting: dict[str, deque[Job]] = {}
         self.expired = 0
@@ -128,20 +124,8 @@ class Simulation:
 
     # --- dispatching ------------------------------------------------------------------------
 
-    def snapshot(self) -> FleetSnapshot:
-        snap = self._snapshot
-        if snap is not None:
-            age = self.now - snap.taken_at
-            fresh_enough = age < self.scenario.dispatcher.snapshot_max_age_s
-            if fresh_enough and (not self._telemetry_since_snapshot or age < _MIN_REBUILD_S):
-                return snap
-        snap = self.view.snapshot(self.now)
-        self._snapshot = snap
-        self._telemetry_since_snapshot = False
-        return snap
-
     def _decide(self, job: Job) -> Outcome:
-        snapshot = self.snapshot()
+        snapshot = self.view.snapshot(self.now)
         request = JobRequest(str(job.job_id), job.job_type)
         t0 = time.perf_counter_ns()
         decision = self.policy.decide(snapshot, request, self.rng)
@@ -151,7 +135,7 @@ class Simulation:
             assert decision.vm_id is not None
             vm = self.vms[decision.vm_id]
             job.dispatched_at = self.now
-            self.view.record_dispatch(vm.vm_id, self.now)
+            self.view.record_dispatch(vm.vm_id, str(job.job_id), self.now)
             self._enqueue(vm, job)
         elif decision.outcome is Outcome.WAITING:
             self.waiting_decisions += 1
@@ -226,7 +210,7 @@ class Simulation:
             vm.running = None
             host.running.remove(vm)
             vm.outstanding -= 1
-            vm.completed_since_sample.append((self.now, self.now - job.started_at))
+            vm.completed_since_sample.append((str(job.job_id), self.now, self.now - job.started_at))
             if vm.queue:
                 self._start(vm, vm.queue.popleft())
         self._reschedule(host)
@@ -267,7 +251,6 @@ class Simulation:
                             sampled_at=self.now,
                             io_ops=delta,
                             completions=tuple(vm.completed_since_sample),
-                            outstanding_jobs=vm.outstanding,
                         )
                     )
                 vm.io_ops_at_last_sample = vm.io_ops_done
@@ -280,9 +263,56 @@ class Simulation:
 
     def _on_deliver(self, batch: object, _: object) -> None:
         assert isinstance(batch, list)
-        for sample in batch:
-            self.view.deliver(sample)
-        self._telemetry_since_snapshot = True
+        self.view.deliver(batch, self.now)
+
+
+def summarise(sim: Simulation, wall_s: float) -> RunResult:
+    end_s = sim.end_s
+    duration_s = sim.scenario.duration_s
+    completed = sorted(
+        job.finished_at - job.submitted_at for job in sim.jobs if job.finished_at is not None
+    )
+    unfinished = [
+        end_s - job.submitted_at for job in sim.jobs if job.finished_at is None and not job.expired
+    ]
+    everyone = sorted(completed + unfinished)
+    in_flight = sum(vm.outstanding for vm in sim.vms.values())
+    waiting = sum(len(queue) for queue in sim.waiting.values())
+    finished_in_time = sum(
+        1 for job in sim.jobs if job.finished_at is not None and job.finished_at <= duration_s
+    )
+    submitted = len(sim.jobs)
+    accounted = len(completed) + in_flight + waiting + sim.expired + sim.rejected
+    return RunResult(
+        scenario=sim.scenario.name,
+        policy=sim.policy.name,
+        submitted=submitted,
+        completed=len(completed),
+        in_flight=in_flight,
+        waiting=waiting,
+        expired=sim.expired,
+        rejected=sim.rejected,
+        lost=submitted - accounted,
+        throughput_per_s=finished_in_time / duration_s,
+        mean_response_s=sum(everyone) / len(everyone) if everyone else 0.0,
+        p50_response_s=percentile(everyone, 0.50),
+        p99_response_s=percentile(everyone, 0.99),
+        p999_response_s=percentile(everyone, 0.999),
+        overload_s=sum(host.overload_s for host in sim.hosts),
+        saturated_s=sum(host.saturated_s for host in sim.hosts),
+        decisions=sim.decisions,
+        waiting_decisions=sim.waiting_decisions,
+        decision_us=sim.decide_ns / sim.decisions / 1000 if sim.decisions else 0.0,
+        sim_wall_s=wall_s,
+        responses_s=completed,
+        series=sim.series,
+        limits_ops_per_s={
+            host_id: sim.host_by_id[host_id].limit_ops_per_s for host_id in sim.series
+        },
+        per_host_overload_s={
+            host.host_id: host.overload_s for host in sim.hosts[: sim.scenario.plot_hosts]
+        },
+    )
 
 
 def run(scenario: Scenario, policy_name: str, arrivals: list[Arrival] | None = None) -> RunResult:

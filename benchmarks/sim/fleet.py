@@ -48,8 +48,8 @@ class SimVm:
     outstanding: int = 0
     #: Cumulative I/O operations issued (what Dom0's counters show).
     io_ops_done: float = 0.0
-    #: Completions since the last telemetry sample: (finished_at, service_s).
-    completed_since_sample: list[tuple[float, float]] = field(default_factory=list)
+    #: Completions since the last telemetry sample: (job_id, finished_at, service_s).
+    completed_since_sample: list[tuple[str, float, float]] = field(default_factory=list)
     io_ops_at_last_sample: float = 0.0
 
 

@@ -13,10 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from benchmarks.sim.engine import Simulation
+from typing import Any
 
 
 def percentile(sorted_values: Sequence[float], fraction: float) -> float:
@@ -62,52 +59,3 @@ class RunResult:
         for bulky in ("responses_s", "series", "limits_ops_per_s", "per_host_overload_s"):
             data.pop(bulky)
         return data
-
-
-def summarise(sim: Simulation, wall_s: float) -> RunResult:
-    end_s = sim.end_s
-    duration_s = sim.scenario.duration_s
-    completed = sorted(
-        job.finished_at - job.submitted_at for job in sim.jobs if job.finished_at is not None
-    )
-    unfinished = [
-        end_s - job.submitted_at for job in sim.jobs if job.finished_at is None and not job.expired
-    ]
-    everyone = sorted(completed + unfinished)
-    in_flight = sum(vm.outstanding for vm in sim.vms.values())
-    waiting = sum(len(queue) for queue in sim.waiting.values())
-    finished_in_time = sum(
-        1 for job in sim.jobs if job.finished_at is not None and job.finished_at <= duration_s
-    )
-    submitted = len(sim.jobs)
-    accounted = len(completed) + in_flight + waiting + sim.expired + sim.rejected
-    return RunResult(
-        scenario=sim.scenario.name,
-        policy=sim.policy.name,
-        submitted=submitted,
-        completed=len(completed),
-        in_flight=in_flight,
-        waiting=waiting,
-        expired=sim.expired,
-        rejected=sim.rejected,
-        lost=submitted - accounted,
-        throughput_per_s=finished_in_time / duration_s,
-        mean_response_s=sum(everyone) / len(everyone) if everyone else 0.0,
-        p50_response_s=percentile(everyone, 0.50),
-        p99_response_s=percentile(everyone, 0.99),
-        p999_response_s=percentile(everyone, 0.999),
-        overload_s=sum(host.overload_s for host in sim.hosts),
-        saturated_s=sum(host.saturated_s for host in sim.hosts),
-        decisions=sim.decisions,
-        waiting_decisions=sim.waiting_decisions,
-        decision_us=sim.decide_ns / sim.decisions / 1000 if sim.decisions else 0.0,
-        sim_wall_s=wall_s,
-        responses_s=completed,
-        series=sim.series,
-        limits_ops_per_s={
-            host_id: sim.host_by_id[host_id].limit_ops_per_s for host_id in sim.series
-        },
-        per_host_overload_s={
-            host.host_id: host.overload_s for host in sim.hosts[: sim.scenario.plot_hosts]
-        },
-    )

@@ -22,8 +22,12 @@ from pipeline.errors import ConfigError
 from pipeline.events import describe_validation_error
 from pipeline.policy.registry import POLICY_NAMES
 from pipeline.policy.snapshot import PolicyConfig
+from pipeline.stats.windows import WindowConfig
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+
+_POLICY = PolicyConfig()
+_WINDOWS = WindowConfig()
 
 Positive = Annotated[float, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
@@ -126,14 +130,25 @@ class Outage(_Model):
 
 
 class Telemetry(_Model):
+    """The telemetry path; the windows default to the live pipeline's (`WindowConfig`)."""
+
     interval_s: Positive = 1.0
     #: Sample time to arrival at the dispatcher (Dom0 -> Kafka -> vm_stats -> vm-state).
     delay_s: NonNegative = 0.5
-    load_window_s: Positive = 10.0
-    bucket_s: Positive = 1.0
-    io_per_job_min_jobs: int = Field(20, ge=1)
+    rate_window_s: Positive = _WINDOWS.rate_window_s
+    io_per_job_window_s: Positive = _WINDOWS.io_per_job_window_s
+    bucket_s: Positive = _WINDOWS.bucket_s
+    io_per_job_min_jobs: int = Field(_WINDOWS.io_per_job_min_jobs, ge=1)
     io_per_job: IoPerJobSource = IoPerJobSource.MEASURED
     outages: list[Outage] = Field(default_factory=list)
+
+    def window_config(self) -> WindowConfig:
+        return WindowConfig(
+            rate_window_s=self.rate_window_s,
+            io_per_job_window_s=self.io_per_job_window_s,
+            bucket_s=self.bucket_s,
+            io_per_job_min_jobs=self.io_per_job_min_jobs,
+        )
 
 
 class Dispatcher(_Model):
@@ -144,11 +159,12 @@ class Dispatcher(_Model):
     deadline_s: Positive | None = None
     #: The snapshot is rebuilt on new telemetry, and at least this often.
     snapshot_max_age_s: Positive = 0.5
-    stale_after_s: Positive = 3.0
-    lag_limit_s: Positive = 15.0
-    horizon_s: Positive = 5.0
-    warmup_outstanding_per_vm: int = Field(2, ge=1)
-    choices: int = Field(2, ge=1)
+    # The policy's tunables, defaulting to the live dispatcher's (`PolicyConfig`).
+    stale_after_s: Positive = _POLICY.stale_after_s
+    lag_limit_s: Positive = _POLICY.lag_limit_s
+    horizon_s: Positive = _POLICY.horizon_s
+    warmup_outstanding_per_vm: int = Field(_POLICY.warmup_outstanding_per_vm, ge=1)
+    choices: int = Field(_POLICY.choices, ge=1)
 
     def policy_config(self) -> PolicyConfig:
         return PolicyConfig(

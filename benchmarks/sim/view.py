@@ -1,27 +1,41 @@
-"""The dispatcher's view of the simulated fleet: delivered telemetry, windowed, plus claims.
+"""The dispatcher's view of the simulated fleet, built by the live pipeline's own code.
 
-What the live pipeline does in `vm_stats` and `FleetView`/`SnapshotSource`, done the same way:
+Nothing of the aggregation is re-implemented here. Each VM has a `pipeline.stats.vm_stats.VmStats`
+row, as the `vm_stats` agent keeps one; the fleet is a `pipeline.fleet.view.FleetView` fed the
+same events the fleet topics carry (registrations, limits, `VmState`s); snapshots and claims come
+from `pipeline.fleet.snapshots.SnapshotSource`. What the simulator decides is only *when* each
+input reaches the pipeline:
 
-- each delivered sample adds its I/O operations to the VM's I/O window at the sample's time, and
-  each completion it carries adds one job and its service time at the completion's time
-  (`pipeline.windows.SlidingWindow`, same semantics as the pipeline's rows);
-- `load_jobs_per_s` (Eq. 1), `io_ops_per_s` and `busy_fraction` are the windows' rates, and
-  `io_per_job` (Table 2) is the ratio of windowed sums once the window holds `io_per_job_min_jobs`
-  completions (the last estimate stands otherwise), unless the scenario says `calibrated`;
-- `outstanding_jobs` is the count at the sample's time; placements this dispatcher made after a
-  VM's newest delivered sample are re-applied to each new snapshot as claims;
-- a VM's `VmView` is computed when its sample is delivered (as vm-state is published), and a
-  host's `last_telemetry_at` is the time of its newest delivered sample.
+- a dispatch reaches the VM's row at once (the dispatcher's decision, consumed by `vm_stats`
+  within milliseconds) and is a claim until the VM's published state includes it;
+- a sampling tick's I/O and the completions since the last tick reach the rows after the
+  telemetry delay (Dom0 -> Kafka -> vm_stats), and each VM's state is then published (as
+  `vm-state`) as of that moment;
+- host limits are registered as configured (`HostRegistration.io_limit_ops_per_s`); a scenario
+  with `io_per_job: calibrated` sets each VM's io_per_job as an operator override, so it stays
+  as measured at setup (the paper's Table 2) and the running estimate never replaces it.
+
+Snapshot rebuilds are paced as live (`min_rebuild_s`, `max_age_s`), but by simulated time only:
+their wall-clock cost is not charged (it would make runs depend on the machine).
 """
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 
 from benchmarks.sim.scenario import IoPerJobSource, Scenario
-from pipeline.policy.snapshot import FleetSnapshot, HostView, PolicyConfig, VmView
-from pipeline.windows import SlidingWindow
+from pipeline.events import (
+    HostRegistration,
+    LimitField,
+    LimitScope,
+    LimitSetting,
+    LimitSource,
+    VmRegistration,
+)
+from pipeline.fleet.snapshots import SnapshotSource
+from pipeline.fleet.view import FleetView
+from pipeline.policy.snapshot import FleetSnapshot, PolicyConfig
+from pipeline.stats.vm_stats import VmStats
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,113 +46,79 @@ class Sample:
     host_id: str
     sampled_at: float
     io_ops: float
-    completions: tuple[tuple[float, float], ...]  # (finished_at, service_s)
-    outstanding_jobs: int
-
-
-class _VmWindows:
-    __slots__ = ("busy_s", "io_ops", "io_per_job", "jobs", "last_sample_at", "view")
-
-    def __init__(self, view: VmView, window_s: float, bucket_s: float) -> None:
-        self.io_ops = SlidingWindow(window_s, bucket_s)
-        self.jobs = SlidingWindow(window_s, bucket_s)
-        self.busy_s = SlidingWindow(window_s, bucket_s)
-        self.io_per_job: float | None = view.io_per_job
-        self.last_sample_at: float | None = None
-        self.view = view
+    #: Jobs finished since the previous sample: (job_id, finished_at, service_s).
+    completions: tuple[tuple[str, float, float], ...] = ()
 
 
 class DispatcherView:
-    """Builds FleetSnapshots from what has been delivered, with this dispatcher's claims."""
+    """The pipeline's rows, fleet view and snapshot source, fed by the simulation."""
 
     def __init__(
         self, scenario: Scenario, vms: list[tuple[str, str, str]], limits: dict[str, float]
     ) -> None:
         """`vms`: (vm_id, host_id, job_type) of every VM; `limits`: calibrated host limits."""
-        telemetry = scenario.telemetry
-        self.window_s = telemetry.load_window_s
-        self.bucket_s = telemetry.bucket_s
-        self.min_jobs = telemetry.io_per_job_min_jobs
         self.config: PolicyConfig = scenario.dispatcher.policy_config()
-        calibrated = telemetry.io_per_job is IoPerJobSource.CALIBRATED
-        self._vms: dict[str, _VmWindows] = {}
-        self._host_vms: dict[str, list[str]] = {}
+        windows = scenario.telemetry.window_config()
+        interval_s = scenario.telemetry.interval_s
+        self.fleet = FleetView()
+        for host_id in sorted({host_id for _, host_id, _ in vms}):
+            self.fleet.put_host(
+                HostRegistration(
+                    host_id=host_id,
+                    io_limit_ops_per_s=limits.get(host_id),
+                    sample_interval_s=interval_s,
+                    registered_at=0.0,
+                )
+            )
+        calibrated = scenario.telemetry.io_per_job is IoPerJobSource.CALIBRATED
+        self.rows: dict[str, VmStats] = {}
         for vm_id, host_id, job_type in vms:
-            io_per_job = scenario.job_types[job_type].io_ops if calibrated else None
-            view = VmView(vm_id=vm_id, host_id=host_id, job_type=job_type, io_per_job=io_per_job)
-            self._vms[vm_id] = _VmWindows(view, self.window_s, self.bucket_s)
-            self._host_vms.setdefault(host_id, []).append(vm_id)
-        self._calibrated = calibrated
-        self._limits = limits
-        self._last_telemetry_at: dict[str, float] = {}
-        self._host_views: dict[str, HostView] = {
-            host_id: self._host_view(host_id) for host_id in sorted(self._host_vms)
-        }
-        self._dirty_hosts: set[str] = set()
-        self._claims: dict[str, deque[float]] = {}
+            self.fleet.put_vm(
+                VmRegistration(
+                    vm_id=vm_id,
+                    host_id=host_id,
+                    job_type=job_type,
+                    queue_topic=f"queue.{vm_id}",
+                    registered_at=0.0,
+                )
+            )
+            if calibrated:
+                self.fleet.put_limit(
+                    LimitSetting(
+                        scope=LimitScope.VM,
+                        target_id=vm_id,
+                        field=LimitField.IO_PER_JOB,
+                        source=LimitSource.OPERATOR,
+                        value=scenario.job_types[job_type].io_ops or None,
+                        set_at=0.0,
+                        detail="scenario: calibrated at setup",
+                    )
+                )
+            self.rows[vm_id] = VmStats(vm_id=vm_id, config=windows)
+        self.snapshots = SnapshotSource(
+            self.fleet,
+            self.config,
+            max_age_s=scenario.dispatcher.snapshot_max_age_s,
+            timer=lambda: 0.0,
+        )
 
     # --- inputs -----------------------------------------------------------------------------
 
-    def deliver(self, sample: Sample) -> None:
-        vm = self._vms[sample.vm_id]
-        at = sample.sampled_at
-        vm.io_ops.add(at, sample.io_ops)
-        for finished_at, service_s in sample.completions:
-            vm.jobs.add(finished_at, 1.0)
-            vm.busy_s.add(finished_at, service_s)
-        if not self._calibrated:
-            jobs = vm.jobs.total(at)
-            if jobs >= self.min_jobs:
-                vm.io_per_job = vm.io_ops.total(at) / jobs
-        vm.last_sample_at = at
-        old = vm.view
-        vm.view = VmView(
-            vm_id=old.vm_id,
-            host_id=old.host_id,
-            job_type=old.job_type,
-            load_jobs_per_s=vm.jobs.rate_per_s(at),
-            io_per_job=vm.io_per_job,
-            io_ops_per_s=vm.io_ops.rate_per_s(at),
-            outstanding_jobs=sample.outstanding_jobs,
-            busy_fraction=min(1.0, vm.busy_s.rate_per_s(at)),
-        )
-        previous = self._last_telemetry_at.get(sample.host_id)
-        if previous is None or at > previous:
-            self._last_telemetry_at[sample.host_id] = at
-        self._dirty_hosts.add(sample.host_id)
+    def deliver(self, samples: list[Sample], now: float) -> None:
+        """A sampling tick's telemetry reaches the pipeline at `now`; states are published."""
+        for sample in samples:
+            row = self.rows[sample.vm_id]
+            row.add_io(sample.host_id, sample.sampled_at, sample.io_ops)
+            for job_id, finished_at, service_s in sample.completions:
+                row.add_completion(job_id, finished_at, service_s)
+            self.fleet.put_state(row.state(now))
 
-    def record_dispatch(self, vm_id: str, at: float) -> None:
-        self._claims.setdefault(vm_id, deque()).append(at)
+    def record_dispatch(self, vm_id: str, job_id: str, at: float) -> None:
+        self.rows[vm_id].add_dispatch(job_id, at)
+        self.snapshots.record_claim(vm_id, at)
 
     # --- outputs ----------------------------------------------------------------------------
 
     def snapshot(self, now: float) -> FleetSnapshot:
-        for host_id in self._dirty_hosts:
-            self._host_views[host_id] = self._host_view(host_id)
-        self._dirty_hosts.clear()
-        snapshot = FleetSnapshot(self._host_views.values(), taken_at=now, config=self.config)
-        for vm_id in list(self._claims):
-            times = self._claims[vm_id]
-            reported_until = self._vms[vm_id].last_sample_at
-            # A sample's outstanding count includes every placement made up to its time; like
-            # the pipeline's SnapshotSource, claims older than 4 * stale_after_s are dropped
-            # too, so a silent host cannot pin them forever.
-            expiry = now - 4 * self.config.stale_after_s
-            while times and (
-                times[0] <= expiry or (reported_until is not None and times[0] <= reported_until)
-            ):
-                times.popleft()
-            if not times:
-                del self._claims[vm_id]
-                continue
-            for _ in times:
-                snapshot.claim(vm_id)
-        return snapshot
-
-    def _host_view(self, host_id: str) -> HostView:
-        return HostView(
-            host_id=host_id,
-            limit_ops_per_s=self._limits.get(host_id),
-            last_telemetry_at=self._last_telemetry_at.get(host_id),
-            vms=tuple(self._vms[vm_id].view for vm_id in self._host_vms[host_id]),
-        )
+        """The dispatcher's snapshot at `now` (cached and rebuilt as the live one is)."""
+        return self.snapshots.get(now)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from pipeline.broker.local import DEFAULT_PORT, LocalCluster
 from pipeline.cli.common import console
+from pipeline.ops.broker.local import DEFAULT_PORT, LocalCluster
 
 
 def _data_dir_option(command):  # type: ignore[no-untyped-def]
@@ -27,7 +27,7 @@ def broker() -> None:
 @broker.command("install")
 def install_command() -> None:
     """Download the pinned Kafka release's jars from Maven Central into the cache (once)."""
-    from pipeline.broker import install
+    from pipeline.ops.broker import install
 
     with console.status(f"resolving Kafka {install.KAFKA_VERSION} from Maven Central..."):
         libs = install.install()

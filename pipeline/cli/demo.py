@@ -46,7 +46,7 @@ def demo(
     is full. At the end, every process is stopped and a summary printed; with --duration its last
     line is the summary as one JSON object.
     """
-    from pipeline.demo.run import DemoOptions, run_demo
+    from pipeline.ops.demo.run import DemoOptions, run_demo
     from pipeline.policy.registry import build_policy
 
     build_policy(policy)  # an unknown name fails now, naming the valid ones

@@ -82,7 +82,7 @@ def dom0(
     VmRegistration events. Stops cleanly on SIGTERM/SIGINT."""
     from producers.telemetry.dom0 import Dom0
     from producers.telemetry.sampler import SamplerConfig
-    from producers.telemetry.source import open_source
+    from producers.telemetry.sources import open_source
 
     show_producer_logs()
     die_with_parent()

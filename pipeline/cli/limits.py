@@ -5,20 +5,24 @@ from __future__ import annotations
 import time
 
 import click
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 from rich.table import Table
 
-from pipeline.calibrate import calibrate as calibrate_samples
 from pipeline.cli.common import KafkaSettings, console, err_console, kafka_options
 from pipeline.errors import EventError, VmlbError
 from pipeline.events import IoSample, LimitField, LimitScope, LimitSetting, LimitSource
+from pipeline.stats.calibrate import calibrate as calibrate_samples
+from pipeline.topics import topics_of
+from pipeline.topics.reader import read_topics
 
 
 def _publish(settings: KafkaSettings, settings_out: list[LimitSetting]) -> None:
     producer = KafkaProducer(acks="all", **settings.to_kafka_python())
     try:
         for setting in settings_out:
-            producer.send(settings.topic("limits"), key=setting.key(), value=setting.to_bytes())
+            producer.send(
+                topics_of(settings).name("limits"), key=setting.key(), value=setting.to_bytes()
+            )
         producer.flush(timeout=30)
     finally:
         producer.close()
@@ -27,49 +31,31 @@ def _publish(settings: KafkaSettings, settings_out: list[LimitSetting]) -> None:
 def _read_samples(
     settings: KafkaSettings, duration_s: float, since_s: float | None
 ) -> list[IoSample]:
-    topic = settings.topic("io-samples")
-    consumer = KafkaConsumer(group_id=None, enable_auto_commit=False, **settings.to_kafka_python())
-    try:
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            raise VmlbError(f"topic {topic} does not exist; run `vmlb topics apply`")
-        assigned = [TopicPartition(topic, p) for p in partitions]
-        consumer.assign(assigned)
+    """The I/O samples of the last `since_s` seconds, or of the next `duration_s` seconds."""
+    if since_s is None:
+        started = time.time()
+        time.sleep(duration_s)  # the hosts are driven meanwhile; then read what they reported
+        since_s, now = duration_s, started + duration_s
+    else:
         now = time.time()
-        ends: dict[TopicPartition, int] | None = None
-        if since_s is not None:
-            starts = consumer.offsets_for_times(
-                {tp: int((now - since_s) * 1000) for tp in assigned}
-            )
-            ends = consumer.end_offsets(assigned)
-            for tp in assigned:
-                found = starts.get(tp)
-                consumer.seek(tp, found.offset if found else ends[tp])
-            stop_at = now + 60.0  # a bound, not the plan: reading stops at the end offsets
-        else:
-            consumer.seek_to_end(*assigned)
-            stop_at = now + duration_s
-        samples: list[IoSample] = []
-        skipped = 0
-        while time.time() < stop_at:
-            if ends is not None and all(consumer.position(tp) >= ends[tp] for tp in assigned):
-                break
-            for records in consumer.poll(timeout_ms=500).values():
-                for record in records:
-                    if (
-                        ends is not None
-                        and record.offset >= ends[TopicPartition(record.topic, record.partition)]
-                    ):
-                        continue  # newer than the window asked for
-                    try:
-                        samples.append(IoSample.from_bytes(record.value))
-                    except EventError:
-                        skipped += 1  # the pipeline dead-letters these; calibration ignores them
-        if skipped:
-            err_console.print(f"ignored {skipped} malformed I/O samples")
-        return samples
-    finally:
-        consumer.close()
+    records = read_topics(
+        settings,
+        [topics_of(settings).name("io-samples")],
+        since_s=since_s,
+        now=now,
+        timeout_s=60.0,
+        must_exist=True,
+    )
+    samples: list[IoSample] = []
+    skipped = 0
+    for record in records:
+        try:
+            samples.append(IoSample.from_bytes(record.value))
+        except EventError:
+            skipped += 1  # the pipeline dead-letters these; calibration ignores them
+    if skipped:
+        err_console.print(f"ignored {skipped} malformed I/O samples")
+    return samples
 
 
 @click.command("calibrate")
@@ -150,7 +136,9 @@ def calibrate(
         console.print("dry run: nothing published")
         return
     _publish(settings, out)
-    console.print(f"published {len(out)} calibrated limit(s) to {settings.topic('limits')}")
+    console.print(
+        f"published {len(out)} calibrated limit(s) to {topics_of(settings).name('limits')}"
+    )
 
 
 @click.group("limit")

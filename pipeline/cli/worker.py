@@ -37,8 +37,8 @@ def worker(
     Every setting also reads the environment (VMLB_POLICY, VMLB_RATE_WINDOW_S, VMLB_STALE_AFTER_S,
     ...; see pipeline/settings.py for all of them and their defaults).
     """
-    from pipeline.app import create_app
-    from pipeline.faust_compat import quiet_worker
+    from pipeline.edge.faust_compat import quiet_worker
+    from pipeline.worker.app import create_app
 
     pipeline_settings = load_pipeline_settings(
         policy=policy, web_port=web_port, data_dir=data_dir, app_id=app_id

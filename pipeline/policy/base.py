@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
-from pipeline.policy.decision import CandidateScore, Decision, JobRequest, Outcome
+from pipeline.events import CandidateView
+from pipeline.policy.decision import Decision, JobRequest, Outcome
 from pipeline.policy.snapshot import FleetSnapshot, HostView, PolicyConfig, VmView
 
 
@@ -44,8 +45,9 @@ class Candidate:
 
     def score(
         self, eligible: bool, rejected_by: str | None = None, weight: float | None = None
-    ) -> CandidateScore:
-        return CandidateScore(
+    ) -> CandidateView:
+        # Built from this decision's own numbers: no validation needed (model_construct).
+        return CandidateView.model_construct(
             vm_id=self.vm.vm_id,
             host_id=self.host.host_id,
             total_io_ops_per_s=self.total_io_ops_per_s,
@@ -171,7 +173,7 @@ def dispatched(
     snapshot: FleetSnapshot,
     chosen: Candidate,
     reason: str,
-    examined: Sequence[CandidateScore],
+    examined: Sequence[CandidateView],
 ) -> Decision:
     snapshot.claim(chosen.vm.vm_id)
     return Decision(

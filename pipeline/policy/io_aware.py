@@ -42,6 +42,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator, Sequence
 
+from pipeline.events import CandidateView
 from pipeline.policy.base import (
     Candidate,
     Filter,
@@ -54,7 +55,7 @@ from pipeline.policy.base import (
     run_filters,
     weigh,
 )
-from pipeline.policy.decision import CandidateScore, Decision, JobRequest
+from pipeline.policy.decision import Decision, JobRequest
 from pipeline.policy.filters import (
     BacklogFilter,
     FreshTelemetryFilter,
@@ -103,7 +104,7 @@ class IoAwarePolicy:
             return rejected(self.name, job)
         config = snapshot.config
         eligible: list[Candidate] = []
-        examined: list[CandidateScore] = []
+        examined: list[CandidateView] = []
         rejections: dict[str, int] = {}
         tested: set[int] = set()
 
@@ -141,7 +142,7 @@ class IoAwarePolicy:
         self,
         snapshot: FleetSnapshot,
         eligible: Sequence[Candidate],
-        examined: list[CandidateScore],
+        examined: list[CandidateView],
         mode: str,
     ) -> Decision:
         config = snapshot.config

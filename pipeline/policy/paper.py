@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 
+from pipeline.events import CandidateView
 from pipeline.policy.base import (
     Filter,
     LoadModel,
@@ -26,7 +27,7 @@ from pipeline.policy.base import (
     rejected,
     run_filters,
 )
-from pipeline.policy.decision import CandidateScore, Decision, JobRequest
+from pipeline.policy.decision import Decision, JobRequest
 from pipeline.policy.filters import IoLimitFilter, KnownLimitFilter
 from pipeline.policy.load import paper_total_io_ops_per_s
 from pipeline.policy.snapshot import FleetSnapshot
@@ -46,7 +47,7 @@ class PaperPolicy:
         if not vms:
             return rejected(self.name, job)
         cap = snapshot.config.max_recorded_candidates
-        examined: list[CandidateScore] = []
+        examined: list[CandidateView] = []
         rejections: dict[str, int] = {}
         for vm in vms:
             candidate = make_candidate(snapshot, vm, self.load_model)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from pipeline.policy.decision import CandidateScore, Decision, JobRequest, Outcome
+from pipeline.events import CandidateView
+from pipeline.policy.decision import Decision, JobRequest, Outcome
 
 
 def waiting_reason(examined: int, rejections: Mapping[str, int]) -> str:
@@ -19,7 +20,7 @@ def waiting(
     job: JobRequest,
     examined: int,
     rejections: Mapping[str, int],
-    scores: Sequence[CandidateScore],
+    scores: Sequence[CandidateView],
 ) -> Decision:
     return Decision(
         outcome=Outcome.WAITING,

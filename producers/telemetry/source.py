@@ -1,7 +1,7 @@
 """What a telemetry source is: something that reads, for one host, each running VM's counters.
 
 A source owns reading the hypervisor (or an emulated host); it knows nothing of Kafka, deltas or
-registrations. `open_source()` turns a `--source` value into a source.
+registrations. `producers.telemetry.sources.open_source()` turns a `--source` value into one.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from pipeline.events import IoCounters
-from producers.errors import SourceSpecError
 
 
 @dataclass(frozen=True)
@@ -41,19 +40,3 @@ class TelemetrySource(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-def open_source(spec: str) -> TelemetrySource:
-    """`libvirt:URI` (e.g. `libvirt:qemu:///system`, `libvirt:test:///default`) or `emulated:ADDR`."""
-    kind, sep, target = spec.partition(":")
-    if not sep or not target:
-        raise SourceSpecError(f"--source {spec!r}: expected libvirt:URI or emulated:ADDR")
-    if kind == "libvirt":
-        from producers.telemetry.libvirt_source import LibvirtSource
-
-        return LibvirtSource(target)
-    if kind == "emulated":
-        from producers.telemetry.emulated_source import EmulatedSource
-
-        return EmulatedSource(target)
-    raise SourceSpecError(f"--source {spec!r}: unknown source kind {kind!r} (libvirt, emulated)")

@@ -12,9 +12,9 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from pipeline.broker.local import LocalCluster, _alive
 from pipeline.events import JobSubmission
-from pipeline.ports import free_port_run
+from pipeline.ops.broker.local import LocalCluster, _alive
+from pipeline.ops.ports import free_port_run
 from pipeline.topics import Action, apply_topics, load_topics
 
 

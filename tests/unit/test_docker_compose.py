@@ -2,8 +2,8 @@
 
 import yaml
 
-from pipeline.broker.install import KAFKA_VERSION
-from pipeline.broker.local import DEFAULT_PORT
+from pipeline.ops.broker.install import KAFKA_VERSION
+from pipeline.ops.broker.local import DEFAULT_PORT
 from pipeline.topics import REPO_ROOT
 
 COMPOSE = REPO_ROOT / "docker" / "docker-compose.yml"

@@ -8,9 +8,10 @@ import subprocess
 import sys
 
 from pipeline.events import JobCompletion, JobSubmission
-from pipeline.ports import free_port
+from pipeline.ops.ports import free_port
 from pipeline.settings import KafkaSettings
-from pipeline.topic_reader import read_all
+from pipeline.topics import topics_of
+from pipeline.topics.reader import read_all
 
 DURATION_S = 60
 
@@ -59,11 +60,12 @@ def test_a_short_demo_loses_nothing_and_keeps_hosts_under_their_limits(kafka_boo
     # The topics say the same, read independently of the summary.
     kafka = KafkaSettings(broker=kafka_bootstrap, topic_prefix=summary["topic_prefix"])
     submitted = {
-        JobSubmission.from_bytes(r.value).job_id for r in read_all(kafka, kafka.topic("jobs"), 30)
+        JobSubmission.from_bytes(r.value).job_id
+        for r in read_all(kafka, topics_of(kafka).name("jobs"), 30)
     }
     completed = {
         JobCompletion.from_bytes(r.value).job_id
-        for r in read_all(kafka, kafka.topic("completions"), 30)
+        for r in read_all(kafka, topics_of(kafka).name("completions"), 30)
     }
     assert len(submitted) == summary["submitted"]
     assert completed <= submitted and len(completed) == summary["completed"]

@@ -29,12 +29,12 @@ from pipeline.events import (
     LimitSource,
     VmRegistration,
 )
+from pipeline.ops.worker_process import WorkerProcess
 from pipeline.settings import KafkaSettings
-from pipeline.topic_reader import read_all
 from pipeline.topics import Topics, ensure_topic
-from pipeline.worker_process import WorkerProcess
+from pipeline.topics.reader import read_all
 
-#: A real `vmlb worker` process (see pipeline.worker_process).
+#: A real `vmlb worker` process (see pipeline.ops.worker_process).
 Worker = WorkerProcess
 
 

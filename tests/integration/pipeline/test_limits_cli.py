@@ -22,10 +22,10 @@ from pipeline.events import (
     LimitSetting,
     LimitSource,
 )
-from pipeline.fleet import FleetView, Sourced
+from pipeline.fleet.view import FleetView, Sourced
 from pipeline.settings import KafkaSettings
-from pipeline.topic_reader import read_all
-from pipeline.topics import Topics
+from pipeline.topics import Topics, topics_of
+from pipeline.topics.reader import read_all
 
 
 def vmlb(kafka: KafkaSettings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -47,7 +47,7 @@ def vmlb(kafka: KafkaSettings, *args: str) -> subprocess.CompletedProcess[str]:
 def read_limits(kafka: KafkaSettings) -> list[tuple[bytes, LimitSetting]]:
     return [
         (record.key, LimitSetting.from_bytes(record.value))
-        for record in read_all(kafka, kafka.topic("limits"), timeout_s=10.0)
+        for record in read_all(kafka, topics_of(kafka).name("limits"), timeout_s=10.0)
     ]
 
 
@@ -135,7 +135,7 @@ def produce_samples(kafka: KafkaSettings) -> None:
     h3, 3 intervals: too few (5 needed), so no limit.
     """
     producer = KafkaProducer(acks="all", **kafka.to_kafka_python())
-    topic = kafka.topic("io-samples")
+    topic = topics_of(kafka).name("io-samples")
 
     def send(host_id: str, vm_id: str, at: float, interval_s: float, io_ops: int) -> None:
         sample = IoSample(
@@ -175,7 +175,10 @@ def test_calibrate_publishes_p95_times_headroom_per_host_and_dry_run_publishes_n
     done = vmlb(kafka_settings, "calibrate", "--since", "60")
     assert done.returncode == 0, done.stderr
     assert "ignored 1 malformed I/O samples" in done.stderr
-    assert f"published 2 calibrated limit(s) to {kafka_settings.topic('limits')}" in done.stdout
+    assert (
+        f"published 2 calibrated limit(s) to {topics_of(kafka_settings).name('limits')}"
+        in done.stdout
+    )
     rows = {line.split()[1]: line for line in done.stdout.splitlines() if "│ h" in line}
     assert rows.keys() == {"h1", "h2", "h3"}
     assert "only 3 sampling intervals; need 5 (run longer)" in rows["h3"]

@@ -1,0 +1,235 @@
+"""The fleet as every dispatcher sees it: the latest record of each compacted topic, joined.
+
+`FleetView` holds plain state (host and VM registrations, per-VM measured state, limits) and
+turns it into a policy `FleetSnapshot`. It is fed by `pipeline.fleet.consumer`, which reads *all*
+partitions of `hosts`, `vms`, `vm-state` and `limits` in every worker (no consumer group), so
+each dispatcher instance sees every host; the simulator feeds it the same events directly
+(`put_*`). Nothing here touches Kafka or reads a clock.
+
+Precedence, stated once:
+- a host's limit: operator override > configured at `vmlb dom0 --io-limit` > calibrated;
+- a VM's io_per_job: operator override > measured by the pipeline > calibrated;
+- a VM's host: its registration in `vms` (a migration re-registers the VM on its new host).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.events import (
+    HostRegistration,
+    HostStatus,
+    LimitField,
+    LimitScope,
+    LimitSetting,
+    LimitSource,
+    VmRegistration,
+    VmState,
+    VmStatus,
+    limit_key,
+)
+from pipeline.policy.snapshot import FleetSnapshot, HostView, PolicyConfig, VmView
+
+#: The compacted topics a FleetView is built from (logical names from topics.yaml).
+FLEET_TOPICS = ("hosts", "vms", "vm-state", "limits")
+
+
+@dataclass(frozen=True)
+class Sourced:
+    """A value and where it came from (for operators: why is this host's limit 800?)."""
+
+    value: float | None
+    source: str | None
+
+
+class FleetView:
+    """Latest registrations, measurements and limits; builds snapshots for the policy."""
+
+    def __init__(self) -> None:
+        self.hosts: dict[str, HostRegistration] = {}
+        self.vms: dict[str, VmRegistration] = {}
+        self.vm_states: dict[str, VmState] = {}
+        self.limits: dict[str, LimitSetting] = {}
+        #: Bumped on every change, so a cached snapshot knows when it is out of date.
+        self.version = 0
+        #: Bumped on every change of `limits` (a VM's view depends on them, too).
+        self._limits_version = 0
+        #: vm_id -> (registration, state, limits version, view): a VM's view is rebuilt only when
+        #: one of those changed, so a snapshot of a large fleet costs little where little moved.
+        self._vm_views: dict[str, tuple[VmRegistration, VmState | None, int, VmView]] = {}
+
+    # --- feeding ----------------------------------------------------------------------------
+
+    def apply(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        """Apply one record of a fleet topic. A tombstone (no value) deletes the key.
+
+        Raises `pipeline.errors.EventError` for a value that does not parse; the caller
+        dead-letters it and goes on.
+        """
+        if value is None:
+            if key is not None:
+                self.forget(topic, key.decode(errors="replace"))
+            return
+        if topic == "hosts":
+            self.put_host(HostRegistration.from_bytes(value))
+        elif topic == "vms":
+            self.put_vm(VmRegistration.from_bytes(value))
+        elif topic == "vm-state":
+            self.put_state(VmState.from_bytes(value))
+        elif topic == "limits":
+            self.put_limit(LimitSetting.from_bytes(value))
+        else:
+            raise ValueError(f"not a fleet topic: {topic}")
+
+    def put_host(self, host: HostRegistration) -> None:
+        self.hosts[host.host_id] = host
+        self.version += 1
+
+    def put_vm(self, vm: VmRegistration) -> None:
+        self.vms[vm.vm_id] = vm
+        self.version += 1
+
+    def put_state(self, state: VmState) -> None:
+        self.vm_states[state.vm_id] = state
+        self.version += 1
+
+    def put_limit(self, setting: LimitSetting) -> None:
+        key = limit_key(setting.scope, setting.target_id, setting.field, setting.source)
+        if setting.value is None:
+            self.limits.pop(key, None)
+        else:
+            self.limits[key] = setting
+        self._limits_version += 1
+        self.version += 1
+
+    def forget(self, topic: str, key: str) -> None:
+        """A tombstone: the key's record is deleted from its topic."""
+        self._table(topic).pop(key, None)
+        self.version += 1
+        if topic == "limits":
+            self._limits_version += 1
+        elif topic == "vms":
+            self._vm_views.pop(key, None)
+
+    def _table(self, topic: str) -> dict[str, Any]:
+        return {
+            "hosts": self.hosts,
+            "vms": self.vms,
+            "vm-state": self.vm_states,
+            "limits": self.limits,
+        }[topic]
+
+    # --- derived values ---------------------------------------------------------------------
+
+    def _limit(
+        self, scope: LimitScope, target: str, field: LimitField, source: LimitSource
+    ) -> float | None:
+        setting = self.limits.get(limit_key(scope, target, field, source))
+        return setting.value if setting else None
+
+    def host_limit(self, host_id: str) -> Sourced:
+        """Operator override, else the limit its Dom0 was configured with, else calibrated."""
+        registration = self.hosts.get(host_id)
+        return _first(
+            (
+                "operator",
+                self._limit(LimitScope.HOST, host_id, LimitField.IO_LIMIT, LimitSource.OPERATOR),
+            ),
+            ("configured", registration.io_limit_ops_per_s if registration else None),
+            (
+                "calibrated",
+                self._limit(LimitScope.HOST, host_id, LimitField.IO_LIMIT, LimitSource.CALIBRATED),
+            ),
+        )
+
+    def vm_io_per_job(self, vm_id: str) -> Sourced:
+        """Operator override, else the pipeline's running estimate, else calibrated."""
+        state = self.vm_states.get(vm_id)
+        return _first(
+            (
+                "operator",
+                self._limit(LimitScope.VM, vm_id, LimitField.IO_PER_JOB, LimitSource.OPERATOR),
+            ),
+            ("measured", state.io_per_job if state else None),
+            (
+                "calibrated",
+                self._limit(LimitScope.VM, vm_id, LimitField.IO_PER_JOB, LimitSource.CALIBRATED),
+            ),
+        )
+
+    def running_vms(self) -> Iterable[VmRegistration]:
+        for vm in self.vms.values():
+            if vm.status is not VmStatus.RUNNING:
+                continue
+            host = self.hosts.get(vm.host_id)
+            if host is not None and host.status is HostStatus.DOWN:
+                continue
+            yield vm
+
+    def vm_view(self, vm: VmRegistration) -> VmView:
+        state = self.vm_states.get(vm.vm_id)
+        cached = self._vm_views.get(vm.vm_id)
+        if (
+            cached is not None
+            and cached[0] is vm
+            and cached[1] is state
+            and cached[2] == self._limits_version
+        ):
+            return cached[3]
+        view = self._build_vm_view(vm, state)
+        self._vm_views[vm.vm_id] = (vm, state, self._limits_version, view)
+        return view
+
+    def _build_vm_view(self, vm: VmRegistration, state: VmState | None) -> VmView:
+        return VmView(
+            vm_id=vm.vm_id,
+            host_id=vm.host_id,
+            job_type=vm.job_type,
+            load_jobs_per_s=state.load_jobs_per_s if state else 0.0,
+            io_per_job=self.vm_io_per_job(vm.vm_id).value,
+            io_ops_per_s=state.io_ops_per_s if state else 0.0,
+            outstanding_jobs=state.outstanding_jobs if state else 0,
+            busy_fraction=state.busy_fraction if state else 0.0,
+        )
+
+    def host_views(self) -> list[HostView]:
+        """Every host with at least one running VM (or registered up), for a snapshot."""
+        vms_by_host: dict[str, list[VmView]] = {}
+        last_telemetry: dict[str, float] = {}
+        for vm in self.running_vms():
+            vms_by_host.setdefault(vm.host_id, []).append(self.vm_view(vm))
+            state = self.vm_states.get(vm.vm_id)
+            # Only telemetry sampled on this host counts: a VM that just migrated here brings
+            # no evidence that this host's Dom0 is alive.
+            if state and state.last_telemetry_at is not None and state.host_id == vm.host_id:
+                last_telemetry[vm.host_id] = max(
+                    last_telemetry.get(vm.host_id, 0.0), state.last_telemetry_at
+                )
+        for host_id, host in self.hosts.items():
+            if host.status is HostStatus.UP:
+                vms_by_host.setdefault(host_id, [])
+        return [
+            HostView(
+                host_id=host_id,
+                limit_ops_per_s=self.host_limit(host_id).value,
+                last_telemetry_at=last_telemetry.get(host_id),
+                vms=tuple(sorted(vms, key=lambda v: v.vm_id)),
+            )
+            for host_id, vms in sorted(vms_by_host.items())
+        ]
+
+    def snapshot(self, now: float, config: PolicyConfig) -> FleetSnapshot:
+        return FleetSnapshot(self.host_views(), taken_at=now, config=config)
+
+    def serves(self, job_type: str) -> bool:
+        return any(vm.job_type == job_type for vm in self.running_vms())
+
+
+def _first(*candidates: tuple[str, float | None]) -> Sourced:
+    """The first known value, with the name of where it came from."""
+    for source, value in candidates:
+        if value is not None:
+            return Sourced(value, source)
+    return Sourced(None, None)

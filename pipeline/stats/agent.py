@@ -1,0 +1,184 @@
+"""The `vm_stats` agent: io-samples + completions + decisions -> table `vm_stats` -> vm-state.
+
+The paper's steps 2 and 3 as a Faust agent. Its state, named here and nowhere else:
+
+- the `vm_stats` table (RocksDB + changelog), one `VmStats` row per VM of this worker's partitions;
+- `rows`: the decoded rows of those VMs. This agent is their only writer, so the copy stays true
+  until a rebalance (then it is dropped, see `on_revoked`) and the table is read and decoded
+  once per VM, not once per batch;
+- `last_published` / `unpublished`: at most one vm-state record per VM per
+  `vm_state_interval_s`; the timer publishes what changed in between.
+
+It takes its inputs in batches (`take_events`), writes each changed row once per batch, and
+dead-letters what it cannot use (any decoding error, a key that is not the event's vm_id).
+Faust acks a batch only after this body has handled it, so at-least-once holds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import faust
+from faust.types import TP, EventT
+
+from pipeline.edge.faust_compat import writing_for
+from pipeline.edge.json_table import JsonTable
+from pipeline.edge.metrics import PipelineMetrics
+from pipeline.edge.outputs import Outputs
+from pipeline.errors import EventError, RowError
+from pipeline.events import DecisionOutcome, DispatchDecision, IoSample, JobCompletion
+from pipeline.settings import PipelineSettings
+from pipeline.stats.vm_stats import VmStats
+from pipeline.stats.windows import WindowConfig
+from pipeline.topics import Topics
+
+log = logging.getLogger(__name__)
+
+#: The inputs, by logical topic name.
+INPUTS = ("io-samples", "completions", "decisions")
+
+StatsInput = IoSample | JobCompletion | DispatchDecision
+
+
+class StatsAgent:
+    """Keeps `vm_stats` and publishes `vm-state`; build it, then `register()` it on the app."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        topics: Topics,
+        settings: PipelineSettings,
+        outputs: Outputs,
+        metrics: PipelineMetrics,
+        clock: Callable[[], float],
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.windows: WindowConfig = settings.window_config()
+        self.outputs = outputs
+        self.metrics = metrics
+        self.clock = clock
+        self.table = JsonTable.declare(
+            app,
+            "vm_stats",
+            topics.partitions("jobs"),
+            help="per-VM windows, io_per_job, in-flight jobs",
+        )
+        self._logical = {topics.name(name): name for name in INPUTS}
+        self._source = outputs.raw_topic(*self._logical)
+        self._vm_state = outputs.raw_topic(topics.name("vm-state"))
+        self.rows: dict[str, VmStats] = {}
+        self.last_published: dict[str, float] = {}
+        self.unpublished: set[str] = set()
+
+    def register(self) -> StatsAgent:
+        self.app.agent(self._source, name="vm_stats")(self.run)
+        self.app.timer(self.settings.vm_state_interval_s, name="vm_state_flush")(self.flush)
+        return self
+
+    # --- the agent --------------------------------------------------------------------------
+
+    async def run(self, stream: faust.StreamT) -> None:
+        # In batches: each touched row is read, parsed, serialised and written (one changelog
+        # record) once per batch rather than once per event; a VM sampled every second while
+        # taking hundreds of jobs would otherwise rewrite its whole row for each.
+        async for events in stream.take_events(
+            self.settings.stats_batch_max, within=self.settings.stats_batch_s
+        ):
+            await self.handle(events)
+
+    async def handle(self, events: list[EventT]) -> None:
+        # vm_id -> the row and the last event that changed it (its partition)
+        changed: dict[str, tuple[VmStats, EventT]] = {}
+        handled: Counter[str] = Counter()
+        for event in events:
+            message = event.message
+            handled[self._logical.get(message.topic, "other")] += 1
+            try:
+                parsed = self.parse(message)
+            except EventError as exc:
+                await self.outputs.dead_letter_message(message, str(exc), stage="vm_stats")
+                continue
+            if parsed is None:
+                continue
+            vm_id, item = parsed
+            row = self.row(vm_id)
+            if apply(row, item):
+                changed[vm_id] = (row, event)
+        self.metrics.count_stats_events(handled)
+        now = self.clock()
+        for vm_id, (row, event) in changed.items():
+            with writing_for(event):  # faust-streaming#497: see pipeline.edge.faust_compat
+                self.table[vm_id] = row.to_dict()
+            if now - self.last_published.get(vm_id, 0.0) >= self.settings.vm_state_interval_s:
+                await self.publish(vm_id, now, row)
+            else:
+                self.unpublished.add(vm_id)
+
+    def parse(self, message: Any) -> tuple[str, StatsInput] | None:
+        """The VM an input is about and the input; None for decisions that place nothing."""
+        topic = self._logical.get(message.topic)
+        item: StatsInput
+        if topic == "io-samples":
+            item = IoSample.from_bytes(message.value)
+        elif topic == "completions":
+            item = JobCompletion.from_bytes(message.value)
+        elif topic == "decisions":
+            item = DispatchDecision.from_bytes(message.value)
+            if item.outcome is not DecisionOutcome.DISPATCHED or item.vm_id is None:
+                return None  # waiting/expired/rejected decisions place nothing on a VM
+        else:
+            raise EventError(f"vm_stats: not an input topic: {message.topic}")
+        vm_id = item.vm_id
+        assert vm_id is not None
+        if message.key is not None and message.key != vm_id.encode():
+            raise EventError(
+                f"message key {message.key!r} is not its vm_id {vm_id!r}; key by vm_id"
+            )
+        return vm_id, item
+
+    def row(self, vm_id: str) -> VmStats:
+        """The VM's row, decoded once; an unreadable stored row is logged and started afresh."""
+        row = self.rows.get(vm_id)
+        if row is None:
+            try:
+                row = VmStats.from_dict(self.table.get(vm_id), vm_id, self.windows)
+            except RowError as exc:
+                log.error("%s; starting the row afresh", exc)
+                self.metrics.unreadable_rows.labels(table="vm_stats").inc()
+                row = VmStats(vm_id=vm_id, config=self.windows)
+            self.rows[vm_id] = row
+        return row
+
+    # --- vm-state ---------------------------------------------------------------------------
+
+    async def publish(self, vm_id: str, now: float, row: VmStats | None = None) -> None:
+        row = row or self.rows.get(vm_id)
+        self.unpublished.discard(vm_id)
+        if row is None:  # not (or no longer) this worker's VM: its owner publishes it
+            return
+        state = row.state(now)
+        await self._vm_state.send(key=state.key(), value=state.to_bytes())
+        self.last_published[vm_id] = now
+
+    async def flush(self) -> None:
+        now = self.clock()
+        for vm_id in list(self.unpublished):
+            await self.publish(vm_id, now)
+
+    def on_revoked(self, revoked: set[TP]) -> None:
+        # These partitions may move: re-read rows from the table when next needed.
+        self.rows.clear()
+        self.unpublished.clear()
+
+
+def apply(row: VmStats, item: StatsInput) -> bool:
+    """Apply one input to its VM's row; False if it changed nothing (a re-delivery)."""
+    if isinstance(item, IoSample):
+        return row.add_io(item.host_id, item.sampled_at, item.io_ops)
+    if isinstance(item, JobCompletion):
+        return row.add_completion(item.job_id, item.finished_at, item.service_s)
+    return row.add_dispatch(item.job_id, item.decided_at)

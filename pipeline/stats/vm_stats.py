@@ -1,0 +1,234 @@
+"""Per-VM measurements: the paper's steps 2 and 3, kept current, as plain data.
+
+One `VmStats` row per VM lives in the `vm_stats` table (RocksDB, changelog). Everything about a
+VM arrives on the VM's own partition (I/O samples, completions, decisions are all keyed by vm_id),
+so the row is updated by one agent without joins:
+
+- I/O samples add their `io_ops` to an event-time bucketed window and move the VM to the host
+  that sampled it (a migration needs nothing else);
+- completions add to the job-count and busy-time windows (load, Eq. 1) and leave the in-flight
+  set;
+- decisions add the job to the in-flight set (dispatched, not yet completed).
+
+Windows are `pipeline.stats.windows.SlidingWindow`s (event time, plain data): rates over
+`rate_window_s`, `io_per_job` over `io_per_job_window_s`. The simulator keeps its VMs in these
+same rows, so the live pipeline and the simulation aggregate identically.
+
+`io_per_job` (Table 2) is re-estimated on every completion as the ratio of windowed sums,
+`Σ io_ops / Σ jobs` over its window, once the window holds at least `min_jobs` completions;
+until then the last estimate stands. A ratio of sums over a sliding window follows drift within
+one window and does not overweight a single odd job, which a mean of per-job ratios would.
+
+Every input is idempotent: a re-delivered sample (not newer than the last one), completion (job
+id already seen) or decision (job already in flight or completed) changes nothing. Inputs are
+plain values (the agent unpacks events), time comes in as arguments; nothing here reads a clock
+or touches Kafka.
+
+Rows are versioned (`schema_version`); `from_dict` refuses a row it cannot read with a
+`RowError` naming the field, and the agent then starts that VM's row afresh (logged, counted).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipeline.errors import RowError
+from pipeline.events import VmState, describe_validation_error
+from pipeline.stats.windows import SlidingWindow, WindowConfig
+
+ROW_VERSION = 1
+
+#: The row's windows: name -> which WindowConfig window it is.
+_RATE_WINDOWS = ("io_ops", "jobs", "busy_s")
+_LONG_WINDOWS = ("io_ops_long", "jobs_long")
+
+
+class _StoredWindow(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+    window_s: float = Field(gt=0)
+    bucket_s: float = Field(gt=0)
+    buckets: dict[int, float] = Field(default_factory=dict)
+    first_at: float | None = None
+    latest_at: float | None = None
+
+
+class _StoredRow(BaseModel):
+    """What a stored row must look like; rows from before versioning read as version 1."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = ROW_VERSION
+    vm_id: str
+    host_id: str | None = None
+    windows: dict[str, _StoredWindow] = Field(default_factory=dict)
+    inflight: dict[str, float] = Field(default_factory=dict)
+    completed: dict[str, float] = Field(default_factory=dict)
+    io_per_job: float | None = Field(None, ge=0)
+    io_per_job_samples: int = Field(0, ge=0)
+    last_telemetry_at: float | None = None
+    last_completion_at: float | None = None
+    last_decision_at: float | None = None
+
+
+@dataclass
+class VmStats:
+    """The `vm_stats` table row of one VM. Plain data: `to_dict()`/`from_dict()` round-trip."""
+
+    vm_id: str
+    config: WindowConfig = field(default_factory=WindowConfig, repr=False, compare=False)
+    host_id: str | None = None
+    windows: dict[str, SlidingWindow] = field(default_factory=dict)
+    inflight: dict[str, float] = field(default_factory=dict)  # job_id -> dispatched_at
+    completed: dict[str, float] = field(default_factory=dict)  # job_id -> finished_at (dedupe)
+    io_per_job: float | None = None
+    io_per_job_samples: int = 0
+    last_telemetry_at: float | None = None
+    last_completion_at: float | None = None
+    last_decision_at: float | None = None
+    #: When the dedupe and in-flight maps were last pruned (memory only: pruning is cheap to
+    #: redo, and a pruned map is only smaller, so it need not survive a restore).
+    pruned_at: float | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for name in _RATE_WINDOWS:
+            self.windows.setdefault(name, self.config.rate_window())
+        for name in _LONG_WINDOWS:
+            self.windows.setdefault(name, self.config.io_per_job_window())
+
+    # --- plain data -------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": ROW_VERSION,
+            "vm_id": self.vm_id,
+            "host_id": self.host_id,
+            "windows": {name: window.to_dict() for name, window in self.windows.items()},
+            "inflight": self.inflight,
+            "completed": self.completed,
+            "io_per_job": self.io_per_job,
+            "io_per_job_samples": self.io_per_job_samples,
+            "last_telemetry_at": self.last_telemetry_at,
+            "last_completion_at": self.last_completion_at,
+            "last_decision_at": self.last_decision_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, vm_id: str, config: WindowConfig) -> VmStats:
+        """The row stored for `vm_id`, or a fresh one for None; RowError if it is unreadable."""
+        if data is None:
+            return cls(vm_id=vm_id, config=config)
+        if not isinstance(data, dict):
+            raise RowError(f"vm_stats[{vm_id}]: expected a JSON object, got {type(data).__name__}")
+        try:
+            stored = _StoredRow.model_validate(data)
+        except ValidationError as exc:
+            raise RowError(describe_validation_error(f"vm_stats[{vm_id}]", exc)) from None
+        if stored.vm_id != vm_id:
+            raise RowError(f"vm_stats[{vm_id}]: vm_id: the row says {stored.vm_id!r}")
+        windows = {}
+        for name, window in stored.windows.items():
+            wanted = config.rate_window_s if name in _RATE_WINDOWS else config.io_per_job_window_s
+            if window.window_s == wanted and window.bucket_s == config.bucket_s:
+                windows[name] = SlidingWindow.from_dict(window.model_dump())
+            # else: a changed setting starts that window afresh
+        return cls(
+            vm_id=vm_id,
+            config=config,
+            host_id=stored.host_id,
+            windows=windows,
+            inflight=stored.inflight,
+            completed=stored.completed,
+            io_per_job=stored.io_per_job,
+            io_per_job_samples=stored.io_per_job_samples,
+            last_telemetry_at=stored.last_telemetry_at,
+            last_completion_at=stored.last_completion_at,
+            last_decision_at=stored.last_decision_at,
+        )
+
+    # --- inputs -----------------------------------------------------------------------------
+
+    def add_io(self, host_id: str, sampled_at: float, io_ops: float) -> bool:
+        """Count one I/O sample; False if it is not newer than the last one (a re-delivery)."""
+        if self.last_telemetry_at is not None and sampled_at <= self.last_telemetry_at:
+            return False
+        self.host_id = host_id
+        self.last_telemetry_at = sampled_at
+        self.windows["io_ops"].add(sampled_at, io_ops)
+        self.windows["io_ops_long"].add(sampled_at, io_ops)
+        self._prune(sampled_at)
+        return True
+
+    def add_completion(self, job_id: str, finished_at: float, service_s: float) -> bool:
+        """Count one completed job; False if this job id was already counted."""
+        if job_id in self.completed:
+            return False
+        self.completed[job_id] = finished_at
+        self.inflight.pop(job_id, None)
+        self.windows["jobs"].add(finished_at, 1)
+        self.windows["jobs_long"].add(finished_at, 1)
+        self.windows["busy_s"].add(finished_at, service_s)
+        self.last_completion_at = max(finished_at, self.last_completion_at or 0.0)
+        self._prune(finished_at)
+        self._estimate_io_per_job(finished_at)
+        return True
+
+    def add_dispatch(self, job_id: str, dispatched_at: float) -> bool:
+        """Count one job dispatched to this VM; False if already in flight or completed."""
+        self.last_decision_at = max(dispatched_at, self.last_decision_at or 0.0)
+        if job_id in self.inflight or job_id in self.completed:
+            return False
+        self.inflight[job_id] = dispatched_at
+        self._prune(dispatched_at)
+        return True
+
+    # --- outputs ----------------------------------------------------------------------------
+
+    def io_ops_per_s(self, now: float) -> float:
+        return self.windows["io_ops"].rate_per_s(now)
+
+    def load_jobs_per_s(self, now: float) -> float:
+        """Eq. 1: jobs completed per second over the rate window (or since first seen)."""
+        return self.windows["jobs"].rate_per_s(now)
+
+    def busy_fraction(self, now: float) -> float:
+        return min(1.0, self.windows["busy_s"].rate_per_s(now))
+
+    def state(self, now: float) -> VmState:
+        """The VM's published state (topic vm-state) as of `now`."""
+        return VmState(
+            vm_id=self.vm_id,
+            host_id=self.host_id,
+            io_ops_per_s=self.io_ops_per_s(now),
+            load_jobs_per_s=self.load_jobs_per_s(now),
+            io_per_job=self.io_per_job,
+            io_per_job_samples=self.io_per_job_samples,
+            busy_fraction=self.busy_fraction(now),
+            outstanding_jobs=len(self.inflight),
+            last_telemetry_at=self.last_telemetry_at,
+            last_completion_at=self.last_completion_at,
+            last_decision_at=self.last_decision_at,
+            updated_at=now,
+        )
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _prune(self, now: float) -> None:
+        # At most once per bucket: pruning walks both maps, and a row taking hundreds of events
+        # a second would otherwise pay O(jobs in flight) for every one of them.
+        if self.pruned_at is not None and now - self.pruned_at < self.config.bucket_s:
+            return
+        self.pruned_at = now
+        horizon = now - max(self.config.rate_window_s, self.config.io_per_job_window_s)
+        self.completed = {j: t for j, t in self.completed.items() if t >= horizon}
+        expired = now - self.config.inflight_timeout_s
+        self.inflight = {j: t for j, t in self.inflight.items() if t >= expired}
+
+    def _estimate_io_per_job(self, now: float) -> None:
+        jobs = self.windows["jobs_long"].total(now)
+        if jobs >= self.config.io_per_job_min_jobs:
+            self.io_per_job = self.windows["io_ops_long"].total(now) / jobs
+            self.io_per_job_samples = int(jobs)

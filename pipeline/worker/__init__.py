@@ -1,0 +1,1 @@
+"""The worker process: the composition root (`app`), its wired parts (`state`), its web views."""

@@ -1,0 +1,147 @@
+"""The composition root: the Faust app, and each stage of the data flow registered on it.
+
+`create_app()` builds an isolated worker (tests build several, each with its own topic prefix
+and app id); `pipeline.app:app` is the default one, built lazily from the environment, so both
+`vmlb worker` and `faust -A pipeline.app worker` run it. The flow (docs/architecture.md):
+
+    io-samples, completions, decisions -> stats (vm_stats) -> vm-state
+    hosts, vms, vm-state, limits       -> fleet (FleetView, in every worker)
+    jobs, dispatch-ticks               -> dispatch (policy over fleet snapshots) -> queues
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import faust
+from faust.types import TP
+
+from pipeline.dispatch.agent import DispatchAgent
+from pipeline.dispatch.decide import Dispatcher
+from pipeline.dispatch.effects import DispatchEffects
+from pipeline.dispatch.retry import RetryAgent
+from pipeline.dispatch.state import DispatchState
+from pipeline.edge.metrics import PipelineMetrics
+from pipeline.edge.outputs import Outputs
+from pipeline.events import DeadLetter
+from pipeline.fleet.consumer import FleetConsumer
+from pipeline.fleet.snapshots import SnapshotSource
+from pipeline.fleet.view import FleetView
+from pipeline.policy.registry import build_policy
+from pipeline.settings import (
+    KafkaSettings,
+    PipelineSettings,
+    load_kafka_settings,
+    load_pipeline_settings,
+)
+from pipeline.stats.agent import StatsAgent
+from pipeline.topics import topics_of
+from pipeline.worker import web
+from pipeline.worker.state import Pipeline
+
+
+def create_app(
+    kafka: KafkaSettings | None = None,
+    settings: PipelineSettings | None = None,
+    clock: Callable[[], float] = time.time,
+    rng: random.Random | None = None,
+) -> Pipeline:
+    kafka = kafka or load_kafka_settings()
+    settings = settings or load_pipeline_settings()
+    topics = topics_of(kafka)
+    partitions = topics.partitions("jobs")
+    policy_config = settings.policy_config()
+    policy = build_policy(settings.policy, policy_config)  # an unknown name fails here, at start
+
+    app = faust_app(kafka, settings, partitions)
+    metrics = PipelineMetrics()
+    outputs = Outputs(app, topics, metrics, clock)
+
+    # Fleet: what every dispatcher knows (all partitions of the compacted fleet topics).
+    view = FleetView()
+
+    async def fleet_dead_letter(
+        topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, reason: str
+    ) -> None:
+        letter = DeadLetter.of(
+            topic, partition, offset, key, value, reason=reason, stage="fleet-view", at=clock()
+        )
+        await outputs.dead_letter(letter)
+
+    fleet = FleetConsumer(kafka, topics, view, fleet_dead_letter, loop=app.loop)
+    app.service(fleet)  # type: ignore[arg-type]
+
+    # Stats: the paper's steps 2 and 3.
+    stats = StatsAgent(app, topics, settings, outputs, metrics, clock).register()
+
+    # Dispatch: the paper's step 4.
+    dispatcher = Dispatcher(
+        policy, view, SnapshotSource(view, policy_config), rng or random.Random()
+    )
+    state = DispatchState(app, partitions, metrics, settings.recent_decisions)
+    effects = DispatchEffects(state, topics, outputs, metrics, clock)
+    dispatch = DispatchAgent(
+        app, topics, dispatcher, fleet, state, effects, outputs, metrics, clock
+    ).register()
+    retry = RetryAgent(
+        app, topics, settings, dispatcher, fleet, state, effects, outputs, metrics, clock
+    ).register()
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app: faust.App, revoked: set[TP], **kwargs: Any) -> None:
+        stats.on_revoked(revoked)
+        state.on_revoked()
+
+    pipeline = Pipeline(
+        app=app,
+        kafka=kafka,
+        settings=settings,
+        topics=topics,
+        clock=clock,
+        metrics=metrics,
+        outputs=outputs,
+        view=view,
+        fleet=fleet,
+        dispatcher=dispatcher,
+        dispatch_state=state,
+        stats=stats,
+        dispatch=dispatch,
+        retry=retry,
+    )
+    web.register(pipeline)
+    return pipeline
+
+
+def faust_app(kafka: KafkaSettings, settings: PipelineSettings, partitions: int) -> faust.App:
+    return faust.App(
+        settings.app_id,
+        broker=kafka.to_faust_url(),
+        broker_credentials=kafka.to_faust_credentials(),
+        store=settings.store,
+        datadir=settings.data_dir,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_enabled=True,
+        topic_partitions=partitions,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
+        # Tables are JSON rows stored as bytes (pipeline.edge.json_table); no pickle anywhere.
+        key_serializer="json",
+        value_serializer="json",
+    )
+
+
+_default: Pipeline | None = None
+
+
+def default_pipeline() -> Pipeline:
+    global _default
+    if _default is None:
+        _default = create_app()
+    return _default

@@ -1,0 +1,145 @@
+"""Dispatcher.decide's outcomes on a fake clock, and normalize."""
+
+import pytest
+
+from pipeline.dispatch.decide import normalize
+from pipeline.events import DecisionOutcome, JobSubmission
+from pipeline.fleet.view import FleetView
+from tests.unit.pipeline.fleet_builders import (
+    FAST_VM,
+    NOW,
+    add_host,
+    add_state,
+    add_vm,
+    dispatcher_for,
+    fleet_of_one,
+    job,
+)
+
+# --- Dispatcher.decide ------------------------------------------------------------------------
+
+
+def test_decide_dispatches_to_the_registrations_queue_topic():
+    view = fleet_of_one()
+    dispatcher = dispatcher_for(view)
+    result = dispatcher.decide(job(deadline_s=30.0), NOW + 1, attempt=3)
+    decision = result.decision
+    assert decision.outcome is DecisionOutcome.DISPATCHED
+    assert (decision.vm_id, decision.host_id, decision.attempt) == ("a1", "h1", 3)
+    assert decision.policy == "io-aware"
+    assert decision.decided_at == NOW + 1
+    assert decision.key() == b"a1"
+    assert [c.vm_id for c in decision.candidates] == ["a1"]
+    assert decision.candidates[0].eligible
+    assert result.queue_topic == "custom.queue-for-a1"
+    assert result.dead_letter_reason is None
+    assert not result.waiting
+    queued = result.queued
+    assert queued is not None
+    assert (queued.job_id, queued.job_type, queued.vm_id, queued.host_id) == (
+        "j1",
+        "io",
+        "a1",
+        "h1",
+    )
+    assert queued.payload == {"n": 7}
+    assert (queued.submitted_at, queued.dispatched_at, queued.deadline_at) == (
+        NOW,
+        NOW + 1,
+        NOW + 30.0,
+    )
+    assert queued.policy == "io-aware"
+    assert dispatcher.snapshots.pending_claims() == 1
+
+
+def test_each_dispatch_is_claimed_so_a_burst_fills_the_host():
+    # h1: a1 measures 100 ops/s (and load x io_per_job = 1 x 100); each claimed job commits 100 I/O
+    # spread over the 5 s horizon (a1 drains 100 jobs/s, so its queue drains within it): 20 ops/s
+    # per job. The VM counts as the worst of 100 and 20 * n, under the limit 1000 for n < 50:
+    # 50 jobs go, the 51st waits.
+    view = fleet_of_one()
+    dispatcher = dispatcher_for(view)
+    outcomes = [dispatcher.decide(job(f"j{n}"), NOW).decision.outcome for n in range(51)]
+    assert outcomes[:50] == [DecisionOutcome.DISPATCHED] * 50
+    assert outcomes[50] is DecisionOutcome.WAITING
+
+
+def test_decide_goes_only_to_the_host_under_its_limit():
+    view = fleet_of_one(io_ops_per_s=1000.0)  # h1 exactly at its limit: over (strict <)
+    add_host(view, "h2")
+    add_vm(view, "b1", "h2")
+    add_state(view, "b1", "h2", io_ops_per_s=100.0, io_per_job=100.0, **FAST_VM)
+    dispatcher = dispatcher_for(view)
+    chosen = {dispatcher.decide(job(f"j{n}"), NOW).decision.vm_id for n in range(10)}
+    assert chosen == {"b1"}
+
+
+def test_decide_waits_when_no_host_is_eligible():
+    view = fleet_of_one(io_ops_per_s=1000.0)
+    result = dispatcher_for(view).decide(job(), NOW)
+    assert result.waiting
+    assert result.decision.outcome is DecisionOutcome.WAITING
+    assert result.decision.reason == "no eligible host among 1 candidate: 1 over limit"
+    assert result.decision.candidates[0].rejected_by == "over limit"
+    assert (result.queued, result.queue_topic, result.dead_letter_reason) == (None, None, None)
+
+
+def test_an_expired_deadline_is_refused_before_the_policy_runs():
+    view = fleet_of_one()
+    dispatcher = dispatcher_for(view)
+    result = dispatcher.decide(job(submitted_at=NOW, deadline_s=10.0), NOW + 12.5, attempt=4)
+    decision = result.decision
+    assert decision.outcome is DecisionOutcome.EXPIRED
+    assert decision.reason == "deadline passed: 2.5s after submitted_at + deadline_s"
+    assert result.dead_letter_reason == decision.reason
+    assert decision.attempt == 4
+    assert (result.queued, decision.vm_id) == (None, None)
+    assert dispatcher.snapshots.pending_claims() == 0
+
+
+def test_a_deadline_is_checked_on_both_sides():
+    view = fleet_of_one()
+    dispatcher = dispatcher_for(view)
+    just_in_time = dispatcher.decide(job("a", submitted_at=NOW - 9.9, deadline_s=10.0), NOW)
+    at_deadline = dispatcher.decide(job("b", submitted_at=NOW - 10.0, deadline_s=10.0), NOW)
+    assert just_in_time.decision.outcome is DecisionOutcome.DISPATCHED
+    assert at_deadline.decision.outcome is DecisionOutcome.EXPIRED
+
+
+def test_an_unknown_job_type_is_rejected_with_a_dead_letter_reason():
+    view = fleet_of_one()
+    result = dispatcher_for(view).decide(job(job_type="gpu"), NOW)
+    assert result.decision.outcome is DecisionOutcome.REJECTED
+    assert result.dead_letter_reason == "no VM serves job type 'gpu'"
+    assert result.queued is None
+    assert not result.waiting
+
+
+def test_not_ready_waits_and_never_rejects():
+    view = FleetView()  # nothing read yet: every type is unknown
+    dispatcher = dispatcher_for(view)
+    result = dispatcher.not_ready(job(job_type="anything"), NOW)
+    assert result.waiting
+    assert result.decision.outcome is DecisionOutcome.WAITING
+    assert result.decision.reason == "fleet view not caught up yet"
+    assert result.decision.policy == "io-aware"
+    assert (result.queued, result.dead_letter_reason) == (None, None)
+
+
+def test_decide_requires_a_normalized_job():
+    dispatcher = dispatcher_for(fleet_of_one())
+    with pytest.raises(AssertionError, match="normalize"):
+        dispatcher.decide(JobSubmission(job_type="io"), NOW)
+
+
+def test_normalize_derives_a_stable_id_from_the_log_position():
+    job = JobSubmission(job_type="io")
+    first = normalize(job, "vmlb.jobs", 3, 42, 1000.5)
+    again = normalize(job, "vmlb.jobs", 3, 42, 2000.0)  # re-delivered later
+    assert first.job_id == again.job_id == "auto.vmlb.jobs.3.42"
+    assert first.submitted_at == 1000.5
+
+
+def test_normalize_keeps_what_the_submitter_gave():
+    job = JobSubmission(job_id="mine", job_type="io", submitted_at=5.0)
+    assert normalize(job, "t", 0, 1, 99.0) is job

@@ -1,0 +1,94 @@
+import pytest
+
+from pipeline.events import DeadLetter, IoCounters, IoSample, JobCompletion
+from pipeline.ops.demo.summary import overload, quantile, summarize
+
+
+def done(job_id: str, submitted_at: float, finished_at: float) -> JobCompletion:
+    return JobCompletion(
+        job_id=job_id,
+        job_type="io",
+        vm_id="v",
+        host_id="h1",
+        submitted_at=submitted_at,
+        dispatched_at=submitted_at,
+        started_at=submitted_at,
+        finished_at=finished_at,
+        outcome="succeeded",
+    )
+
+
+def sample(host: str, t: float, io_ops: int) -> IoSample:
+    return IoSample(
+        host_id=host,
+        vm_id=f"{host}-v",
+        sampled_at=t,
+        interval_s=1.0,
+        io_ops=io_ops,
+        counters=IoCounters(),
+    )
+
+
+def test_every_submitted_job_lands_in_exactly_one_bucket():
+    letter = DeadLetter(
+        source_topic="jobs", reason="deadline", stage="dispatcher", dead_lettered_at=1, job_id="d"
+    )
+    summary = summarize(
+        submitted=["a", "b", "c", "d", "w", "q", "x"],
+        completions=[done("a", 0, 1), done("b", 0, 3), done("c", 0, 2), done("c", 0, 2)],
+        dead_letters=[letter],
+        waiting=["w"],
+        queued=["a", "q"],
+        samples=[],
+        limits={},
+    )
+    assert summary["completed"] == 3
+    assert summary["dead_lettered"] == 1
+    assert summary["waiting"] == 1
+    assert summary["in_queue"] == 1
+    assert summary["lost"] == 1 and summary["lost_job_ids"] == ["x"]
+    assert summary["duplicate_completions"] == 1
+    assert summary["p50_response_s"] == 2.0
+    assert summary["p99_response_s"] == 3.0
+
+
+def test_unfinished_jobs_count_with_their_age_in_the_p99_over_every_job():
+    summary = summarize(
+        submitted=["a", "b", "w", "q"],
+        completions=[done("a", 0, 1), done("b", 0, 2)],
+        dead_letters=[],
+        waiting=["w"],
+        queued=["q"],
+        samples=[],
+        limits={},
+        submitted_at={"a": 0.0, "b": 0.0, "w": 5.0, "q": 1.0},
+        ended_at=30.0,
+    )
+    assert summary["p99_response_s"] == 2.0  # completed jobs only
+    assert summary["p99_response_with_unfinished_s"] == 29.0  # q, still queued, is 29 s old
+
+
+def test_quantiles_nearest_rank():
+    assert quantile([], 0.5) is None
+    assert quantile([3, 1, 2], 0.5) == 2
+    assert quantile(list(range(1, 101)), 0.99) == 99
+
+
+def test_overload_counts_seconds_above_limit_and_long_overloads_beside_headroom():
+    # h1 is over its limit for 12 s; h2 has room for the first 8 s only.
+    samples = [sample("h1", t, 1200) for t in range(12)] + [sample("h2", t, 100) for t in range(8)]
+    samples += [sample("h2", t, 950) for t in range(8, 12)]
+    above, wasted = overload(samples, {"h1": 1000, "h2": 1000})
+    assert above == {"h1": pytest.approx(12.0), "h2": 0.0}
+    # The first 5 s of the streak are tolerated; seconds 6..8 had room elsewhere: 3 s wasted.
+    assert wasted == pytest.approx(3.0)
+
+
+def test_short_overloads_are_tolerated_and_streaks_restart():
+    rates = [1200, 1200, 900, 1200, 1200, 1200, 1200, 1200, 1200]  # a dip breaks the streak
+    samples = [sample("h1", t, r) for t, r in enumerate(rates)] + [
+        sample("h2", t, 0) for t in range(9)
+    ]
+    above, wasted = overload(samples, {"h1": 1000, "h2": 1000})
+    assert above["h1"] == pytest.approx(8.0)
+    assert wasted == pytest.approx(1.0)  # only the 6th second of the second streak

@@ -1,0 +1,197 @@
+"""The vm_stats agent (pipeline.stats.agent), driven with test_context() and no broker."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.events import (
+    DecisionOutcome,
+    DispatchDecision,
+    VmState,
+)
+from tests.unit.pipeline.worker_harness import (
+    NOW,
+    build,
+    completion,
+    dispatched_decision,
+    in_loop,
+    io_sample,
+    put_from,
+    until,
+)
+
+
+@in_loop
+async def test_without_a_topic_test_context_messages_do_not_say_which_input_they_came_from(
+    tmp_path,
+):
+    # Why put_from() exists: if Faust ever names the source, drop it and use put().
+    h = build(tmp_path)
+    async with h.agents["vm_stats"].test_context() as agent:
+        assert agent.to_message(b"a1", b"{}").topic == "<internal>"
+    async with h.agents["dispatch"].test_context() as agent:
+        assert agent.to_message(b"j1", b"{}").topic == "t.jobs"
+
+
+@in_loop
+async def test_vm_stats_counts_samples_completions_and_dispatches_into_vm_state(tmp_path):
+    h = build(tmp_path)
+    async with h.agents["vm_stats"].test_context() as agent:
+        for second in range(5):  # 500 ops in each second 1000..1004
+            h.clock.now = NOW + second
+            sample = io_sample("a1", NOW + second, 500)
+            await put_from(agent, "t.io-samples", b"a1", sample.to_bytes())
+            published = second + 1
+            await until(lambda n=published: len(h.producer.on("vm-state")) == n, "vm-state update")
+        state = VmState.from_bytes(h.producer.on("vm-state")[-1][1])
+        assert (state.vm_id, state.host_id) == ("a1", "h1")
+        assert state.io_ops_per_s == 500.0  # 2500 ops over the 5 s rate window
+        assert state.last_telemetry_at == NOW + 4
+        assert state.outstanding_jobs == 0
+
+        h.clock.now = NOW + 5
+        decision = dispatched_decision("a1", "j1", NOW + 5)
+        await put_from(agent, "t.decisions", b"a1", decision.to_bytes())
+        await until(lambda: len(h.producer.on("vm-state")) == 6, "the dispatch counted")
+        state = VmState.from_bytes(h.producer.on("vm-state")[-1][1])
+        assert (state.outstanding_jobs, state.last_decision_at) == (1, NOW + 5)
+
+        h.clock.now = NOW + 6
+        done = completion("a1", "j1", NOW + 6)
+        await put_from(agent, "t.completions", b"a1", done.to_bytes())
+        await until(lambda: len(h.producer.on("vm-state")) == 7, "the completion counted")
+        state = VmState.from_bytes(h.producer.on("vm-state")[-1][1])
+        assert state.outstanding_jobs == 0
+        assert state.last_completion_at == NOW + 6
+
+    assert h.producer.on("vm-state")[-1][0] == b"a1"
+    assert h.vm_stats["a1"]["host_id"] == "h1"
+    assert h.producer.dead_letters() == []
+
+
+@in_loop
+async def test_vm_stats_writes_each_vm_once_per_batch_to_the_partition_of_its_events(tmp_path):
+    # Faust cannot write a table from a batch on its own (faust-streaming#497): each row goes
+    # to the partition of the events that changed it (pipeline.edge.faust_compat.writing_for).
+    h = build(tmp_path, stats_batch_max=4)
+    h.clock.now = NOW + 2
+    async with h.agents["vm_stats"].test_context() as agent:
+        for second in range(3):
+            sample = io_sample("a1", NOW + second, 100)
+            await put_from(agent, "t.io-samples", b"a1", sample.to_bytes(), partition=2)
+        await put_from(
+            agent, "t.io-samples", b"b1", io_sample("b1", NOW, 7).to_bytes(), partition=5
+        )
+        await until(lambda: len(h.producer.on("vm-state")) == 2, "one vm-state per VM")
+    assert h.producer.changelog_of("vm_stats") == [(2, b'"a1"', False), (5, b'"b1"', False)]
+    # Each record is the row as one JSON object (pipeline.edge.json_table encodes it once).
+    rows = [json.loads(fut.message.value) for fut in h.producer.changelog]
+    assert [(row["vm_id"], row["last_telemetry_at"]) for row in rows] == [
+        ("a1", NOW + 2),
+        ("b1", NOW),
+    ]
+    a1, b1 = (VmState.from_bytes(value) for _, value in h.producer.on("vm-state"))
+    # 300 ops over the 3 s since a1 was first sampled: all three samples were counted
+    assert (a1.vm_id, a1.last_telemetry_at, a1.io_ops_per_s) == ("a1", NOW + 2, 100.0)
+    assert (b1.vm_id, b1.last_telemetry_at) == ("b1", NOW)
+    assert h.vm_stats["a1"]["last_telemetry_at"] == NOW + 2
+
+
+@in_loop
+async def test_vm_stats_publishes_a_vm_at_most_once_per_interval(tmp_path):
+    h = build(tmp_path)
+    async with h.agents["vm_stats"].test_context() as agent:
+        written = h.producer.changelog_of
+        await put_from(agent, "t.io-samples", b"a1", io_sample("a1", NOW, 10).to_bytes())
+        await until(lambda: len(h.producer.on("vm-state")) == 1, "the first vm-state update")
+        h.clock.now = NOW + 0.2  # under vm_state_interval_s (0.25 s): held back
+        await put_from(agent, "t.io-samples", b"a1", io_sample("a1", NOW + 0.1, 10).to_bytes())
+        await until(lambda: len(written("vm_stats")) == 2, "the second sample counted")
+        h.clock.now = NOW + 0.25
+        await put_from(agent, "t.io-samples", b"a1", io_sample("a1", NOW + 0.2, 10).to_bytes())
+        await until(lambda: len(h.producer.on("vm-state")) == 2, "the second vm-state update")
+    published = [VmState.from_bytes(value) for _, value in h.producer.on("vm-state")]
+    assert [s.updated_at for s in published] == [NOW, NOW + 0.25]
+    assert published[1].last_telemetry_at == NOW + 0.2
+
+
+@in_loop
+async def test_vm_stats_ignores_waiting_decisions_and_redelivered_samples(tmp_path):
+    h = build(tmp_path)
+    waiting = DispatchDecision(
+        job_id="w1",
+        job_type="io",
+        decided_at=NOW,
+        policy="io-aware",
+        outcome=DecisionOutcome.WAITING,
+        reason="no eligible host",
+    )
+    async with h.agents["vm_stats"].test_context() as agent:
+        await put_from(agent, "t.io-samples", b"a1", io_sample("a1", NOW, 10).to_bytes())
+        await put_from(agent, "t.decisions", b"w1", waiting.to_bytes())
+        h.clock.now = NOW + 1
+        await put_from(agent, "t.io-samples", b"a1", io_sample("a1", NOW, 10).to_bytes())
+        await put_from(agent, "t.io-samples", b"a2", io_sample("a2", NOW, 10).to_bytes())
+        await until(lambda: len(h.producer.on("vm-state")) == 2, "a2's vm-state")
+    assert [key for key, _ in h.producer.on("vm-state")] == [b"a1", b"a2"]
+    assert "w1" not in h.vm_stats
+    assert h.producer.dead_letters() == []
+
+
+@pytest.mark.parametrize(
+    ("topic", "key", "value", "reason"),
+    [
+        ("t.io-samples", b"a1", b"[]", "IoSample: expected a JSON object"),
+        (
+            "t.io-samples",
+            b"a1",
+            json.dumps({"vm_id": "a1", "host_id": "h1"}).encode(),
+            "IoSample: sampled_at: Field required",
+        ),
+        ("t.completions", b"a1", b"nope", "JobCompletion: not JSON"),
+        ("t.decisions", b"a1", b"{}", "DispatchDecision: job_id: Field required"),
+        (
+            "t.io-samples",
+            b"other",
+            io_sample("a1", NOW, 10).to_bytes(),
+            "message key b'other' is not its vm_id 'a1'",
+        ),
+    ],
+)
+@in_loop
+async def test_vm_stats_dead_letters_bad_input_and_goes_on(tmp_path, topic, key, value, reason):
+    h = build(tmp_path)
+    async with h.agents["vm_stats"].test_context() as agent:
+        await put_from(agent, topic, key, value, partition=4)
+        await put_from(agent, "t.io-samples", b"a9", io_sample("a9", NOW, 10).to_bytes())
+        await until(lambda: h.producer.on("vm-state"), "the good sample after the bad one")
+    [letter] = h.producer.dead_letters()
+    assert letter.reason.startswith(reason)
+    assert (letter.source_topic, letter.source_partition, letter.stage) == (topic, 4, "vm_stats")
+    assert [k for k, _ in h.producer.on("vm-state")] == [b"a9"]
+    assert list(h.vm_stats) == ["a9"]
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        b'{"vm_id": "a1", "from_the_future": 1}',  # a TypeError out of the agent, before
+        b'{"schema_version": 7, "vm_id": "a1"}',
+        b"not json",
+    ],
+)
+@in_loop
+async def test_an_unreadable_stored_row_is_started_afresh_and_the_agent_goes_on(tmp_path, stored):
+    h = build(tmp_path)
+    h.vm_stats.table.data["a1"] = stored  # as a changelog from elsewhere would restore it
+    async with h.agents["vm_stats"].test_context() as agent:
+        await put_from(agent, "t.io-samples", b"a1", io_sample("a1", NOW, 10).to_bytes())
+        await put_from(agent, "t.io-samples", b"a2", io_sample("a2", NOW, 10).to_bytes())
+        await until(lambda: len(h.producer.on("vm-state")) == 2, "both VMs' vm-state")
+    a1 = VmState.from_bytes(h.producer.on("vm-state")[0][1])
+    assert (a1.vm_id, a1.last_telemetry_at) == ("a1", NOW)
+    assert h.vm_stats["a1"]["schema_version"] == 1
+    unreadable = h.pipeline.metrics.unreadable_rows.labels(table="vm_stats")
+    assert unreadable._value.get() == 1

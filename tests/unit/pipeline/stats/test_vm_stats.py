@@ -1,0 +1,201 @@
+"""The paper's steps 2 and 3 on hand-computed numbers."""
+
+import pytest
+
+from pipeline.errors import RowError
+from pipeline.events import IoCounters, IoSample, JobCompletion
+from pipeline.stats.vm_stats import VmStats
+from pipeline.stats.windows import WindowConfig
+
+CONFIG = WindowConfig(
+    rate_window_s=10.0,
+    io_per_job_window_s=10.0,
+    bucket_s=1.0,
+    io_per_job_min_jobs=4,
+    inflight_timeout_s=60.0,
+)
+
+
+def sample(t: float, io_ops: int, host: str = "h1") -> IoSample:
+    return IoSample(
+        host_id=host,
+        vm_id="vm1",
+        sampled_at=t,
+        interval_s=1.0,
+        io_ops=io_ops,
+        counters=IoCounters(),
+    )
+
+
+def done(job_id: str, finished_at: float, service_s: float = 0.5) -> JobCompletion:
+    return JobCompletion(
+        job_id=job_id,
+        job_type="io",
+        vm_id="vm1",
+        host_id="h1",
+        submitted_at=finished_at - 2,
+        dispatched_at=finished_at - 1.5,
+        started_at=finished_at - service_s,
+        finished_at=finished_at,
+        outcome="succeeded",
+    )
+
+
+def add_sample(row: VmStats, s: IoSample) -> bool:
+    return row.add_io(s.host_id, s.sampled_at, s.io_ops)
+
+
+def add_done(row: VmStats, c: JobCompletion) -> bool:
+    return row.add_completion(c.job_id, c.finished_at, c.service_s)
+
+
+def test_io_rate_is_the_windowed_sum_over_the_window():
+    row = VmStats("vm1", CONFIG)
+    for t in range(100, 120):  # 20 seconds of 50 ops/s
+        add_sample(row, sample(float(t), 50))
+    # Window of 10 s ending at 119.5: buckets 110..119 hold 10 x 50 = 500 ops.
+    assert row.io_ops_per_s(119.5) == pytest.approx(50.0)
+
+
+def test_load_is_jobs_completed_per_second_eq1():
+    row = VmStats("vm1", CONFIG)
+    for i in range(10):  # 10 jobs over buckets 100..109, i.e. 10 jobs in a 10 s window
+        add_done(row, done(f"j{i}", 100.0 + i))
+    assert row.load_jobs_per_s(109.5) == pytest.approx(1.0)
+    # Ten seconds later those jobs have left the window.
+    assert row.load_jobs_per_s(125.0) == 0.0
+
+
+def test_a_vm_seen_for_only_a_few_seconds_is_not_diluted_by_the_full_window():
+    row = VmStats("vm1", CONFIG)
+    add_done(row, done("a", 100.2))
+    add_done(row, done("b", 100.7))
+    # Seen for one bucket: 2 jobs in 1 s, not 2 jobs in 10 s.
+    assert row.load_jobs_per_s(100.9) == pytest.approx(2.0)
+
+
+def test_io_per_job_table2_is_the_ratio_of_windowed_sums_after_min_jobs():
+    row = VmStats("vm1", CONFIG)
+    for t in range(100, 104):
+        add_sample(row, sample(float(t), 300))  # 1200 ops
+    for i in range(3):
+        add_done(row, done(f"j{i}", 101.0 + i))
+    assert row.io_per_job is None  # 3 jobs < min_jobs 4: no estimate yet
+    add_done(row, done("j3", 103.5))
+    assert row.io_per_job == pytest.approx(1200 / 4)
+    assert row.io_per_job_samples == 4
+
+
+def test_io_per_job_follows_drift_within_one_window():
+    row = VmStats("vm1", CONFIG)
+    for t in range(100, 110):
+        add_sample(row, sample(float(t), 100))
+        add_done(row, done(f"old{t}", t + 0.5))
+    assert row.io_per_job == pytest.approx(100.0)
+    for t in range(110, 121):  # the workload now costs 400 ops per job
+        add_sample(row, sample(float(t), 400))
+        add_done(row, done(f"new{t}", t + 0.5))
+    assert row.io_per_job == pytest.approx(400.0)
+
+
+def test_redelivered_inputs_change_nothing():
+    row = VmStats("vm1", CONFIG)
+    assert add_sample(row, sample(100.0, 10))
+    assert not add_sample(row, sample(100.0, 10))
+    assert not add_sample(row, sample(99.0, 10))
+    assert row.add_dispatch("j1", 100.0)
+    assert not row.add_dispatch("j1", 100.0)
+    assert add_done(row, done("j1", 101.0))
+    assert not add_done(row, done("j1", 101.0))
+    assert row.load_jobs_per_s(101.5) == pytest.approx(1.0)  # one job, in the only bucket so far
+
+
+def test_outstanding_counts_dispatched_not_completed_and_ignores_late_decisions():
+    row = VmStats("vm1", CONFIG)
+    row.add_dispatch("a", 100.0)
+    row.add_dispatch("b", 100.1)
+    add_done(row, done("a", 101.0))
+    # The completion of c overtook its decision (different topics): c never counts in flight.
+    add_done(row, done("c", 101.2))
+    row.add_dispatch("c", 100.2)
+    state = row.state(101.5)
+    assert state.outstanding_jobs == 1
+    assert state.last_decision_at == pytest.approx(100.2)
+
+
+def test_in_flight_jobs_past_the_timeout_stop_counting():
+    row = VmStats("vm1", CONFIG)
+    row.add_dispatch("lost", 100.0)
+    row.add_dispatch("fresh", 170.0)  # 70 s later: "lost" is past the 60 s timeout
+    assert set(row.inflight) == {"fresh"}
+
+
+def test_migration_moves_the_vm_to_the_sampling_host():
+    row = VmStats("vm1", CONFIG)
+    add_sample(row, sample(100.0, 10, host="h1"))
+    add_sample(row, sample(101.0, 10, host="h2"))
+    assert row.state(101.0).host_id == "h2"
+
+
+def test_busy_fraction_is_what_a_guest_sees_of_itself():
+    row = VmStats("vm1", CONFIG)
+    for i in range(10):
+        add_done(row, done(f"j{i}", 100.0 + i, service_s=0.25))
+    assert row.busy_fraction(109.5) == pytest.approx(0.25)
+
+
+def test_row_round_trips_as_plain_data():
+    row = VmStats("vm1", CONFIG)
+    add_sample(row, sample(100.0, 10))
+    row.add_dispatch("j", 100.0)
+    again = VmStats.from_dict(row.to_dict(), "vm1", CONFIG)
+    assert again.to_dict() == row.to_dict()
+    assert VmStats.from_dict(None, "vm9", CONFIG).to_dict() == VmStats("vm9", CONFIG).to_dict()
+
+
+def test_rates_follow_a_short_window_while_io_per_job_keeps_a_long_one():
+    config = WindowConfig(rate_window_s=2.0, io_per_job_window_s=20.0, io_per_job_min_jobs=4)
+    row = VmStats("vm1", config)
+    for t in range(100, 110):
+        add_sample(row, sample(float(t), 100))
+        add_done(row, done(f"j{t}", t + 0.5))
+    add_sample(row, sample(110.0, 0))  # the VM goes quiet
+    add_sample(row, sample(111.0, 0))
+    assert row.io_ops_per_s(111.5) == 0.0  # the 2 s rate window sees it at once
+    assert row.io_per_job == pytest.approx(100.0)  # 1000 ops / 10 jobs over the long window
+
+
+def test_a_changed_window_setting_starts_that_window_afresh():
+    row = VmStats("vm1", CONFIG)
+    add_sample(row, sample(100.0, 50))
+    wider = WindowConfig(rate_window_s=30.0, io_per_job_window_s=10.0, io_per_job_min_jobs=4)
+    again = VmStats.from_dict(row.to_dict(), "vm1", wider)
+    assert again.windows["io_ops"].window_s == 30.0 and again.io_ops_per_s(100.5) == 0.0
+    assert again.windows["io_ops_long"].total(100.5) == 50
+
+
+def test_rows_carry_their_version_and_rows_from_before_versioning_still_read():
+    row = VmStats("vm1", CONFIG)
+    add_sample(row, sample(100.0, 10))
+    stored = row.to_dict()
+    assert stored["schema_version"] == 1
+    del stored["schema_version"]
+    assert VmStats.from_dict(stored, "vm1", CONFIG).to_dict() == row.to_dict()
+
+
+@pytest.mark.parametrize(
+    ("stored", "field"),
+    [
+        ({"schema_version": 9, "vm_id": "vm1"}, "schema_version"),
+        ({"vm_id": "vm1", "surprise": 1}, "surprise"),
+        ({"vm_id": "vm1", "inflight": {"j": "soon"}}, "inflight.j"),
+        ({"vm_id": "vm1", "windows": {"io_ops": {"window_s": -1, "bucket_s": 1}}}, "window_s"),
+        ({"vm_id": "other"}, "vm_id"),
+        ([1, 2], "expected a JSON object"),
+    ],
+)
+def test_an_unreadable_row_raises_row_error_naming_the_field(stored, field):
+    # Before rows were typed, an unknown field raised TypeError out of the agent.
+    with pytest.raises(RowError, match="vm_stats\\[vm1\\]") as raised:
+        VmStats.from_dict(stored, "vm1", CONFIG)
+    assert field in str(raised.value)
