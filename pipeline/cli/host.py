@@ -33,8 +33,14 @@ from pipeline.cli.common import KafkaSettings, kafka_options
     "--vm",
     "vms",
     multiple=True,
-    metavar="VM:JOB_TYPE[=MODULE:FUNCTION]",
-    help="a guest of this host and the job type it serves; repeatable",
+    metavar="VM:JOB_TYPE[=MODULE:FUNCTION][@OPS_PER_S]",
+    help="a guest of this host, the job type it serves and its device's ops/s cap; repeatable",
+)
+@click.option(
+    "--collapse",
+    type=float,
+    default=None,
+    help="goodput collapse past capacity (default 0.5, the simulator's)",
 )
 @click.option(
     "--listen",
@@ -63,6 +69,7 @@ def host(
     host_id: str | None,
     io_capacity: float | None,
     vms: tuple[str, ...],
+    collapse: float | None,
     listen: str | None,
     no_dom0: bool,
     dom0_interval: float | None,
@@ -74,7 +81,7 @@ def host(
     processes doing their I/O through it, and its `vmlb dom0`. Stops cleanly on SIGTERM/SIGINT.
 
     \b
-    vmlb host --id h1 --io-capacity 2000 --vm h1-io:io-heavy --vm h1-cpu:cpu-heavy
+    vmlb host --id h1 --io-capacity 2000 --vm h1-io:io-heavy@900 --vm h1-cpu:cpu-heavy
     vmlb host --config hosts/h1.yaml
     """
     from producers.emulated.config import build_host_config, load_host_config, parse_vm_flag
@@ -86,6 +93,7 @@ def host(
         "host_id": host_id,
         "io_capacity_ops_per_s": io_capacity,
         "vms": [parse_vm_flag(v) for v in vms] or None,
+        "collapse": collapse,
         "listen": listen,
         "dom0": False if no_dom0 else None,
         "dom0_interval_s": dom0_interval,

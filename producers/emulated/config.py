@@ -2,10 +2,11 @@
 
 host_id: h1
 io_capacity_ops_per_s: 2000
+collapse: 0.5                 # goodput collapse past capacity (producers.emulated.collapse)
 listen: 127.0.0.1:7101        # or unix:/run/vmlb/h1.sock; port 0 picks a free port
 vms:
-  - {vm_id: h1-io, job_type: io-heavy}
-  - {vm_id: h1-cpu, job_type: cpu-heavy}
+  - {vm_id: h1-io, job_type: io-heavy, device_ops_per_s: 900}   # the VM's own device cap
+  - {vm_id: h1-cpu, job_type: cpu-heavy}                        # no cap: may ask the channel
   - {vm_id: h1-rep, job_type: reports, handler: mypkg.jobs:report}
 dom0: true                    # also run this host's `vmlb dom0`
 dom0_interval_s: 1.0
@@ -23,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipeline.events import Identifier, describe_validation_error
+from producers.emulated.collapse import DEFAULT_COLLAPSE
 from producers.errors import HostConfigError
 from producers.guest.handlers import BUILTIN_HANDLERS
 
@@ -34,6 +36,9 @@ class VmSpec(BaseModel):
     job_type: Identifier
     #: `io-heavy`, `cpu-heavy`, `mixed` or MODULE:FUNCTION; default: the job type if built in.
     handler: str | None = None
+    #: ops/s the VM's own device serves at most (a virtio queue, a provisioned volume); None:
+    #: no cap of its own, so one busy guest may ask for the whole channel.
+    device_ops_per_s: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
     def _has_handler(self) -> VmSpec:
@@ -54,6 +59,8 @@ class HostConfig(BaseModel):
 
     host_id: Identifier
     io_capacity_ops_per_s: float = Field(gt=0)
+    #: How fast goodput collapses past capacity (the simulator's parameter and default).
+    collapse: float = Field(DEFAULT_COLLAPSE, ge=0)
     vms: list[VmSpec] = Field(min_length=1)
     listen: str = "127.0.0.1:0"
     dom0: bool = True
@@ -97,12 +104,16 @@ def load_host_config(path: Path, overrides: dict[str, Any] | None = None) -> Hos
 
 
 def parse_vm_flag(text: str) -> dict[str, str]:
-    """`VM:JOB_TYPE` or `VM:JOB_TYPE=MODULE:FUNCTION` -> a VmSpec mapping."""
-    vm_id, sep, rest = text.partition(":")
-    if not sep or not vm_id or not rest:
-        raise HostConfigError(f"--vm {text!r}: expected VM:JOB_TYPE or VM:JOB_TYPE=MODULE:FUNCTION")
+    """`VM:JOB_TYPE[=MODULE:FUNCTION][@OPS_PER_S]` -> a VmSpec mapping (@: the device cap)."""
+    usage = "expected VM:JOB_TYPE[=MODULE:FUNCTION][@OPS_PER_S]"
+    body, at, cap = text.partition("@")
+    vm_id, sep, rest = body.partition(":")
+    if not sep or not vm_id or not rest or (at and not cap):
+        raise HostConfigError(f"--vm {text!r}: {usage}")
     job_type, _, handler = rest.partition("=")
     spec = {"vm_id": vm_id, "job_type": job_type}
     if handler:
         spec["handler"] = handler
+    if cap:
+        spec["device_ops_per_s"] = cap  # validated (a number > 0) with the rest of the config
     return spec

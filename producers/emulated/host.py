@@ -7,18 +7,24 @@ vanish) and restarted after a pause. On SIGTERM/SIGINT: guests first (each gets 
 for the job in hand), then Dom0 (which registers the VMs stopped and the host down), then the
 backend. Each child runs in its own process group, killed as a group, and gets SIGTERM if this
 process dies (PR_SET_PDEATHSIG), so nothing is left behind.
+
+Every second it appends the channel's cumulative accounting (operations served, asked and lost
+to collapse) to `<state_dir>/channel.jsonl`: what the live benchmark judges each host's overload
+by, the simulator's definition (`benchmarks.sim.fleet`), from the host's own side.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pipeline.settings import KafkaSettings
 from producers.emulated.channel import IoChannelModel
@@ -30,6 +36,9 @@ log = logging.getLogger(__name__)
 
 RESTART_PAUSE_S = 2.0
 STATUS_EVERY_S = 10.0
+#: How often the channel's accounting is appended to `channel.jsonl` (Dom0's interval).
+RECORD_EVERY_S = 1.0
+CHANNEL_LOG = "channel.jsonl"
 
 
 @dataclass
@@ -47,7 +56,11 @@ class EmulatedHost:
         self.config = config
         self.settings = settings
         self.verbose = verbose
-        self.model = IoChannelModel(config.io_capacity_ops_per_s)
+        self.model = IoChannelModel(
+            config.io_capacity_ops_per_s,
+            collapse=config.collapse,
+            device_ops_per_s={vm.vm_id: vm.device_ops_per_s for vm in config.vms},
+        )
         self.guests = {vm.vm_id: GuestInfo(job_type=vm.job_type) for vm in config.vms}
         self.server = ChannelServer(config.host_id, self.model, self.guests)
         self.address: Address | None = None
@@ -100,8 +113,10 @@ class EmulatedHost:
                 self._children.append(dom0)
                 dom0.task = asyncio.create_task(self._supervise(dom0))
             status = asyncio.create_task(self._report_status())
+            record = asyncio.create_task(self._record_channel(self.config.state_path / CHANNEL_LOG))
             await stop.wait()
             status.cancel()
+            record.cancel()
         finally:
             await self._shutdown()
 
@@ -162,21 +177,41 @@ class EmulatedHost:
         log.info("host %s: stopped", self.config.host_id)
 
     async def _report_status(self) -> None:
-        """The host's own view, every few seconds: what the channel served and how busy it was."""
-        served, busy_s, at = self.model.served_ops, self.model.busy_s, time.monotonic()
+        """The host's own view, every few seconds: what the channel was asked, served, lost."""
+        stats = self.server.stats()
+        at = time.monotonic()
         while True:
             await asyncio.sleep(STATUS_EVERY_S)
-            now = time.monotonic()
+            now, last = time.monotonic(), stats
+            stats = self.server.stats()
             window_s = now - at
             log.info(
-                "host %s: I/O channel %.0f ops/s of %.0f (%.0f%% busy), %d ops queued",
+                "host %s: I/O channel asked %.0f ops/s, served %.0f of %.0f, lost %.0f to "
+                "collapse, %.0f ops queued",
                 self.config.host_id,
-                (self.model.served_ops - served) / window_s,
+                (stats["asked_ops"] - last["asked_ops"]) / window_s,
+                (stats["served_ops"] - last["served_ops"]) / window_s,
                 self.config.io_capacity_ops_per_s,
-                100 * min(1.0, (self.model.busy_s - busy_s) / window_s),
-                self.model.pending_ops,
+                (stats["lost_ops"] - last["lost_ops"]) / window_s,
+                stats["pending_ops"],
             )
-            served, busy_s, at = self.model.served_ops, self.model.busy_s, now
+            at = now
+
+    async def _record_channel(self, path: Path) -> None:
+        """Append the channel's cumulative accounting every second (see the module doc)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as out:
+            while True:
+                stats = self.server.stats()
+                record = {
+                    "host_id": self.config.host_id,
+                    "at": time.time(),
+                    "incarnation": stats["incarnation"],
+                    **{key: stats[key] for key in ("served_ops", "asked_ops", "lost_ops")},
+                }
+                out.write(json.dumps(record) + "\n")
+                out.flush()
+                await asyncio.sleep(RECORD_EVERY_S)
 
 
 def _signal_group(child: Child, sig: signal.Signals) -> None:

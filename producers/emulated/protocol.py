@@ -5,11 +5,13 @@ Requests and replies (every reply has `ok`; a refused request has `ok: false` an
     {"op": "io", "vm": "vm1", "kind": "block_rd", "ops": 400}
         -> {"ok": true, "ops": 400, "queued_s": 0.01, "service_s": 0.2}
         served when the channel has done all 400 operations; `kind` is net_rx, net_tx,
-        block_rd or block_wr (default block_rd).
+        block_rd or block_wr (default block_rd); `service_s` is what they take alone at the
+        VM's device rate, `queued_s` what the shared channel added.
     {"op": "stats"}
         -> {"ok": true, "host_id": "h1", "incarnation": "...", "capacity_ops_per_s": 2000,
-            "served_ops": 123, "busy_s": 0.06, "pending_ops": 0,
-            "vms": {"vm1": {"job_type": "io-heavy", "running": true,
+            "collapse": 0.5, "served_ops": 123.0, "asked_ops": 130.0, "lost_ops": 2.0,
+            "busy_s": 0.06, "saturated_s": 0.01, "pending_ops": 0,
+            "vms": {"vm1": {"job_type": "io-heavy", "running": true, "device_ops_per_s": 800,
                             "counters": {"net_rx_packets": 0, ...}}}}
 
 Addresses: `HOST:PORT` (TCP) or `unix:/path/to/socket`.

@@ -1,9 +1,11 @@
 """The backend of an emulated host: serves its guests' I/O through one `IoChannelModel`.
 
-This plays the paper's Dom0/driver domain: one asyncio task drains the channel slice by slice,
-sleeping for each slice's service time, so a request returns only when the host could have done
-it. It answers `stats` with per-guest counters for the `emulated` telemetry source. It owns the
-socket and the timing; the accounting is the model's.
+This plays the paper's Dom0/driver domain: one asyncio task advances the channel to the clock,
+answers the guests whose requests finished, and sleeps until the next one is due or new work
+changes the rates, so a request returns only when the host could have done it. It answers
+`stats` with per-guest counters for the `emulated` telemetry source and the host's own
+accounting (operations asked, served and lost to collapse). It owns the socket and the timing;
+the accounting is the model's.
 """
 
 from __future__ import annotations
@@ -85,18 +87,19 @@ class ChannelServer:
 
     async def _drain(self) -> None:
         while True:
-            served = self.model.next_slice(self.clock())
-            if served is None:
-                self._work.clear()
-                await self._work.wait()
-                continue
-            delay_s = served.finish_at - self.clock()
-            if delay_s > 0:
-                await asyncio.sleep(delay_s)
-            if self.model.complete(served):
-                waiter = self._waiters.pop(id(served.request), None)
+            self._work.clear()
+            self.model.advance(self.clock())
+            for request in self.model.pop_finished():
+                waiter = self._waiters.pop(id(request), None)
                 if waiter is not None and not waiter.done():
                     waiter.set_result(None)
+            due_at = self.model.next_finish_at()
+            if due_at is None:
+                await self._work.wait()
+                continue
+            # A new request changes every guest's rate: wake for it, or when the next is due.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._work.wait(), max(0.0, due_at - self.clock()))
 
     async def io(self, vm_id: str, kind: IoKind, ops: int) -> IoRequest:
         request = self.model.submit(vm_id, kind, ops, self.clock())
@@ -109,19 +112,25 @@ class ChannelServer:
         return request
 
     def stats(self) -> dict[str, Any]:
+        self.model.advance(self.clock())
         counters = self.model.counters()
         return {
             "ok": True,
             "host_id": self.host_id,
             "incarnation": self.incarnation,
             "capacity_ops_per_s": self.model.capacity_ops_per_s,
-            "served_ops": self.model.served_ops,
-            "busy_s": self.model.busy_s,
-            "pending_ops": self.model.pending_ops,
+            "collapse": self.model.collapse,
+            "served_ops": round(self.model.served_ops, 3),
+            "asked_ops": round(self.model.asked_ops, 3),
+            "lost_ops": round(self.model.lost_ops, 3),
+            "busy_s": round(self.model.busy_s, 6),
+            "saturated_s": round(self.model.saturated_s, 6),
+            "pending_ops": round(self.model.pending_ops, 3),
             "vms": {
                 vm_id: {
                     "job_type": info.job_type,
                     "running": info.running,
+                    "device_ops_per_s": self.model.device_ops_per_s(vm_id),
                     "counters": counters[vm_id].model_dump(),
                 }
                 for vm_id, info in self.guests.items()
@@ -168,7 +177,9 @@ class ChannelServer:
             raise ChannelError(f"ops: expected an integer 0..10000000, got {ops!r}")
         request = await self.io(vm_id, kind, ops)
         finished_at = request.finished_at if request.finished_at is not None else self.clock()
-        service_s = ops / self.model.capacity_ops_per_s
+        # What the request takes alone, at its own device's rate.
+        rate = self.model.device_ops_per_s(vm_id) or self.model.capacity_ops_per_s
+        service_s = ops / rate
         return {
             "ok": True,
             "ops": ops,

@@ -9,10 +9,17 @@ saturated host slows it down) and returns a small result dict (logged) or None. 
 exception makes the job's outcome `failed`, with the exception as its error text.
 
 Built-ins, scaled by the job's payload:
-- `io-heavy`: `io_ops` (default 200) I/O requests, half reads half writes, in two batched round
-  trips; `cpu_ms` (default 1) of CPU.
+- `io-heavy`: `io_ops` (default 200) I/O requests, half reads half writes; `cpu_ms` (default 1)
+  of CPU.
 - `cpu-heavy`: `cpu_ms` (default 50) of CPU spin; `io_ops` (default 4) I/O requests.
 - `mixed`: `cpu_ms` (default 20) and `io_ops` (default 100).
+
+A built-in job paces its I/O over its run, as the simulator's jobs do: in batches of at most
+`IO_BATCH_OPS` operations (one round trip each, so the host's channel, not Python's per-call
+overhead, bounds throughput), reads and writes alternating, each batch followed by its share of
+the CPU. The host then sees a job ask for I/O at its VM's device rate for the length of the job,
+not one burst at its start; what one job asks of the host is bounded by its VM's device, so
+exceeding a host's limit takes several busy VMs at once.
 """
 
 from __future__ import annotations
@@ -28,6 +35,9 @@ from producers.guest.io import IoChannel
 
 Handler = Callable[[QueuedJob, IoChannel], dict[str, Any] | None]
 
+#: The most I/O operations a built-in job asks for in one round trip.
+IO_BATCH_OPS = 25
+
 
 def _payload_int(job: QueuedJob, name: str, default: int, maximum: int) -> int:
     value = job.payload.get(name, default)
@@ -36,7 +46,7 @@ def _payload_int(job: QueuedJob, name: str, default: int, maximum: int) -> int:
     return value
 
 
-def spin_cpu(cpu_ms: int) -> None:
+def spin_cpu(cpu_ms: float) -> None:
     """Burn `cpu_ms` of this thread's CPU time (not wall time: a busy host stretches it)."""
     deadline = time.thread_time() + cpu_ms / 1000
     x = 0
@@ -48,16 +58,23 @@ def spin_cpu(cpu_ms: int) -> None:
 def _run(job: QueuedJob, io: IoChannel, cpu_ms: int, io_ops: int) -> dict[str, Any]:
     cpu_ms = _payload_int(job, "cpu_ms", cpu_ms, 600_000)
     io_ops = _payload_int(job, "io_ops", io_ops, 10_000_000)
-    reads = io_ops // 2
     waited_s = 0.0
-    # Batched: each request is one round trip for many operations, so the host's capacity, not
-    # Python's per-call overhead, bounds throughput.
-    if reads:
-        waited_s += io.request(reads, "block_rd").waited_s
-    if io_ops - reads:
-        waited_s += io.request(io_ops - reads, "block_wr").waited_s
-    spin_cpu(cpu_ms)
+    batches = io_batches(io_ops)
+    for i, ops in enumerate(batches):
+        waited_s += io.request(ops, "block_rd" if i % 2 == 0 else "block_wr").waited_s
+        spin_cpu(cpu_ms / len(batches))
+    if not batches:
+        spin_cpu(cpu_ms)
     return {"io_ops": io_ops, "cpu_ms": cpu_ms, "io_wait_s": round(waited_s, 6)}
+
+
+def io_batches(io_ops: int) -> list[int]:
+    """`io_ops` split into near-equal batches of at most `IO_BATCH_OPS` (none for 0)."""
+    if io_ops <= 0:
+        return []
+    count = -(-io_ops // IO_BATCH_OPS)
+    size, extra = divmod(io_ops, count)
+    return [size + 1 if i < extra else size for i in range(count)]
 
 
 def io_heavy(job: QueuedJob, io: IoChannel) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from kafka import KafkaProducer
 
 from pipeline.events import IoSample, JobCompletion, QueuedJob, VmRegistration, VmStatus
@@ -149,7 +150,8 @@ def test_channel_throughput_stays_within_capacity_for_many_clients() -> None:
     capacity = 2000.0
     guests = {f"c{i}": GuestInfo("io-heavy", running=True) for i in range(6)}
     loop = asyncio.new_event_loop()
-    server = ChannelServer("hostB", IoChannelModel(capacity), guests)
+    # No collapse here: this is about the server keeping to the model's rate, not the model.
+    server = ChannelServer("hostB", IoChannelModel(capacity, collapse=0.0), guests)
     address = loop.run_until_complete(server.start(Address(host="127.0.0.1", port=0)))
     runner = threading.Thread(target=loop.run_forever, daemon=True)
     runner.start()
@@ -179,3 +181,81 @@ def test_channel_throughput_stays_within_capacity_for_many_clients() -> None:
     assert all(vm["counters"]["block_rd_reqs"] == 1000 for vm in stats["vms"].values())
     # Fair shares: no guest waited much longer than another.
     assert max(waited.values()) / min(waited.values()) < 1.5
+
+
+def serve_in_a_thread(model: object, guests: dict) -> tuple[object, object, object]:
+    import asyncio
+
+    from producers.emulated.protocol import Address
+    from producers.emulated.server import ChannelServer
+
+    loop = asyncio.new_event_loop()
+    server = ChannelServer("hostC", model, guests)  # type: ignore[arg-type]
+    address = loop.run_until_complete(server.start(Address(host="127.0.0.1", port=0)))
+    runner = threading.Thread(target=loop.run_forever, daemon=True)
+    runner.start()
+    return loop, server, address
+
+
+def stop_serving(loop: object, server: object) -> None:
+    import asyncio
+
+    asyncio.run_coroutine_threadsafe(server.close(), loop).result(timeout=10)  # type: ignore[attr-defined]
+    loop.call_soon_threadsafe(loop.stop)  # type: ignore[attr-defined]
+
+
+def timed_requests(address: object, vm_ids: list[str], ops: int) -> dict[str, float]:
+    """Each VM asks `ops` at once from its own thread; the seconds each took."""
+    took: dict[str, float] = {}
+    start = threading.Barrier(len(vm_ids))
+
+    def client(vm_id: str) -> None:
+        channel = TcpIoChannel(address, vm_id)  # type: ignore[arg-type]
+        start.wait()
+        began = time.monotonic()
+        channel.request(ops, "block_rd")
+        took[vm_id] = time.monotonic() - began
+        channel.close()
+
+    threads = [threading.Thread(target=client, args=(vm,)) for vm in vm_ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return took
+
+
+def test_device_caps_bound_each_guest_and_only_several_busy_ones_collapse_the_host() -> None:
+    """Real sockets and timers: a guest runs at its device's rate; guests whose devices fit
+    the channel together do not slow each other; past capacity all slow and goodput is lost,
+    by the collapse formula the simulator uses."""
+    from producers.emulated.channel import IoChannelModel
+    from producers.emulated.collapse import effective_capacity_ops_per_s
+    from producers.emulated.server import GuestInfo
+
+    capacity = 1000.0
+    caps = {"d1": 400.0, "d2": 400.0, "d3": 400.0}
+    model = IoChannelModel(capacity, collapse=0.5, device_ops_per_s=caps)
+    guests = {vm: GuestInfo("io-heavy", running=True) for vm in caps}
+    loop, server, address = serve_in_a_thread(model, guests)
+    try:
+        alone = timed_requests(address, ["d1"], 200)  # 200 ops at 400 ops/s: 0.5 s
+        pair = timed_requests(address, ["d1", "d2"], 200)  # 800 <= 1000: still 0.5 s each
+        before = read_stats(address)
+        trio = timed_requests(address, ["d1", "d2", "d3"], 200)  # 1200 > 1000: collapse
+        after = read_stats(address)
+    finally:
+        stop_serving(loop, server)
+    assert alone["d1"] == pytest.approx(0.5, rel=0.2)
+    assert max(pair.values()) == pytest.approx(0.5, rel=0.2)
+    # D = 1200 on C = 1000: the channel delivers C / (1 + 0.5 x 0.2) = 909 ops/s, 303 each:
+    # 200 ops take 0.66 s instead of 0.5.
+    delivered = effective_capacity_ops_per_s(1200.0, capacity, 0.5)
+    assert min(trio.values()) == pytest.approx(200 / (delivered / 3), rel=0.2)
+    lost = after["lost_ops"] - before["lost_ops"]
+    asked = after["asked_ops"] - before["asked_ops"]
+    served = after["served_ops"] - before["served_ops"]
+    assert served == pytest.approx(600.0)
+    assert asked == pytest.approx(1200.0 * 600.0 / delivered, rel=0.05)
+    assert lost == pytest.approx((capacity - delivered) * 600.0 / delivered, rel=0.05)
+    assert after["vms"]["d1"]["device_ops_per_s"] == 400.0

@@ -25,6 +25,30 @@ def test_flags_build_a_config_with_builtin_handlers() -> None:
         ("b", "pkg.m:f"),
     ]
     assert config.dom0 and config.listen == "127.0.0.1:0"
+    assert config.collapse == 0.5  # the simulator's default
+    assert [vm.device_ops_per_s for vm in config.vms] == [None, None]
+
+
+def test_vm_flag_sets_the_device_cap() -> None:
+    config = build_host_config(
+        {
+            "host_id": "h1",
+            "io_capacity_ops_per_s": 2000,
+            "vms": [parse_vm_flag("a:io-heavy@900"), parse_vm_flag("b:rep=pkg.m:f@150.5")],
+        }
+    )
+    assert [(vm.vm_id, vm.handler_spec, vm.device_ops_per_s) for vm in config.vms] == [
+        ("a", "io-heavy", 900.0),
+        ("b", "pkg.m:f", 150.5),
+    ]
+
+
+@pytest.mark.parametrize("cap", ["0", "-5", "fast"])
+def test_a_bad_device_cap_names_the_field(cap: str) -> None:
+    with pytest.raises(HostConfigError, match="device_ops_per_s"):
+        build_host_config(
+            {"host_id": "h1", "io_capacity_ops_per_s": 10, "vms": [parse_vm_flag(f"a:mixed@{cap}")]}
+        )
 
 
 @pytest.mark.parametrize(
@@ -88,6 +112,8 @@ def test_yaml_config_with_overrides(tmp_path: Path) -> None:
 def test_vm_flag_needs_a_type() -> None:
     with pytest.raises(HostConfigError, match="--vm 'a'"):
         parse_vm_flag("a")
+    with pytest.raises(HostConfigError, match="--vm 'a:mixed@'"):
+        parse_vm_flag("a:mixed@")
 
 
 def test_addresses() -> None:

@@ -6,7 +6,8 @@ import pytest
 
 from pipeline.events import QueuedJob
 from producers.errors import HandlerError
-from producers.guest.handlers import BUILTIN_HANDLERS, load_handler
+from producers.guest import handlers
+from producers.guest.handlers import BUILTIN_HANDLERS, IO_BATCH_OPS, io_batches, load_handler
 from producers.guest.io import IoResult, MeteredIoChannel
 
 
@@ -29,11 +30,39 @@ def job(job_type: str, payload: dict | None = None) -> QueuedJob:
     )  # fmt: skip
 
 
-def test_io_heavy_batches_its_io_in_two_round_trips() -> None:
+def test_io_heavy_paces_its_io_over_its_run_in_batches() -> None:
     io = CountingIo()
-    result = BUILTIN_HANDLERS["io-heavy"](job("io-heavy", {"io_ops": 401, "cpu_ms": 0}), io)
-    assert io.requests == [(200, "block_rd"), (201, "block_wr")]
-    assert result is not None and result["io_ops"] == 401
+    result = BUILTIN_HANDLERS["io-heavy"](job("io-heavy", {"io_ops": 101, "cpu_ms": 0}), io)
+    # 101 ops in at most 25 per round trip: 5 batches of 21 or 20, reads and writes alternating.
+    assert io.requests == [
+        (21, "block_rd"),
+        (20, "block_wr"),
+        (20, "block_rd"),
+        (20, "block_wr"),
+        (20, "block_rd"),
+    ]
+    assert result is not None and result["io_ops"] == 101
+
+
+def test_batches_cover_every_op_and_none_is_larger_than_the_cap() -> None:
+    for ops in (0, 1, 24, 25, 26, 200, 999):
+        batches = io_batches(ops)
+        assert sum(batches) == ops
+        assert all(0 < b <= IO_BATCH_OPS for b in batches)
+        assert not batches or max(batches) - min(batches) <= 1
+
+
+def test_the_cpu_is_spread_between_the_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, float]] = []
+    monkeypatch.setattr(handlers, "spin_cpu", lambda ms: calls.append(("cpu", ms)))
+
+    class RecordingIo(CountingIo):
+        def request(self, ops: int, kind: str = "block_rd") -> IoResult:
+            calls.append(("io", ops))
+            return super().request(ops, kind)
+
+    BUILTIN_HANDLERS["mixed"](job("mixed", {"io_ops": 50, "cpu_ms": 10}), RecordingIo())
+    assert calls == [("io", 25), ("cpu", 5.0), ("io", 25), ("cpu", 5.0)]
 
 
 def test_defaults_differ_by_kind() -> None:
