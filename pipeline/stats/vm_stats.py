@@ -14,10 +14,15 @@ Windows are `pipeline.stats.windows.SlidingWindow`s (event time, plain data): ra
 `rate_window_s`, `io_per_job` over `io_per_job_window_s`. The simulator keeps its VMs in these
 same rows, so the live pipeline and the simulation aggregate identically.
 
-`io_per_job` (Table 2) is re-estimated on every completion as the ratio of windowed sums,
-`Σ io_ops / Σ jobs` over its window, once the window holds at least `min_jobs` completions;
-until then the last estimate stands. A ratio of sums over a sliding window follows drift within
-one window and does not overweight a single odd job, which a mean of per-job ratios would.
+`io_per_job` (Table 2) is re-estimated on every sample and completion as the ratio of windowed
+sums, `Σ io_ops / Σ jobs` over its window, once the window holds at least `min_jobs`
+completions; until then the last estimate stands. A ratio of sums over a sliding window follows
+drift within one window and does not overweight a single odd job, which a mean of per-job ratios
+would. Both sums end at the newest I/O sample: a completion travels on its own path and arrives
+before the Dom0 sample that carries its I/O (a sample covers the interval before it), so the
+jobs counted are those finished by then, from one bucket before the I/O window's first (whose
+sample covers the interval before it). Counting every job so far would divide older I/O by newer
+jobs: low by a second's jobs in a full window, by far more while the window is young.
 
 Every input is idempotent: a re-delivered sample (not newer than the last one), completion (job
 id already seen) or decision (job already in flight or completed) changes nothing. Inputs are
@@ -160,6 +165,7 @@ class VmStats:
         self.windows["io_ops"].add(sampled_at, io_ops)
         self.windows["io_ops_long"].add(sampled_at, io_ops)
         self._prune(sampled_at)
+        self._estimate_io_per_job()
         return True
 
     def add_completion(self, job_id: str, finished_at: float, service_s: float) -> bool:
@@ -173,7 +179,8 @@ class VmStats:
         self.windows["busy_s"].add(finished_at, service_s)
         self.last_completion_at = max(finished_at, self.last_completion_at or 0.0)
         self._prune(finished_at)
-        self._estimate_io_per_job(finished_at)
+        if self.last_telemetry_at is not None and finished_at <= self.last_telemetry_at:
+            self._estimate_io_per_job()  # a late completion whose I/O is already counted
         return True
 
     def add_dispatch(self, job_id: str, dispatched_at: float) -> bool:
@@ -227,8 +234,13 @@ class VmStats:
         expired = now - self.config.inflight_timeout_s
         self.inflight = {j: t for j, t in self.inflight.items() if t >= expired}
 
-    def _estimate_io_per_job(self, now: float) -> None:
-        jobs = self.windows["jobs_long"].total(now)
+    def _estimate_io_per_job(self) -> None:
+        until = self.last_telemetry_at
+        if until is None:
+            return
+        io = self.windows["io_ops_long"]
+        since = (io.oldest_bucket(until) - 1) * io.bucket_s
+        jobs = sum(1 for finished_at in self.completed.values() if since < finished_at <= until)
         if jobs >= self.config.io_per_job_min_jobs:
-            self.io_per_job = self.windows["io_ops_long"].total(now) / jobs
-            self.io_per_job_samples = int(jobs)
+            self.io_per_job = io.total(until) / jobs
+            self.io_per_job_samples = jobs

@@ -76,25 +76,39 @@ def test_a_vm_seen_for_only_a_few_seconds_is_not_diluted_by_the_full_window():
 
 def test_io_per_job_table2_is_the_ratio_of_windowed_sums_after_min_jobs():
     row = VmStats("vm1", CONFIG)
-    for t in range(100, 104):
-        add_sample(row, sample(float(t), 300))  # 1200 ops
+    for t in range(101, 104):
+        add_sample(row, sample(float(t), 300))  # each covers the second before it
     for i in range(3):
-        add_done(row, done(f"j{i}", 101.0 + i))
+        add_done(row, done(f"j{i}", 100.5 + i))
     assert row.io_per_job is None  # 3 jobs < min_jobs 4: no estimate yet
     add_done(row, done("j3", 103.5))
+    # Its I/O is not in any sample yet: the estimate waits for the sample that covers it.
+    assert row.io_per_job is None
+    add_sample(row, sample(104.0, 300))
     assert row.io_per_job == pytest.approx(1200 / 4)
     assert row.io_per_job_samples == 4
+
+
+def test_io_per_job_counts_only_the_jobs_whose_io_was_sampled():
+    # Completions arrive ahead of Dom0's samples; jobs newer than the newest sample wait.
+    row = VmStats("vm1", CONFIG)
+    for t in range(101, 106):
+        add_sample(row, sample(float(t), 100))  # 500 ops for 5 jobs, one a second
+        add_done(row, done(f"j{t}", t + 0.5))  # ahead of the sample that will carry its I/O
+    assert row.io_per_job == pytest.approx(500 / 4)  # not 500 / 5: j105's I/O is not in yet
+    add_sample(row, sample(106.0, 100))
+    assert row.io_per_job == pytest.approx(600 / 5)
 
 
 def test_io_per_job_follows_drift_within_one_window():
     row = VmStats("vm1", CONFIG)
     for t in range(100, 110):
-        add_sample(row, sample(float(t), 100))
         add_done(row, done(f"old{t}", t + 0.5))
+        add_sample(row, sample(float(t + 1), 100))
     assert row.io_per_job == pytest.approx(100.0)
     for t in range(110, 121):  # the workload now costs 400 ops per job
-        add_sample(row, sample(float(t), 400))
         add_done(row, done(f"new{t}", t + 0.5))
+        add_sample(row, sample(float(t + 1), 400))
     assert row.io_per_job == pytest.approx(400.0)
 
 
@@ -157,11 +171,11 @@ def test_rates_follow_a_short_window_while_io_per_job_keeps_a_long_one():
     config = WindowConfig(rate_window_s=2.0, io_per_job_window_s=20.0, io_per_job_min_jobs=4)
     row = VmStats("vm1", config)
     for t in range(100, 110):
-        add_sample(row, sample(float(t), 100))
         add_done(row, done(f"j{t}", t + 0.5))
-    add_sample(row, sample(110.0, 0))  # the VM goes quiet
-    add_sample(row, sample(111.0, 0))
-    assert row.io_ops_per_s(111.5) == 0.0  # the 2 s rate window sees it at once
+        add_sample(row, sample(float(t + 1), 100))
+    add_sample(row, sample(111.0, 0))  # the VM goes quiet
+    add_sample(row, sample(112.0, 0))
+    assert row.io_ops_per_s(112.5) == 0.0  # the 2 s rate window sees it at once
     assert row.io_per_job == pytest.approx(100.0)  # 1000 ops / 10 jobs over the long window
 
 
