@@ -368,6 +368,11 @@ class CandidateView(BaseModel):
     rejected_by: str | None = None
     #: The weighers' combined score (None if not weighed).
     weight: float | None = None
+    #: What the job would add to the host's I/O demand now: its rate on an idle VM, 0 behind a
+    #: running job (io-aware's fit test; None where not judged).
+    job_io_ops_per_s: float | None = None
+    #: Seconds until the job would be done on this VM, as the policy expected (None: not judged).
+    expected_response_s: float | None = None
 
 
 class DispatchDecision(Event):

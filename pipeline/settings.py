@@ -188,12 +188,18 @@ class PipelineSettings(BaseSettings):
     horizon_s: float = Field(
         _POLICY.horizon_s,
         gt=0,
-        description="committed I/O of in-flight jobs is spread over this horizon",
+        description="a VM holds at most the jobs it clears in this many seconds",
     )
     warmup_outstanding_per_vm: int = Field(
         _POLICY.warmup_outstanding_per_vm,
         ge=1,
         description="jobs a VM may hold before its host's limit is known",
+    )
+    hold_s: float = Field(
+        _POLICY.hold_s,
+        ge=0,
+        description="io-aware's strictness: seconds a job that fits under no host's limit "
+        "waits before it goes over one (inf: never); longer trades p99 for time over limit",
     )
     retry_interval_s: float = Field(0.25, gt=0, description="how often waiting jobs are retried")
     vm_state_interval_s: float = Field(
@@ -213,6 +219,7 @@ class PipelineSettings(BaseSettings):
             lag_limit_s=self.lag_limit_s,
             horizon_s=self.horizon_s,
             warmup_outstanding_per_vm=self.warmup_outstanding_per_vm,
+            hold_s=self.hold_s,
         )
 
     def window_config(self) -> WindowConfig:

@@ -74,7 +74,9 @@ class Dispatcher:
                 f"deadline passed: {now - deadline_at:.1f}s after submitted_at + deadline_s",
             )
         snapshot = self.snapshots.get(now)
-        decision = self.policy.decide(snapshot, JobRequest(job.job_id, job.job_type), self.rng)
+        waited_s = max(0.0, now - job.submitted_at)
+        request = JobRequest(job.job_id, job.job_type, waited_s=waited_s)
+        decision = self.policy.decide(snapshot, request, self.rng)
         event = DispatchDecision(
             job_id=job.job_id,
             job_type=job.job_type,

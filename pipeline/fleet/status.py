@@ -18,6 +18,9 @@ from pipeline.policy.snapshot import FleetSnapshot
 def fleet_status(view: FleetView, snapshot: FleetSnapshot, policy: Policy) -> list[dict[str, Any]]:
     filters = getattr(policy, "filters", ())
     load_model = getattr(policy, "load_model", projected_io_ops_per_s)
+    # A policy that judges more than a host's total (io-aware: what the job would add, its VM's
+    # backlog) builds its own candidates; the page then says what its dispatcher would do.
+    build = getattr(policy, "make_candidate", None)
     config = snapshot.config
     hosts = []
     for host in snapshot.hosts():
@@ -27,7 +30,7 @@ def fleet_status(view: FleetView, snapshot: FleetSnapshot, policy: Policy) -> li
         eligible_vms = 0
         reasons: list[str] = []
         for vm in host.vms:
-            candidate = make_candidate(snapshot, vm, load_model)
+            candidate = build(snapshot, vm) if build else make_candidate(snapshot, vm, load_model)
             verdicts = [check.host_passes(candidate, config) for check in filters]
             refused = [v.reason for v in verdicts if not v.passes]
             eligible_vms += not refused

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from pipeline.events import CandidateView
-from pipeline.policy.decision import Decision, JobRequest, Outcome
+from pipeline.policy.decision import Decision, JobRequest, Outcome, record
 from pipeline.policy.snapshot import FleetSnapshot, HostView, PolicyConfig, VmView
 
 
@@ -33,6 +33,19 @@ class Candidate:
     telemetry_behind_s: float | None
     #: Reported outstanding jobs plus local claims.
     outstanding_jobs: int
+    #: What this job would add to the host's I/O demand now (its rate if the VM is idle, 0 if
+    #: it queues behind a running job; None: unknown). Only policies that judge fit set it.
+    job_io_ops_per_s: float | None = None
+    #: Seconds until this job would be done there, as the policy expects (None: not judged).
+    expected_response_s: float | None = None
+    #: The VM's service time as the policy estimates it (None: not judged, or unknown).
+    service_s: float | None = None
+    #: The host's I/O rate as Dom0 measured it (None: read it from the host view).
+    measured_io: float | None = None
+
+    @property
+    def measured_io_ops_per_s(self) -> float:
+        return self.host.measured_io_ops_per_s if self.measured_io is None else self.measured_io
 
     @property
     def limit_ops_per_s(self) -> float | None:
@@ -59,6 +72,8 @@ class Candidate:
             eligible=eligible,
             rejected_by=rejected_by,
             weight=weight,
+            job_io_ops_per_s=self.job_io_ops_per_s,
+            expected_response_s=self.expected_response_s,
         )
 
 
@@ -181,6 +196,6 @@ def dispatched(
         vm_id=chosen.vm.vm_id,
         host_id=chosen.host.host_id,
         reason=reason,
-        candidates=tuple(examined),
+        candidates=record(examined),
         policy=policy,
     )

@@ -10,7 +10,6 @@ import math
 from dataclasses import dataclass
 
 from pipeline.policy.base import Candidate, Verdict
-from pipeline.policy.load import service_rate_jobs_per_s
 from pipeline.policy.snapshot import PolicyConfig
 
 
@@ -96,20 +95,90 @@ class WarmupFilter:
         return Verdict(False, f"warm-up {candidate.outstanding_jobs} >= {cap} jobs")
 
 
-def backlog_cap_jobs(candidate: Candidate, config: PolicyConfig) -> int:
-    """Jobs the VM clears within the horizon, counted from when its count was reported.
+@dataclass(frozen=True)
+class FitFilter:
+    """The job fits under its host's limit now: demand now + what the job adds <= limit.
 
-    service_rate * (horizon_s + telemetry age): the reported outstanding count is
-    `telemetry_age_s` old and the VM has cleared about service_rate * age jobs since, which the
-    count (plus claims) still includes. The service rate is measured (load / busy fraction), so
-    a VM on a slowed host gets a smaller cap. At least `warmup_outstanding_per_vm`, which is also
-    the cap of a VM that has completed nothing in the window (its rate is unknown).
+    Demand now is `pipeline.policy.load.running_io_ops_per_s` (Σ of the rates of the jobs
+    running on the host's VMs); the job adds its own rate on an idle VM, nothing behind a
+    running job (one job at a time). The paper asks only whether the host is under its limit
+    before the job; this asks whether it stays under with the job, so one job cannot take a
+    host from just under its limit to far over it. A host without a limit is left to the
+    warm-up filter. "Over" means strictly more: a host exactly
+    at its limit is not over it.
     """
-    rate = service_rate_jobs_per_s(candidate.vm)
-    if rate is None:
+
+    name: str = "does not fit"
+
+    def host_passes(self, candidate: Candidate, config: PolicyConfig) -> Verdict:
+        limit = candidate.limit_ops_per_s
+        added = candidate.job_io_ops_per_s
+        if limit is None or added is None:
+            return Verdict(True, "fit not judged (warm-up)")
+        total = candidate.total_io_ops_per_s + added
+        if total <= limit:
+            return Verdict(True, f"{candidate.total_io_ops_per_s:.0f} + {added:.0f} <= {limit:.0f}")
+        return Verdict(
+            False, f"{candidate.total_io_ops_per_s:.0f} + {added:.0f} > limit {limit:.0f} ops/s"
+        )
+
+
+class HysteresisFilter:
+    """A host that went over its limit starts no new job until it is back under
+    (1 - hysteresis) x its limit; while Dom0 measures it over its limit it takes no job at all.
+
+    Without it a host at its limit flaps: every completion frees a little room, the next job
+    fills it, and an estimate a few percent off (rates are measured over windows) takes it over
+    and back many times a second. Over is judged on either view: the demand of the jobs running
+    there (a job sent over the limit after its hold, an estimate that moved), or Dom0's meter
+    (what the dispatcher's estimates do not see: other dispatchers' jobs, a drifted job cost).
+    A job that would queue behind a running one adds nothing now, so on the demand view alone
+    it is left to the fit test (demand now <= limit); Dom0 measuring the host over its limit
+    refuses it too.
+
+    The only state of a policy instance beyond its inputs: the set of hosts closed, updated as
+    hosts are examined (one instance per dispatcher, deterministic given its inputs).
+    """
+
+    name = "at limit (hysteresis)"
+
+    def __init__(self) -> None:
+        self.closed: set[str] = set()
+
+    def host_passes(self, candidate: Candidate, config: PolicyConfig) -> Verdict:
+        limit = candidate.limit_ops_per_s
+        host_id = candidate.host.host_id
+        if limit is None:
+            self.closed.discard(host_id)
+            return Verdict(True, "limit unknown")
+        measured = candidate.measured_io_ops_per_s
+        if measured > limit:
+            self.closed.add(host_id)
+            return Verdict(False, f"Dom0 measures {measured:.0f} > limit {limit:.0f} ops/s")
+        demand = candidate.total_io_ops_per_s
+        worst = max(measured, demand)
+        if worst > limit:
+            self.closed.add(host_id)
+        elif host_id in self.closed and worst <= (1.0 - config.hysteresis) * limit:
+            self.closed.discard(host_id)
+        starts = candidate.job_io_ops_per_s is None or candidate.job_io_ops_per_s > 0
+        if starts and host_id in self.closed:
+            reopen_at = (1.0 - config.hysteresis) * limit
+            return Verdict(False, f"{worst:.0f} not yet under {reopen_at:.0f} ops/s")
+        return Verdict(True, f"{worst:.0f} ops/s, host open")
+
+
+def backlog_cap_jobs(candidate: Candidate, config: PolicyConfig) -> int:
+    """Jobs the VM may hold: what it clears within `horizon_s` at its service time.
+
+    ceil(horizon_s / service_s), at least `warmup_outstanding_per_vm` (also the cap of a VM
+    that has run nothing lately: its service time is unknown). The service time is measured
+    (the VM's, else its type's), so a VM on a slowed host gets a smaller cap.
+    """
+    service_s = candidate.service_s
+    if service_s is None or service_s <= 0:
         return config.warmup_outstanding_per_vm
-    age_s = max(0.0, candidate.telemetry_age_s or 0.0)
-    clears = math.ceil(rate * (config.horizon_s + age_s) - 1e-9)
+    clears = math.ceil(config.horizon_s / service_s - 1e-9)
     return max(config.warmup_outstanding_per_vm, clears)
 
 
@@ -119,8 +188,8 @@ class BacklogFilter:
 
     HAProxy's bounded server queue (`maxqueue`): a VM runs one job at a time, so jobs beyond what
     it can clear within the horizon are better kept in the dispatcher's durable waiting queue,
-    per type, and sent to whichever VM frees first, than pinned behind one VM's backlog. See
-    `backlog_cap_jobs` for the cap.
+    per type, and sent to whichever VM frees first (late binding), than pinned behind one VM's
+    backlog. See `backlog_cap_jobs` for the cap.
     """
 
     name: str = "backlog full"

@@ -1,71 +1,80 @@
-"""`io-aware` (the default): the paper's rule, fixed where it fails, with power-of-d choices.
+"""`io-aware` (the default): a job goes where it fits under its host's I/O limit, soonest done.
 
-Load model (`pipeline.policy.load.projected_io_ops_per_s`), per VM, summed over the host:
+The paper sends a job to a host whose I/O, as reported, is under its limit. Reports are a
+window behind, and a job's I/O comes in a burst at the time scale of the job (an I/O-heavy job
+may ask most of a host's limit for a tenth of a second), so the paper's rule lets two such jobs
+meet on one host, and judges a host only before the job, not with it. io-aware judges at the time
+scale of a job instead:
 
-    projected_io = Σ over VMs of max(measured_io, load * io_per_job, committed_rate)
-    committed_rate = outstanding * io_per_job / max(horizon_s, outstanding / service_rate)
+- **Demand now** (`pipeline.policy.load.running_io_ops_per_s`): Σ over the host's VMs that hold
+  a job of that job's rate, io_per_job over the measured service time. A VM runs one job at a
+  time, so a queue adds nothing now; the dispatcher's own placements (claims) count at once.
+- **Fit**: a job started on an idle VM adds its own rate; behind a running job it adds nothing.
+  It fits if demand now + that <= limit (`filters.FitFilter`). A job of a VM nobody has timed
+  yet (cold start) counts as its host's whole limit: it runs alone until measured.
+- **Hysteresis** (`filters.HysteresisFilter`): a host that went over its limit, by its demand
+  or by Dom0's meter, takes nothing until it is back under (1 - hysteresis) x its limit.
 
-where outstanding = reported + claims, and service_rate = load / busy_fraction (one job at a
-time: a queue drains no faster than that, so it never counts as running in parallel).
+Filters, in order (the first that fails is recorded as `rejected_by`): `stale` (silence is
+never idleness), `at limit (hysteresis)`, `does not fit`, `warm-up full` (the host's limit is
+unknown: a trickle), `backlog full` (a VM holds at most what it clears in `horizon_s`; more wait
+at the dispatcher and go to whichever VM frees first: late binding, as Sparrow's).
 
-Filters, in order (the first that fails is recorded as `rejected_by`):
+Selection, least expected response first (a job's response is its wait plus its service):
 
-1. `stale`: the host's telemetry is at most `stale_after_s` old (never heard from is stale);
-   a silent host is never assumed idle.
-2. `over limit`: projected_io < limit (a host without a limit is left to the next filter).
-3. `warm-up full`: while a host's limit is unknown, its VM holds fewer than
-   `warmup_outstanding_per_vm` jobs.
-4. `backlog full` (HAProxy's bounded server queue): the VM holds fewer jobs than it clears in
-   `horizon_s` plus its telemetry's age (`filters.backlog_cap_jobs`); excess jobs wait at the
-   dispatcher, durably and per type, and go to whichever VM frees first.
+1. **An idle VM where the job fits** (expected response: its service time). Probed in a random
+   order among the type's idle VMs (`FleetSnapshot.idle_candidates`) until `choices` eligible
+   ones are found or `probe_limit` were tested; of those, the one whose host keeps the most
+   relative headroom with the job (then the faster VM) wins: power of d choices, so a decision
+   costs O(choices) whatever the fleet size.
+2. Else **a busy VM whose host is within its limit**, where the job waits behind
+   (outstanding + 1) x service time: `probe_limit` of the type's VMs probed in a random order,
+   the least expected response of the eligible ones wins (the counts are the dispatcher's own,
+   exact, so more choices help here, where stale reports would make them herd).
+3. Else a **scan** of every candidate (the rare, expensive path), then as in 1 or 2.
+4. Else, if the job has waited `hold_s` (the strictness) or longer, it goes **over a limit**: to
+   the fresh VM with room in its backlog whose host it overshoots least (relative to the limit),
+   then the soonest done. Else it **waits** at the dispatcher, with a reason counting why each
+   candidate was refused.
 
-Weighers (Nova: each normalised to 0..1 over the compared candidates, multiplied, summed):
-relative headroom, (limit - projected) / limit (warm-up VMs: 1 - outstanding / cap), and fewest
-outstanding jobs. A VM runs one job at a time, so the tail waits in its queue: of two eligible
-VMs, one emptier and one on a freer host, the emptier one wins (the tie of the two weighers
-goes to fewer outstanding, `base.best`).
-
-Selection (Mitzenmacher's "How useful is old information?"; Envoy's power of two choices):
-walk the type's candidates in a random order, testing each with the filters, until `choices`
-eligible ones are found or `probe_limit` were tested; the heaviest wins (ties: fewer
-outstanding, then vm_id). Only if no probe was eligible are the remaining candidates scanned,
-and `choices` are then drawn from all the eligible ones. So a typical decision tests O(choices)
-candidates whatever the fleet size, and comparing two random eligible hosts instead of always
-taking the apparent best keeps stale data from herding everyone onto one host.
-
-No eligible candidate: WAITING, with a reason counting backlog full / over limit / stale /
-warm-up full.
+So while the offered I/O fits under the limits, hosts stay under them and jobs wait at most
+briefly for room; when it does not, `hold_s` bounds the wait and the overshoot goes where it
+hurts least.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 from pipeline.events import CandidateView
 from pipeline.policy.base import (
     Candidate,
     Filter,
     LoadModel,
-    Weigher,
-    best,
     dispatched,
-    make_candidate,
     rejected,
-    run_filters,
-    weigh,
 )
-from pipeline.policy.decision import Decision, JobRequest
+from pipeline.policy.decision import CandidateRecord, Decision, JobRequest
 from pipeline.policy.filters import (
     BacklogFilter,
+    FitFilter,
     FreshTelemetryFilter,
-    IoLimitFilter,
+    HysteresisFilter,
     WarmupFilter,
 )
-from pipeline.policy.load import projected_io_ops_per_s
-from pipeline.policy.snapshot import FleetSnapshot
+from pipeline.policy.load import (
+    job_io_ops_per_s,
+    running_io_ops_per_s,
+    unmeasured_job_io_ops_per_s,
+)
+from pipeline.policy.snapshot import FleetSnapshot, PolicyConfig, VmView
 from pipeline.policy.waiting import waiting
-from pipeline.policy.weighers import FewestOutstandingWeigher, RelativeHeadroomWeigher
+
+#: Filters a job held `hold_s` may ignore when it goes over a limit.
+_LIMIT_FILTERS = frozenset({FitFilter.name, HysteresisFilter.name})
 
 
 def random_order(n: int, rng: random.Random) -> Iterator[int]:
@@ -81,87 +90,203 @@ def random_order(n: int, rng: random.Random) -> Iterator[int]:
         yield picked
 
 
+def fit_candidate(snapshot: FleetSnapshot, vm: VmView) -> Candidate:
+    """A candidate with io-aware's numbers: demand now, what the job adds, expected response."""
+    host = snapshot.host(vm.host_id)
+    outstanding = snapshot.outstanding(vm)
+    service_s = snapshot.service_s_estimate(vm)
+    added: float | None = 0.0
+    if outstanding == 0:
+        added = job_io_ops_per_s(snapshot, vm)
+        if added is None and host.limit_ops_per_s is not None:
+            added = unmeasured_job_io_ops_per_s(snapshot, vm)
+    return Candidate(
+        vm=vm,
+        host=host,
+        total_io_ops_per_s=running_io_ops_per_s(snapshot, host),
+        telemetry_age_s=snapshot.telemetry_age_s(host),
+        telemetry_behind_s=snapshot.telemetry_behind_s(host),
+        outstanding_jobs=outstanding,
+        job_io_ops_per_s=added,
+        expected_response_s=None if service_s is None else (outstanding + 1) * service_s,
+        service_s=service_s,
+        measured_io=snapshot.memo(("measured", host.host_id), lambda: host.measured_io_ops_per_s),
+    )
+
+
+def headroom_after(candidate: Candidate) -> float:
+    """(limit - demand now - what the job adds) / limit; a warm-up host counts as empty."""
+    limit = candidate.limit_ops_per_s
+    if limit is None or limit <= 0:
+        return 1.0
+    return (limit - candidate.total_io_ops_per_s - (candidate.job_io_ops_per_s or 0.0)) / limit
+
+
+def _soonest(candidate: Candidate) -> float:
+    response = candidate.expected_response_s
+    return math.inf if response is None else response
+
+
+@dataclass
+class _Search:
+    """What one decision has tested so far."""
+
+    eligible: list[Candidate]
+    #: Refused only by the limit (fit or hysteresis): where a job held `hold_s` may go.
+    over_limit: list[Candidate]
+    #: Refused candidates to record (up to the cap), with the filter that refused each; turned
+    #: into `CandidateView`s only for the decision's record.
+    refused: list[tuple[Candidate, str]]
+    rejections: dict[str, int]
+    tested: set[str]
+
+    def record(self, cap: int, compared: Sequence[Candidate] = ()) -> CandidateRecord:
+        """The decision's record, built when read: refused candidates up to the cap (less the
+        compared ones, which are always recorded), then the compared ones."""
+        refused = self.refused[: max(0, cap - len(compared))]
+        chosen = list(compared)
+
+        def build() -> list[CandidateView]:
+            views = [c.score(eligible=False, rejected_by=why) for c, why in refused]
+            views.extend(c.score(eligible=True) for c in chosen)
+            return views
+
+        return CandidateRecord(build)
+
+
 class IoAwarePolicy:
     name = "io-aware"
 
     def __init__(self) -> None:
+        self.hysteresis = HysteresisFilter()
         self.filters: tuple[Filter, ...] = (
             FreshTelemetryFilter(),
-            IoLimitFilter(unknown_limit_passes=True),
+            self.hysteresis,
+            FitFilter(),
             WarmupFilter(),
             BacklogFilter(),
         )
-        self.weighers: tuple[Weigher, ...] = (
-            RelativeHeadroomWeigher(),
-            FewestOutstandingWeigher(),
-        )
         #: How this policy judges a host's I/O (also what the live /hosts view shows).
-        self.load_model: LoadModel = projected_io_ops_per_s
+        self.load_model: LoadModel = running_io_ops_per_s
+
+    def make_candidate(self, snapshot: FleetSnapshot, vm: VmView) -> Candidate:
+        """The candidate this policy judges (also what the live /hosts view judges)."""
+        return fit_candidate(snapshot, vm)
 
     def decide(self, snapshot: FleetSnapshot, job: JobRequest, rng: random.Random) -> Decision:
         vms = snapshot.candidates(job.job_type)
         if not vms:
             return rejected(self.name, job)
         config = snapshot.config
-        eligible: list[Candidate] = []
-        examined: list[CandidateView] = []
-        rejections: dict[str, int] = {}
-        tested: set[int] = set()
-
-        def test(index: int) -> None:
-            tested.add(index)
-            candidate = make_candidate(snapshot, vms[index], self.load_model)
-            verdict = run_filters(self.filters, candidate, config)
-            if verdict is None:
-                eligible.append(candidate)
-            else:
-                rejections[verdict] = rejections.get(verdict, 0) + 1
-                if len(examined) < config.max_recorded_candidates:
-                    examined.append(candidate.score(eligible=False, rejected_by=verdict))
-
-        order = random_order(len(vms), rng)
-        for index in order:
-            test(index)
-            if len(eligible) >= config.choices or len(tested) >= config.probe_limit:
-                break
+        search = _Search([], [], [], {}, set())
         mode = "p2c" if config.choices == 2 else f"p{config.choices}c"
-        if not eligible:
-            # Sampling found nothing: scan the rest, so a few eligible hosts among many full
-            # ones are still found (the scan is the rare, expensive path).
-            for index in range(len(vms)):
-                if index not in tested:
-                    test(index)
-            if not eligible:
-                return waiting(self.name, job, len(tested), rejections, examined)
-            if len(eligible) > config.choices:
-                eligible = rng.sample(eligible, config.choices)
-            mode += f" after scanning {len(tested)}"
-        return self._choose(snapshot, eligible, examined, mode)
 
-    def _choose(
-        self,
-        snapshot: FleetSnapshot,
-        eligible: Sequence[Candidate],
-        examined: list[CandidateView],
-        mode: str,
+        # 1. An idle VM where the job fits.
+        idle = snapshot.idle_candidates(job.job_type)
+        for index in random_order(len(idle), rng):
+            self._test(snapshot, idle[index], search, config)
+            if len(search.eligible) >= config.choices or len(search.tested) >= config.probe_limit:
+                break
+        if search.eligible:
+            return self._start(snapshot, search, f"idle VM, {mode}")
+
+        # 2. A busy VM on a host within its limit, soonest done of `probe_limit` probed.
+        probes = 0
+        for index in random_order(len(vms), rng):
+            if probes >= config.probe_limit:
+                break
+            if vms[index].vm_id in search.tested:
+                continue
+            probes += 1
+            self._test(snapshot, vms[index], search, config)
+            if search.eligible and search.eligible[-1].outstanding_jobs <= 1:
+                break  # only its running job ahead: no busy VM can do better
+        if not search.eligible:
+            # 3. Nothing among the probes: scan the rest, so a few eligible hosts among many
+            # full ones are still found (the scan is the rare, expensive path).
+            for vm in vms:
+                if vm.vm_id not in search.tested:
+                    self._test(snapshot, vm, search, config)
+            mode = f"after scanning {len(search.tested)}"
+        else:
+            mode = f"{probes} probed"
+        if search.eligible:
+            idle_fits = [c for c in search.eligible if c.outstanding_jobs == 0]
+            if idle_fits:
+                if len(idle_fits) > config.choices:
+                    idle_fits = rng.sample(idle_fits, config.choices)
+                search.eligible = idle_fits
+                return self._start(snapshot, search, f"idle VM, {mode}")
+            return self._queue(snapshot, search, f"behind a running job, best of {mode}")
+
+        # 4. Nowhere under a limit: hold the job, or after `hold_s` send it over one.
+        waited_s = job.waited_s
+        if search.over_limit and waited_s >= config.hold_s:
+            return self._overflow(snapshot, search, waited_s, config)
+        views = search.record(config.max_recorded_candidates)
+        return waiting(self.name, job, len(search.tested), search.rejections, views)
+
+    # --- the steps --------------------------------------------------------------------------
+
+    def _test(
+        self, snapshot: FleetSnapshot, vm: VmView, search: _Search, config: PolicyConfig
+    ) -> None:
+        search.tested.add(vm.vm_id)
+        candidate = fit_candidate(snapshot, vm)
+        verdict = None
+        only_the_limit = True  # refused by nothing but the limit filters (so far)
+        for check in self.filters:
+            if check.host_passes(candidate, config).passes:
+                continue
+            if verdict is None:
+                verdict = check.name
+            if check.name not in _LIMIT_FILTERS:
+                only_the_limit = False
+                break
+        if verdict is None:
+            search.eligible.append(candidate)
+            return
+        search.rejections[verdict] = search.rejections.get(verdict, 0) + 1
+        if only_the_limit:
+            search.over_limit.append(candidate)
+        if len(search.refused) < config.max_recorded_candidates:
+            search.refused.append((candidate, verdict))
+
+    def _start(self, snapshot: FleetSnapshot, search: _Search, mode: str) -> Decision:
+        # Most relative headroom left with the job, then the faster VM, then vm_id.
+        chosen = min(
+            search.eligible,
+            key=lambda c: (-round(headroom_after(c), 9), _soonest(c), c.vm.vm_id),
+        )
+        headroom = headroom_after(chosen)
+        reason = (
+            f"host {chosen.host.host_id} fits the job "
+            f"({chosen.job_io_ops_per_s or 0:.0f} ops/s, {headroom:.0%} of its limit left; {mode})"
+        )
+        return self._record(snapshot, search, chosen, reason)
+
+    def _queue(self, snapshot: FleetSnapshot, search: _Search, mode: str) -> Decision:
+        chosen = min(search.eligible, key=lambda c: (_soonest(c), -headroom_after(c), c.vm.vm_id))
+        response = _soonest(chosen)
+        reason = (
+            f"VM {chosen.vm.vm_id} holds {chosen.outstanding_jobs} jobs, "
+            f"done in ~{response:.2f}s; host {chosen.host.host_id} within its limit ({mode})"
+        )
+        return self._record(snapshot, search, chosen, reason)
+
+    def _overflow(
+        self, snapshot: FleetSnapshot, search: _Search, waited_s: float, config: PolicyConfig
     ) -> Decision:
-        config = snapshot.config
-        weights = weigh(self.weighers, eligible, config)
-        chosen = eligible[best(eligible, weights)]
-        # The compared candidates are always recorded; rejected ones only up to the cap.
-        examined = examined[: max(0, config.max_recorded_candidates - len(eligible))]
-        examined.extend(
-            candidate.score(eligible=True, weight=weight)
-            for candidate, weight in zip(eligible, weights, strict=True)
+        chosen = min(search.over_limit, key=lambda c: (-headroom_after(c), _soonest(c), c.vm.vm_id))
+        reason = (
+            f"held {waited_s:.2f}s >= hold_s {config.hold_s:g}s with no host under its limit: "
+            f"host {chosen.host.host_id} overshoots least ({-headroom_after(chosen):.0%} over)"
         )
-        reason = f"{_describe(chosen)} ({mode} of {','.join(c.host.host_id for c in eligible)})"
+        search.eligible = [chosen]
+        return self._record(snapshot, search, chosen, reason)
+
+    def _record(
+        self, snapshot: FleetSnapshot, search: _Search, chosen: Candidate, reason: str
+    ) -> Decision:
+        examined = search.record(snapshot.config.max_recorded_candidates, search.eligible)
         return dispatched(self.name, snapshot, chosen, reason, examined)
-
-
-def _describe(candidate: Candidate) -> str:
-    headroom = candidate.headroom_ops_per_s
-    if headroom is None:
-        return (
-            f"host {candidate.host.host_id} warming up, VM holds {candidate.outstanding_jobs} jobs"
-        )
-    return f"host {candidate.host.host_id} headroom {headroom:.0f} ops/s"

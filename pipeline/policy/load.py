@@ -13,6 +13,11 @@ Pure functions of a snapshot and a host; nothing else. Units: I/O requests per s
   takes whichever view is worse (Dom0's meter sees I/O of jobs still running; the paper's
   product sees I/O of jobs finished; the committed rate sees jobs sent and not yet run), so a
   burst of placements raises the estimate at once, without counting a running job twice.
+- `job_io_ops_per_s`: what one job of a VM asks of the channel while it runs, io_per_job over
+  the service time (the time scale of a job, not of a telemetry window).
+- `running_io_ops_per_s`: the host's I/O demand *now*: Σ over its VMs holding a job of that
+  job's rate (a VM runs one job at a time, so a queue adds nothing now, only later). This is
+  what io-aware checks a job's fit against (`pipeline.policy.io_aware`).
 """
 
 from __future__ import annotations
@@ -76,3 +81,58 @@ def vm_committed_io_ops_per_s(snapshot: FleetSnapshot, vm: VmView) -> float:
     if rate is not None:
         spread_s = max(spread_s, jobs / rate)
     return jobs * io_per_job / spread_s
+
+
+def job_io_ops_per_s(snapshot: FleetSnapshot, vm: VmView) -> float | None:
+    """The I/O rate one job of `vm` asks while it runs: io_per_job / service time, its type's.
+
+    Both are its type's: the median io_per_job of the type's VMs (else the VM's own) over the
+    service time pooled over every VM of the type (`FleetSnapshot.type_service_s`, else the
+    VM's own). A job of a type costs what its type costs; one VM's own figures rest on its own
+    jobs (a ratio over a minute's, a mean over a few seconds'), a few percent off either way,
+    and a fit judged within a few percent of a limit turns such noise into overloads one way
+    and refusals the other. Without them, the VM's measured I/O per busy second (Dom0's meter
+    over the guest's busy fraction); None if it has not run.
+    """
+    return snapshot.memo(("job_io_ops_per_s", vm.vm_id), lambda: _job_io_ops_per_s(snapshot, vm))
+
+
+def _job_io_ops_per_s(snapshot: FleetSnapshot, vm: VmView) -> float | None:
+    io_per_job = snapshot.type_io_per_job(vm.job_type) or vm.io_per_job
+    service_s = snapshot.type_service_s(vm.job_type) or vm.service_s
+    if io_per_job is not None and service_s:
+        return io_per_job / service_s
+    if vm.busy_fraction > 0 and vm.io_ops_per_s > 0:
+        return vm.io_ops_per_s / vm.busy_fraction
+    return None
+
+
+def unmeasured_job_io_ops_per_s(snapshot: FleetSnapshot, vm: VmView) -> float:
+    """What a job nobody has measured yet counts as: its host's whole limit (it runs alone).
+
+    Cold start (no completions of its type yet) is when estimates are worst; assuming the job
+    may ask everything the host allows is the one guess that cannot overload a host, and it
+    costs only while the first jobs of a type are measured. Without a limit, Dom0's meter.
+    """
+    limit = snapshot.host(vm.host_id).limit_ops_per_s
+    return max(vm.io_ops_per_s, limit or 0.0)
+
+
+def vm_running_io_ops_per_s(snapshot: FleetSnapshot, vm: VmView) -> float:
+    """What the VM asks of its host's channel now: its job's rate while it holds one, else 0.
+
+    A VM whose job rate is unknown counts as `unmeasured_job_io_ops_per_s` (never nothing).
+    """
+    if snapshot.outstanding(vm) == 0:
+        return 0.0
+    rate = job_io_ops_per_s(snapshot, vm)
+    return unmeasured_job_io_ops_per_s(snapshot, vm) if rate is None else rate
+
+
+def running_io_ops_per_s(snapshot: FleetSnapshot, host: HostView) -> float:
+    """The host's I/O demand now: Σ over its VMs of `vm_running_io_ops_per_s`."""
+    return snapshot.host_memo(
+        host.host_id,
+        "running_io_ops_per_s",
+        lambda: sum(vm_running_io_ops_per_s(snapshot, vm) for vm in host.vms),
+    )

@@ -12,11 +12,15 @@ decisions in the policy modules.
 
 from __future__ import annotations
 
+import math
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
+from typing import TypeVar
 
 from pipeline.errors import ConfigError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +40,14 @@ class VmView:
     outstanding_jobs: int = 0
     #: What the guest sees of itself: the fraction of time it was busy.
     busy_fraction: float = 0.0
+
+    @property
+    def service_s(self) -> float | None:
+        """Mean seconds one job took over the load window: busy_fraction / load (None: no
+        completions in the window). A VM runs one job at a time, so this is its service time."""
+        if self.load_jobs_per_s <= 0 or self.busy_fraction <= 0:
+            return None
+        return self.busy_fraction / self.load_jobs_per_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +82,11 @@ class PolicyConfig:
     #: When even the fleet's newest telemetry is older than this (wall clock), every host is
     #: stale: the telemetry path itself is down, or the pipeline is this far behind.
     lag_limit_s: float = 15.0
-    #: The I/O of jobs dispatched but not finished is spread over this many seconds ahead.
-    horizon_s: float = 5.0
-    #: Before a host's limit is known, a VM is eligible only while it holds fewer jobs than this.
+    #: A VM may hold (queued behind its running job) at most the jobs it clears in this many
+    #: seconds at its measured service rate; more wait at the dispatcher (HAProxy's maxqueue).
+    horizon_s: float = 0.25
+    #: Before a host's limit (or a VM's job I/O rate) is known, a VM is eligible only while it
+    #: holds fewer jobs than this.
     warmup_outstanding_per_vm: int = 2
     #: Power of d choices: how many eligible candidates are compared.
     choices: int = 2
@@ -80,6 +94,14 @@ class PolicyConfig:
     probe_limit: int = 16
     #: At most this many examined candidates are recorded in a decision (a scan examines all).
     max_recorded_candidates: int = 32
+    #: The strictness (setting `VMLB_HOLD_S`): how long io-aware holds a job that fits under no
+    #: host's limit before it sends it over one, to the host it overshoots least. `inf` never
+    #: overloads a host (a job waits as long as it takes); 0 never holds (I/O-aware placement
+    #: while some host has room, I/O-blind beyond). Longer holds trade p99 for time over limit.
+    hold_s: float = 0.25
+    #: Hysteresis: a host that went over its limit (measured, or by a job sent over it) takes no
+    #: new job until it is back under (1 - hysteresis) x its limit, so it does not flap.
+    hysteresis: float = 0.1
 
     def __post_init__(self) -> None:
         positive = ("stale_after_s", "lag_limit_s", "horizon_s")
@@ -91,16 +113,29 @@ class PolicyConfig:
         )
         for name in positive:
             value = getattr(self, name)
-            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+            if not _is_number(value) or value <= 0:
                 raise ConfigError(f"policy config {name}: must be a number > 0, got {value!r}")
         for name in at_least_one:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"policy config {name}: must be an integer >= 1, got {value!r}")
+        if not _is_number(self.hold_s) or math.isnan(self.hold_s) or self.hold_s < 0:
+            raise ConfigError(
+                f"policy config hold_s: must be a number >= 0 (inf: never over a limit), "
+                f"got {self.hold_s!r}"
+            )
+        if not _is_number(self.hysteresis) or not 0 <= self.hysteresis < 1:
+            raise ConfigError(
+                f"policy config hysteresis: must be a number in [0, 1), got {self.hysteresis!r}"
+            )
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls))
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 DEFAULT_POLICY_CONFIG = PolicyConfig()
@@ -112,14 +147,25 @@ class FleetSnapshot:
     A decision "consumes" its placement at once (Nova-style), so the next decision sees it:
     `claims(vm_id)` counts placements this dispatcher made that the VM's reported
     `outstanding_jobs` does not include yet.
+
+    Per job type it also keeps what a VM that has not run lately borrows from its peers (the
+    median io_per_job, the pooled service time) and, built on first use and kept current by
+    `claim()`, the VMs holding no job (`idle_candidates`), so a policy can look for an idle VM
+    in O(1) per probe however large the fleet.
     """
 
     __slots__ = (
         "_by_type",
         "_claims",
+        "_host_memo",
         "_hosts",
+        "_idle",
+        "_idle_at",
         "_median_io_per_job",
+        "_memo",
+        "_service_s",
         "_vms",
+        "claims_made",
         "config",
         "taken_at",
         "telemetry_watermark",
@@ -161,7 +207,25 @@ class FleetSnapshot:
         self._median_io_per_job: dict[str, float] = {
             job_type: statistics.median(values) for job_type, values in known_io_per_job.items()
         }
+        # Pooled over the type's VMs: Σ busy / Σ load, the mean service time of all their jobs
+        # in the window (a ratio of sums, so a VM that ran one odd job does not skew it).
+        busy: dict[str, float] = {}
+        load: dict[str, float] = {}
+        for vm in self._vms.values():
+            if vm.load_jobs_per_s > 0 and vm.busy_fraction > 0:
+                busy[vm.job_type] = busy.get(vm.job_type, 0.0) + vm.busy_fraction
+                load[vm.job_type] = load.get(vm.job_type, 0.0) + vm.load_jobs_per_s
+        self._service_s: dict[str, float] = {t: busy[t] / load[t] for t in busy}
         self._claims: dict[str, int] = {}
+        #: Claims made on this snapshot so far: a caller can tell it changed since it last asked.
+        self.claims_made = 0
+        # job type -> VMs holding no job, and each one's position there (built on first use).
+        self._idle: dict[str, list[VmView]] = {}
+        self._idle_at: dict[str, dict[str, int]] = {}
+        # Derived values a decision may reuse: per key (never changed by a claim), and per host
+        # (dropped when a claim lands on one of its VMs). See `memo`, `host_memo`.
+        self._memo: dict[object, object] = {}
+        self._host_memo: dict[str, dict[object, object]] = {}
         #: The newest telemetry of any host: how far the pipeline has got in event time.
         self.telemetry_watermark: float | None = max(
             (h.last_telemetry_at for h in self._hosts.values() if h.last_telemetry_at is not None),
@@ -183,6 +247,19 @@ class FleetSnapshot:
         """The VMs serving `job_type`, in (host_id, vm_id) order; empty if none."""
         return self._by_type.get(job_type, ())
 
+    def idle_candidates(self, job_type: str) -> Sequence[VmView]:
+        """The VMs serving `job_type` that hold no job now (reported nor claimed), in no order.
+
+        Built once per type per snapshot (O(VMs of the type)), then kept current by `claim()`
+        in O(1); a policy must not hold on to it across a claim.
+        """
+        idle = self._idle.get(job_type)
+        if idle is None:
+            idle = [vm for vm in self.candidates(job_type) if self.outstanding(vm) == 0]
+            self._idle[job_type] = idle
+            self._idle_at[job_type] = {vm.vm_id: i for i, vm in enumerate(idle)}
+        return idle
+
     def serves(self, job_type: str) -> bool:
         return job_type in self._by_type
 
@@ -200,13 +277,44 @@ class FleetSnapshot:
 
     def claim(self, vm_id: str, count: int = 1) -> None:
         """Record `count` placements on `vm_id`, so that every later decision counts them."""
-        if vm_id not in self._vms:
+        vm = self._vms.get(vm_id)
+        if vm is None:
             raise KeyError(f"claim on VM {vm_id!r}, which is not in the snapshot")
         self._claims[vm_id] = self._claims.get(vm_id, 0) + count
+        self.claims_made += 1
+        self._host_memo.pop(vm.host_id, None)
+        positions = self._idle_at.get(vm.job_type)
+        if positions is not None and vm_id in positions:
+            # Swap-remove: the VM is idle no more.
+            idle = self._idle[vm.job_type]
+            at = positions.pop(vm_id)
+            last = idle.pop()
+            if last.vm_id != vm_id:
+                idle[at] = last
+                positions[last.vm_id] = at
 
     def outstanding(self, vm: VmView) -> int:
         """Jobs on the VM not finished: as reported, plus local claims."""
         return vm.outstanding_jobs + self._claims.get(vm.vm_id, 0)
+
+    # --- memos ------------------------------------------------------------------------------
+
+    def memo(self, key: object, compute: Callable[[], T]) -> T:
+        """`compute()` once per snapshot for a value no claim changes (e.g. a VM's job rate)."""
+        try:
+            return self._memo[key]  # type: ignore[return-value]
+        except KeyError:
+            value = self._memo[key] = compute()
+            return value
+
+    def host_memo(self, host_id: str, key: object, compute: Callable[[], T]) -> T:
+        """`compute()` once per snapshot and host until a claim lands on one of its VMs."""
+        memo = self._host_memo.setdefault(host_id, {})
+        try:
+            return memo[key]  # type: ignore[return-value]
+        except KeyError:
+            value = memo[key] = compute()
+            return value
 
     # --- estimates --------------------------------------------------------------------------
 
@@ -215,6 +323,25 @@ class FleetSnapshot:
         if vm.io_per_job is not None:
             return vm.io_per_job
         return self._median_io_per_job.get(vm.job_type)
+
+    def type_io_per_job(self, job_type: str) -> float | None:
+        """The median io_per_job of the type's measured VMs (None: none measured yet)."""
+        return self._median_io_per_job.get(job_type)
+
+    def service_s_estimate(self, vm: VmView) -> float | None:
+        """How long a job takes on this VM: the longer of its own measured service time and its
+        type's pooled one (either if only one is known; None if neither).
+
+        Its own, because a VM on a slowed host takes longer and should look it; never shorter
+        than its type's, because a VM's own mean over a few seconds may rest on one or two jobs
+        (sizes vary), and a VM that happened to run a tiny job is not a fast VM.
+        """
+        known = [s for s in (vm.service_s, self._service_s.get(vm.job_type)) if s is not None]
+        return max(known) if known else None
+
+    def type_service_s(self, job_type: str) -> float | None:
+        """Mean service time of the type's jobs, pooled over its VMs (None: none ran lately)."""
+        return self._service_s.get(job_type)
 
     def telemetry_age_s(self, host: HostView) -> float | None:
         """Wall-clock age of the host's newest telemetry at `taken_at` (None: never reported)."""

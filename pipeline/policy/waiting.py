@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from pipeline.events import CandidateView
-from pipeline.policy.decision import Decision, JobRequest, Outcome
+from pipeline.policy.decision import Decision, JobRequest, Outcome, record
 
 
 def waiting_reason(examined: int, rejections: Mapping[str, int]) -> str:
@@ -27,6 +27,6 @@ def waiting(
         vm_id=None,
         host_id=None,
         reason=waiting_reason(examined, rejections),
-        candidates=tuple(scores),
+        candidates=record(scores),
         policy=policy,
     )

@@ -174,16 +174,18 @@ class Harness:
         self.view.apply("vms", vm.key(), vm.to_bytes())
 
     def state(self, vm_id: str, host_id: str, io_ops_per_s: float) -> None:
-        """A fresh vm-state record: sampled now, 100 I/O per job, and a VM that has proved it
-        clears jobs fast (1 job/s at 1% busy: 100 jobs/s while busy), so io-aware's backlog
-        cap (what it clears within the horizon) is far above what these tests send."""
+        """A fresh vm-state record: sampled now, 100 I/O per job, and a VM that has proved how
+        long its jobs take (1 job/s at 10% busy: 0.1 s, so a job asks 1000 ops/s while it
+        runs, one at a time under a 1000 ops/s limit), so io-aware's backlog cap (what it
+        clears within the horizon) is far above what these tests send. Dom0 measuring more
+        than the host's limit (`io_ops_per_s`) closes the host."""
         state = VmState(
             vm_id=vm_id,
             host_id=host_id,
             io_ops_per_s=io_ops_per_s,
             io_per_job=100.0,
             load_jobs_per_s=1.0,
-            busy_fraction=0.01,
+            busy_fraction=0.1,
             last_telemetry_at=self.clock.now,
             updated_at=self.clock.now,
         )
@@ -219,6 +221,9 @@ def build(tmp_path: Path, stats_batch_max: int = 1) -> Harness:
             data_dir=str(tmp_path / "data"),
             stale_after_s=3.0,
             horizon_s=5.0,
+            # Strict: a job waits for room however long it takes (these tests are about the
+            # waiting itself, not about io-aware's hold).
+            hold_s=float("inf"),
             vm_state_interval_s=0.25,
             stats_batch_max=stats_batch_max,
         ),
@@ -270,12 +275,12 @@ def submission(job_id: str, job_type: str = "io", **fields: Any) -> bytes:
 
 
 def two_hosts(h: Harness) -> None:
-    """h1 at its limit (1000 of 1000 ops/s: not under it), h2 well under (100 of 1000)."""
+    """h1 over its limit (Dom0 measures 1000.1 of 1000 ops/s), h2 well under (100 of 1000)."""
     h.host("h1", io_limit=1000.0)
     h.host("h2", io_limit=1000.0)
     h.vm("a1", "h1")
     h.vm("b1", "h2")
-    h.state("a1", "h1", 1000.0)
+    h.state("a1", "h1", 1000.1)
     h.state("b1", "h2", 100.0)
 
 

@@ -91,7 +91,7 @@ async def test_a_job_with_no_eligible_host_waits_and_the_retry_dispatches_it_onc
     h = build(tmp_path)
     h.host("h1", io_limit=1000.0)
     h.vm("a1", "h1")
-    h.state("a1", "h1", 1000.0)
+    h.state("a1", "h1", 1000.1)
     h.ready()
     async with h.agents["dispatch"].test_context() as agent:
         await agent.put(key=b"w1", value=submission("w1"), partition=2, timestamp=NOW)
@@ -103,12 +103,12 @@ async def test_a_job_with_no_eligible_host_waits_and_the_retry_dispatches_it_onc
     assert h.waiting["w1"].attempts == 1
     [waiting] = h.producer.decisions()
     assert waiting.outcome is DecisionOutcome.WAITING
-    assert waiting.reason == "no eligible host among 1 candidate: 1 over limit"
+    assert waiting.reason == "no eligible host among 1 candidate: 1 at limit (hysteresis)"
     assert [job.job_id for job in h.waiting_index.by_type(2)["io"]] == ["w1"]
     assert h.producer.queued("a1") == []
 
     h.clock.now = NOW + 1
-    h.state("a1", "h1", 1000.0)  # still reporting, still at 1000 ops/s
+    h.state("a1", "h1", 1000.1)  # still reporting, still over 1000 ops/s
     h.operator_limit("h1", 5000.0)  # `vmlb limit set --host h1 --io-limit 5000`
     async with h.agents["retry"].test_context() as retry:
         await retry.put(key=None, value=b"", partition=1)  # another partition's tick
@@ -134,7 +134,7 @@ async def test_a_tick_for_another_partition_leaves_a_waiting_job_alone(tmp_path)
     h = build(tmp_path)
     h.host("h1", io_limit=1000.0)
     h.vm("a1", "h1")
-    h.state("a1", "h1", 1000.0)
+    h.state("a1", "h1", 1000.1)
     h.ready()
     async with h.agents["dispatch"].test_context() as agent:
         await agent.put(key=b"w1", value=submission("w1"), partition=2, timestamp=NOW)
@@ -180,7 +180,7 @@ async def test_a_waiting_job_past_its_deadline_is_expired_even_behind_a_blocked_
     h = build(tmp_path)
     h.host("h1", io_limit=1000.0)
     h.vm("a1", "h1")
-    h.state("a1", "h1", 1000.0)
+    h.state("a1", "h1", 1000.1)
     h.ready()
     late = submission("late", submitted_at=NOW, deadline_s=2.0)
     async with h.agents["dispatch"].test_context() as agent:
@@ -190,7 +190,7 @@ async def test_a_waiting_job_past_its_deadline_is_expired_even_behind_a_blocked_
         await until(lambda: len(h.waiting) == 2, "both stored as waiting")
 
     h.clock.now = NOW + 2.5
-    h.state("a1", "h1", 1000.0)
+    h.state("a1", "h1", 1000.1)
     async with h.agents["retry"].test_context() as retry:
         await retry.put(key=None, value=b"", partition=0)
         await until(lambda: h.producer.dead_letters(), "the dead letter of late")
@@ -214,8 +214,8 @@ async def test_a_job_type_with_no_eligible_host_does_not_hold_up_another_type(tm
     h.host("h2", io_limit=1000.0)
     h.vm("a1", "h1", job_type="io")
     h.vm("c1", "h2", job_type="cpu")
-    h.state("a1", "h1", 1000.0)
-    h.state("c1", "h2", 1000.0)
+    h.state("a1", "h1", 1000.1)
+    h.state("c1", "h2", 1000.1)
     h.ready()
     async with h.agents["dispatch"].test_context() as agent:
         await agent.put(key=b"io1", value=submission("io1", "io"), partition=0, timestamp=NOW)
@@ -223,8 +223,8 @@ async def test_a_job_type_with_no_eligible_host_does_not_hold_up_another_type(tm
         await until(lambda: len(h.waiting) == 2, "both stored as waiting")
 
     h.clock.now = NOW + 1  # past the snapshot cache's min_rebuild_s
-    h.state("a1", "h1", 1000.0)
-    h.state("c1", "h2", 1000.0)
+    h.state("a1", "h1", 1000.1)
+    h.state("c1", "h2", 1000.1)
     h.operator_limit("h2", 5000.0)
     async with h.agents["retry"].test_context() as retry:
         await retry.put(key=None, value=b"", partition=0)
@@ -259,7 +259,7 @@ async def test_each_retry_of_a_waiting_job_counts_its_attempt(tmp_path):
     h = build(tmp_path)
     h.host("h1", io_limit=1000.0)
     h.vm("a1", "h1")
-    h.state("a1", "h1", 1000.0)
+    h.state("a1", "h1", 1000.1)
     h.ready()
     async with h.agents["dispatch"].test_context() as agent:
         await agent.put(key=b"w1", value=submission("w1"), partition=0, timestamp=NOW)
@@ -267,12 +267,12 @@ async def test_each_retry_of_a_waiting_job_counts_its_attempt(tmp_path):
     async with h.agents["retry"].test_context() as retry:
         for n in range(2, 4):  # two retries that still find no host
             h.clock.now = NOW + n
-            h.state("a1", "h1", 1000.0)
+            h.state("a1", "h1", 1000.1)
             await retry.put(key=None, value=b"", partition=0)
             await until(lambda n=n: h.waiting["w1"].attempts == n, f"attempt {n} recorded")
         h.clock.now = NOW + 4
         h.operator_limit("h1", 5000.0)
-        h.state("a1", "h1", 1000.0)
+        h.state("a1", "h1", 1000.1)
         await retry.put(key=None, value=b"", partition=0)
         await until(lambda: h.producer.queued("a1"), "w1 queued")
     dispatched = h.producer.decisions()[-1]

@@ -53,10 +53,9 @@ def test_decide_dispatches_to_the_registrations_queue_topic():
 
 
 def test_each_dispatch_is_claimed_so_a_burst_fills_the_host():
-    # h1: a1 measures 100 ops/s (and load x io_per_job = 1 x 100); each claimed job commits 100 I/O
-    # spread over the 5 s horizon (a1 drains 100 jobs/s, so its queue drains within it): 20 ops/s
-    # per job. The VM counts as the worst of 100 and 20 * n, under the limit 1000 for n < 50:
-    # 50 jobs go, the 51st waits.
+    # h1: a1's jobs take 0.1 s and ask 1000 ops/s: the first starts (0 + 1000 <= the limit), the
+    # next queue behind it (adding nothing now) up to what a1 clears in the 5 s horizon, 50 jobs:
+    # the 51st waits. Each placement is claimed at once, so the burst sees them all.
     view = fleet_of_one()
     dispatcher = dispatcher_for(view)
     outcomes = [dispatcher.decide(job(f"j{n}"), NOW).decision.outcome for n in range(51)]
@@ -65,7 +64,7 @@ def test_each_dispatch_is_claimed_so_a_burst_fills_the_host():
 
 
 def test_decide_goes_only_to_the_host_under_its_limit():
-    view = fleet_of_one(io_ops_per_s=1000.0)  # h1 exactly at its limit: over (strict <)
+    view = fleet_of_one(io_ops_per_s=1000.1)  # Dom0 measures h1 over its limit
     add_host(view, "h2")
     add_vm(view, "b1", "h2")
     add_state(view, "b1", "h2", io_ops_per_s=100.0, io_per_job=100.0, **FAST_VM)
@@ -75,12 +74,12 @@ def test_decide_goes_only_to_the_host_under_its_limit():
 
 
 def test_decide_waits_when_no_host_is_eligible():
-    view = fleet_of_one(io_ops_per_s=1000.0)
+    view = fleet_of_one(io_ops_per_s=1000.1)
     result = dispatcher_for(view).decide(job(), NOW)
     assert result.waiting
     assert result.decision.outcome is DecisionOutcome.WAITING
-    assert result.decision.reason == "no eligible host among 1 candidate: 1 over limit"
-    assert result.decision.candidates[0].rejected_by == "over limit"
+    assert result.decision.reason == "no eligible host among 1 candidate: 1 at limit (hysteresis)"
+    assert result.decision.candidates[0].rejected_by == "at limit (hysteresis)"
     assert (result.queued, result.queue_topic, result.dead_letter_reason) == (None, None, None)
 
 
@@ -143,3 +142,15 @@ def test_normalize_derives_a_stable_id_from_the_log_position():
 def test_normalize_keeps_what_the_submitter_gave():
     job = JobSubmission(job_id="mine", job_type="io", submitted_at=5.0)
     assert normalize(job, "t", 0, 1, 99.0) is job
+
+
+def test_a_job_held_past_its_hold_goes_over_the_limit_by_the_dispatchers_clock():
+    # h1 measures over its limit; io-aware holds a job hold_s (0.25 s by default), counted
+    # from its submission by the clock the dispatcher decides with.
+    view = fleet_of_one(io_ops_per_s=1000.1)
+    dispatcher = dispatcher_for(view)
+    fresh = dispatcher.decide(job("young", submitted_at=NOW - 0.2), NOW)
+    assert fresh.waiting
+    held = dispatcher.decide(job("old", submitted_at=NOW - 0.25), NOW)
+    assert held.decision.outcome is DecisionOutcome.DISPATCHED
+    assert held.decision.reason.startswith("held 0.25s >= hold_s 0.25s")

@@ -7,7 +7,9 @@ import pytest
 from pipeline.policy.base import Candidate
 from pipeline.policy.filters import (
     BacklogFilter,
+    FitFilter,
     FreshTelemetryFilter,
+    HysteresisFilter,
     IoLimitFilter,
     KnownLimitFilter,
     WarmupFilter,
@@ -26,10 +28,15 @@ def candidate(
     load: float = 0.0,
     busy: float = 0.0,
     behind_s: float | None = None,
+    job_io: float | None = None,
+    measured: float = 0.0,
+    service_s: float | None = None,
 ) -> Candidate:
     """`behind_s` (behind the fleet's newest telemetry) defaults to `age_s`: a fleet whose
     other hosts are all current."""
-    h = host("h1", limit=limit, vms=[vm("a", load=load, busy=busy)], age_s=age_s)
+    h = host(
+        "h1", limit=limit, vms=[vm("a", load=load, busy=busy, io_ops_per_s=measured)], age_s=age_s
+    )
     return Candidate(
         vm=h.vms[0],
         host=h,
@@ -37,6 +44,8 @@ def candidate(
         telemetry_age_s=age_s,
         telemetry_behind_s=age_s if behind_s is None else behind_s,
         outstanding_jobs=outstanding,
+        job_io_ops_per_s=job_io,
+        service_s=service_s,
     )
 
 
@@ -95,26 +104,69 @@ def test_warmup_does_not_apply_once_limit_known() -> None:
 
 
 @pytest.mark.parametrize(
-    ("outstanding", "load", "busy", "age_s", "passes"),
+    ("outstanding", "service_s", "passes"),
     [
-        # service rate unknown (nothing completed): the warm-up allowance, 2.
-        (1, 0.0, 0.0, 0.0, True),
-        (2, 0.0, 0.0, 0.0, False),
-        # 4 jobs/s at busy 0.5 clears 8 jobs/s: 8 * 5 s = 40.
-        (39, 4.0, 0.5, 0.0, True),
-        (40, 4.0, 0.5, 0.0, False),
-        # a count reported 1 s ago: the VM has cleared ~8 of those since: 8 * 6 s = 48.
-        (47, 4.0, 0.5, 1.0, True),
-        (48, 4.0, 0.5, 1.0, False),
-        # a slow VM (0.2 jobs/s * 5 s = 1) still gets the warm-up allowance.
-        (1, 0.1, 0.5, 0.0, True),
-        (2, 0.1, 0.5, 0.0, False),
+        # service time unknown (nothing completed): the warm-up allowance, 2.
+        (1, None, True),
+        (2, None, False),
+        # 0.125 s a job: 40 jobs in the 5 s horizon.
+        (39, 0.125, True),
+        (40, 0.125, False),
+        # a slow VM (5 s a job: 1 in the horizon) still gets the warm-up allowance.
+        (1, 5.0, True),
+        (2, 5.0, False),
     ],
 )
-def test_backlog_cap_both_sides(
-    outstanding: int, load: float, busy: float, age_s: float, passes: bool
-) -> None:
-    c = candidate(outstanding=outstanding, load=load, busy=busy, age_s=age_s)
+def test_backlog_cap_both_sides(outstanding: int, service_s: float | None, passes: bool) -> None:
+    c = candidate(outstanding=outstanding, service_s=service_s)
     verdict = BacklogFilter().host_passes(c, PolicyConfig(horizon_s=5.0))
     assert verdict.passes is passes
     assert verdict.reason.startswith(f"backlog {outstanding} ")
+
+
+@pytest.mark.parametrize(
+    ("demand", "job_io", "passes"),
+    [
+        (0.0, 1000.0, True),  # exactly the limit: not over it
+        (0.0, 1000.1, False),
+        (400.0, 600.0, True),
+        (400.0, 600.1, False),
+        (1000.0, 0.0, True),  # behind a running job: adds nothing, the host is at its limit
+        (1000.1, 0.0, False),  # ... but not over it
+    ],
+)
+def test_fit_both_sides_of_the_limit(demand: float, job_io: float, passes: bool) -> None:
+    verdict = FitFilter().host_passes(candidate(total=demand, job_io=job_io), CONFIG)
+    assert verdict.passes is passes
+    assert (">" in verdict.reason) is not passes
+
+
+def test_fit_leaves_an_unknown_limit_to_the_warm_up() -> None:
+    assert FitFilter().host_passes(candidate(limit=None, total=5000, job_io=5000), CONFIG).passes
+
+
+def test_hysteresis_closes_over_the_limit_and_reopens_under_the_band() -> None:
+    check, config = HysteresisFilter(), PolicyConfig(hysteresis=0.1)
+
+    def passes(demand: float = 0.0, measured: float = 0.0, job_io: float = 100.0) -> bool:
+        return check.host_passes(
+            candidate(total=demand, measured=measured, job_io=job_io), config
+        ).passes
+
+    assert passes(demand=1000.0)  # at its limit, never over it: open
+    assert not passes(demand=1000.1)  # over by its demand: closed
+    assert not passes(demand=950.0)  # back under the limit, not under the band (900): closed
+    assert not passes(demand=900.1)
+    assert passes(demand=900.0)  # under the band: open again
+    assert passes(demand=950.0)  # and stays open until over the limit again
+
+
+def test_hysteresis_lets_a_job_queue_behind_a_running_one_but_not_while_dom0_says_over() -> None:
+    check, config = HysteresisFilter(), PolicyConfig(hysteresis=0.1)
+    assert not check.host_passes(candidate(total=1100.0, job_io=100.0), config).passes
+    # Closed by its demand: a job that would only queue adds nothing now, the fit test decides.
+    assert check.host_passes(candidate(total=950.0, job_io=0.0), config).passes
+    # Dom0 measures it over its limit: nothing goes there.
+    over = check.host_passes(candidate(total=500.0, measured=1000.1, job_io=0.0), config)
+    assert not over.passes and "Dom0" in over.reason
+    assert check.host_passes(candidate(total=500.0, measured=1000.0, job_io=0.0), config).passes

@@ -1,7 +1,9 @@
-"""io-aware: eligibility, claims against herding, power-of-two choices, the decision record."""
+"""io-aware: the fit test on both sides of the limit, queues, hysteresis, the hold (strictness),
+cold start, power-of-d sampling and the decision record."""
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -10,10 +12,36 @@ from pipeline.events import CandidateView
 from pipeline.policy.decision import JobRequest, Outcome
 from pipeline.policy.io_aware import IoAwarePolicy, random_order
 from pipeline.policy.registry import build_policy
-from pipeline.policy.snapshot import PolicyConfig
+from pipeline.policy.snapshot import PolicyConfig, VmView
 from pipeline.policy.testing import fleet, host, vm
 
 JOB = JobRequest("j1", "t")
+
+
+def runs(
+    vm_id: str,
+    rate: float,
+    job_type: str = "t",
+    *,
+    outstanding: int = 0,
+    service_s: float = 0.1,
+    measured: float = 0.0,
+) -> VmView:
+    """A VM whose jobs take `service_s` and ask `rate` ops/s while they run (measured: load 1
+    job/s at busy `service_s`, io_per_job = rate x service_s)."""
+    return vm(
+        vm_id,
+        job_type,
+        load=1.0,
+        busy=service_s,
+        io_per_job=rate * service_s,
+        outstanding=outstanding,
+        io_ops_per_s=measured,
+    )
+
+
+def decide(snapshot, job: JobRequest = JOB, seed: int = 1, policy: IoAwarePolicy | None = None):
+    return (policy or IoAwarePolicy()).decide(snapshot, job, random.Random(seed))
 
 
 def test_random_order_is_a_permutation() -> None:
@@ -21,39 +49,168 @@ def test_random_order_is_a_permutation() -> None:
     assert sorted(random_order(50, rng)) == list(range(50))
 
 
-def test_host_below_limit_gets_the_job_and_claims_it() -> None:
-    snap = fleet(host("h1", limit=1000.0, vms=[vm("a", load=9.999, io_per_job=100.0)]))  # 999.9
-    decision = IoAwarePolicy().decide(snap, JOB, random.Random(1))
-    assert decision.outcome is Outcome.DISPATCHED
-    assert (decision.vm_id, decision.host_id, decision.policy) == ("a", "h1", "io-aware")
-    assert snap.claims("a") == 1
-    assert "h1" in decision.reason
-
-
-def test_host_at_limit_waits_with_reason() -> None:
-    snap = fleet(host("h1", limit=1000.0, vms=[vm("a", load=10.0, io_per_job=100.0)]))  # 1000
-    decision = IoAwarePolicy().decide(snap, JOB, random.Random(1))
-    assert decision.outcome is Outcome.WAITING
-    assert decision.vm_id is None
-    assert decision.reason == "no eligible host among 1 candidate: 1 over limit"
-    (only,) = decision.candidates
-    assert (only.eligible, only.rejected_by, only.total_io_ops_per_s) == (
-        False,
-        "over limit",
-        1000.0,
+@pytest.mark.parametrize(("other_rate", "fits"), [(400.0, True), (400.1, False)])
+def test_a_job_goes_only_where_it_fits_now_both_sides_of_the_limit(
+    other_rate: float, fits: bool
+) -> None:
+    # h1 (limit 1000) runs another VM's job asking `other_rate`; the job would add 600.
+    snap = fleet(
+        host(
+            "h1",
+            limit=1000.0,
+            vms=[runs("a", 600.0), runs("o", other_rate, "other", outstanding=1)],
+        )
     )
-    assert only.headroom_ops_per_s == pytest.approx(0.0)
-    assert snap.claims("a") == 0
+    decision = decide(snap)
+    [candidate] = [c for c in decision.candidates if c.vm_id == "a"]
+    assert candidate.total_io_ops_per_s == pytest.approx(other_rate)
+    assert candidate.job_io_ops_per_s == pytest.approx(600.0)
+    if fits:
+        assert decision.outcome is Outcome.DISPATCHED and decision.vm_id == "a"
+        assert snap.claims("a") == 1
+        assert "fits" in decision.reason
+    else:
+        assert decision.outcome is Outcome.WAITING
+        assert decision.reason == "no eligible host among 1 candidate: 1 does not fit"
+        assert candidate.rejected_by == "does not fit"
+        assert snap.claims("a") == 0
+
+
+def test_the_paper_asks_only_about_now_io_aware_asks_about_the_job_too() -> None:
+    # The host is under its limit now (400 < 1000) but not with a job of 700 more.
+    snap = fleet(host("h1", vms=[runs("a", 700.0), runs("o", 400.0, "other", outstanding=1)]))
+    assert build_policy("paper").decide(snap, JOB, random.Random(0)).dispatched
+    assert not decide(snap).dispatched
+
+
+def test_queueing_behind_a_running_job_adds_nothing_now() -> None:
+    # a runs a job (600) and o another (400): h1 is at its limit. A second idle VM of the type
+    # would add 600; queued behind a's running job the job adds nothing.
+    snap = fleet(
+        host(
+            "h1",
+            vms=[
+                runs("a", 600.0, outstanding=1),
+                runs("a2", 600.0),
+                runs("o", 400.0, "other", outstanding=1),
+            ],
+        )
+    )
+    decision = decide(snap)
+    assert decision.vm_id == "a"
+    chosen = next(c for c in decision.candidates if c.vm_id == "a")
+    assert chosen.job_io_ops_per_s == 0.0 and chosen.expected_response_s == pytest.approx(0.2)
+    refused = next(c for c in decision.candidates if c.vm_id == "a2")
+    assert refused.rejected_by == "does not fit"
+    assert "behind a running job" in decision.reason
+
+
+def test_an_idle_vm_where_the_job_fits_beats_any_queue() -> None:
+    for seed in range(5):
+        snap = fleet(
+            host("h1", vms=[runs("a", 600.0, outstanding=1)]),
+            host("h2", vms=[runs("b", 600.0)]),
+        )
+        assert decide(snap, seed=seed).vm_id == "b"
+
+
+def test_of_the_queues_the_soonest_done_wins() -> None:
+    # No VM of the type is idle; a holds 3 jobs, b 1; both hosts are within their limits.
+    snap = fleet(
+        host("h1", vms=[runs("a", 600.0, outstanding=3), runs("o1", 300.0, "o", outstanding=1)]),
+        host("h2", vms=[runs("b", 600.0, outstanding=1), runs("o2", 300.0, "o", outstanding=1)]),
+        config=PolicyConfig(horizon_s=5.0),
+    )
+    decision = decide(snap)
+    assert decision.vm_id == "b"
+    compared = {c.vm_id: c.expected_response_s for c in decision.candidates}
+    assert compared["b"] == pytest.approx(0.2)
+    assert compared.get("a", 0.4) == pytest.approx(0.4)
+
+
+def test_a_job_that_fits_nowhere_waits_its_hold_then_goes_where_it_overshoots_least() -> None:
+    # h1: 800 + 600 on a 1000 limit is 40 % over; h2: 1700 + 600 on 2000 is 15 % over.
+    def snap():
+        return fleet(
+            host(
+                "h1", limit=1000.0, vms=[runs("a", 600.0), runs("o1", 800.0, "o1", outstanding=1)]
+            ),
+            host(
+                "h2", limit=2000.0, vms=[runs("b", 600.0), runs("o2", 1700.0, "o2", outstanding=1)]
+            ),
+            config=PolicyConfig(hold_s=1.0),
+        )
+
+    assert decide(snap(), JobRequest("j", "t")).outcome is Outcome.WAITING  # never waited
+    young = decide(snap(), JobRequest("j", "t", waited_s=0.99))
+    assert young.outcome is Outcome.WAITING and "2 does not fit" in young.reason
+    held = snap()
+    decision = decide(held, JobRequest("j", "t", waited_s=1.0))
+    assert decision.dispatched and decision.vm_id == "b"
+    assert decision.reason.startswith("held 1.00s >= hold_s 1s") and "15% over" in decision.reason
+    assert held.claims("b") == 1
+
+
+def test_a_strict_hold_never_sends_a_job_over_a_limit() -> None:
+    snap = fleet(
+        host("h1", vms=[runs("a", 600.0), runs("o", 800.0, "o", outstanding=1)]),
+        config=PolicyConfig(hold_s=math.inf),
+    )
+    old = JobRequest("j", "t", waited_s=1e6)
+    assert decide(snap, old).outcome is Outcome.WAITING
+
+
+def test_hold_zero_sends_a_job_over_a_limit_at_once_but_prefers_room() -> None:
+    config = PolicyConfig(hold_s=0.0)
+    full = fleet(
+        host("h1", vms=[runs("a", 600.0), runs("o", 800.0, "o", outstanding=1)]), config=config
+    )
+    assert decide(full).vm_id == "a"
+    roomy = fleet(
+        host("h1", vms=[runs("a", 600.0), runs("o", 800.0, "o", outstanding=1)]),
+        host("h2", vms=[runs("b", 600.0)]),
+        config=config,
+    )
+    assert decide(roomy).vm_id == "b"
+
+
+def test_a_job_nobody_has_measured_runs_alone_on_its_host() -> None:
+    # Cold start: two VMs of the type, no completions yet. The first job may take the whole
+    # limit; the second cannot start beside it, it queues behind it (warm-up backlog of 2).
+    snap = fleet(host("h1", vms=[vm("a"), vm("b")]), config=PolicyConfig(hold_s=math.inf))
+    policy, rng = IoAwarePolicy(), random.Random(2)
+    first = policy.decide(snap, JobRequest("j1", "t"), rng)
+    assert first.dispatched
+    assert first.candidates[-1].job_io_ops_per_s == 1000.0  # counted as the whole limit
+    second = policy.decide(snap, JobRequest("j2", "t"), rng)
+    assert second.vm_id == first.vm_id
+    third = policy.decide(snap, JobRequest("j3", "t"), rng)
+    assert third.outcome is Outcome.WAITING
+    assert third.reason == "no eligible host among 2 candidates: 1 backlog full, 1 does not fit"
+
+
+def test_a_host_dom0_measures_over_its_limit_stays_closed_until_under_the_band() -> None:
+    policy = IoAwarePolicy()
+    config = PolicyConfig(hysteresis=0.1)
+
+    def at(measured: float):
+        return fleet(host("h1", vms=[runs("a", 100.0, measured=measured)]), config=config)
+
+    over = decide(at(1000.1), policy=policy)
+    assert over.outcome is Outcome.WAITING and "at limit (hysteresis)" in over.reason
+    assert decide(at(950.0), policy=policy).outcome is Outcome.WAITING  # not under 900 yet
+    assert decide(at(899.0), policy=policy).dispatched
+    assert decide(at(950.0), policy=policy).dispatched  # open until over the limit again
 
 
 def test_stale_host_waits_both_sides_of_stale_after_s() -> None:
     # h1 is judged against h0, which reported just now (the fleet's telemetry watermark).
     config = PolicyConfig(stale_after_s=3.0)
     current = host("h0", vms=[vm("z", job_type="other")])
-    fresh = fleet(current, host("h1", vms=[vm("a", io_per_job=1.0)], age_s=3.0), config=config)
-    stale = fleet(current, host("h1", vms=[vm("a", io_per_job=1.0)], age_s=3.5), config=config)
-    assert IoAwarePolicy().decide(fresh, JOB, random.Random(1)).outcome is Outcome.DISPATCHED
-    decision = IoAwarePolicy().decide(stale, JOB, random.Random(1))
+    fresh = fleet(current, host("h1", vms=[runs("a", 10.0)], age_s=3.0), config=config)
+    stale = fleet(current, host("h1", vms=[runs("a", 10.0)], age_s=3.5), config=config)
+    assert decide(fresh).outcome is Outcome.DISPATCHED
+    decision = decide(stale)
     assert decision.outcome is Outcome.WAITING
     assert decision.candidates[0].rejected_by == "stale"
     assert decision.candidates[0].telemetry_age_s == pytest.approx(3.5)
@@ -61,19 +218,17 @@ def test_stale_host_waits_both_sides_of_stale_after_s() -> None:
 
 
 def test_a_fleet_whose_telemetry_lags_alike_still_dispatches_up_to_the_lag_limit() -> None:
-    # The pipeline is 10 s behind (every host equally): nobody went quiet, jobs still go out.
     config = PolicyConfig(stale_after_s=3.0, lag_limit_s=15.0)
     lagging = fleet(
-        host("h1", vms=[vm("a", io_per_job=1.0)], age_s=10.0),
-        host("h2", vms=[vm("b", io_per_job=1.0)], age_s=10.5),
+        host("h1", vms=[runs("a", 10.0)], age_s=10.0),
+        host("h2", vms=[runs("b", 10.0)], age_s=10.5),
         config=config,
     )
-    assert IoAwarePolicy().decide(lagging, JOB, random.Random(1)).outcome is Outcome.DISPATCHED
-    down = fleet(host("h1", vms=[vm("a", io_per_job=1.0)], age_s=16.0), config=config)
-    decision = IoAwarePolicy().decide(down, JOB, random.Random(1))
+    assert decide(lagging).outcome is Outcome.DISPATCHED
+    down = fleet(host("h1", vms=[runs("a", 10.0)], age_s=16.0), config=config)
+    decision = decide(down)
     assert decision.outcome is Outcome.WAITING
     [candidate] = decision.candidates
-    # Not behind anyone (it is the whole fleet), yet stale: the lag limit rejected it.
     assert (candidate.rejected_by, candidate.telemetry_behind_s) == ("stale", 0.0)
 
 
@@ -89,112 +244,86 @@ def test_warmup_host_takes_jobs_until_cap() -> None:
 
 def test_waiting_reason_counts_each_cause() -> None:
     snap = fleet(
-        host("h1", vms=[vm("a", load=20.0, io_per_job=100.0)]),  # over limit
-        host("h2", vms=[vm("b", load=20.0, io_per_job=100.0)]),  # over limit
-        host("h3", vms=[vm("c", io_per_job=1.0)], age_s=60.0),  # stale
+        host("h1", vms=[runs("a", 600.0), runs("x", 800.0, "o", outstanding=1)]),  # no fit
+        host("h2", vms=[runs("b", 600.0, measured=1200.0)]),  # Dom0: over its limit
+        host("h3", vms=[runs("c", 600.0)], age_s=60.0),  # stale
         host("h4", limit=None, vms=[vm("d", outstanding=2)]),  # warm-up full
+        host("h5", vms=[runs("e", 600.0, outstanding=10)]),  # backlog full (cap 2.5 -> 3)
+        config=PolicyConfig(horizon_s=0.25),
     )
-    decision = IoAwarePolicy().decide(snap, JOB, random.Random(7))
+    decision = decide(snap, seed=7)
     assert decision.outcome is Outcome.WAITING
-    assert (
-        decision.reason
-        == "no eligible host among 4 candidates: 2 over limit, 1 stale, 1 warm-up full"
+    assert decision.reason == (
+        "no eligible host among 5 candidates: 1 at limit (hysteresis), 1 backlog full, "
+        "1 does not fit, 1 stale, 1 warm-up full"
     )
     assert {c.vm_id: c.rejected_by for c in decision.candidates} == {
-        "a": "over limit",
-        "b": "over limit",
+        "a": "does not fit",
+        "b": "at limit (hysteresis)",
         "c": "stale",
         "d": "warm-up full",
+        "e": "backlog full",
     }
 
 
-def test_burst_on_one_free_host_stops_at_limit() -> None:
-    # h1 looks idle (paper total 100 ops/s); it clears 100 jobs/s (load 1 / busy 0.01), so its
-    # backlog cap (500) is far away. Each claim adds 100 ops spread over the 5 s horizon =
-    # 20 ops/s, so max(100, 20 n) < 1000 for n < 50: 50 placements fit; the 51st waits.
-    config = PolicyConfig(horizon_s=5.0)
-    snap = fleet(
-        host("h1", limit=1000.0, vms=[vm("a", load=1.0, busy=0.01, io_per_job=100.0)]),
-        host("h2", limit=1000.0, vms=[vm("b", load=10.0, io_per_job=100.0)]),  # full
-        config=config,
-    )
-    policy, rng = IoAwarePolicy(), random.Random(11)
-    outcomes = [policy.decide(snap, JobRequest(f"j{i}", "t"), rng).outcome for i in range(80)]
-    assert outcomes.count(Outcome.DISPATCHED) == 50
-    assert outcomes[50:] == [Outcome.WAITING] * 30
-    assert snap.claims("a") == 50
-
-
 def test_backlog_cap_holds_jobs_back_from_a_vm_far_under_its_limit() -> None:
-    # 2 jobs/s at busy 0.5 -> clears 4 jobs/s -> 4 * 5 s = 20 jobs; I/O is negligible.
-    snap = fleet(host("h1", vms=[vm("a", load=2.0, busy=0.5, io_per_job=1.0)]))
+    # Jobs of 0.25 s, negligible I/O, a 5 s horizon: the VM holds at most 20.
+    snap = fleet(
+        host("h1", vms=[runs("a", 1.0, service_s=0.25)]), config=PolicyConfig(horizon_s=5.0)
+    )
     policy, rng = IoAwarePolicy(), random.Random(3)
     outcomes = [policy.decide(snap, JobRequest(f"j{i}", "t"), rng).outcome for i in range(25)]
     assert outcomes == [Outcome.DISPATCHED] * 20 + [Outcome.WAITING] * 5
     decision = policy.decide(snap, JOB, rng)
     assert decision.reason == "no eligible host among 1 candidate: 1 backlog full"
-    assert decision.candidates[0].rejected_by == "backlog full"
     assert decision.candidates[0].outstanding_jobs == 20
 
 
-def test_burst_spreads_over_equally_free_hosts() -> None:
+def test_a_burst_spreads_over_equally_free_hosts() -> None:
     snap = fleet(
-        *(host(f"h{i}", vms=[vm(f"v{i}", load=1.0, busy=0.01, io_per_job=100.0)]) for i in range(4))
+        *(host(f"h{i}", vms=[runs(f"v{i}", 100.0)]) for i in range(4)),
+        config=PolicyConfig(horizon_s=5.0),
     )
     policy, rng = IoAwarePolicy(), random.Random(5)
     for i in range(40):
         assert policy.decide(snap, JobRequest(f"j{i}", "t"), rng).dispatched
-    # p2c with claims and the fewest-outstanding weigher: no VM can run ahead by much.
+    # Idle VMs first, then the shortest queue: no VM runs ahead of another by more than one.
     counts = [snap.claims(f"v{i}") for i in range(4)]
     assert sum(counts) == 40
-    assert max(counts) - min(counts) <= 2
+    assert max(counts) - min(counts) <= 1
 
 
-def test_emptier_vm_beats_freer_host() -> None:
-    # a: host 0.9 free but its VM holds 6 jobs; b: host 0.5 free, VM holds 1. Both eligible.
+def test_of_two_idle_fits_the_host_left_with_more_relative_room_wins() -> None:
+    # big: (2000 - 1000 - 100) / 2000 = 45 % left; small: (500 - 0 - 100) / 500 = 80 % left.
     snap = fleet(
-        host("h1", vms=[vm("a", load=1.0, busy=0.1, io_per_job=100.0, outstanding=6)]),
-        host("h2", vms=[vm("b", load=5.0, busy=0.5, io_per_job=100.0, outstanding=1)]),
+        host("big", limit=2000.0, vms=[runs("a", 100.0), runs("o", 1000.0, "o", outstanding=1)]),
+        host("small", limit=500.0, vms=[runs("b", 100.0)]),
     )
-    decision = IoAwarePolicy().decide(snap, JOB, random.Random(2))
-    assert decision.vm_id == "b"
-    assert {c.vm_id: c.eligible for c in decision.candidates} == {"a": True, "b": True}
-
-
-def test_p2c_picks_larger_relative_headroom() -> None:
-    # big: 1000 limit, 500 used -> 0.5 free; small: 100 limit, 10 used -> 0.9 free.
-    snap = fleet(
-        host("big", limit=1000.0, vms=[vm("a", load=5.0, io_per_job=100.0)]),
-        host("small", limit=100.0, vms=[vm("b", load=0.1, io_per_job=100.0)]),
-    )
-    decision = IoAwarePolicy().decide(snap, JOB, random.Random(2))
+    decision = decide(snap, seed=2)
     assert decision.vm_id == "b"
     assert {c.vm_id for c in decision.candidates} == {"a", "b"}
-    assert all(c.eligible and c.weight is not None for c in decision.candidates)
-    assert "p2c of" in decision.reason
-
-
-def test_ties_go_to_fewer_outstanding_then_vm_id() -> None:
-    snap = fleet(host("h1", limit=None, vms=[vm("a", outstanding=1), vm("b")]))
-    assert IoAwarePolicy().decide(snap, JOB, random.Random(0)).vm_id == "b"
-    equal = fleet(host("h1", vms=[vm("b", io_per_job=1.0), vm("a", io_per_job=1.0)]))
-    assert IoAwarePolicy().decide(equal, JOB, random.Random(0)).vm_id == "a"
+    assert all(c.eligible for c in decision.candidates)
+    assert "p2c" in decision.reason
 
 
 def test_large_fleet_examines_only_sampled_candidates() -> None:
-    snap = fleet(*(host(f"h{i:05d}", vms=[vm(f"v{i:05d}", io_per_job=10.0)]) for i in range(2000)))
-    decision = IoAwarePolicy().decide(snap, JOB, random.Random(9))
+    snap = fleet(*(host(f"h{i:05d}", vms=[runs(f"v{i:05d}", 10.0)]) for i in range(2000)))
+    decision = decide(snap, seed=9)
     assert decision.outcome is Outcome.DISPATCHED
     assert len(decision.candidates) == 2
 
 
-def test_falls_back_to_a_scan_to_find_the_one_eligible_host() -> None:
+def test_falls_back_to_a_scan_to_find_the_one_host_with_room() -> None:
     full = [
-        host(f"h{i:04d}", vms=[vm(f"v{i:04d}", load=20.0, io_per_job=100.0)]) for i in range(500)
+        host(
+            f"h{i:04d}",
+            vms=[runs(f"v{i:04d}", 100.0), runs(f"o{i:04d}", 1000.0, "o", outstanding=1)],
+        )
+        for i in range(500)
     ]
-    free = host("h9999", vms=[vm("free", io_per_job=100.0)])
+    free = host("h9999", vms=[runs("free", 100.0)])
     snap = fleet(*full, free, config=PolicyConfig(probe_limit=8, max_recorded_candidates=10))
-    decision = IoAwarePolicy().decide(snap, JOB, random.Random(4))
+    decision = decide(snap, seed=4)
     assert decision.vm_id == "free"
     assert "after scanning 501" in decision.reason
     assert len(decision.candidates) == 10  # capped record, chosen one included
@@ -203,7 +332,7 @@ def test_falls_back_to_a_scan_to_find_the_one_eligible_host() -> None:
 
 def test_same_seed_same_decisions() -> None:
     def run(seed: int) -> list[str | None]:
-        snap = fleet(*(host(f"h{i}", vms=[vm(f"v{i}", io_per_job=50.0)]) for i in range(30)))
+        snap = fleet(*(host(f"h{i}", vms=[runs(f"v{i}", 50.0)]) for i in range(30)))
         policy, rng = build_policy("io-aware"), random.Random(seed)
         return [policy.decide(snap, JobRequest(f"j{n}", "t"), rng).vm_id for n in range(100)]
 
@@ -212,17 +341,17 @@ def test_same_seed_same_decisions() -> None:
 
 
 def test_unknown_type_is_rejected() -> None:
-    snap = fleet(host("h1"))
-    decision = IoAwarePolicy().decide(snap, JobRequest("j", "nope"), random.Random(0))
+    decision = decide(fleet(host("h1")), JobRequest("j", "nope"))
     assert decision.outcome is Outcome.REJECTED
     assert "'nope'" in decision.reason
 
 
 def test_candidates_are_the_wire_type_and_survive_a_round_trip() -> None:
-    snap = fleet(host("h1", vms=[vm("a", io_per_job=10.0)]))
-    decision = IoAwarePolicy().decide(snap, JOB, random.Random(0))
+    snap = fleet(host("h1", vms=[runs("a", 10.0)]))
+    decision = decide(snap)
     [candidate] = decision.candidates
     assert isinstance(candidate, CandidateView)
     assert candidate.vm_id == "a" and candidate.eligible and candidate.limit_ops_per_s == 1000.0
+    assert candidate.job_io_ops_per_s == pytest.approx(10.0)
     restored = CandidateView.model_validate_json(candidate.model_dump_json(exclude_none=True))
     assert restored == candidate

@@ -6,8 +6,10 @@ import pytest
 
 from pipeline.policy.load import (
     committed_io_ops,
+    job_io_ops_per_s,
     paper_total_io_ops_per_s,
     projected_io_ops_per_s,
+    running_io_ops_per_s,
     service_rate_jobs_per_s,
     vm_committed_io_ops_per_s,
 )
@@ -83,3 +85,49 @@ def test_committed_io_of_unmeasured_vm_uses_type_median_else_zero() -> None:
     )
     # b: 2 jobs * median(t)=80 -> 160; c: type u unmeasured -> 0.
     assert committed_io_ops(snap, snap.host("h1")) == pytest.approx(160.0)
+
+
+def test_a_jobs_rate_is_its_types_io_per_job_over_its_types_service_time() -> None:
+    # Type t: median io_per_job of 100 and 60 = 80; service (0.1 + 0.3) busy / (1 + 1) jobs/s
+    # = 0.2 s a job: 400 ops/s for every VM of the type, measured or not.
+    snap = fleet(
+        host(
+            "h1",
+            vms=[
+                vm("a", load=1.0, busy=0.1, io_per_job=100.0),
+                vm("b", load=1.0, busy=0.3, io_per_job=60.0),
+                vm("c"),
+                vm("u", "u", load=1.0, busy=0.5, io_per_job=100.0),  # a type of its own
+            ],
+        )
+    )
+    for vm_id in "abc":
+        assert job_io_ops_per_s(snap, snap.vm(vm_id)) == pytest.approx(400.0)
+    assert job_io_ops_per_s(snap, snap.vm("u")) == pytest.approx(200.0)
+
+
+def test_without_io_per_job_a_jobs_rate_is_dom0s_meter_per_busy_second() -> None:
+    snap = fleet(host("h1", vms=[vm("a", busy=0.25, io_ops_per_s=100.0)]))
+    assert job_io_ops_per_s(snap, snap.vm("a")) == pytest.approx(400.0)
+    assert job_io_ops_per_s(fleet(host("h1", vms=[vm("a")])), vm("a")) is None
+
+
+def test_demand_now_counts_each_vm_holding_a_job_once_whatever_its_queue() -> None:
+    # a holds 5 jobs (one runs: 500), b 1 (300), c none; d holds one nobody has measured: it
+    # counts as the whole limit.
+    snap = fleet(
+        host(
+            "h1",
+            limit=2000.0,
+            vms=[
+                vm("a", load=1.0, busy=0.1, io_per_job=50.0, outstanding=5),
+                vm("b", "u", load=1.0, busy=0.1, io_per_job=30.0, outstanding=1),
+                vm("c", "w", load=1.0, busy=0.1, io_per_job=90.0),
+            ],
+        ),
+        host("h2", vms=[vm("d", "v", outstanding=1)]),
+    )
+    assert running_io_ops_per_s(snap, snap.host("h1")) == pytest.approx(800.0)
+    snap.claim("c")
+    assert running_io_ops_per_s(snap, snap.host("h1")) == pytest.approx(1700.0)
+    assert running_io_ops_per_s(snap, snap.host("h2")) == pytest.approx(1000.0)

@@ -88,9 +88,77 @@ def test_policy_config_defaults_are_documented_values() -> None:
         config.horizon_s,
         config.warmup_outstanding_per_vm,
         config.choices,
-    ) == (
-        3.0,
-        5.0,
-        2,
-        2,
+        config.hold_s,
+        config.hysteresis,
+    ) == (3.0, 0.25, 2, 2, 0.25, 0.1)
+
+
+@pytest.mark.parametrize("value", [-0.1, float("nan"), "1", True])
+def test_hold_must_be_a_number_of_seconds_or_inf(value: object) -> None:
+    with pytest.raises(ConfigError, match="hold_s"):
+        PolicyConfig(hold_s=value)  # type: ignore[arg-type]
+    assert PolicyConfig(hold_s=float("inf")).hold_s == float("inf")
+    assert PolicyConfig(hold_s=0).hold_s == 0
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0, 2])
+def test_hysteresis_is_a_fraction_below_one(value: float) -> None:
+    with pytest.raises(ConfigError, match="hysteresis"):
+        PolicyConfig(hysteresis=value)
+
+
+def test_idle_candidates_follow_the_claims() -> None:
+    snap = fleet(
+        host("h1", vms=[vm("a"), vm("b", outstanding=1), vm("c")]),
+        host("h2", vms=[vm("d"), vm("x", job_type="other")]),
     )
+    assert sorted(v.vm_id for v in snap.idle_candidates("t")) == ["a", "c", "d"]
+    before = snap.claims_made
+    snap.claim("c")
+    snap.claim("b")  # already busy: stays out
+    assert sorted(v.vm_id for v in snap.idle_candidates("t")) == ["a", "d"]
+    snap.claim("a")
+    snap.claim("d")
+    assert list(snap.idle_candidates("t")) == []
+    assert [v.vm_id for v in snap.idle_candidates("other")] == ["x"]
+    assert snap.idle_candidates("nobody") == []
+    assert snap.claims_made == before + 4
+
+
+def test_service_time_is_the_vms_own_but_never_shorter_than_its_types() -> None:
+    # Pooled over the type: (0.2 + 0.6) busy / (1 + 2) jobs/s = 0.267 s a job.
+    snap = fleet(
+        host(
+            "h1",
+            vms=[
+                vm("fast", load=1.0, busy=0.2),  # 0.2 s, shorter than the pool: the pool's
+                vm("slow", load=2.0, busy=0.6),  # 0.3 s, longer: its own
+                vm("idle"),  # nothing in the window: the pool's
+            ],
+        )
+    )
+    pooled = 0.8 / 3
+    assert snap.type_service_s("t") == pytest.approx(pooled)
+    assert snap.service_s_estimate(snap.vm("fast")) == pytest.approx(pooled)
+    assert snap.service_s_estimate(snap.vm("slow")) == pytest.approx(0.3)
+    assert snap.service_s_estimate(snap.vm("idle")) == pytest.approx(pooled)
+    assert fleet(host("h1", vms=[vm("a")])).service_s_estimate(vm("a")) is None
+
+
+def test_host_memos_are_dropped_when_a_claim_lands_on_the_host() -> None:
+    snap = fleet(host("h1", vms=[vm("a")]), host("h2", vms=[vm("b")]))
+    calls: list[str] = []
+
+    def compute(host_id: str) -> int:
+        calls.append(host_id)
+        return len(calls)
+
+    assert snap.host_memo("h1", "k", lambda: compute("h1")) == 1
+    assert snap.host_memo("h1", "k", lambda: compute("h1")) == 1  # cached
+    assert snap.host_memo("h2", "k", lambda: compute("h2")) == 2
+    snap.claim("a")
+    assert snap.host_memo("h1", "k", lambda: compute("h1")) == 3  # recomputed
+    assert snap.host_memo("h2", "k", lambda: compute("h2")) == 2  # untouched
+    assert snap.memo("x", lambda: compute("x")) == 4
+    snap.claim("b")
+    assert snap.memo("x", lambda: compute("x")) == 4  # claims never change a plain memo
