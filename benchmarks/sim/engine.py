@@ -1,11 +1,21 @@
 """The discrete-event simulation: one scenario, one policy, one seeded run.
 
 Events (a heap ordered by time, then insertion): job arrivals, a host's next job completion,
-telemetry sampling ticks, telemetry deliveries (a tick's samples, after the delay), dispatcher
-retry ticks, and capacity changes. The dispatcher calls the *same* policy code as the live
-pipeline (`pipeline.policy`), over snapshots that the live pipeline's own aggregation, fleet
-view and claim code build from delayed telemetry (`view`), and keeps waiting jobs per job type,
-retrying the oldest of each type every `retry_interval_s` as the pipeline's retry agent does.
+the dispatcher learning of a completion, telemetry sampling ticks, telemetry deliveries (a
+tick's samples, after the delay), dispatcher retry ticks, and capacity changes. The dispatcher
+calls the *same* policy code as the live pipeline (`pipeline.policy`), over snapshots that the
+live pipeline's own aggregation, fleet view and claim code build from delayed telemetry
+(`view`), and keeps waiting jobs per job type, retrying the oldest of each type every
+`retry_interval_s` and whenever it learns that a job completed (a completion frees room). A job
+whose type already has jobs waiting waits behind them: first come, first served per type.
+
+A completion reaches the dispatcher `completion_delay_s` after the job ends, on the guest's own
+path (`JobCompletion` on the completions topic), not with Dom0's next sample: the VM's row takes
+it (`VmStats.add_completion`, idempotent, so the same completion carried again by the sample is
+not counted twice) and the VM's state is published at once, so the dispatcher's count of a VM's
+outstanding jobs is exact within that delay.
+
+The oracle (`benchmarks.sim.oracle`) is built here, bound to the simulation it reads.
 
 Accounting: every job ends the run completed, in flight (queued or running on a VM), waiting at
 the dispatcher, expired or rejected; `lost` is what is left over, and must be 0.
@@ -15,6 +25,7 @@ Wall-clock time is read only to measure `decide()` (the benchmark's point), neve
 from __future__ import annotations
 
 import heapq
+import math
 import random
 import time
 from collections import deque
@@ -22,14 +33,15 @@ from collections.abc import Callable
 
 from benchmarks.sim.arrivals import Arrival, generate
 from benchmarks.sim.fleet import Job, SimHost, SimVm
+from benchmarks.sim.oracle import OraclePolicy
 from benchmarks.sim.results import RunResult, percentile
-from benchmarks.sim.scenario import Scenario
+from benchmarks.sim.scenario import ORACLE, Scenario
 from benchmarks.sim.view import DispatcherView, Sample
 from pipeline.policy.base import Policy
 from pipeline.policy.decision import JobRequest, Outcome
 from pipeline.policy.registry import build_policy
 
-_ARRIVAL, _HOST_DONE, _SAMPLE, _DELIVER, _RETRY, _CAPACITY = range(6)
+_ARRIVAL, _HOST_DONE, _SAMPLE, _DELIVER, _RETRY, _CAPACITY, _NOTICE = range(7)
 
 
 def build_fleet(scenario: Scenario) -> list[SimHost]:
@@ -53,15 +65,32 @@ def build_fleet(scenario: Scenario) -> list[SimHost]:
 
 class Simulation:
     def __init__(
-        self, scenario: Scenario, policy: Policy, arrivals: list[Arrival] | None = None
+        self,
+        scenario: Scenario,
+        policy: Policy | None,
+        arrivals: list[Arrival] | None = None,
+        label: str | None = None,
     ) -> None:
+        """`policy` None: the oracle, bound to this simulation. `label` names the run."""
         self.scenario = scenario
-        self.policy = policy
         self.arrivals = arrivals if arrivals is not None else generate(scenario)
         self.hosts = build_fleet(scenario)
         self.host_by_id = {host.host_id: host for host in self.hosts}
         self.base_capacity = {host.host_id: host.capacity_ops_per_s for host in self.hosts}
         self.vms: dict[str, SimVm] = {vm.vm_id: vm for host in self.hosts for vm in host.vms}
+        self.jobs: list[Job] = []
+        self.now = 0.0
+        self.policy: Policy = (
+            policy
+            if policy is not None
+            else OraclePolicy(
+                self.vms.values(),
+                self.jobs,
+                lambda: self.now,
+                {name: spec.cpu_s for name, spec in scenario.job_types.items()},
+            )
+        )
+        self.label = label or self.policy.name
         self.view = DispatcherView(
             scenario,
             [(vm.vm_id, vm.host.host_id, vm.job_type) for vm in self.vms.values()],
@@ -74,11 +103,15 @@ class Simulation:
         )
         self.rng = random.Random(f"{scenario.seed}/policy")
         self.end_s = scenario.duration_s + scenario.drain_s
-        self.now = 0.0
         self._heap: list[tuple[float, int, int, object, object]] = []
         self._seq = 0
-        self.jobs: list[Job] = []
         self.waiting: dict[str, deque[Job]] = {}
+        # Per job type: the snapshot (and its claim count) over which its head was last refused,
+        # and when (see `_unchanged_since_refused`).
+        self._refused: dict[str, tuple[object, int]] = {}
+        self._refused_at: dict[str, float] = {}
+        self._last_snapshot: object = None
+        self._last_snapshot_claims = 0
         self.expired = 0
         self.rejected = 0
         self.decisions = 0
@@ -95,6 +128,7 @@ class Simulation:
             _DELIVER: self._on_deliver,
             _RETRY: self._on_retry,
             _CAPACITY: self._on_capacity,
+            _NOTICE: self._on_notice,
         }
 
     # --- the loop ---------------------------------------------------------------------------
@@ -126,15 +160,18 @@ class Simulation:
 
     def _decide(self, job: Job) -> Outcome:
         snapshot = self.view.snapshot(self.now)
-        request = JobRequest(str(job.job_id), job.job_type)
+        self._last_snapshot = snapshot
+        request = JobRequest(str(job.job_id), job.job_type, waited_s=self.now - job.submitted_at)
         t0 = time.perf_counter_ns()
         decision = self.policy.decide(snapshot, request, self.rng)
         self.decide_ns += time.perf_counter_ns() - t0
         self.decisions += 1
+        self._last_snapshot_claims = snapshot.claims_made
         if decision.outcome is Outcome.DISPATCHED:
             assert decision.vm_id is not None
             vm = self.vms[decision.vm_id]
             job.dispatched_at = self.now
+            job.vm_id = vm.vm_id
             self.view.record_dispatch(vm.vm_id, str(job.job_id), self.now)
             self._enqueue(vm, job)
         elif decision.outcome is Outcome.WAITING:
@@ -154,26 +191,54 @@ class Simulation:
             deadline_at=None if deadline_s is None else arrival.at_s + deadline_s,
         )
         self.jobs.append(job)
-        outcome = self._decide(job)
-        if outcome is Outcome.WAITING:
-            self.waiting.setdefault(job.job_type, deque()).append(job)
-        elif outcome is Outcome.REJECTED:
-            self.rejected += 1
+        queue = self.waiting.get(job.job_type)
+        if queue:
+            # Jobs of its type already wait: it waits behind them (first come, first served
+            # per type, as a queue at the dispatcher should), and the oldest is tried first.
+            queue.append(job)
+            self._retry_type(job.job_type, queue)
+        else:
+            outcome = self._decide(job)
+            if outcome is Outcome.WAITING:
+                self.waiting.setdefault(job.job_type, deque()).append(job)
+            elif outcome is Outcome.REJECTED:
+                self.rejected += 1
         if index + 1 < len(self.arrivals):
             self._push(self.arrivals[index + 1].at_s, _ARRIVAL, index + 1)
 
     def _on_retry(self, _a: object, _b: object) -> None:
+        self._retry_waiting()
+        self._push(self.now + self.scenario.dispatcher.retry_interval_s, _RETRY)
+
+    def _retry_waiting(self) -> None:
         # Oldest first per job type; a type with no eligible host stops at its head and does
         # not hold up the others (the pipeline's retry agent does the same).
-        for queue in self.waiting.values():
-            while queue and queue[0].deadline_at is not None and queue[0].deadline_at <= self.now:
-                queue.popleft().expired = True
-                self.expired += 1
-            while queue:
-                if self._decide(queue[0]) is not Outcome.DISPATCHED:
-                    break
-                queue.popleft()
-        self._push(self.now + self.scenario.dispatcher.retry_interval_s, _RETRY)
+        for job_type, queue in self.waiting.items():
+            self._retry_type(job_type, queue)
+
+    def _retry_type(self, job_type: str, queue: deque[Job]) -> None:
+        while queue and queue[0].deadline_at is not None and queue[0].deadline_at <= self.now:
+            queue.popleft().expired = True
+            self.expired += 1
+        if not queue or self._unchanged_since_refused(job_type, queue[0]):
+            return
+        while queue:
+            if self._decide(queue[0]) is not Outcome.DISPATCHED:
+                self._refused[job_type] = (self._last_snapshot, self._last_snapshot_claims)
+                self._refused_at[job_type] = self.now
+                return
+            queue.popleft()
+
+    def _unchanged_since_refused(self, job_type: str, head: Job) -> bool:
+        """The type's head was refused over this very snapshot, unchanged since, and its hold
+        has not run out in between: deciding again would refuse it again (saves the cost of
+        re-deciding on every completion notice while the cached snapshot stands)."""
+        refused = self._refused.get(job_type)
+        snapshot = self.view.snapshot(self.now)
+        if refused is None or refused[0] is not snapshot or refused[1] != snapshot.claims_made:
+            return False
+        hold_ends = head.submitted_at + self.scenario.dispatcher.hold_s
+        return not (self._refused_at.get(job_type, self.now) < hold_ends <= self.now)
 
     # --- the fleet --------------------------------------------------------------------------
 
@@ -210,10 +275,21 @@ class Simulation:
             vm.running = None
             host.running.remove(vm)
             vm.outstanding -= 1
-            vm.completed_since_sample.append((str(job.job_id), self.now, self.now - job.started_at))
+            done = (str(job.job_id), self.now, self.now - job.started_at)
+            vm.completed_since_sample.append(done)
+            self._push(self.now + self.scenario.telemetry.completion_delay_s, _NOTICE, vm, done)
             if vm.queue:
                 self._start(vm, vm.queue.popleft())
         self._reschedule(host)
+
+    def _on_notice(self, vm: object, done: object) -> None:
+        """The dispatcher learns that a job completed (the guest's completion arrives)."""
+        assert isinstance(vm, SimVm) and isinstance(done, tuple)
+        row = self.view.rows[vm.vm_id]
+        if row.add_completion(*done):
+            self.view.fleet.put_state(row.state(self.now))
+        if any(self.waiting.values()):
+            self._retry_waiting()
 
     def _on_capacity(self, host_id: object, factor: object) -> None:
         assert isinstance(host_id, str) and isinstance(factor, float | int)
@@ -238,6 +314,8 @@ class Simulation:
         outages = bool(telemetry.outages)
         for host in self.hosts:
             host.advance(self.now)
+            # The interval's I/O as Dom0's counters show it, judged against the limit.
+            rate = host.close_interval(telemetry.interval_s)
             lost = outages and self._in_outage(host.host_id, self.now)
             io_delta = 0.0
             for vm in host.vms:
@@ -256,7 +334,7 @@ class Simulation:
                 vm.io_ops_at_last_sample = vm.io_ops_done
                 vm.completed_since_sample.clear()
             if host.host_id in self.series:
-                self.series[host.host_id].append((self.now, io_delta / telemetry.interval_s))
+                self.series[host.host_id].append((self.now, rate))
         if batch:
             self._push(self.now + telemetry.delay_s, _DELIVER, batch)
         self._push(self.now + telemetry.interval_s, _SAMPLE)
@@ -285,7 +363,7 @@ def summarise(sim: Simulation, wall_s: float) -> RunResult:
     accounted = len(completed) + in_flight + waiting + sim.expired + sim.rejected
     return RunResult(
         scenario=sim.scenario.name,
-        policy=sim.policy.name,
+        policy=sim.label,
         submitted=submitted,
         completed=len(completed),
         in_flight=in_flight,
@@ -299,7 +377,12 @@ def summarise(sim: Simulation, wall_s: float) -> RunResult:
         p99_response_s=percentile(everyone, 0.99),
         p999_response_s=percentile(everyone, 0.999),
         overload_s=sum(host.overload_s for host in sim.hosts),
+        served_over_limit_s=sum(host.served_over_limit_s for host in sim.hosts),
+        demand_over_limit_s=sum(host.demand_over_limit_s for host in sim.hosts),
         saturated_s=sum(host.saturated_s for host in sim.hosts),
+        lost_goodput_ops=sum(host.lost_ops for host in sim.hosts),
+        io_ops_done=sum(host.io_ops_done for host in sim.hosts),
+        hold_s=sim.scenario.dispatcher.hold_s,
         decisions=sim.decisions,
         waiting_decisions=sim.waiting_decisions,
         decision_us=sim.decide_ns / sim.decisions / 1000 if sim.decisions else 0.0,
@@ -315,6 +398,24 @@ def summarise(sim: Simulation, wall_s: float) -> RunResult:
     )
 
 
-def run(scenario: Scenario, policy_name: str, arrivals: list[Arrival] | None = None) -> RunResult:
-    """Simulate `scenario` under the named policy (a fresh instance)."""
-    return Simulation(scenario, build_policy(policy_name), arrivals).run()
+def run(
+    scenario: Scenario,
+    policy_name: str,
+    arrivals: list[Arrival] | None = None,
+    hold_s: float | None = None,
+) -> RunResult:
+    """Simulate `scenario` under the named policy (a fresh instance; `oracle` too).
+
+    `hold_s` overrides the strictness (`PolicyConfig.hold_s`) for this run, which is then
+    labelled e.g. `io-aware hold=2s`; the oracle runs strict (`inf`) unless told otherwise.
+    """
+    label = None
+    if policy_name == ORACLE and hold_s is None:
+        hold_s = math.inf
+    elif hold_s is not None:
+        label = f"{policy_name} hold={hold_s:g}s"
+    if hold_s is not None:
+        dispatcher = scenario.dispatcher.model_copy(update={"hold_s": hold_s})
+        scenario = scenario.model_copy(update={"dispatcher": dispatcher})
+    policy = None if policy_name == ORACLE else build_policy(policy_name)
+    return Simulation(scenario, policy, arrivals, label=label).run()

@@ -1,9 +1,21 @@
 """The simulated physical fleet: hosts with a shared I/O channel, VMs with FIFO queues, jobs.
 
-State only, advanced by the engine: `SimHost.advance(now)` integrates progress, I/O done and
-overload time since the last change at the current speed; `SimHost.reschedule()` recomputes the
-speed after the set of running jobs changed. The channel model itself is `benchmarks.sim.channel`.
-Nothing here knows about the dispatcher or its (stale) view.
+State only, advanced by the engine: `SimHost.advance(now)` integrates progress, I/O done,
+goodput lost to collapse and the time demand spent over the limit and over capacity since the
+last change at the current speed; `SimHost.reschedule()` recomputes the speed after the set of
+running jobs changed; `SimHost.close_interval(interval_s)` judges one telemetry interval against
+the limit (the definition of `overload_s`, below). The channel model itself is
+`benchmarks.sim.channel`. Nothing here knows about the dispatcher or its (stale) view.
+
+Overload, one definition for the simulator and the live demo: a host is over its limit for a
+telemetry interval (1 s by default) when the I/O its guests *asked* of it in that interval, as a
+rate, exceeds its limit; `overload_s` sums those intervals. Asked, not served: past saturation
+a collapsing channel serves less than its limit however far it is overloaded (asked twice its
+capacity, it serves two thirds of it), so the served rate would call the worst overload none;
+what it asked and did not serve is the goodput lost (`lost_ops`), reported beside. Secondary
+figures: the served rate over the limit (`served_over_limit_s`, what Dom0's counters alone
+show), and the instantaneous demand over the limit (`demand_over_limit_s`), which counts
+overlaps of a few milliseconds that no meter sees.
 """
 
 from __future__ import annotations
@@ -11,6 +23,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from benchmarks.sim.channel import lost_goodput_ops_per_s
 from benchmarks.sim.channel import speed as channel_speed
 
 #: Work left below this (in full-speed seconds) counts as done: float noise, not work.
@@ -26,6 +39,8 @@ class Job:
     io_ops: float
     deadline_at: float | None = None
     dispatched_at: float | None = None
+    #: The VM it was dispatched to.
+    vm_id: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
     expired: bool = False
@@ -66,11 +81,22 @@ class SimHost:
     last_update_s: float = 0.0
     #: Bumped on every reschedule, so a stale completion event is recognised and ignored.
     version: int = 0
-    #: Seconds during which the guests' demanded I/O exceeded the host's limit.
+    #: Seconds of telemetry intervals whose asked I/O rate exceeded the host's limit.
     overload_s: float = 0.0
+    #: Seconds of telemetry intervals whose served I/O rate (Dom0's counters) exceeded it.
+    served_over_limit_s: float = 0.0
+    #: Seconds during which the guests' demanded I/O exceeded the host's limit (instantaneous).
+    demand_over_limit_s: float = 0.0
     #: Seconds during which demand exceeded capacity (the channel was saturated).
     saturated_s: float = 0.0
+    #: I/O operations the host would have delivered without collapse and did not.
+    lost_ops: float = 0.0
     io_ops_done: float = 0.0
+    #: I/O operations the guests asked for (∫ demand dt): served, or lost to a saturated channel.
+    io_ops_asked: float = 0.0
+    #: io_ops_done and io_ops_asked when the current telemetry interval began.
+    io_ops_at_interval: float = 0.0
+    asked_at_interval: float = 0.0
 
     def advance(self, now: float) -> None:
         """Integrate everything since the last update at the current speed."""
@@ -78,6 +104,7 @@ class SimHost:
         if dt <= 0:
             return
         if self.running:
+            self.io_ops_asked += dt * self.demand_ops_per_s
             progress = dt * self.speed
             for vm in self.running:
                 job = vm.running
@@ -87,10 +114,25 @@ class SimHost:
                 vm.io_ops_done += io
                 self.io_ops_done += io
             if self.demand_ops_per_s > self.limit_ops_per_s:
-                self.overload_s += dt
+                self.demand_over_limit_s += dt
             if self.demand_ops_per_s > self.capacity_ops_per_s:
                 self.saturated_s += dt
+                self.lost_ops += dt * lost_goodput_ops_per_s(
+                    self.demand_ops_per_s, self.capacity_ops_per_s, self.collapse
+                )
         self.last_update_s = now
+
+    def close_interval(self, interval_s: float) -> float:
+        """End a telemetry interval (advanced to its end): count it if over; its served rate."""
+        asked = (self.io_ops_asked - self.asked_at_interval) / interval_s
+        served = (self.io_ops_done - self.io_ops_at_interval) / interval_s
+        self.asked_at_interval = self.io_ops_asked
+        self.io_ops_at_interval = self.io_ops_done
+        if asked > self.limit_ops_per_s:
+            self.overload_s += interval_s
+        if served > self.limit_ops_per_s:
+            self.served_over_limit_s += interval_s
+        return served
 
     def reschedule(self) -> float | None:
         """Recompute demand and speed; return the delay until the next job finishes (or None)."""

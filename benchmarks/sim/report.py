@@ -22,6 +22,8 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("p99_response_s", "p99 (s)", "{:.3f}"),
     ("p999_response_s", "p99.9 (s)", "{:.3f}"),
     ("overload_s", "overload (host·s)", "{:.0f}"),
+    ("lost_goodput_pct", "goodput lost (%)", "{:.2f}"),
+    ("demand_over_limit_s", "demand over limit (host·s)", "{:.0f}"),
     ("completed", "completed", "{}"),
     ("in_flight", "in flight at end", "{}"),
     ("waiting", "waiting at end", "{}"),

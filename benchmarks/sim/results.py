@@ -4,8 +4,13 @@ Response time is submit-to-finish, what a submitter experiences. Percentiles are
 submitted job: a job not finished when the run ends counts with its age at the end (a lower
 bound of its response time), so a policy cannot look fast by leaving its worst jobs unfinished.
 Throughput counts jobs finished while jobs were still arriving, per second of that period.
-`overload_s` sums over hosts the seconds during which the guests' demanded I/O exceeded the
-host's limit; `saturated_s` the seconds it exceeded the host's capacity.
+
+Overload, as live (`benchmarks.sim.fleet`): `overload_s` sums over hosts the seconds of
+telemetry intervals (1 s) in which the I/O the guests asked of the host exceeded its limit;
+`lost_goodput_ops` the I/O operations collapse cost (what a saturated host would have delivered
+at capacity and did not). Secondary: `served_over_limit_s` (intervals whose served I/O, Dom0's
+counters, exceeded the limit), `demand_over_limit_s` (seconds the demand exceeded the limit at
+any instant), `saturated_s` (seconds it exceeded the host's capacity).
 """
 
 from __future__ import annotations
@@ -41,7 +46,13 @@ class RunResult:
     p99_response_s: float
     p999_response_s: float
     overload_s: float
+    served_over_limit_s: float
+    demand_over_limit_s: float
     saturated_s: float
+    lost_goodput_ops: float
+    io_ops_done: float
+    #: The strictness the run used (`PolicyConfig.hold_s`; io-aware and the oracle read it).
+    hold_s: float
     decisions: int
     waiting_decisions: int
     decision_us: float
@@ -58,4 +69,13 @@ class RunResult:
         data = asdict(self)
         for bulky in ("responses_s", "series", "limits_ops_per_s", "per_host_overload_s"):
             data.pop(bulky)
+        if math.isinf(self.hold_s):
+            data["hold_s"] = None  # strict: JSON has no infinity
+        data["lost_goodput_pct"] = self.lost_goodput_pct
         return data
+
+    @property
+    def lost_goodput_pct(self) -> float:
+        """Goodput lost to collapse, as a share of the I/O the fleet did."""
+        done = self.io_ops_done + self.lost_goodput_ops
+        return 100.0 * self.lost_goodput_ops / done if done else 0.0

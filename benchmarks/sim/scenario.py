@@ -11,6 +11,7 @@ This module owns the scenario format only; the model is `benchmarks.sim.engine`.
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Self
@@ -23,8 +24,15 @@ from pipeline.events import describe_validation_error
 from pipeline.policy.registry import POLICY_NAMES
 from pipeline.policy.snapshot import PolicyConfig
 from pipeline.stats.windows import WindowConfig
+from producers.emulated.collapse import DEFAULT_COLLAPSE
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+
+#: The simulator's yardstick, not a dispatch policy: it reads the simulated fleet itself
+#: (`benchmarks.sim.oracle`), so it exists only here, never live.
+ORACLE = "oracle"
+#: What a scenario's `policies` and `vmlb bench sim --policies` accept.
+SIM_POLICY_NAMES: tuple[str, ...] = (*POLICY_NAMES, ORACLE)
 
 _POLICY = PolicyConfig()
 _WINDOWS = WindowConfig()
@@ -70,8 +78,9 @@ class HostGroup(_Model):
 class Channel(_Model):
     """The host's driver-domain I/O channel (see `benchmarks.sim.channel`)."""
 
-    #: How fast effective capacity falls past saturation: 0 = plain processor sharing.
-    collapse: NonNegative = 0.5
+    #: How fast effective capacity falls past saturation: 0 = plain processor sharing. The
+    #: default is the emulated hosts' (`producers.emulated.collapse`).
+    collapse: NonNegative = DEFAULT_COLLAPSE
 
 
 class ArrivalKind(StrEnum):
@@ -135,6 +144,9 @@ class Telemetry(_Model):
     interval_s: Positive = 1.0
     #: Sample time to arrival at the dispatcher (Dom0 -> Kafka -> vm_stats -> vm-state).
     delay_s: NonNegative = 0.5
+    #: A job's end to the dispatcher knowing of it: the guest's completion travels on its own
+    #: path (guest -> Kafka -> dispatcher), not with Dom0's samples, so outages do not lose it.
+    completion_delay_s: NonNegative = 0.05
     rate_window_s: Positive = _WINDOWS.rate_window_s
     io_per_job_window_s: Positive = _WINDOWS.io_per_job_window_s
     bucket_s: Positive = _WINDOWS.bucket_s
@@ -165,6 +177,10 @@ class Dispatcher(_Model):
     horizon_s: Positive = _POLICY.horizon_s
     warmup_outstanding_per_vm: int = Field(_POLICY.warmup_outstanding_per_vm, ge=1)
     choices: int = Field(_POLICY.choices, ge=1)
+    probe_limit: int = Field(_POLICY.probe_limit, ge=1)
+    #: io-aware's strictness (`PolicyConfig.hold_s`); `inf` never sends a job over a limit.
+    hold_s: float = Field(_POLICY.hold_s, ge=0)
+    hysteresis: float = Field(_POLICY.hysteresis, ge=0, lt=1)
 
     def policy_config(self) -> PolicyConfig:
         return PolicyConfig(
@@ -173,6 +189,9 @@ class Dispatcher(_Model):
             horizon_s=self.horizon_s,
             warmup_outstanding_per_vm=self.warmup_outstanding_per_vm,
             choices=self.choices,
+            probe_limit=self.probe_limit,
+            hold_s=self.hold_s,
+            hysteresis=self.hysteresis,
         )
 
 
@@ -198,8 +217,12 @@ class Scenario(_Model):
     telemetry: Telemetry = Telemetry()
     dispatcher: Dispatcher = Dispatcher()
     events: list[CapacityChange] = Field(default_factory=list)
-    #: Policies run when none are named on the command line.
-    policies: list[str] = Field(default_factory=lambda: list(POLICY_NAMES))
+    #: Policies run when none are named on the command line (the oracle included).
+    policies: list[str] = Field(default_factory=lambda: list(SIM_POLICY_NAMES))
+    #: io-aware's strictness sweep (`hold_s` values, `inf` allowed) for the trade-off plot.
+    hold_sweep_s: list[float] = Field(
+        default_factory=lambda: [0.0, 0.25, 0.5, 1.0, 2.0, 4.0, math.inf]
+    )
     #: Hosts whose I/O is recorded over time for the plots (all of them up to this many).
     plot_hosts: int = Field(16, ge=0)
 
@@ -217,9 +240,9 @@ class Scenario(_Model):
             for host_id in outage.hosts:
                 if host_id not in ids:
                     raise ValueError(f"telemetry.outages.{i}.hosts: unknown host {host_id!r}")
-        unknown = [name for name in self.policies if name not in POLICY_NAMES]
+        unknown = [name for name in self.policies if name not in SIM_POLICY_NAMES]
         if unknown:
-            raise ValueError(f"policies: unknown {unknown}; valid: {', '.join(POLICY_NAMES)}")
+            raise ValueError(f"policies: unknown {unknown}; valid: {', '.join(SIM_POLICY_NAMES)}")
         return self
 
     def host_ids(self) -> list[str]:

@@ -135,8 +135,8 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
                 "--state-dir",
                 str(run_dir / "hosts" / host.host_id),
             ]
-            for vm_id, job_type in host.vms:
-                args += ["--vm", f"{vm_id}:{job_type}"]
+            for vm_id, _ in host.vms:
+                args += ["--vm", host.vm_flag(vm_id)]
             children.start(host.host_id, args, env)
         _wait_for_fleet(url, children, console)
         console.print(f"web view: [bold]{url}/[/]   queries: {url}/hosts  metrics: {url}/metrics")
@@ -227,7 +227,9 @@ def _wait_for_fleet(
 ) -> None:
     expected_vms = sum(len(host.vms) for host in FLEET)
     deadline = time.monotonic() + timeout_s
-    with console.status("starting the worker and four emulated hosts (12 guest VMs)..."):
+    with console.status(
+        f"starting the worker and {len(FLEET)} emulated hosts ({expected_vms} guest VMs)..."
+    ):
         while time.monotonic() < deadline:
             for child in children.failed():
                 raise VmlbError(
