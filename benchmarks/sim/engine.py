@@ -398,6 +398,11 @@ def summarise(sim: Simulation, wall_s: float) -> RunResult:
     )
 
 
+def sweep_label(policy_name: str, hold_s: float) -> str:
+    """How a run at another strictness is named: `io-aware hold=0.5s`, `oracle hold=inf`."""
+    return f"{policy_name} hold={'inf' if math.isinf(hold_s) else f'{hold_s:g}s'}"
+
+
 def run(
     scenario: Scenario,
     policy_name: str,
@@ -413,7 +418,7 @@ def run(
     if policy_name == ORACLE and hold_s is None:
         hold_s = math.inf
     elif hold_s is not None:
-        label = f"{policy_name} hold={hold_s:g}s"
+        label = sweep_label(policy_name, hold_s)
     if hold_s is not None:
         dispatcher = scenario.dispatcher.model_copy(update={"hold_s": hold_s})
         scenario = scenario.model_copy(update={"dispatcher": dispatcher})

@@ -1,8 +1,13 @@
 """Reports of several runs of one scenario: a markdown table, JSON, and PNG plots.
 
 Plots (matplotlib, Agg backend, no display needed):
+- `tradeoff.png`: p99 response against overload, io-aware's strictness sweep as a curve (each
+  point labelled with its hold_s), the oracle's as a dashed curve, each baseline as a point;
 - `response_cdf.png`: the response-time CDF of completed jobs, one line per policy;
 - `host_io_<policy>.png`: each plotted host's I/O rate over time against its limit.
+
+Runs of a strictness sweep are labelled `<policy> hold=<s>s`; the CDF and host plots show the
+policies at their own settings only.
 """
 
 from __future__ import annotations
@@ -59,11 +64,53 @@ def write_report(results: Sequence[RunResult], out_dir: Path, plots: bool = True
     data.write_text(json.dumps(as_json(results), indent=2, sort_keys=True) + "\n")
     written.append(data)
     if plots and results:
-        written.append(plot_response_cdf(results, out_dir / "response_cdf.png"))
-        for result in results:
+        own = [result for result in results if " hold=" not in result.policy]
+        written.append(plot_tradeoff(results, out_dir / "tradeoff.png"))
+        written.append(plot_response_cdf(own, out_dir / "response_cdf.png"))
+        for result in own:
             if result.series:
                 written.append(plot_host_io(result, out_dir / f"host_io_{result.policy}.png"))
     return written
+
+
+def sweep_of(results: Sequence[RunResult], policy: str) -> list[RunResult]:
+    """The runs of `policy`'s strictness sweep, strictest last."""
+    prefix = f"{policy} hold="
+    return sorted((r for r in results if r.policy.startswith(prefix)), key=lambda r: r.hold_s)
+
+
+def plot_tradeoff(results: Sequence[RunResult], path: Path) -> Path:
+    """p99 against overload: io-aware's curve, the oracle's, and each baseline's point."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.8))
+    for policy, style in (("io-aware", "o-"), ("oracle", "s--")):
+        curve = sweep_of(results, policy)
+        if not curve:
+            continue
+        xs = [r.overload_s for r in curve]
+        ys = [r.p99_response_s for r in curve]
+        ax.plot(xs, ys, style, label=f"{policy} (hold_s sweep)", markersize=4)
+        for r in curve:
+            hold = "inf" if r.hold_s == float("inf") else f"{r.hold_s:g}"
+            ax.annotate(hold, (r.overload_s, r.p99_response_s), fontsize=7, alpha=0.7,
+                        textcoords="offset points", xytext=(3, 3))  # fmt: skip
+    for result in results:
+        if " hold=" in result.policy or result.policy == "oracle":
+            continue
+        marker = "*" if result.policy == "io-aware" else "x"
+        ax.plot(result.overload_s, result.p99_response_s, marker, markersize=10 if marker == "*" else 8,
+                label=result.policy + (" (default)" if result.policy == "io-aware" else ""))  # fmt: skip
+    ax.set_yscale("log")
+    ax.set_xlabel("overload (host·s: I/O asked per 1 s interval over the limit)")
+    ax.set_ylabel("p99 response (s, log scale)")
+    scenario = results[0].scenario if results else "?"
+    ax.set_title(f"p99 vs overload: {scenario} (lower left is better)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def _pyplot() -> Any:

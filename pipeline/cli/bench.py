@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,13 @@ def bench() -> None:
 )
 @click.option("--no-plots", is_flag=True, help="write the tables but not the PNG plots")
 @click.option(
+    "--sweep/--no-sweep",
+    default=True,
+    show_default=True,
+    help="also run io-aware and the oracle at each strictness of the scenario's hold_sweep_s "
+    "(rows `io-aware hold=Xs`, `oracle hold=Xs`) for the p99-versus-overload plot",
+)
+@click.option(
     "--decision-cost/--no-decision-cost",
     default=None,
     help="also time io-aware's decide() at 100 vs 10,000 hosts (default: on for scale-10k)",
@@ -59,28 +67,44 @@ def sim(
     as_json: bool,
     out_dir: Path | None,
     no_plots: bool,
+    sweep: bool,
     decision_cost: bool | None,
 ) -> None:
-    """Simulate a scenario under each policy: response times, overload, decision cost."""
+    """Simulate a scenario under each policy and the oracle: response times, overload (I/O asked
+    per 1 s interval over the limit), goodput lost, decision cost; and io-aware's trade-off."""
     from benchmarks.sim.arrivals import generate
     from benchmarks.sim.cost import decision_cost as measure_cost
-    from benchmarks.sim.engine import run
+    from benchmarks.sim.engine import run, sweep_label
     from benchmarks.sim.report import as_json as results_json
     from benchmarks.sim.report import markdown_table, write_report
-    from benchmarks.sim.scenario import load_scenario
+    from benchmarks.sim.scenario import ORACLE, load_scenario
     from pipeline.policy.registry import build_policies
 
     scenario = load_scenario(scenario_ref)
     names = _policy_list(policies) or scenario.policies
-    build_policies(names)  # every unknown name in one error, before any work
+    build_policies([name for name in names if name != ORACLE])  # every unknown name at once
     arrivals = generate(scenario)
     results = []
-    for name in names:
+
+    def simulate(name: str, hold_s: float | None = None) -> None:
+        label = name if hold_s is None else sweep_label(name, hold_s)
+        same = next((r for r in results if r.policy == name and r.hold_s == hold_s), None)
+        if same is not None:  # the sweep's point at the run's own strictness: run once
+            results.append(dataclasses.replace(same, policy=label))
+            return
         if not as_json:
             console.print(
-                f"[dim]simulating {scenario.name} under {name} ({len(arrivals)} jobs)...[/]"
+                f"[dim]simulating {scenario.name} under {label} ({len(arrivals)} jobs)...[/]"
             )
-        results.append(run(scenario, name, arrivals))
+        results.append(run(scenario, name, arrivals, hold_s=hold_s))
+
+    for name in names:
+        simulate(name)
+    if sweep:
+        for name in ("io-aware", ORACLE):
+            if name in names:
+                for hold_s in scenario.hold_sweep_s:
+                    simulate(name, hold_s)
     output: dict[str, Any] = results_json(results)
     measure = decision_cost if decision_cost is not None else scenario.name == "scale-10k"
     cost = None

@@ -1,32 +1,54 @@
-"""The simulator's model on small cases with hand-checked answers."""
+"""The simulator's model on small cases with hand-checked answers: the channel, the definition of
+overload, the dispatcher's view of completions, the per-type queue, and the oracle."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 
 from benchmarks.sim.arrivals import Arrival
-from benchmarks.sim.channel import effective_capacity_ops_per_s, speed
-from benchmarks.sim.engine import Simulation
+from benchmarks.sim.engine import Simulation, run, sweep_label
 from benchmarks.sim.scenario import parse_scenario
 from pipeline.policy.registry import build_policy
 
 
-def one_host(capacity: float, vms: list[str], collapse: float = 0.0) -> dict:
+def scenario(
+    hosts: list[tuple[float, list[str]]],
+    job_types: dict | None = None,
+    collapse: float = 0.0,
+    dispatcher: dict | None = None,
+    duration_s: float = 10,
+    drain_s: float = 20,
+) -> dict:
     return {
         "name": "hand",
-        "duration_s": 10,
-        "drain_s": 20,
-        "job_types": {"io": {"cpu_s": 1.0, "io_ops": 100, "size": "fixed"}},
-        "hosts": [{"count": 1, "capacity_ops_per_s": capacity, "vms": vms}],
+        "duration_s": duration_s,
+        "drain_s": drain_s,
+        "job_types": job_types or {"io": {"cpu_s": 1.0, "io_ops": 100, "size": "fixed"}},
+        "hosts": [{"count": 1, "capacity_ops_per_s": c, "vms": vms} for c, vms in hosts],
         "channel": {"collapse": collapse},
         "arrivals": {"rate_per_s": 1.0},
+        "dispatcher": dispatcher or {},
     }
 
 
-def simulate(scenario: dict, times: list[float], policy: str = "round-robin") -> Simulation:
-    parsed = parse_scenario(scenario, "test")
-    arrivals = [Arrival(t, "io", 1.0, 100.0) for t in times]
-    sim = Simulation(parsed, build_policy(policy), arrivals)
+def one_host(capacity: float, vms: list[str], collapse: float = 0.0) -> dict:
+    return scenario([(capacity, vms)], collapse=collapse)
+
+
+def simulate(
+    data: dict,
+    times: list[float],
+    policy: str | None = "round-robin",
+    job_type: str = "io",
+    cpu_s: float = 1.0,
+    io_ops: float = 100.0,
+) -> Simulation:
+    """`policy` None: the oracle."""
+    parsed = parse_scenario(data, "test")
+    arrivals = [Arrival(t, job_type, cpu_s, io_ops) for t in times]
+    sim = Simulation(parsed, None if policy is None else build_policy(policy), arrivals)
     sim.result = sim.run()  # type: ignore[attr-defined]
     return sim
 
@@ -39,18 +61,6 @@ def responses(sim: Simulation) -> list[float]:
     ]
 
 
-def test_channel_under_capacity_runs_full_speed() -> None:
-    assert speed(100.0, 200.0, collapse=0.5) == 1.0
-    assert effective_capacity_ops_per_s(100.0, 200.0, collapse=0.5) == 100.0
-
-
-def test_channel_over_capacity_shares_and_collapses() -> None:
-    # Twice the capacity: plain sharing halves speed; collapse 0.5 delivers C / 1.5.
-    assert speed(200.0, 100.0, collapse=0.0) == pytest.approx(0.5)
-    assert effective_capacity_ops_per_s(200.0, 100.0, collapse=0.5) == pytest.approx(100.0 / 1.5)
-    assert speed(200.0, 100.0, collapse=0.5) == pytest.approx(1 / 3)
-
-
 def test_single_vm_under_capacity_fifo() -> None:
     # Jobs of 1 s (100 ops at 100 ops/s) on a 200 ops/s host: the second waits for the first.
     sim = simulate(one_host(200.0, ["io"]), [0.5, 0.7])
@@ -59,15 +69,45 @@ def test_single_vm_under_capacity_fifo() -> None:
     assert sim.hosts[0].io_ops_done == pytest.approx(200.0)
 
 
-def test_single_vm_over_capacity_slows_down() -> None:
-    # Capacity 50 < demand 100: plain sharing runs the job at half speed, 2 s; the host's
-    # demand exceeds its limit (45) for those 2 s.
+def test_overload_is_judged_per_telemetry_interval_on_the_io_asked() -> None:
+    # Capacity 50 < demand 100: plain sharing runs the job at half speed, from 0.5 to 2.5 s.
+    # Asked per 1 s interval: (0,1] 50, (1,2] 100, (2,3] 50 ops, each over the limit (45):
+    # 3 s over. Served: 25, 50, 25 ops/s, over the limit only in (1,2]. Instantaneously the
+    # demand was over it for the 2 s of the run.
     sim = simulate(one_host(50.0, ["io"]), [0.5])
     assert responses(sim) == [2.0]
-    assert sim.result.overload_s == pytest.approx(2.0)
-    collapsed = simulate(one_host(50.0, ["io"], collapse=1.0), [0.5])
-    # collapse 1: D/C = 2 -> C_eff = 50 / 2 = 25 ops/s -> speed 0.25 -> 4 s.
-    assert responses(collapsed) == [4.0]
+    result = sim.result
+    assert result.overload_s == pytest.approx(3.0)
+    assert result.served_over_limit_s == pytest.approx(1.0)
+    assert result.demand_over_limit_s == pytest.approx(2.0)
+    assert result.lost_goodput_ops == 0.0  # no collapse: all the capacity was used
+
+
+def test_collapse_stretches_the_job_and_its_lost_goodput_is_counted() -> None:
+    # collapse 1: D/C = 2 -> C_eff = 50 / 2 = 25 ops/s -> speed 0.25 -> a 4 s run, during which
+    # the channel could have served 50 ops/s and served 25: 100 ops lost. Served per interval
+    # is 25 ops/s (never over the limit of 45): only the asked I/O shows the overload.
+    sim = simulate(one_host(50.0, ["io"], collapse=1.0), [0.5])
+    assert responses(sim) == [4.0]
+    result = sim.result
+    assert result.lost_goodput_ops == pytest.approx(100.0)
+    assert result.served_over_limit_s == 0.0
+    assert result.overload_s == pytest.approx(5.0)  # intervals (0,1] .. (4,5]
+
+
+def test_a_brief_overlap_over_the_limit_is_no_overloaded_interval() -> None:
+    # Two 0.1 s jobs asking 600 ops/s each on a 1300 ops/s host (limit 1170) overlap for 0.05 s:
+    # demand 1200 for 0.05 s, but 120 ops asked in the second: far under the limit.
+    fast = {"io": {"cpu_s": 0.1, "io_ops": 60, "size": "fixed"}}
+    sim = simulate(
+        scenario([(1300.0, ["io", "io"])], job_types=fast),
+        [0.2, 0.25],
+        cpu_s=0.1,
+        io_ops=60.0,
+    )
+    result = sim.result
+    assert result.demand_over_limit_s == pytest.approx(0.05)
+    assert result.overload_s == 0.0
 
 
 def test_two_vms_share_the_channel_and_speed_up_when_one_finishes() -> None:
@@ -86,3 +126,95 @@ def test_every_job_is_accounted_for() -> None:
     assert result.lost == 0
     assert result.completed + result.in_flight + result.waiting + result.expired == 100
     assert result.in_flight > 0  # 100 jobs of 2 s cannot finish in 30 s on one VM
+
+
+def test_the_dispatcher_learns_of_a_completion_within_the_completion_delay() -> None:
+    data = one_host(1000.0, ["io"])
+    data["telemetry"] = {"completion_delay_s": 0.05, "delay_s": 0.5}
+    parsed = parse_scenario(data, "test")
+    sim = Simulation(parsed, build_policy("round-robin"), [Arrival(0.1, "io", 0.2, 20.0)])
+    seen: list[tuple[float, int]] = []
+    original = sim._on_notice
+
+    def notice(vm: object, done: object) -> None:
+        original(vm, done)
+        row = sim.view.rows["h000-v0"]
+        seen.append((round(sim.now, 9), len(row.inflight)))
+
+    sim._handlers[max(sim._handlers)] = notice  # the notice handler (the last kind)
+    sim.run()
+    # Finished at 0.3; the dispatcher's row knows at 0.35, long before Dom0's sample (1.5 s).
+    assert seen == [(0.35, 0)]
+
+
+def hogged(hold_s: float) -> Simulation:
+    """One host (limit 900): a hog job that runs all along on one VM, then two io jobs. Nobody
+    has measured either type, so each counts as the host's whole limit: the io jobs fit only
+    once they have been held `hold_s`."""
+    types = {
+        "hog": {"cpu_s": 100.0, "io_ops": 50_000, "size": "fixed"},
+        "io": {"cpu_s": 1.0, "io_ops": 10, "size": "fixed"},
+    }
+    data = scenario([(1000.0, ["hog", "io"])], job_types=types, dispatcher={"hold_s": hold_s})
+    parsed = parse_scenario(data, "test")
+    arrivals = [
+        Arrival(0.1, "hog", 100.0, 50_000.0),
+        Arrival(0.5, "io", 1.0, 10.0),
+        Arrival(0.6, "io", 1.0, 10.0),
+    ]
+    sim = Simulation(parsed, build_policy("io-aware"), arrivals)
+    sim.result = sim.run()  # type: ignore[attr-defined]
+    return sim
+
+
+def test_a_job_whose_type_already_waits_waits_behind_it() -> None:
+    sim = hogged(math.inf)
+    assert sim.result.waiting == 2 and sim.result.lost == 0
+    [queue] = [q for q in sim.waiting.values() if q]
+    assert [job.job_id for job in queue] == [1, 2]  # in the order they came
+    assert sim.jobs[1].dispatched_at is None
+
+
+def test_the_hold_sends_a_job_that_fits_nowhere_over_the_limit_at_the_retry_after_it() -> None:
+    sim = hogged(0.5)
+    first, second = sim.jobs[1], sim.jobs[2]
+    # Held 0.5 s from 0.5: sent at the retry tick of 1.0 s (ticks every 0.25 s), over the
+    # limit; the second, queued behind it, goes behind its running job on the same VM.
+    assert first.dispatched_at == pytest.approx(1.0)
+    assert second.dispatched_at is not None and second.vm_id == first.vm_id == "h000-v1"
+    assert sim.result.completed == 2
+
+
+def test_the_oracle_places_where_the_job_fits_soonest_done_else_holds() -> None:
+    # Host A (capacity 1000, limit 900) with three VMs, host B (capacity 500, limit 450) with
+    # one; jobs of 0.1 s asking 400 ops/s; four arrive at once.
+    # j0: A and B both idle and fit, expected 0.1 s each: the lower vm_id, h000-v0.
+    # j1: A's idle v1 fits (400 + 400 <= 900), expected 0.1: h000-v1 (before h001-v0).
+    # j2: A's idle v2 would take A to 1200 > 900; queues on A expect 0.2; B idle: h001-v0.
+    # j3: every idle VM is out; queues behind h000-v0, h000-v1 and h001-v0 expect 0.2: h000-v0.
+    fast = {"io": {"cpu_s": 0.1, "io_ops": 40, "size": "fixed"}}
+    data = scenario([(1000.0, ["io", "io", "io"]), (500.0, ["io"])], job_types=fast)
+    sim = simulate(data, [1.0, 1.0, 1.0, 1.0], policy=None, cpu_s=0.1, io_ops=40.0)
+    assert [job.vm_id for job in sim.jobs] == ["h000-v0", "h000-v1", "h001-v0", "h000-v0"]
+    assert responses(sim) == pytest.approx([0.1, 0.1, 0.1, 0.2])
+    assert sim.result.overload_s == 0.0 and sim.result.demand_over_limit_s == 0.0
+
+
+def test_the_strict_oracle_holds_a_job_that_fits_nowhere_and_never_overloads() -> None:
+    # Jobs asking 500 ops/s on a host whose limit is 450: nowhere fits, ever.
+    data = one_host(500.0, ["io"])
+    data["dispatcher"] = {"hold_s": math.inf}
+    sim = simulate(data, [0.5, 1.5], policy=None, cpu_s=1.0, io_ops=500.0)
+    assert sim.result.completed == 0 and sim.result.waiting == 2
+    assert sim.result.overload_s == 0.0 and sim.result.lost == 0
+
+
+def test_run_labels_a_strictness_override_and_the_oracle_runs_strict() -> None:
+    parsed = parse_scenario(one_host(500.0, ["io"]), "test")
+    arrivals = [Arrival(0.5, "io", 1.0, 500.0)]
+    held = run(parsed, "io-aware", arrivals, hold_s=2.0)
+    assert held.policy == "io-aware hold=2s" and held.hold_s == 2.0 and held.completed == 1
+    assert sweep_label("oracle", math.inf) == "oracle hold=inf"
+    oracle = run(parsed, "oracle", arrivals)
+    assert oracle.policy == "oracle" and oracle.hold_s == math.inf and oracle.completed == 0
+    assert oracle.summary()["hold_s"] is None  # JSON has no infinity
