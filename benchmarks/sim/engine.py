@@ -135,7 +135,7 @@ class Simulation:
             assert decision.vm_id is not None
             vm = self.vms[decision.vm_id]
             job.dispatched_at = self.now
-            self.view.record_dispatch(vm.vm_id, str(job.job_id), self.now)
+            self.view.record_dispatch(vm.vm_id)
             self._enqueue(vm, job)
         elif decision.outcome is Outcome.WAITING:
             self.waiting_decisions += 1
@@ -211,6 +211,7 @@ class Simulation:
             host.running.remove(vm)
             vm.outstanding -= 1
             vm.completed_since_sample.append((str(job.job_id), self.now, self.now - job.started_at))
+            self.view.record_end(vm.vm_id)
             if vm.queue:
                 self._start(vm, vm.queue.popleft())
         self._reschedule(host)

@@ -1,4 +1,5 @@
-"""`vmlb host`: an emulated host (I/O backend, guest workers, Dom0) from one command."""
+"""`vmlb host`: an emulated host (I/O backend, guest workers, Dom0) from one command, and an
+operator's `vmlb host cordon|drain|uncordon HOST` (`pipeline.cli.host_admin`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import click
 from pipeline.cli.common import KafkaSettings, kafka_options
 
 
-@click.command("host")
+@click.group("host", invoke_without_command=True)
 @kafka_options
 @click.option(
     "--config",
@@ -72,11 +73,15 @@ def host(
 ) -> None:
     """Run an emulated host: a shared I/O channel of --io-capacity ops/s, its guests as `vmlb guest`
     processes doing their I/O through it, and its `vmlb dom0`. Stops cleanly on SIGTERM/SIGINT.
+    Or, with a command, take a host (any host, emulated or real) out of service and back.
 
     \b
     vmlb host --id h1 --io-capacity 2000 --vm h1-io:io-heavy --vm h1-cpu:cpu-heavy
     vmlb host --config hosts/h1.yaml
+    vmlb host drain host-a --reason "kernel update" --deadline 10m
     """
+    if ctx.invoked_subcommand is not None:
+        return
     from producers.emulated.config import build_host_config, load_host_config, parse_vm_flag
     from producers.emulated.host import EmulatedHost
     from producers.runtime import show_producer_logs
@@ -108,3 +113,10 @@ def host(
         await emulated.run(stop)
 
     asyncio.run(main())
+
+
+from pipeline.cli.host_admin import cordon, drain, uncordon  # noqa: E402
+
+host.add_command(cordon)
+host.add_command(drain)
+host.add_command(uncordon)

@@ -14,6 +14,7 @@ from pipeline.cli.demo import demo
 from pipeline.cli.dom0 import dom0
 from pipeline.cli.guest import guest
 from pipeline.cli.host import host
+from pipeline.cli.jobs import job
 from pipeline.cli.limits import calibrate, limit
 from pipeline.cli.status import status
 from pipeline.cli.submit import submit
@@ -43,6 +44,7 @@ cli.add_command(dom0)
 cli.add_command(host)
 cli.add_command(guest)
 cli.add_command(submit)
+cli.add_command(job)
 cli.add_command(worker)
 cli.add_command(calibrate)
 cli.add_command(limit)

@@ -92,14 +92,15 @@ class FleetConsumer(Service):
                 for record in records:
                     try:
                         self.view.apply(logical, record.key, record.value)
-                    except EventError as exc:
+                    except Exception as exc:  # any record: a dead letter, never a dead worker
+                        reason = str(exc) if isinstance(exc, EventError) else repr(exc)
                         await self.dead_letter(
                             tp.topic,
                             tp.partition,
                             record.offset,
                             record.key,
                             record.value,
-                            str(exc),
+                            reason,
                         )
                 if (
                     tp in self._catch_up

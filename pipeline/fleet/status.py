@@ -47,7 +47,13 @@ def fleet_status(view: FleetView, snapshot: FleetSnapshot, policy: Policy) -> li
                 }
             )
         judged = load_model(snapshot, host)
-        if not filters:
+        admin = view.host_mode(host.host_id)
+        if admin is not None:
+            eligible = False
+            reason = f"{admin.mode.value} by an operator" + (
+                f": {admin.reason}" if admin.reason else ""
+            )
+        elif not filters:
             eligible, reason = True, f"policy {policy.name} ignores I/O"
         elif not host.vms:
             eligible, reason = False, "no running VMs"
@@ -68,6 +74,8 @@ def fleet_status(view: FleetView, snapshot: FleetSnapshot, policy: Policy) -> li
                 "reason": reason,
                 "last_telemetry_at": host.last_telemetry_at,
                 "telemetry_age_s": None if age is None else round(age, 3),
+                "mode": admin.mode.value if admin else "active",
+                "drain_deadline_at": admin.deadline_at if admin else None,
                 "vms": vms,
             }
         )

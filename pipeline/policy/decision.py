@@ -19,6 +19,9 @@ from pipeline.events import CandidateView
 class JobRequest:
     job_id: str
     job_type: str
+    #: VMs to avoid if any other candidate serves the type (a retry after a failure there, or a
+    #: job moved off a stopped or draining VM).
+    avoid: frozenset[str] = frozenset()
 
 
 class Outcome(StrEnum):
@@ -39,6 +42,10 @@ class Decision:
     #: Candidates the policy examined (capped at `PolicyConfig.max_recorded_candidates`).
     candidates: tuple[CandidateView, ...]
     policy: str
+    #: Candidates tested against the filters, and how many each filter refused (the first
+    #: refusing filter counts), for the decision record and a waiting job's funnel.
+    tested: int = 0
+    refused: tuple[tuple[str, int], ...] = ()
 
     @property
     def dispatched(self) -> bool:

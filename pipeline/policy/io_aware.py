@@ -49,6 +49,7 @@ from pipeline.policy.base import (
     LoadModel,
     Weigher,
     best,
+    candidates_for,
     dispatched,
     make_candidate,
     rejected,
@@ -99,7 +100,7 @@ class IoAwarePolicy:
         self.load_model: LoadModel = projected_io_ops_per_s
 
     def decide(self, snapshot: FleetSnapshot, job: JobRequest, rng: random.Random) -> Decision:
-        vms = snapshot.candidates(job.job_type)
+        vms = candidates_for(snapshot, job)
         if not vms:
             return rejected(self.name, job)
         config = snapshot.config
@@ -136,7 +137,7 @@ class IoAwarePolicy:
             if len(eligible) > config.choices:
                 eligible = rng.sample(eligible, config.choices)
             mode += f" after scanning {len(tested)}"
-        return self._choose(snapshot, eligible, examined, mode)
+        return self._choose(snapshot, eligible, examined, mode, len(tested), rejections)
 
     def _choose(
         self,
@@ -144,6 +145,8 @@ class IoAwarePolicy:
         eligible: Sequence[Candidate],
         examined: list[CandidateView],
         mode: str,
+        tested: int,
+        rejections: dict[str, int],
     ) -> Decision:
         config = snapshot.config
         weights = weigh(self.weighers, eligible, config)
@@ -155,7 +158,7 @@ class IoAwarePolicy:
             for candidate, weight in zip(eligible, weights, strict=True)
         )
         reason = f"{_describe(chosen)} ({mode} of {','.join(c.host.host_id for c in eligible)})"
-        return dispatched(self.name, snapshot, chosen, reason, examined)
+        return dispatched(self.name, snapshot, chosen, reason, examined, tested, rejections)
 
 
 def _describe(candidate: Candidate) -> str:

@@ -48,6 +48,8 @@ class HostView:
     #: Epoch seconds of the newest I/O sample from this host; None if never heard from.
     last_telemetry_at: float | None
     vms: tuple[VmView, ...]
+    #: False while an operator has cordoned or is draining the host: its VMs are no candidates.
+    accepts_jobs: bool = True
 
     @property
     def paper_total_io_ops_per_s(self) -> float:
@@ -149,7 +151,8 @@ class FleetSnapshot:
                 if vm.vm_id in self._vms:
                     raise ValueError(f"VM {vm.vm_id!r} appears twice in the snapshot")
                 self._vms[vm.vm_id] = vm
-                by_type.setdefault(vm.job_type, []).append(vm)
+                if host.accepts_jobs:
+                    by_type.setdefault(vm.job_type, []).append(vm)
                 if vm.io_per_job is not None:
                     known_io_per_job.setdefault(vm.job_type, []).append(vm.io_per_job)
         # Host-id order (then VM id) is the paper's dispatch order and keeps every policy
@@ -199,14 +202,16 @@ class FleetSnapshot:
         return self._claims.get(vm_id, 0)
 
     def claim(self, vm_id: str, count: int = 1) -> None:
-        """Record `count` placements on `vm_id`, so that every later decision counts them."""
+        """Record `count` placements on `vm_id`, so that every later decision counts them (a
+        negative count releases: the dispatcher learnt that jobs of it finished)."""
         if vm_id not in self._vms:
             raise KeyError(f"claim on VM {vm_id!r}, which is not in the snapshot")
         self._claims[vm_id] = self._claims.get(vm_id, 0) + count
 
     def outstanding(self, vm: VmView) -> int:
-        """Jobs on the VM not finished: as reported, plus local claims."""
-        return vm.outstanding_jobs + self._claims.get(vm.vm_id, 0)
+        """Jobs on the VM not finished: as reported, plus local claims (a release, a negative
+        claim, never takes it below zero)."""
+        return max(0, vm.outstanding_jobs + self._claims.get(vm.vm_id, 0))
 
     # --- estimates --------------------------------------------------------------------------
 

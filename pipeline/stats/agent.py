@@ -1,4 +1,4 @@
-"""The `vm_stats` agent: io-samples + completions + decisions -> table `vm_stats` -> vm-state.
+"""The `vm_stats` agent: io-samples + completions -> table `vm_stats` -> vm-state.
 
 The paper's steps 2 and 3 as a Faust agent. Its state, named here and nowhere else:
 
@@ -29,7 +29,7 @@ from pipeline.edge.json_table import JsonTable
 from pipeline.edge.metrics import PipelineMetrics
 from pipeline.edge.outputs import Outputs
 from pipeline.errors import EventError, RowError
-from pipeline.events import DecisionOutcome, DispatchDecision, IoSample, JobCompletion
+from pipeline.events import IoSample, JobCompletion
 from pipeline.settings import PipelineSettings
 from pipeline.stats.vm_stats import VmStats
 from pipeline.stats.windows import WindowConfig
@@ -38,9 +38,9 @@ from pipeline.topics import Topics
 log = logging.getLogger(__name__)
 
 #: The inputs, by logical topic name.
-INPUTS = ("io-samples", "completions", "decisions")
+INPUTS = ("io-samples", "completions")
 
-StatsInput = IoSample | JobCompletion | DispatchDecision
+StatsInput = IoSample | JobCompletion
 
 
 class StatsAgent:
@@ -64,7 +64,7 @@ class StatsAgent:
         self.table = JsonTable.declare(
             app,
             "vm_stats",
-            topics.partitions("jobs"),
+            topics.partitions("io-samples"),
             help="per-VM windows, io_per_job, in-flight jobs",
         )
         self._logical = {topics.name(name): name for name in INPUTS}
@@ -98,13 +98,10 @@ class StatsAgent:
             message = event.message
             handled[self._logical.get(message.topic, "other")] += 1
             try:
-                parsed = self.parse(message)
+                vm_id, item = self.parse(message)
             except EventError as exc:
                 await self.outputs.dead_letter_message(message, str(exc), stage="vm_stats")
                 continue
-            if parsed is None:
-                continue
-            vm_id, item = parsed
             row = self.row(vm_id)
             if apply(row, item):
                 changed[vm_id] = (row, event)
@@ -118,25 +115,32 @@ class StatsAgent:
             else:
                 self.unpublished.add(vm_id)
 
-    def parse(self, message: Any) -> tuple[str, StatsInput] | None:
-        """The VM an input is about and the input; None for decisions that place nothing."""
+    def parse(self, message: Any) -> tuple[str, StatsInput]:
+        """The VM an input is about and the input; EventError for anything unusable.
+
+        An event stamped further in the future than `max_clock_skew_s` is refused: one sample
+        from an hour ahead would otherwise move the fleet's telemetry watermark and make every
+        other host look stale, and one completion from next year would reset a VM's windows.
+        """
         topic = self._logical.get(message.topic)
         item: StatsInput
         if topic == "io-samples":
             item = IoSample.from_bytes(message.value)
         elif topic == "completions":
             item = JobCompletion.from_bytes(message.value)
-        elif topic == "decisions":
-            item = DispatchDecision.from_bytes(message.value)
-            if item.outcome is not DecisionOutcome.DISPATCHED or item.vm_id is None:
-                return None  # waiting/expired/rejected decisions place nothing on a VM
         else:
             raise EventError(f"vm_stats: not an input topic: {message.topic}")
         vm_id = item.vm_id
-        assert vm_id is not None
         if message.key is not None and message.key != vm_id.encode():
             raise EventError(
-                f"message key {message.key!r} is not its vm_id {vm_id!r}; key by vm_id"
+                f"message key {message.key[:100]!r} is not its vm_id {vm_id!r}; key by vm_id"
+            )
+        at = item.sampled_at if isinstance(item, IoSample) else item.finished_at
+        ahead_s = at - self.clock()
+        if ahead_s > self.settings.max_clock_skew_s:
+            raise EventError(
+                f"{type(item).__name__}: stamped {ahead_s:.0f}s in the future "
+                f"(more than VMLB_MAX_CLOCK_SKEW_S={self.settings.max_clock_skew_s:g})"
             )
         return vm_id, item
 
@@ -179,6 +183,4 @@ def apply(row: VmStats, item: StatsInput) -> bool:
     """Apply one input to its VM's row; False if it changed nothing (a re-delivery)."""
     if isinstance(item, IoSample):
         return row.add_io(item.host_id, item.sampled_at, item.io_ops)
-    if isinstance(item, JobCompletion):
-        return row.add_completion(item.job_id, item.finished_at, item.service_s)
-    return row.add_dispatch(item.job_id, item.decided_at)
+    return row.add_completion(item.job_id, item.finished_at, item.service_s)

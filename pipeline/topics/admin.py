@@ -7,6 +7,7 @@ side effect. `ensure_topic()` does it for one topic (a VM's queue).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -78,9 +79,15 @@ def apply_topics(
                 )
             except TopicAlreadyExistsError:  # created concurrently by another process
                 existing.add(spec.name)
+        created = [spec for spec, _ in to_create if spec.name not in existing]
         present = [spec for spec in specs if spec.name in existing]
+        deadline = time.monotonic() + timeout_s
+        if created:
+            # A topic counts as created once the cluster serves its metadata (every partition):
+            # a client that looks right after would otherwise not find it yet.
+            _described(admin, [s.name for s in created], deadline)
         if present:
-            described = {t["name"]: t for t in admin.describe_topics([s.name for s in present])}
+            described = _described(admin, [s.name for s in present], deadline)
             config_replies = admin.describe_configs(
                 [ConfigResource(ConfigResourceType.TOPIC, s.name) for s in present]
             )
@@ -102,6 +109,17 @@ def apply_topics(
         admin.close()
 
 
+def _described(admin: Any, names: list[str], deadline: float) -> dict[str, Any]:
+    """describe_topics, again until every topic has its partitions (metadata propagates)."""
+    while True:
+        described = {t["name"]: t for t in admin.describe_topics(names)}
+        if all(described.get(n, {}).get("partitions") for n in names):
+            return described
+        if time.monotonic() >= deadline:
+            return described
+        time.sleep(0.1)
+
+
 def ensure_topic(settings: KafkaSettings, spec: TopicSpec, timeout_s: float = 30.0) -> bool:
     """Create one topic if it does not exist (used for per-VM queues). True if it was created."""
     reports = apply_topics(settings, [spec], timeout_s=timeout_s)
@@ -109,7 +127,7 @@ def ensure_topic(settings: KafkaSettings, spec: TopicSpec, timeout_s: float = 30
 
 
 #: The worker's tables; Faust names their changelogs `<app id>-<table>-changelog`.
-TABLES = ("vm_stats", "waiting_jobs", "dispatched")
+TABLES = ("vm_stats",)
 
 
 def changelog_specs(app_id: str, partitions: int) -> list[TopicSpec]:

@@ -4,7 +4,10 @@
     GET /status      this worker: policy, fleet view readiness, counts
     GET /hosts       per host: limit, totals, headroom, eligibility, telemetry age, its VMs
     GET /vms         per VM: host, job type, load, io_per_job (and where it came from), ...
-    GET /waiting     jobs waiting for an eligible host, in this worker's partitions
+    GET /waiting     jobs waiting for an eligible host, in this worker's partitions, and per
+                     job type how many and why (the newest reason and its funnel)
+    GET /jobs/ID     one job's latest status (this worker's partitions from memory, else read
+                     from the job-status topic)
     GET /decisions   the most recent decisions of this worker (?limit=N)
     GET /metrics     Prometheus exposition
 
@@ -15,12 +18,14 @@ dispatcher's cached one, whose rebuilds are paced by their cost.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 from faust.web import Request, Response, View
 
 from pipeline.fleet.status import fleet_status
+from pipeline.topics.jobs import latest_status
 from pipeline.worker.state import Pipeline
 
 
@@ -46,6 +51,7 @@ def register(pipeline: Pipeline) -> None:
         for tp, end in monitor.tp_end_offsets.items():
             read = monitor.tp_read_offsets.get(tp, -1)
             behind[tp.topic] = behind.get(tp.topic, 0) + max(0, end - (read + 1))
+        behind[pipeline.topics.name("jobs")] = pipeline.dispatch.lag()
         for topic, lag in behind.items():
             pipeline.metrics.consumer_lag.labels(topic=topic).set(lag)
 
@@ -62,26 +68,32 @@ def register(pipeline: Pipeline) -> None:
         async def get(self, request: Request) -> Response:
             view = pipeline.view
             counts = pipeline.metrics.counts
+            core = pipeline.core
+            service = pipeline.dispatch
             return self.json(
                 {
                     "app_id": pipeline.settings.app_id,
                     "policy": pipeline.dispatcher.policy.name,
                     "fleet_ready": pipeline.fleet.ready.is_set(),
+                    "dispatch_ready": service.recovered.is_set(),
                     "hosts": len(view.hosts),
                     "vms": len(view.vms),
-                    "waiting": pipeline.dispatch_state.waiting_index.count(),
-                    "decisions": {k: v for k, v in counts.items() if k != "dead_letters"},
-                    "dead_letters": counts["dead_letters"],
-                    "pending_claims": pipeline.dispatcher.snapshots.pending_claims(),
+                    "waiting": sum(book.waiting_count() for book in core.books.values()),
+                    "in_flight": pipeline.dispatcher.snapshots.in_flight.total(),
+                    "decisions": dict(core.counts.by_outcome),
+                    "dead_letters": counts["dead_letters"]
+                    + core.counts.by_outcome.get("dead_letters", 0),
+                    "duplicates": core.counts.duplicates,
+                    "refused_status": core.counts.rejected_status,
+                    "moved": core.counts.moved,
+                    "retried": core.counts.retried,
                     "snapshot_rebuild_ms": round(
                         pipeline.dispatcher.snapshots.rebuild_cost_s * 1000, 3
                     ),
                     "stats_events": dict(pipeline.metrics.stats_events),
-                    "job_partitions": sorted(
-                        tp.partition
-                        for tp in pipeline.app.consumer.assignment()
-                        if tp.topic == pipeline.topics.name("jobs")
-                    ),
+                    "job_partitions": sorted(core.books),
+                    "batches": service.batches,
+                    "lag": service.lag(),
                     "time": pipeline.clock(),
                 }
             )
@@ -100,13 +112,62 @@ def register(pipeline: Pipeline) -> None:
     @app.page("/waiting")
     class WaitingView(View):
         async def get(self, request: Request) -> Response:
-            state = pipeline.dispatch_state
-            waiting = [
-                {"job_id": job_id, **row.model_dump(mode="json", exclude={"schema_version"})}
-                for job_id, row in state.rows(state.waiting)
-            ]
-            waiting.sort(key=lambda entry: entry["waiting_since"])
-            return self.json({"waiting": waiting, "count": len(waiting)})
+            waiting = []
+            by_type: dict[str, dict[str, Any]] = {}
+            for partition, tracked in pipeline.core.waiting():
+                status = tracked.status
+                job = status.job
+                entry = {
+                    "job_id": status.job_id,
+                    "job_type": job.job_type,
+                    "partition": partition,
+                    "state": status.state.value,
+                    "priority": job.priority,
+                    "submitter": job.submitter,
+                    "waiting_since": tracked.waiting_since,
+                    "deadline_at": job.deadline_at,
+                    "attempt": status.attempt,
+                    "decisions": tracked.decisions,
+                    "retry_at": status.retry_at,
+                    "reason": status.reason,
+                    "funnel": [step.model_dump() for step in status.funnel],
+                }
+                waiting.append(entry)
+                summary = by_type.setdefault(
+                    job.job_type, {"count": 0, "reason": None, "funnel": [], "oldest_since": None}
+                )
+                summary["count"] += 1
+                if summary["reason"] is None or (status.at >= summary.get("_at", 0.0)):
+                    summary["reason"], summary["funnel"], summary["_at"] = (
+                        status.reason,
+                        entry["funnel"],
+                        status.at,
+                    )
+                since = tracked.waiting_since
+                if since is not None and (
+                    summary["oldest_since"] is None or since < summary["oldest_since"]
+                ):
+                    summary["oldest_since"] = since
+            for summary in by_type.values():
+                summary.pop("_at", None)
+            return self.json({"waiting": waiting, "count": len(waiting), "by_type": by_type})
+
+    @app.page("/jobs/{job_id}")
+    class JobView(View):
+        async def get(self, request: Request, job_id: str) -> Response:
+            status = pipeline.core.find(job_id)
+            if status is None:
+                # Not in flight here: another worker's, ended, or unknown. Ask the log.
+                loop = asyncio.get_running_loop()
+                status = await loop.run_in_executor(
+                    None, latest_status, pipeline.kafka, pipeline.topics, job_id, 10.0
+                )
+            if status is None:
+                return self.json(
+                    {"error": f"no job {job_id!r}: never submitted, or ended and forgotten"},
+                    status=404,
+                )
+            return self.json(status.model_dump(mode="json", exclude_none=True))
 
     @app.page("/decisions")
     class DecisionsView(View):
@@ -115,7 +176,7 @@ def register(pipeline: Pipeline) -> None:
                 limit = int(request.query.get("limit", "100"))
             except ValueError:
                 return self.json({"error": "limit must be an integer"}, status=400)
-            recent = list(pipeline.dispatch_state.recent_decisions)[-limit:] if limit > 0 else []
+            recent = pipeline.core.recent[-limit:] if limit > 0 else []
             return self.json(
                 {"decisions": [decision.model_dump(mode="json") for decision in recent[::-1]]}
             )

@@ -41,7 +41,7 @@ def test_drift_is_reported_not_changed(kafka_settings):
         admin.close()
     reports = {r.name: r for r in apply_topics(kafka_settings, declared.all_specs())}
     assert reports[jobs].action is Action.DRIFT
-    assert any("partitions: declared 6, actual 2" in d for d in reports[jobs].details)
+    assert any("partitions: declared 12, actual 2" in d for d in reports[jobs].details)
     assert any("retention.ms: declared 604800000, actual 1000" in d for d in reports[jobs].details)
 
 

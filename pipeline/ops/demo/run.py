@@ -295,11 +295,13 @@ def _drain(url: str, kafka: KafkaSettings, submitted: int, console: Console) -> 
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError, ValueError):
             waiting = {entry["job_id"] for entry in _get(url, "/waiting")["waiting"]}
-            completed = {
-                r.key for r in read_all(kafka, topics_of(kafka).name("completions"), timeout_s=5)
-            }
+            completed = set()
+            for record in read_all(kafka, topics_of(kafka).name("completions"), timeout_s=5):
+                with contextlib.suppress(VmlbError):
+                    completed.add(JobCompletion.from_bytes(record.value).job_id)
             status = _get(url, "/status")
-            if not waiting and status["decisions"].get("dispatched", 0) <= len(completed):
+            dispatched = status["decisions"].get("dispatched", 0)
+            if not waiting and status.get("lag", 0) == 0 and dispatched <= len(completed):
                 break
         time.sleep(1.0)
     return waiting
@@ -326,6 +328,12 @@ def _summary(kafka: KafkaSettings, waiting: set[str]) -> dict[str, Any]:
         for job in parse(QueuedJob, f"{kafka.topic_prefix}queue.{vm_id}")
     ]
     limits = {host.host_id: float(host.io_limit_ops_per_s) for host in FLEET}
+    # A job the dispatcher has taken has a status record; one without is still unread.
+    taken = {
+        record.key.decode(errors="replace")
+        for record in read_all(kafka, topics_of(kafka).name("job-status"), timeout_s=30)
+        if record.key is not None
+    }
     return summarize(
         submitted=submitted,
         completions=parse(JobCompletion, "completions"),
@@ -335,5 +343,6 @@ def _summary(kafka: KafkaSettings, waiting: set[str]) -> dict[str, Any]:
         samples=parse(IoSample, "io-samples"),
         limits=limits,
         submitted_at=submitted_at,
+        unread=set(submitted) - taken,
         ended_at=ended_at,
     )

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from pipeline.events import JobCompletion, JobSubmission
+from pipeline.events import JobCompletion, JobStatus, JobSubmission
 from pipeline.ops.ports import free_port
 from pipeline.settings import KafkaSettings
 from pipeline.topics import topics_of
@@ -53,7 +53,11 @@ def test_a_short_demo_loses_nothing_and_keeps_hosts_under_their_limits(kafka_boo
     assert summary["submitted"] > 300
     assert summary["completed"] > 0.5 * summary["submitted"], summary
     accounted = (
-        summary["completed"] + summary["waiting"] + summary["in_queue"] + summary["dead_lettered"]
+        summary["completed"]
+        + summary["waiting"]
+        + summary["in_queue"]
+        + summary["dead_lettered"]
+        + summary["unread"]
     )
     assert accounted == summary["submitted"]
 
@@ -67,6 +71,16 @@ def test_a_short_demo_loses_nothing_and_keeps_hosts_under_their_limits(kafka_boo
         JobCompletion.from_bytes(r.value).job_id
         for r in read_all(kafka, topics_of(kafka).name("completions"), 30)
     }
+    succeeded = {
+        status.job_id
+        for status in (
+            JobStatus.from_bytes(r.value)
+            for r in read_all(kafka, topics_of(kafka).name("job-status"), 30)
+            if r.value
+        )
+        if status.state == "succeeded"
+    }
+    assert completed == succeeded  # every checked run is a job's success
     assert len(submitted) == summary["submitted"]
     assert completed <= submitted and len(completed) == summary["completed"]
 

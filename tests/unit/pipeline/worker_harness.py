@@ -9,7 +9,7 @@ caught up with `fleet.ready.set()`.
 Two things about `test_context()` in faust-streaming 0.15.3 shape these tests:
 
 - `put()` stamps a message with the agent's source topic name, but the `vm_stats` agent reads
-  *three* topics (io-samples, completions, decisions) through one Topic, which has no single
+  *two* topics (io-samples, completions) through one Topic, which has no single
   name, so every message says it came from `<internal>`; the agent tells its inputs apart by
   `message.topic`. `put_from()` therefore puts through the same wrapper with the message's
   topic set to the one a real consumer would report.
@@ -30,12 +30,9 @@ from typing import Any
 from faust.types import TP
 from faust.types.tuples import RecordMetadata
 
-from pipeline.dispatch.index import WaitingIndex
-from pipeline.dispatch.rows import DispatchedRow, WaitingRow
 from pipeline.edge.json_table import JsonTable
 from pipeline.events import (
     DeadLetter,
-    DecisionOutcome,
     DispatchDecision,
     HostRegistration,
     IoCounters,
@@ -136,20 +133,6 @@ class Harness:
         self.agents = {
             name.rsplit(".", 1)[-1]: agent for name, agent in pipeline.app.agents.items()
         }
-
-    @property
-    def waiting(self) -> dict[str, WaitingRow]:
-        state = self.pipeline.dispatch_state
-        return dict(state.rows(state.waiting))
-
-    @property
-    def dispatched(self) -> dict[str, DispatchedRow]:
-        state = self.pipeline.dispatch_state
-        return dict(state.rows(state.dispatched))
-
-    @property
-    def waiting_index(self) -> WaitingIndex:
-        return self.pipeline.dispatch_state.waiting_index
 
     @property
     def vm_stats(self) -> JsonTable:
@@ -301,17 +284,4 @@ def completion(vm_id: str, job_id: str, finished_at: float) -> JobCompletion:
         started_at=finished_at - 0.5,
         finished_at=finished_at,
         outcome="succeeded",
-    )
-
-
-def dispatched_decision(vm_id: str, job_id: str, at: float) -> DispatchDecision:
-    return DispatchDecision(
-        job_id=job_id,
-        job_type="io",
-        decided_at=at,
-        policy="io-aware",
-        outcome=DecisionOutcome.DISPATCHED,
-        vm_id=vm_id,
-        host_id="h1",
-        reason="test",
     )

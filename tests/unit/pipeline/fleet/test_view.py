@@ -6,6 +6,9 @@ import pytest
 
 from pipeline.errors import EventError
 from pipeline.events import (
+    DispatchLoad,
+    HostAdmin,
+    HostMode,
     HostRegistration,
     HostStatus,
     LimitField,
@@ -241,7 +244,6 @@ def test_snapshot_carries_the_measured_state_and_the_host_telemetry_time():
         "h1",
         io_ops_per_s=300.0,
         load_jobs_per_s=2.0,
-        outstanding_jobs=3,
         busy_fraction=0.5,
         last_telemetry_at=NOW - 2,
     )
@@ -251,7 +253,7 @@ def test_snapshot_carries_the_measured_state_and_the_host_telemetry_time():
     assert host.last_telemetry_at == NOW - 1  # the newest of its VMs' samples
     assert host.measured_io_ops_per_s == 400.0
     a1 = snapshot.vm("a1")
-    assert (a1.load_jobs_per_s, a1.outstanding_jobs, a1.busy_fraction) == (2.0, 3, 0.5)
+    assert (a1.load_jobs_per_s, a1.outstanding_jobs, a1.busy_fraction) == (2.0, 0, 0.5)
     assert snapshot.taken_at == NOW
 
 
@@ -334,7 +336,7 @@ def test_a_record_that_is_not_json_raises_event_error():
 
 def test_an_unknown_topic_is_refused():
     view = FleetView()
-    with pytest.raises(ValueError, match="not a fleet topic: jobs"):
+    with pytest.raises(EventError, match="not a fleet topic: jobs"):
         view.apply("jobs", b"k", b"{}")
 
 
@@ -346,14 +348,17 @@ def test_a_vms_view_is_reused_until_its_registration_state_or_a_limit_changes():
     add_host(view, "h1", io_limit=1000.0)
     add_vm(view, "a1", "h1")
     add_vm(view, "b1", "h1")
-    add_state(view, "a1", "h1", io_per_job=40.0, outstanding_jobs=1)
+    add_state(view, "a1", "h1", io_per_job=40.0, load_jobs_per_s=1.0)
     first = view.snapshot(NOW, CONFIG)
     again = view.snapshot(NOW, CONFIG)
     assert again.vm("a1") is first.vm("a1")  # nothing changed: the same view
 
-    add_state(view, "a1", "h1", io_per_job=40.0, outstanding_jobs=3)  # a new state
-    assert view.snapshot(NOW, CONFIG).vm("a1").outstanding_jobs == 3
+    add_state(view, "a1", "h1", io_per_job=40.0, load_jobs_per_s=3.0)  # a new state
+    assert view.snapshot(NOW, CONFIG).vm("a1").load_jobs_per_s == 3.0
     assert view.snapshot(NOW, CONFIG).vm("b1") is first.vm("b1")  # b1 untouched
+
+    view.put_load(DispatchLoad(partition=5, in_flight={"a1": 4}, at=NOW))  # another's load
+    assert view.snapshot(NOW, CONFIG).vm("a1").outstanding_jobs == 4
 
     set_limit(view, LimitScope.VM, "a1", LimitSource.OPERATOR, 70.0)  # a limit
     assert view.snapshot(NOW, CONFIG).vm("a1").io_per_job == 70.0
@@ -365,3 +370,31 @@ def test_a_vms_view_is_reused_until_its_registration_state_or_a_limit_changes():
     assert view.snapshot(NOW, CONFIG).vm("a1").job_type == "cpu"
     view.apply("vms", b"a1", None)  # gone, and forgotten
     assert "a1" not in view._vm_views
+
+
+def test_other_dispatchers_in_flight_jobs_count_but_the_owned_partitions_do_not():
+    view = FleetView()
+    add_host(view, "h1", io_limit=1000.0)
+    add_vm(view, "a1", "h1")
+    view.put_load(DispatchLoad(partition=0, in_flight={"a1": 2}, at=NOW))
+    view.put_load(DispatchLoad(partition=1, in_flight={"a1": 3, "gone": 1}, at=NOW))
+    assert view.snapshot(NOW, CONFIG).vm("a1").outstanding_jobs == 5
+    view.own_partitions({1})  # this worker counts partition 1's jobs itself, exactly
+    assert view.snapshot(NOW, CONFIG).vm("a1").outstanding_jobs == 2
+    view.apply("dispatch-load", b"0", None)  # a tombstone
+    assert view.snapshot(NOW, CONFIG).vm("a1").outstanding_jobs == 0
+
+
+def test_a_cordoned_or_draining_host_takes_no_jobs_but_stays_in_view():
+    view = FleetView()
+    add_host(view, "h1", io_limit=1000.0)
+    add_vm(view, "a1", "h1")
+    admin = HostAdmin(host_id="h1", mode=HostMode.CORDONED, reason="disk swap", set_at=NOW)
+    view.apply("host-admin", admin.key(), admin.to_bytes())
+    snapshot = view.snapshot(NOW, CONFIG)
+    assert snapshot.candidates("io") == ()
+    assert snapshot.host("h1").accepts_jobs is False
+    assert view.host_mode("h1") == admin
+    back = HostAdmin(host_id="h1", mode=HostMode.ACTIVE, set_at=NOW + 1)
+    view.apply("host-admin", back.key(), back.to_bytes())
+    assert [vm.vm_id for vm in view.snapshot(NOW, CONFIG).candidates("io")] == ["a1"]
