@@ -124,6 +124,27 @@ class LocalCluster:
             self._pid_file(status.node).unlink(missing_ok=True)
         return [s.pid for s in running if s.pid is not None]
 
+    def stop_node(
+        self, node_id: int, *, kill: bool = False, timeout_s: float = STOP_TIMEOUT_S
+    ) -> int | None:
+        """Stop one node: SIGTERM (a clean shutdown; SIGKILL past `timeout_s`), or with `kill`
+        SIGKILL at once, as a crash would. Return its pid (None if it was not running).
+
+        `start()` brings it back on its storage. For fault injection (`vmlb bench chaos`)."""
+        node = next((n for n in self.nodes if n.node_id == node_id), None)
+        if node is None:
+            raise BrokerError(f"no node {node_id} in this cluster (nodes 1..{len(self.nodes)})")
+        pid = self._read_pid(node)
+        if pid is None or not _alive(pid):
+            return None
+        if kill:
+            _signal(pid, signal.SIGKILL)
+            _wait_gone([pid], 10.0)
+        else:
+            _terminate_all([pid], timeout_s)
+        self._pid_file(node).unlink(missing_ok=True)
+        return pid
+
     # --- internals -----------------------------------------------------------------------------
 
     def _node_dir(self, node: Node) -> Path:

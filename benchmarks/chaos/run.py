@@ -1,0 +1,178 @@
+"""One chaos run, start to end: fleet up, jobs flowing, faults in, drain, read back, count.
+
+1. A fresh topic prefix and app id (`chaos.<run>.`), its topics at the scenario's replication;
+   the hosts and the scenario's workers started; wait until every worker sees every host fresh.
+2. The steady load starts (`benchmarks.chaos.load`); each planned fault is injected at its
+   offset from the first submission (`benchmarks.chaos.faults`). A worker that dies on its own
+   is restarted and listed in the result.
+3. Drain: until every job sent has ended, or no job changed state for `QUIET_S`, or
+   `DRAIN_MAX_S` passed.
+4. Every topic of the run is read to its end offsets and counted
+   (`benchmarks.chaos.accounting`); the processes are stopped whatever happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.chaos.accounting import (
+    DecisionRecord,
+    Fault,
+    Observed,
+    StatusRecord,
+    account,
+)
+from benchmarks.chaos.faults import Injector
+from benchmarks.chaos.fleet import Brokers, ChaosFleet
+from benchmarks.chaos.follow import StatusFollower
+from benchmarks.chaos.load import SteadyLoad
+from benchmarks.chaos.scenarios import Scenario, vm_ids
+from pipeline.errors import EventError
+from pipeline.events import (
+    DeadLetter,
+    DispatchDecision,
+    IoSample,
+    JobCompletion,
+    JobStatus,
+    JobSubmission,
+    QueuedJob,
+)
+from pipeline.settings import KafkaSettings
+from pipeline.topics.reader import read_topics
+
+#: The drain ends once no job changed state for this long: longer than a waiting job's
+#: retry interval and rewrite period, so a quiet log means nothing is moving.
+QUIET_S = 30.0
+DRAIN_MAX_S = 300.0
+READ_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    jobs: int
+    rate_per_s: float
+    seed: int
+    results_dir: Path
+
+
+def run_once(
+    scenario: Scenario,
+    options: RunOptions,
+    brokers: Brokers,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """One seeded run of `scenario`; its counts and fault times as a plain dict."""
+    tag = f"{time.strftime('%m%d%H%M%S')}{uuid.uuid4().hex[:4]}"
+    kafka = KafkaSettings(broker=brokers.bootstrap(scenario.nodes), topic_prefix=f"chaos.{tag}.")
+    run_dir = options.results_dir / f"{scenario.name}-{options.seed}-{tag}"
+    fleet = ChaosFleet(kafka, scenario, run_dir, app_id=f"vmlb-chaos-{tag}")
+    load = SteadyLoad(kafka, f"j{tag}", options.jobs, options.rate_per_s, scenario.payload)
+    planned = scenario.plan(random.Random(options.seed), load.window_s)
+    follower = StatusFollower(kafka, fleet.topics.name("job-status"))
+    faults: list[Fault] = []
+    started = time.monotonic()
+    drained = "not reached"
+    try:
+        fleet.create_topics()
+        fleet.start_hosts()
+        for _ in range(scenario.workers):
+            fleet.start_worker()
+        fleet.wait_ready()
+        log(f"{scenario.name} seed {options.seed}: fleet ready; {len(planned)} faults planned")
+        follower.start()
+        load.start()
+        injector = Injector(scenario, fleet, brokers, follower, log)
+        load_started = time.monotonic()
+        for fault in planned:
+            while time.monotonic() < load_started + fault.offset_s:
+                fleet.supervise()
+                time.sleep(0.05)
+            faults.append(injector.inject(fault))
+            log(f"  {faults[-1].kind} {faults[-1].target} {faults[-1].note or ''}".rstrip())
+        while not load.done():
+            fleet.supervise()
+            time.sleep(0.2)
+        drained = _drain(load, follower, fleet)
+        observed = read_back(kafka, fleet)
+    finally:
+        follower.close()
+        load.stop()
+        fleet.stop()
+        if brokers.external is not None:
+            with contextlib.suppress(Exception):
+                fleet.delete_topics()
+    counts = account(observed, faults)
+    result = counts.as_dict()
+    result.update(
+        scenario=scenario.name,
+        seed=options.seed,
+        topic_prefix=kafka.topic_prefix,
+        logs=str(run_dir),
+        sent=len(load.sent),
+        not_acknowledged=len(load.failures),
+        unplanned_worker_exits=fleet.unplanned_exits,
+        drain=drained,
+        wall_s=round(time.monotonic() - started, 1),
+    )
+    return result
+
+
+def _drain(load: SteadyLoad, follower: StatusFollower, fleet: ChaosFleet) -> str:
+    sent = set(load.sent)
+    deadline = time.monotonic() + DRAIN_MAX_S
+    while time.monotonic() < deadline:
+        fleet.supervise()
+        if follower.ended(sent) == len(sent):
+            return "every job ended"
+        if follower.quiet_s() > QUIET_S:
+            return f"quiet for {QUIET_S:.0f} s"
+        time.sleep(1.0)
+    return f"bounded at {DRAIN_MAX_S:.0f} s"
+
+
+def read_back(kafka: KafkaSettings, fleet: ChaosFleet) -> Observed:
+    """Every record of the run's topics, up to the end offsets seen now."""
+    topics = fleet.topics
+
+    def parse(logical_or_name: str, cls: type, *, full: bool = False) -> list[tuple[Any, Any]]:
+        name = logical_or_name if full else topics.name(logical_or_name)
+        parsed = []
+        for record in read_topics(kafka, [name], timeout_s=READ_TIMEOUT_S):
+            if record.value is None:
+                continue
+            with contextlib.suppress(EventError):
+                parsed.append((cls.from_bytes(record.value), record))
+        return parsed
+
+    statuses = [
+        StatusRecord(status, record.partition, record.timestamp / 1000.0)
+        for status, record in parse("job-status", JobStatus)
+    ]
+    statuses.sort(key=lambda r: r.partition)  # stable: each partition keeps its order
+    queued = [
+        job
+        for vm_id in vm_ids()
+        for job, _ in parse(topics.queue_topic(vm_id).name, QueuedJob, full=True)
+    ]
+    return Observed(
+        submitted=[job for job, _ in parse("jobs", JobSubmission)],
+        statuses=statuses,
+        decisions=[
+            DecisionRecord(decision, record.partition)
+            for decision, record in parse("decisions", DispatchDecision)
+        ],
+        queued=queued,
+        completions=[done for done, _ in parse("completions", JobCompletion)],
+        dead_letters=[letter for letter, _ in parse("dead-letters", DeadLetter)],
+        samples=[
+            (sample.host_id, record.timestamp / 1000.0)
+            for sample, record in parse("io-samples", IoSample)
+        ],
+    )
