@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -124,6 +124,10 @@ class RunCounts:
     lost: int
     ran_on_two_vms: int
     moved: int
+    #: Jobs that waited at least once (no eligible VM when decided): not a defect.
+    waited: int
+    #: The commonest first reasons to wait, with their counts.
+    wait_reasons: dict[str, int]
     end_published_twice: int
     completion_forwarded_twice: int
     stranded: int
@@ -133,6 +137,9 @@ class RunCounts:
     dead_letter_records: int
     p50_response_s: float | None
     p99_response_s: float | None
+    #: Where completed jobs spent their time (medians): submitted -> dispatched -> started ->
+    #: finished, for reading a run's response times.
+    stages_p50_s: dict[str, float | None]
     faults: list[FaultTimes]
     #: Per defect, up to EVIDENCE_IDS jobs with what the topics say of them.
     evidence: dict[str, list[dict[str, Any]]]
@@ -163,6 +170,7 @@ def account(observed: Observed, faults: Iterable[Fault] = ()) -> RunCounts:
 
     buckets: dict[str, int] = defaultdict(int)
     responses: list[float] = []
+    stages: dict[str, list[float]] = defaultdict(list)
     for job_id in submitted:
         records = history.get(job_id, [])
         latest = records[-1].status if records else None
@@ -173,6 +181,10 @@ def account(observed: Observed, faults: Iterable[Fault] = ()) -> RunCounts:
             buckets["completed"] += 1
             if latest.finished_at is not None and latest.job.submitted_at is not None:
                 responses.append(latest.finished_at - latest.job.submitted_at)
+                if latest.dispatched_at is not None and latest.started_at is not None:
+                    stages["to_dispatch"].append(latest.dispatched_at - latest.job.submitted_at)
+                    stages["in_queue"].append(latest.started_at - latest.dispatched_at)
+                    stages["running"].append(latest.finished_at - latest.started_at)
         elif latest.state in _OTHER_END:
             buckets["dead_lettered"] += 1
         elif latest.state is JobState.CANCELLED:
@@ -185,6 +197,13 @@ def account(observed: Observed, faults: Iterable[Fault] = ()) -> RunCounts:
             note("lost", job_id, state=latest.state.value, vm_id=latest.vm_id, at=latest.at)
 
     two_vms, moved, twice = _runs(history, note)
+    reasons: Counter[str] = Counter()
+    waited = 0
+    for records in history.values():
+        first_wait = next((r.status for r in records if r.status.state is JobState.WAITING), None)
+        if first_wait is not None:
+            waited += 1
+            reasons[(first_wait.reason or "")[:80]] += 1
     forwarded: dict[str, int] = defaultdict(int)
     for completion in observed.completions:
         if completion.job_id in submitted:
@@ -213,6 +232,8 @@ def account(observed: Observed, faults: Iterable[Fault] = ()) -> RunCounts:
         lost=buckets["lost"],
         ran_on_two_vms=two_vms,
         moved=moved,
+        waited=waited,
+        wait_reasons=dict(reasons.most_common(5)),
         end_published_twice=twice,
         completion_forwarded_twice=sum(1 for count in forwarded.values() if count > 1),
         stranded=buckets["stranded"],
@@ -222,6 +243,10 @@ def account(observed: Observed, faults: Iterable[Fault] = ()) -> RunCounts:
         dead_letter_records=sum(1 for d in observed.dead_letters if d.job_id in submitted),
         p50_response_s=_round(p50),
         p99_response_s=_round(p99),
+        stages_p50_s={
+            name: _round(quantile(stages[name], 0.5))
+            for name in ("to_dispatch", "in_queue", "running")
+        },
         faults=fault_times(observed, submitted, history, list(faults)),
         evidence=dict(evidence),
     )
