@@ -172,7 +172,15 @@ class ChaosFleet:
 
     def restart_worker(self, index: int) -> WorkerProcess:
         """Worker `index` started again on its data dir (the same static member id)."""
-        worker = WorkerProcess(self.kafka, self.app_id, self.worker_dirs[index], loglevel="warning")
+        # The same port too, as a supervisor restarting it with its config would (see
+        # WorkerProcess: Faust refuses a static member whose URL changed).
+        worker = WorkerProcess(
+            self.kafka,
+            self.app_id,
+            self.worker_dirs[index],
+            loglevel="warning",
+            port=self.workers[index].port,
+        )
         self.workers[index] = worker
         return worker
 

@@ -32,8 +32,12 @@ class WorkerProcess:
         data_dir: Path,
         env: dict[str, str] | None = None,
         loglevel: str = "info",
+        port: int | None = None,
     ) -> None:
-        self.port = free_port()
+        # A worker restarted on the same data dir must keep its port: Faust's assignor keeps
+        # each member's URL, and a static member that rejoins with another fails an assertion
+        # (faust/assignor/partition_assignor.py, on_assignment) and never consumes again.
+        self.port = port if port is not None else free_port()
         data_dir.mkdir(parents=True, exist_ok=True)
         self.log = data_dir / f"worker-{self.port}.log"
         environment = {
