@@ -75,7 +75,9 @@ def run_once(
     kafka = KafkaSettings(broker=brokers.bootstrap(scenario.nodes), topic_prefix=f"chaos.{tag}.")
     run_dir = options.results_dir / f"{scenario.name}-{options.seed}-{tag}"
     fleet = ChaosFleet(kafka, scenario, run_dir, app_id=f"vmlb-chaos-{tag}")
-    load = SteadyLoad(kafka, f"j{tag}", options.jobs, options.rate_per_s, scenario.payload)
+    load = SteadyLoad(
+        kafka, f"j{tag}", options.jobs, options.rate_per_s, scenario.payload(options.rate_per_s)
+    )
     planned = scenario.plan(random.Random(options.seed), load.window_s)
     follower = StatusFollower(kafka, fleet.topics.name("job-status"))
     faults: list[Fault] = []

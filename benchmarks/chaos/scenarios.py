@@ -10,7 +10,7 @@ gives the same fault times, targets and outages, whatever the machine. What a fa
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -42,8 +42,10 @@ FLEET: tuple[ChaosHost, ...] = tuple(
 #: A job the fleet clears quickly: 40 I/O requests and 2 ms of CPU (81 jobs/s at the hosts'
 #: limits: 30 jobs/s is a third of it, so nothing waits without a fault).
 LIGHT_PAYLOAD: dict[str, Any] = {"io_ops": 40, "cpu_ms": 2}
-#: Five times the I/O: at 30 jobs/s the fleet's limits allow about half, so jobs wait.
-HEAVY_PAYLOAD: dict[str, Any] = {"io_ops": 200, "cpu_ms": 2}
+
+
+def fleet_limit_ops_per_s(fleet: tuple[ChaosHost, ...] = FLEET) -> float:
+    return sum(host.io_limit_ops_per_s for host in fleet)
 
 
 def vm_ids(fleet: tuple[ChaosHost, ...] = FLEET) -> list[str]:
@@ -113,7 +115,15 @@ class Scenario:
     workers: int = 1
     #: Broker nodes; with 3, every topic the harness creates has replication 3.
     nodes: int = 1
-    payload: dict[str, Any] = field(default_factory=lambda: dict(LIGHT_PAYLOAD))
+    #: Offered I/O as a multiple of the fleet's limits (jobs then wait); None: light jobs.
+    overload: float | None = None
+
+    def payload(self, rate_per_s: float) -> dict[str, Any]:
+        """Each job's payload at `rate_per_s`: light, or heavy enough for the overload."""
+        if self.overload is None:
+            return dict(LIGHT_PAYLOAD)
+        io_ops = round(self.overload * fleet_limit_ops_per_s() / rate_per_s)
+        return {**LIGHT_PAYLOAD, "io_ops": io_ops}
 
     @property
     def replication_factor(self) -> int:
@@ -210,10 +220,10 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "worker-kill-retrying",
-            "heavy jobs (the fleet takes about half): the worker SIGKILLed every 8-15 s "
-            "while jobs wait and are retried, restarted with the same data dir",
+            "jobs asking 1.6x the fleet's I/O limits, so they wait: the worker SIGKILLed every "
+            "8-15 s while it retries them, restarted with the same data dir",
             (Repeat(FaultKind.WORKER_KILL, _WORKER_EVERY_S, when_waiting=True),),
-            payload=dict(HEAVY_PAYLOAD),
+            overload=1.6,
         ),
         Scenario(
             "broker-stop",

@@ -15,6 +15,7 @@ from benchmarks.chaos.scenarios import (
     Once,
     Repeat,
     Scenario,
+    fleet_limit_ops_per_s,
     select,
     vm_ids,
 )
@@ -68,6 +69,15 @@ def test_every_fault_the_issue_names_has_a_scenario():
     assert SCENARIOS["replicated-broker-kill"].replication_factor == 3
     assert SCENARIOS["broker-outage-long"].faults[0].outage_s[0] > 15.0
     assert any(f.when_waiting for f in SCENARIOS["worker-kill-retrying"].faults)
+
+
+def test_an_overloading_scenario_asks_its_multiple_of_the_fleets_limits_at_any_rate():
+    scenario = SCENARIOS["worker-kill-retrying"]
+    for rate in (10.0, 30.0):
+        offered = rate * scenario.payload(rate)["io_ops"]
+        assert offered == pytest.approx(1.6 * fleet_limit_ops_per_s(), rel=0.01)
+    light = SCENARIOS["none"].payload(30.0)
+    assert 30.0 * light["io_ops"] < 0.5 * fleet_limit_ops_per_s()
 
 
 def test_unknown_scenarios_are_all_named_in_one_error():
