@@ -29,9 +29,12 @@ the moment of a kill-and-restart, or when a stopped broker served clients again)
   was first dispatched (or ended without a dispatch). The backlog just before the fault is its
   baseline; recovery is the time from `until` to the first instant t >= until +
   BACKLOG_GRACE_S at which the backlog is back at or below the baseline (None: never);
-- delivering again (broker faults): per Dom0 the first `io-samples` record, per guest the first
-  guest `job-status` record, that the broker appended at or after `until` (record timestamps:
-  the harness creates its topics with `message.timestamp.type=LogAppendTime`); the slowest.
+- delivering again (broker faults): per Dom0, from `until` to its first `io-samples` record
+  the broker appended after it; per guest that had a job to run after `until` (queued to it,
+  not ended by then), from when it had one (`until`, or the job's `dispatched_at` if later) to
+  its first `job-status` record appended after that. The slowest of each (None: one never
+  delivered). Append times are record timestamps: the harness creates its topics with
+  `message.timestamp.type=LogAppendTime`.
 """
 
 from __future__ import annotations
@@ -112,6 +115,9 @@ class FaultTimes:
     until: float
     first_dispatch_s: float | None
     backlog_recovery_s: float | None
+    #: Jobs not yet dispatched (or ended) at `until`: with none, there was nothing to dispatch
+    #: after the fault and its first dispatch does not apply.
+    left_to_dispatch: int
     dom0s_back_s: float | None = None
     guests_back_s: float | None = None
     note: str | None = None
@@ -166,7 +172,8 @@ def account(observed: Observed, faults: Iterable[Fault] = ()) -> RunCounts:
 
     def note(defect: str, job_id: str, **detail: Any) -> None:
         if len(evidence[defect]) < EVIDENCE_IDS:
-            evidence[defect].append({"job_id": job_id, **detail})
+            trail = [_trail(r) for r in history.get(job_id, [])]
+            evidence[defect].append({"job_id": job_id, **detail, "status_records": trail})
 
     buckets: dict[str, int] = defaultdict(int)
     responses: list[float] = []
@@ -313,18 +320,41 @@ def fault_times(
             until=fault.until,
             first_dispatch_s=_round(first),
             backlog_recovery_s=_round(backlog.recovery_s(fault.at, fault.until)),
+            left_to_dispatch=backlog.left_after(fault.until),
             note=fault.note,
         )
         if fault.kind.startswith("broker"):
             times.dom0s_back_s = _round(_slowest_back(observed.samples, fault.until))
-            guest_records = [
-                (r.status.vm_id or "", r.appended_at)
-                for r in observed.statuses
-                if r.status.writer is StatusWriter.GUEST
-            ]
-            times.guests_back_s = _round(_slowest_back(guest_records, fault.until))
+            times.guests_back_s = _round(_slowest_guest(observed, fault.until))
         results.append(times)
     return results
+
+
+def _slowest_guest(observed: Observed, until: float) -> float | None:
+    """The slowest guest to deliver again, among those that had a job to run after `until`:
+    from when it had one (and the broker was back) to its first record appended after that."""
+    ended: dict[tuple[str, str], float] = {}
+    appended: dict[str, list[float]] = defaultdict(list)
+    for record in observed.statuses:
+        status = record.status
+        if status.writer is not StatusWriter.GUEST or not status.vm_id:
+            continue
+        appended[status.vm_id].append(record.appended_at)
+        if status.state is not JobState.RUNNING:
+            key = (status.job_id, status.vm_id)
+            ended[key] = min(ended.get(key, math.inf), record.appended_at)
+    work_from: dict[str, float] = {}
+    for job in observed.queued:
+        if ended.get((job.job_id, job.vm_id), math.inf) >= until:
+            available = max(until, job.dispatched_at)
+            work_from[job.vm_id] = min(work_from.get(job.vm_id, math.inf), available)
+    delays = []
+    for vm_id, since in work_from.items():
+        after = [at for at in appended.get(vm_id, []) if at >= since]
+        if not after:
+            return None
+        delays.append(min(after) - since)
+    return max(delays) if delays else None
 
 
 @dataclass(frozen=True)
@@ -362,6 +392,10 @@ class Backlog:
             ends.append(max(start, handled.get(job_id, math.inf)))
         return cls(sorted(starts), sorted(ends))
 
+    def left_after(self, t: float) -> int:
+        """Jobs not handled by `t` (submitted before or after it)."""
+        return len(self.ends) - bisect.bisect_right(self.ends, t)
+
     def at(self, t: float) -> int:
         return bisect.bisect_right(self.starts, t) - bisect.bisect_right(self.ends, t)
 
@@ -395,6 +429,14 @@ def _slowest_back(records: Iterable[tuple[str, float]], since: float) -> float |
     if any(delay is None for delay in delays):
         return None
     return max(delay for delay in delays if delay is not None)
+
+
+def _trail(record: StatusRecord) -> str:
+    """One status record as evidence: `<at> <state> by <writer> [on <vm> #<attempt>] [reason]`."""
+    status = record.status
+    where = f" on {status.vm_id} #{status.attempt}" if status.vm_id else f" #{status.attempt}"
+    reason = f": {status.reason[:100]}" if status.reason else ""
+    return f"{status.at:.3f} p{record.partition} {status.state.value} by {status.writer.value}{where}{reason}"
 
 
 def _round(value: float | None) -> float | None:

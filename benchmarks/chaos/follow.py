@@ -34,6 +34,8 @@ class StatusFollower:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="chaos-follower", daemon=True)
         self.error: str | None = None
+        #: Records taken so far (a follower that stopped after a broker fault shows here).
+        self.records = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -98,6 +100,7 @@ class StatusFollower:
             consumer.close()
 
     def _take(self, value: bytes | None) -> None:
+        self.records += 1
         if value is None:
             return
         try:

@@ -3,9 +3,10 @@
 Job k of a run has the id `<run tag>-<k>` and is sent at k / rate seconds from the start
 (`producers.submit.Submitter`, keyed by the id), whatever the faults do: during a broker outage
 the submitter's producer holds the jobs and delivers them when the broker is back (its delivery
-timeout, kafka-python's default 120 s, outlasts every outage of the scenarios). A job the
-submitter could not hand over is remembered, not counted: what counts as submitted is what the
-`jobs` topic holds.
+timeout is kafka-python's default, 120 s). A job whose delivery failed (an outage longer than
+that, as a loaded machine can make of the 45 s one) is sent again once the load is over, with
+the same id, as a client retrying an unacknowledged submission would (`resend`). What counts as
+submitted is what the `jobs` topic holds.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class SteadyLoad:
     sent: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     started_at: float | None = None
+    resent: int = 0
     _thread: threading.Thread | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -54,6 +56,19 @@ class SteadyLoad:
     def stop(self) -> None:
         self._stop.set()
         self.join(timeout_s=150)
+
+    def resend(self, job_ids: list[str]) -> None:
+        """Submit these jobs again (same ids, submitted now); wait for the broker."""
+        from producers.errors import SubmitError
+        from producers.submit import Submitter
+
+        try:
+            with Submitter(self.kafka) as submitter:
+                for job_id in job_ids:
+                    submitter.submit(JOB_TYPE, self.payload, job_id=job_id)
+        except SubmitError as exc:
+            self.failures.append(f"resend: {exc}")
+        self.resent += len(job_ids)
 
     def _run(self) -> None:
         from producers.errors import SubmitError

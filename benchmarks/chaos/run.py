@@ -104,6 +104,13 @@ def run_once(
         while not load.done():
             fleet.supervise()
             time.sleep(0.2)
+        if load.failures:
+            on_topic = {
+                job.job_id for job, _ in _parse(kafka, fleet.topics.name("jobs"), JobSubmission)
+            }
+            missing = [job_id for job_id in load.sent if job_id not in on_topic]
+            log(f"  {len(missing)} jobs not acknowledged by the broker: sending them again")
+            load.resend(missing)
         drained = _drain(load, follower, fleet)
         observed = read_back(kafka, fleet)
     finally:
@@ -125,6 +132,7 @@ def run_once(
         logs=str(run_dir),
         sent=len(load.sent),
         not_acknowledged=len(load.failures),
+        resubmitted=load.resent,
         unplanned_worker_exits=fleet.unplanned_exits,
         drain=drained,
         wall_s=round(time.monotonic() - started, 1),
@@ -147,14 +155,17 @@ def _warm_up(kafka: KafkaSettings, follower: StatusFollower, fleet: ChaosFleet, 
 
 
 def _drain(load: SteadyLoad, follower: StatusFollower, fleet: ChaosFleet) -> str:
+    """Until every job sent has ended, or no job changed state for QUIET_S *since the drain
+    began* (a fault just before it must not count as quiet time), or DRAIN_MAX_S."""
     sent = set(load.sent)
-    deadline = time.monotonic() + DRAIN_MAX_S
+    started = time.monotonic()
+    deadline = started + DRAIN_MAX_S
     while time.monotonic() < deadline:
         fleet.supervise()
         if follower.ended(sent) == len(sent):
             return "every job ended"
-        if follower.quiet_s() > QUIET_S:
-            return f"quiet for {QUIET_S:.0f} s"
+        if min(follower.quiet_s(), time.monotonic() - started) > QUIET_S:
+            return f"quiet for {QUIET_S:.0f} s ({follower.records} status records followed)"
         time.sleep(1.0)
     return f"bounded at {DRAIN_MAX_S:.0f} s"
 
@@ -163,15 +174,8 @@ def read_back(kafka: KafkaSettings, fleet: ChaosFleet) -> Observed:
     """Every record of the run's topics, up to the end offsets seen now."""
     topics = fleet.topics
 
-    def parse(logical_or_name: str, cls: type, *, full: bool = False) -> list[tuple[Any, Any]]:
-        name = logical_or_name if full else topics.name(logical_or_name)
-        parsed = []
-        for record in read_topics(kafka, [name], timeout_s=READ_TIMEOUT_S):
-            if record.value is None:
-                continue
-            with contextlib.suppress(EventError):
-                parsed.append((cls.from_bytes(record.value), record))
-        return parsed
+    def parse(logical: str, cls: type) -> list[tuple[Any, Any]]:
+        return _parse(kafka, topics.name(logical), cls)
 
     statuses = [
         StatusRecord(status, record.partition, record.timestamp / 1000.0)
@@ -181,7 +185,7 @@ def read_back(kafka: KafkaSettings, fleet: ChaosFleet) -> Observed:
     queued = [
         job
         for vm_id in vm_ids()
-        for job, _ in parse(topics.queue_topic(vm_id).name, QueuedJob, full=True)
+        for job, _ in _parse(kafka, topics.queue_topic(vm_id).name, QueuedJob)
     ]
     return Observed(
         submitted=[job for job, _ in parse("jobs", JobSubmission)],
@@ -198,3 +202,14 @@ def read_back(kafka: KafkaSettings, fleet: ChaosFleet) -> Observed:
             for sample, record in parse("io-samples", IoSample)
         ],
     )
+
+
+def _parse(kafka: KafkaSettings, topic: str, cls: type) -> list[tuple[Any, Any]]:
+    """(event, record) of every record of `topic` that parses as `cls`."""
+    parsed = []
+    for record in read_topics(kafka, [topic], timeout_s=READ_TIMEOUT_S):
+        if record.value is None:
+            continue
+        with contextlib.suppress(EventError):
+            parsed.append((cls.from_bytes(record.value), record))
+    return parsed

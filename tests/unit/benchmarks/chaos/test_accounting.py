@@ -212,7 +212,14 @@ def test_an_end_published_twice_and_a_completion_forwarded_twice_are_counted_apa
     )
     assert counts.end_published_twice == 1  # j: the guest said succeeded twice
     assert counts.completion_forwarded_twice == 1  # k: forwarded twice
-    assert counts.evidence["completion_forwarded_twice"] == [{"job_id": "k", "records": 2}]
+    (forwarded,) = counts.evidence["completion_forwarded_twice"]
+    assert (forwarded["job_id"], forwarded["records"]) == ("k", 2)
+    # The evidence carries the job's status records, in order.
+    assert [line.split()[2:5] for line in forwarded["status_records"]] == [
+        ["dispatched", "by", "dispatcher"],
+        ["running", "by", "guest"],
+        ["succeeded", "by", "guest"],
+    ]
 
 
 def test_a_queued_job_needs_a_dispatched_decision_for_its_attempt_and_vm():
@@ -306,16 +313,37 @@ def test_after_a_broker_fault_the_slowest_dom0_and_guest_to_deliver_again():
     statuses = [
         guest("a", JobState.SUCCEEDED, T0 + 1, "vm1"),
         guest("a2", JobState.SUCCEEDED, T0 + 2, "vm2"),
+        # vm1 held job b through the outage and reported it 1.5 s after the broker's return;
+        # vm2 was given job c 2 s after the return and reported it 2 s later.
         guest("b", JobState.SUCCEEDED, until + 1.0, "vm1", appended_at=until + 1.5),
         guest("c", JobState.SUCCEEDED, until + 3.0, "vm2", appended_at=until + 4.0),
     ]
+    held = queued("b", "vm1").model_copy(update={"dispatched_at": T0 + 5.0})
+    given = queued("c", "vm2").model_copy(update={"dispatched_at": until + 2.0})
+    # vm3 had nothing to run after the return: it does not count, however quiet.
+    idle = queued("a3", "vm3").model_copy(update={"dispatched_at": T0 + 1.0})
     samples = [("h1", T0 + 1), ("h2", T0 + 1), ("h1", until + 0.5), ("h2", until + 2.5)]
-    run = observed(statuses=statuses, samples=samples)
-    (times,) = account(run, [Fault("broker-stop", T0 + 10.0, until, "broker node 1")]).faults
+    done_a3 = guest("a3", JobState.SUCCEEDED, T0 + 3, "vm3")
+    run = observed(
+        statuses=[*statuses, done_a3], samples=samples, queued=[held, given, idle, queued("a")]
+    )
+    broker = Fault("broker-stop", T0 + 10.0, until, "broker node 1")
+    (times,) = account(run, [broker]).faults
     assert times.dom0s_back_s == pytest.approx(2.5)
-    assert times.guests_back_s == pytest.approx(4.0)
+    assert times.guests_back_s == pytest.approx(2.0)
 
-    # A Dom0 that never delivered again: no time (the report says "never").
-    silent = observed(statuses=statuses, samples=[*samples[:3]])
-    (times,) = account(silent, [Fault("broker-stop", T0 + 10.0, until, "broker node 1")]).faults
+    # A Dom0 that never delivered again, a guest that never ran its job: no time ("never").
+    silent = observed(statuses=statuses[:2], samples=samples[:3], queued=[held])
+    (times,) = account(silent, [broker]).faults
     assert times.dom0s_back_s is None
+    assert times.guests_back_s is None
+
+
+def test_a_fault_after_every_job_was_dispatched_leaves_nothing_to_dispatch():
+    run = steady(100, 0.1, 0.1, gap=(0.0, 0.0))  # the last job is dispatched at +10 s
+    late, early = (
+        account(run, [Fault("broker-kill", at, at + 5.0, "broker node 1")]).faults[0]
+        for at in (T0 + 20.0, T0 + 2.0)
+    )
+    assert (late.first_dispatch_s, late.left_to_dispatch) == (None, 0)
+    assert early.left_to_dispatch > 0 and early.first_dispatch_s is not None
