@@ -62,8 +62,8 @@ class Brokers:
             cluster = LocalCluster(
                 self._root / f"kafka-{nodes}", port=free_port_run(2 * nodes), nodes=nodes
             )
+            self._clusters[nodes] = cluster  # before start: close() must stop a half-started one
             cluster.start()
-            self._clusters[nodes] = cluster
         cluster = self._clusters[nodes]
         if not cluster.is_running():  # a run that faulted it ended early
             cluster.start()
