@@ -47,9 +47,10 @@ from pipeline.events import (
 from pipeline.settings import KafkaSettings
 from pipeline.topics.reader import read_topics
 
-#: The drain ends once no job changed state for this long: longer than a waiting job's
-#: retry interval and rewrite period, so a quiet log means nothing is moving.
-QUIET_S = 30.0
+#: The drain ends once nothing was written for this long: longer than the dispatcher's lease
+#: (VMLB_LEASE_S, 60 s), after which it moves the unstarted jobs of a silent VM, so when the
+#: topics are this quiet nothing more will happen to the jobs left.
+QUIET_S = 75.0
 DRAIN_MAX_S = 300.0
 READ_TIMEOUT_S = 120.0
 WARM_UP_JOBS = 12
@@ -111,7 +112,7 @@ def run_once(
             missing = [job_id for job_id in load.sent if job_id not in on_topic]
             log(f"  {len(missing)} jobs not acknowledged by the broker: sending them again")
             load.resend(missing)
-        drained = _drain(load, follower, fleet)
+        drained = _drain(kafka, load, follower, fleet)
         observed = read_back(kafka, fleet)
     finally:
         follower.close()
@@ -154,20 +155,44 @@ def _warm_up(kafka: KafkaSettings, follower: StatusFollower, fleet: ChaosFleet, 
         time.sleep(0.5)
 
 
-def _drain(load: SteadyLoad, follower: StatusFollower, fleet: ChaosFleet) -> str:
-    """Until every job sent has ended, or no job changed state for QUIET_S *since the drain
-    began* (a fault just before it must not count as quiet time), or DRAIN_MAX_S."""
+def _drain(
+    kafka: KafkaSettings, load: SteadyLoad, follower: StatusFollower, fleet: ChaosFleet
+) -> str:
+    """Until every job sent has ended, or nothing was written to `job-status`, `decisions` or a
+    queue for QUIET_S (counted from the drain's start: a fault just before it is no quiet
+    time), or DRAIN_MAX_S. Quiet is judged by the topics' end offsets, not by the follower,
+    which may lag after a broker fault."""
+    from kafka import KafkaConsumer, TopicPartition
+
     sent = set(load.sent)
-    started = time.monotonic()
-    deadline = started + DRAIN_MAX_S
-    while time.monotonic() < deadline:
-        fleet.supervise()
-        if follower.ended(sent) == len(sent):
-            return "every job ended"
-        if min(follower.quiet_s(), time.monotonic() - started) > QUIET_S:
-            return f"quiet for {QUIET_S:.0f} s ({follower.records} status records followed)"
-        time.sleep(1.0)
-    return f"bounded at {DRAIN_MAX_S:.0f} s"
+    topics = fleet.topics
+    names = [topics.name("job-status"), topics.name("decisions")]
+    names += [topics.queue_topic(vm_id).name for vm_id in vm_ids()]
+    consumer = KafkaConsumer(group_id=None, enable_auto_commit=False, **kafka.to_kafka_python())
+    try:
+        partitions = [
+            TopicPartition(name, p)
+            for name in names
+            for p in sorted(consumer.partitions_for_topic(name) or [])
+        ]
+        started = time.monotonic()
+        deadline = started + DRAIN_MAX_S
+        last_ends: dict[Any, int] = {}
+        changed_at = started
+        while time.monotonic() < deadline:
+            fleet.supervise()
+            if follower.ended(sent) == len(sent):
+                return "every job ended"
+            with contextlib.suppress(Exception):  # the broker still recovering: ask again
+                ends = consumer.end_offsets(partitions)
+                if ends != last_ends:
+                    last_ends, changed_at = ends, time.monotonic()
+            if time.monotonic() - changed_at > QUIET_S:
+                return f"nothing written for {QUIET_S:.0f} s"
+            time.sleep(1.0)
+        return f"bounded at {DRAIN_MAX_S:.0f} s"
+    finally:
+        consumer.close()
 
 
 def read_back(kafka: KafkaSettings, fleet: ChaosFleet) -> Observed:
