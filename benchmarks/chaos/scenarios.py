@@ -138,7 +138,10 @@ class Scenario:
         planned: list[PlannedFault] = []
         for pattern in self.faults:
             if isinstance(pattern, Repeat):
-                at = rng.uniform(*pattern.every_s)
+                # The first within U(lo, hi), but never past 80 % of a short window: every run
+                # gets at least one fault.
+                lo, hi = pattern.every_s
+                at = rng.uniform(min(lo, 0.4 * window_s), min(hi, 0.8 * window_s))
                 # The last fault leaves a little of the window, so it hits flowing jobs.
                 while at < window_s - 1.0:
                     planned.append(

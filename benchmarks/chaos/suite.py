@@ -9,6 +9,7 @@ at start and end, since every time in it depends on that.
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,10 @@ from benchmarks.chaos.scenarios import Scenario
 from pipeline.errors import ConfigError
 
 LOG_DIR = Path(".vmlb") / "chaos"
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def run_chaos(
@@ -43,6 +48,9 @@ def run_chaos(
                 "they need the harness's own (leave out --broker)"
             )
     brokers = Brokers(external=broker)
+    # SIGTERM (and SIGINT, which a shell ignores in background jobs) stops the runs through
+    # their `finally`s, so every process the harness started is stopped with it.
+    signal.signal(signal.SIGTERM, _interrupt)
     load_at_start = os.getloadavg()
     started = time.monotonic()
     results: list[dict[str, Any]] = []

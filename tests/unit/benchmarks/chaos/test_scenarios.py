@@ -41,6 +41,13 @@ def test_a_repeated_fault_comes_every_lo_to_hi_seconds_within_the_window():
         assert len(plan) >= 3  # 50 s at most 15 s apart
 
 
+def test_a_short_window_still_gets_a_fault_in_every_run():
+    scenario = Scenario("s", "", (Repeat(FaultKind.WORKER_KILL, (8.0, 15.0)),))
+    for seed in range(50):
+        plan = scenario.plan(random.Random(seed), 15.0)
+        assert plan and all(fault.offset_s <= 12.0 for fault in plan[:1])
+
+
 def test_a_one_off_fault_lands_in_its_fraction_of_the_window_with_its_outage():
     scenario = Scenario(
         "s", "", (Once(FaultKind.BROKER_KILL, (0.25, 0.45), outage_s=(5.0, 10.0)),), nodes=3
