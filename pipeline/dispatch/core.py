@@ -32,6 +32,7 @@ from typing import Any
 
 from pipeline.dispatch.book import PartitionBook, Tracked
 from pipeline.dispatch.decide import Dispatcher, DispatchResult, normalize, queued_job
+from pipeline.dispatch.waiting import Waiting, WaitingQueue
 from pipeline.edge.metrics import PipelineMetrics
 from pipeline.errors import EventError
 from pipeline.events import (
@@ -272,14 +273,15 @@ class DispatchCore:
         if status.state is JobState.RUNNING:
             book.adopt(status, now)
             return
-        if status.state in (JobState.SUCCEEDED, JobState.FAILED):
+        failed = status.state in (JobState.FAILED, JobState.RETRYING)  # the run failed
+        if status.state is JobState.SUCCEEDED or failed:
             self._forward_completion(status)  # a run (a skipped, cancelled job is none)
         cancelled = tracked.status.cancel_requested or status.job_id in self.cancels
         if status.state is JobState.SUCCEEDED and not cancelled:
             book.adopt(status, now)
             self.counts.outcome("succeeded")
             return
-        if status.state is JobState.FAILED and not cancelled:
+        if failed and not cancelled:
             self._failed(book, tracked, status, now)
             return
         # Cancelled (the guest skipped it, or it finished after the cancel): never succeeded.
@@ -366,12 +368,12 @@ class DispatchCore:
         for book in list(self.books.values()):
             self._expire(book, now)
             self._move_stranded(book, now)
-            if self.ready():
-                self._retry(book, now)
             for job_id in book.forget_finished(now - self.settings.dedupe_horizon_s):
                 self.out.first.append(
                     Record(self._names["job-status"], job_id.encode(), None, book.partition)
                 )
+        if self.ready():
+            self._retry(now)
         self._forget_cancels(now)
         self._publish_load(now)
 
@@ -485,12 +487,27 @@ class DispatchCore:
         self.counts.outcome(outcome.value)
         return True
 
-    def _retry(self, book: PartitionBook, now: float) -> None:
-        for job_type, queue in list(book.waiting.items()):
+    def _retry(self, now: float) -> None:
+        """Decide waiting jobs again, per job type across the owned partitions: the best head
+        (priority, then its submitter's turn, then age) first, until one still waits, which
+        blocks its type (later ones would wait too) but not the other types."""
+        heads: dict[str, list[tuple[PartitionBook, WaitingQueue]]] = {}
+        for book in self.books.values():
+            for job_type, queue in list(book.waiting.items()):
+                if not queue:
+                    book.waiting.pop(job_type, None)
+                    continue
+                heads.setdefault(job_type, []).append((book, queue))
+        for queues in heads.values():
             while True:
-                head = queue.head(now)
-                if head is None:
+                best = None
+                for book, queue in queues:
+                    head = queue.head(now)
+                    if head is not None and (best is None or _before(head, best[2])):
+                        best = (book, queue, head)
+                if best is None:
                     break
+                book, queue, head = best
                 tracked = book.get(head.job_id)
                 if tracked is None:
                     queue.discard(head.job_id)
@@ -500,8 +517,6 @@ class DispatchCore:
                     book, status.job, attempt=status.attempt, now=now, tracked=tracked
                 ):
                     break  # this type waits; later jobs of it would too, other types go on
-            if not queue:
-                book.waiting.pop(job_type, None)
 
     def _expire(self, book: PartitionBook, now: float) -> None:
         """Waiting jobs whose deadline passed, wherever they are in their queue."""
@@ -718,6 +733,7 @@ class DispatchCore:
             return
         job = status.job
         assert job.submitted_at is not None
+        succeeded = status.state is JobState.SUCCEEDED
         try:
             completion = JobCompletion(
                 job_id=status.job_id,
@@ -728,10 +744,8 @@ class DispatchCore:
                 dispatched_at=status.dispatched_at or job.submitted_at,
                 started_at=status.started_at or status.finished_at,
                 finished_at=status.finished_at,
-                outcome=JobOutcome.FAILED
-                if status.state is JobState.FAILED
-                else JobOutcome.SUCCEEDED,
-                error=(status.error or "failed") if status.state is JobState.FAILED else None,
+                outcome=JobOutcome.SUCCEEDED if succeeded else JobOutcome.FAILED,
+                error=None if succeeded else (status.error or "failed"),
                 attempt=status.attempt,
             )
         except ValueError as exc:
@@ -794,7 +808,13 @@ class DispatchCore:
             and tracked.status.vm_id == status.vm_id
             and tracked.status.attempt == status.attempt
             and status.state
-            in (JobState.RUNNING, JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+            in (
+                JobState.RUNNING,
+                JobState.SUCCEEDED,
+                JobState.FAILED,
+                JobState.RETRYING,
+                JobState.CANCELLED,
+            )
         )
 
     @staticmethod
@@ -810,3 +830,8 @@ class DispatchCore:
 
 
 __all__ = ["DispatchCore", "DispatchResult", "Outbox", "Record"]
+
+
+def _before(a: Waiting, b: Waiting) -> bool:
+    """Whether waiting job `a` goes before `b` (heads of two partitions' queues)."""
+    return (-a.priority, a.since, a.job_id) < (-b.priority, b.since, b.job_id)

@@ -30,6 +30,7 @@ from pipeline.edge.metrics import PipelineMetrics
 from pipeline.edge.outputs import Outputs
 from pipeline.errors import EventError, RowError
 from pipeline.events import IoSample, JobCompletion
+from pipeline.fleet.view import FleetView
 from pipeline.settings import PipelineSettings
 from pipeline.stats.vm_stats import VmStats
 from pipeline.stats.windows import WindowConfig
@@ -54,8 +55,13 @@ class StatsAgent:
         outputs: Outputs,
         metrics: PipelineMetrics,
         clock: Callable[[], float],
+        view: FleetView | None = None,
+        view_ready: Callable[[], bool] = lambda: True,
     ) -> None:
         self.app = app
+        #: Where the fleet view says each VM runs (checked once it has caught up).
+        self.view = view
+        self.view_ready = view_ready
         self.settings = settings
         self.windows: WindowConfig = settings.window_config()
         self.outputs = outputs
@@ -121,6 +127,11 @@ class StatsAgent:
         An event stamped further in the future than `max_clock_skew_s` is refused: one sample
         from an hour ahead would otherwise move the fleet's telemetry watermark and make every
         other host look stale, and one completion from next year would reset a VM's windows.
+        Once the fleet view has caught up, an event for a VM that is not registered, or that
+        names another host than the VM's registration, is refused too: a forged sample cannot
+        move a VM to another host or create rows without limit. (A VM's first samples may
+        precede its registration by a moment, and a migration's its new registration: those
+        few are refused and the rates follow from the next.)
         """
         topic = self._logical.get(message.topic)
         item: StatsInput
@@ -135,6 +146,15 @@ class StatsAgent:
             raise EventError(
                 f"message key {message.key[:100]!r} is not its vm_id {vm_id!r}; key by vm_id"
             )
+        if self.view is not None and self.view_ready():
+            registered = self.view.registered_host(vm_id)
+            if registered is None:
+                raise EventError(f"{type(item).__name__}: VM {vm_id} is not registered")
+            if registered != item.host_id:
+                raise EventError(
+                    f"{type(item).__name__}: VM {vm_id} is registered on {registered}, "
+                    f"not on {item.host_id}"
+                )
         at = item.sampled_at if isinstance(item, IoSample) else item.finished_at
         ahead_s = at - self.clock()
         if ahead_s > self.settings.max_clock_skew_s:

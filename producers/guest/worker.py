@@ -280,7 +280,7 @@ class GuestWorker:
             self._finish(job, state, started_at, finished_at, stop, result=result, error=error)
             if state is JobState.SUCCEEDED:
                 self.stats.completed += 1
-            elif state is JobState.FAILED:
+            elif state in (JobState.FAILED, JobState.RETRYING):
                 self.stats.failed += 1
             else:
                 self.stats.cancelled += 1
@@ -355,6 +355,11 @@ class GuestWorker:
         stop: threading.Event,
         **fields: Any,
     ) -> None:
+        if state is JobState.FAILED and job.attempt < job.max_attempts:
+            # Not the job's end: it runs again (the dispatcher says when and where). `failed`
+            # is final for whoever follows the job, so a failed attempt that is not the last
+            # is reported as `retrying`.
+            state = JobState.RETRYING
         status = self._status(job, state, started_at, finished_at=finished_at, **fields)
         if not self._publish(status.key(), status.to_bytes(), job.status_partition, stop):
             self.stats.given_up += 1

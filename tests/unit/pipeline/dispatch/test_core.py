@@ -305,7 +305,8 @@ def test_a_forged_or_late_report_is_refused_and_the_true_status_reasserted():
 def test_a_failed_attempt_is_retried_after_a_backoff_on_another_vm_then_dead_lettered():
     w = World(retry_backoff_s=1.0)
     first = queued(w.submit("j1", max_attempts=2))[0][1]
-    out = w.guest("j1", JobState.FAILED, first.vm_id, error="disk full")
+    # A guest reports a failed attempt that is not the job's last as `retrying` (not final).
+    out = w.guest("j1", JobState.RETRYING, first.vm_id, error="disk full")
     retrying = statuses(out)[-1]
     assert retrying.state is JobState.RETRYING and retrying.attempt == 2
     assert retrying.retry_at is not None and retrying.retry_at <= NOW + 1.0

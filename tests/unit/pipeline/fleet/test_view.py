@@ -185,7 +185,9 @@ def test_tombstones_remove_hosts_vms_and_states_and_bump_the_version():
     assert view.version == before + 3
     assert "a1" not in view.vms
     assert "h2" not in view.hosts
-    # b1 still runs on h2 (its registration stands), but h1 has nothing left to serve.
+    # b1's registration stands, but its host is gone: no candidate until it registers again.
+    assert snapshot_hosts(view) == {"h1": []}
+    add_host(view, "h2")
     assert snapshot_hosts(view) == {"h1": [], "h2": ["b1"]}
 
 
@@ -226,10 +228,14 @@ def test_a_down_host_leaves_the_snapshot_with_its_vms():
     assert snapshot_hosts(view) == {"h1": ["a1"], "h2": ["b1"]}
 
 
-def test_an_up_host_without_vms_is_in_the_snapshot_and_a_vm_of_an_unknown_host_counts():
+def test_an_up_host_without_vms_is_in_the_snapshot_and_a_vm_of_an_unknown_host_waits_for_it():
+    # A registration onto a host nobody registered made a phantom host; now the VM waits for
+    # its host's registration (which may simply arrive a moment later: another topic).
     view = FleetView()
     add_host(view, "empty")
-    add_vm(view, "a1", "unregistered")  # its vms record arrived before its hosts record
+    add_vm(view, "a1", "unregistered")
+    assert snapshot_hosts(view) == {"empty": []}
+    add_host(view, "unregistered")
     assert snapshot_hosts(view) == {"empty": [], "unregistered": ["a1"]}
 
 
