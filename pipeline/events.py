@@ -354,6 +354,8 @@ class QueuedJob(Event):
     priority: Annotated[int, Strict(), Field(ge=MIN_PRIORITY, le=MAX_PRIORITY)] = DEFAULT_PRIORITY
     submitter: Identifier | None = None
     deadline_s: PositiveSeconds | None = None
+    #: The errors of its earlier attempts, oldest first (the guest reports them with a failure).
+    errors: list[Text] = Field(default_factory=list, max_length=MAX_ATTEMPTS)
 
     def submission(self) -> JobSubmission:
         """The job as it was submitted (normalised: with its id and submission time)."""

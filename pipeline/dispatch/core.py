@@ -277,7 +277,9 @@ class DispatchCore:
         if status.state is JobState.SUCCEEDED or failed:
             self._forward_completion(status)  # a run (a skipped, cancelled job is none)
         cancelled = tracked.status.cancel_requested or status.job_id in self.cancels
-        if status.state is JobState.SUCCEEDED and not cancelled:
+        if status.state is JobState.SUCCEEDED:
+            # The guest is the one that knows whether a cancel reached it before the job
+            # finished: it reports `cancelled` if so, and a later cancel changes nothing.
             book.adopt(status, now)
             self.counts.outcome("succeeded")
             return
@@ -424,6 +426,7 @@ class DispatchCore:
                 decision_count=count,
                 partition=book.partition,
                 avoid=tracked.avoid if tracked else frozenset(),
+                errors=list(tracked.status.errors) if tracked else None,
             )
         outcome = result.outcome
         if outcome is DecisionOutcome.DISPATCHED:
@@ -513,8 +516,9 @@ class DispatchCore:
                     queue.discard(head.job_id)
                     continue
                 status = tracked.status
+                decided_at = self.clock()  # each decision at its own time, in order
                 if not self._decide(
-                    book, status.job, attempt=status.attempt, now=now, tracked=tracked
+                    book, status.job, attempt=status.attempt, now=decided_at, tracked=tracked
                 ):
                     break  # this type waits; later jobs of it would too, other types go on
 
@@ -724,6 +728,7 @@ class DispatchCore:
             self.dispatcher.policy.name,
             status.attempt,
             book.partition,
+            list(status.errors),
         )
         self.out.then.append(Record(registration.queue_topic, queued.key(), queued.to_bytes()))
 

@@ -39,6 +39,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 
 from pipeline.errors import EventError
 from pipeline.events import (
+    MAX_ATTEMPTS,
     MAX_RESULT_BYTES,
     MAX_TEXT,
     ControlAction,
@@ -367,6 +368,9 @@ class GuestWorker:
     def _status(
         self, job: QueuedJob, state: JobState, started_at: float, **fields: Any
     ) -> JobStatus:
+        errors = list(job.errors)
+        if state in (JobState.FAILED, JobState.RETRYING) and fields.get("error"):
+            errors.append(fields["error"])
         return JobStatus(
             job_id=job.job_id,
             state=state,
@@ -378,6 +382,7 @@ class GuestWorker:
             host_id=self.host_id or job.host_id,
             dispatched_at=job.dispatched_at,
             started_at=started_at,
+            errors=errors[-MAX_ATTEMPTS:],
             **{name: value for name, value in fields.items() if value is not None},
         )
 

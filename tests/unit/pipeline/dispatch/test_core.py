@@ -343,13 +343,21 @@ def test_a_cancel_before_the_job_cancels_it_when_it_comes():
     assert statuses(out)[-1].state is JobState.CANCELLED and queued(out) == []
 
 
-def test_a_dispatched_job_cancelled_never_ends_as_succeeded():
+def test_a_dispatched_job_cancelled_ends_as_its_guest_says():
     w = World()
     vm = queued(w.submit("j1"))[0][1].vm_id
     out = w.cancel("j1")
     assert statuses(out)[-1].cancel_requested
-    out = w.guest("j1", JobState.SUCCEEDED, vm, result={"late": True})
-    assert statuses(out)[-1].state is JobState.CANCELLED
+    # The guest saw the cancel (before starting it, or while it ran): cancelled.
+    w.guest("j1", JobState.CANCELLED, vm)
+    assert w.core.find("j1") is None
+    assert not forwarded(w.take())  # a skipped job is no run
+    # A cancel that reached the guest only after the job had finished changes nothing.
+    vm2 = queued(w.submit("j2"))[0][1].vm_id
+    w.cancel("j2")
+    out = w.guest("j2", JobState.SUCCEEDED, vm2, result={"done": True})
+    assert forwarded(out) == [vm2.encode()]
+    assert w.core.counts.by_outcome["succeeded"] == 1
 
 
 # --- stranded jobs, drains --------------------------------------------------------------------
