@@ -427,6 +427,10 @@ logger.kafka.name = kafka
 logger.kafka.level = INFO
 logger.apache.name = org.apache.kafka
 logger.apache.level = WARN
+# Refused logins ("Failed authentication with /127.0.0.1 ...") are logged at INFO: keep them.
+# Refused operations are `kafka.authorizer.logger`'s, at INFO under `kafka` above.
+logger.authentication.name = org.apache.kafka.common.network.Selector
+logger.authentication.level = INFO
 """
 
 

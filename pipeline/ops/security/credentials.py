@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from pipeline.errors import ConfigError
 from pipeline.settings import KafkaSettings
 
 #: SCRAM-SHA-512 is the stronger of the two SCRAM mechanisms Kafka and both Python clients speak.
@@ -26,6 +27,19 @@ def new_password() -> SecretStr:
 
 def credentials_path(directory: Path, username: str) -> Path:
     return directory / f"{username}.env"
+
+
+def principal_credentials(directory: Path, role: str, principal_id: str) -> Path:
+    """The credentials file of one principal in `directory`, which must exist."""
+    from pipeline.ops.security.grants import Principal, Role
+
+    path = credentials_path(directory, Principal(Role(role), principal_id).username)
+    if not path.exists():
+        raise ConfigError(
+            f"{path}: no credentials for {role} {principal_id}; "
+            f"run `vmlb acl provision --{role} {principal_id} --credentials-dir {directory}`"
+        )
+    return path
 
 
 def write_credentials_file(path: Path, settings: KafkaSettings, *, with_prefix: bool) -> None:
