@@ -10,7 +10,7 @@ from rich.table import Table
 
 from pipeline.cli.common import KafkaSettings, console, kafka_options
 from pipeline.errors import ConfigError
-from pipeline.ops.security.grants import Grant, Principal, Role
+from pipeline.ops.security.grants import KAFKA_CANNOT_ENFORCE, Grant, Principal, Role
 
 
 def default_credentials_dir() -> Path:
@@ -115,6 +115,9 @@ def provision_command(
             for grant in grants_for(principal, topics)
         ]
         console.print(_grants_table(rows))
+        console.print("[bold]What these ACLs cannot enforce[/] (the pipeline's checks must):")
+        for limit in KAFKA_CANNOT_ENFORCE:
+            console.print(f"  - {limit}")
         return
     directory = credentials_dir or default_credentials_dir()
     results = provision(settings, topics, principals, directory, rotate=rotate)
