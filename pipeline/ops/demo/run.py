@@ -33,11 +33,12 @@ from pipeline.ops.demo.fleet import (
     fleet_capacity_jobs_per_s,
     offered_rate_per_s,
 )
+from pipeline.ops.demo.principals import provision_demo, revoke_demo
 from pipeline.ops.demo.processes import Children, tail
 from pipeline.ops.demo.summary import summarize
 from pipeline.ops.ports import free_port, port_free
 from pipeline.settings import KafkaSettings, load_kafka_settings
-from pipeline.topics import Topics, apply_topics, load_topics, topics_of
+from pipeline.topics import apply_topics, load_topics, topics_of
 from pipeline.topics.reader import read_all
 from pipeline.worker.queries import hosts_table
 
@@ -113,7 +114,7 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
     credentials: dict[str, dict[str, str]] = {}
     submitter_kafka = kafka
     if options.secure:
-        credentials, submitter_kafka = _provision(kafka, declared, app_id, run_dir, console)
+        credentials, submitter_kafka = provision_demo(kafka, declared, app_id, run_dir, console)
 
     web_port = options.web_port if port_free(options.web_port) else free_port()
     env = {
@@ -172,7 +173,7 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
     if not options.keep_topics:
         _delete_demo_topics(kafka, console, lambda run: run == run_id.replace("-", ""))
         if options.secure:
-            _revoke(kafka, app_id)
+            revoke_demo(kafka, app_id)
     summary["policy"] = options.policy
     summary["topic_prefix"] = kafka.topic_prefix
     summary["logs"] = str(run_dir)
@@ -203,42 +204,6 @@ def _broker(console: Console, secure: bool = False) -> KafkaSettings:
             cluster.start()
     console.print(f"Kafka at [bold]{cluster.bootstrap}[/]{' (secured)' if secure else ''}")
     return cluster.settings()
-
-
-def _revoke(admin: KafkaSettings, app_id: str) -> None:
-    """This run's worker principal goes with its topics (the others are reused next run)."""
-    from pipeline.ops.security.grants import Principal, Role
-    from pipeline.ops.security.provision import revoke
-
-    revoke(admin, [Principal(Role.WORKER, app_id)])
-
-
-def _provision(
-    admin: KafkaSettings, topics: Topics, app_id: str, run_dir: Path, console: Console
-) -> tuple[dict[str, dict[str, str]], KafkaSettings]:
-    """A principal for the worker, each host's Dom0 and guest, and the job generator.
-
-    Returns each child's environment addition (its credentials file, by child name) and the
-    generator's settings.
-    """
-    from pipeline.ops.security.grants import Principal, Role
-    from pipeline.ops.security.provision import provision
-
-    principals = [Principal(Role.WORKER, app_id), Principal(Role.SUBMITTER, "demo")]
-    for host in FLEET:
-        principals.append(Principal(Role.DOM0, host.host_id))
-        principals += [Principal(Role.GUEST, vm_id) for vm_id, _ in host.vms]
-    provisioned = provision(admin, topics, principals, run_dir / "credentials")
-    files = {result.principal: str(result.credentials_file) for result in provisioned}
-    console.print(
-        f"secured: {len(provisioned)} principals provisioned, credentials in {run_dir}/credentials/"
-    )
-    environments = {"worker": {"VMLB_CREDENTIALS": files[Principal(Role.WORKER, app_id)]}}
-    for host in FLEET:
-        # `vmlb host` connects as nothing itself; its Dom0 and guests get their own files.
-        environments[host.host_id] = {"VMLB_CREDENTIALS": files[Principal(Role.DOM0, host.host_id)]}
-    submitter = load_kafka_settings(credentials_file=files[Principal(Role.SUBMITTER, "demo")])
-    return environments, submitter
 
 
 def _forget_earlier_runs(kafka: KafkaSettings, console: Console, run_id: str) -> None:
