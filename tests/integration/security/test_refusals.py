@@ -71,6 +71,26 @@ def test_a_client_without_credentials_is_refused(
     wait_for_broker_log(secure_cluster, "during SASL handshake")
 
 
+def test_the_controller_port_admits_no_client_principal(
+    secure_cluster: LocalCluster, principals: Principals
+) -> None:
+    # An open controller listener would let clients reach the quorum's admin APIs (KIP-919).
+    controller = f"127.0.0.1:{secure_cluster.nodes[0].controller_port}"
+    guest = principals.provision(Role.GUEST, principals.id("vm"))
+    attempts = {
+        "Unsupported SASL mechanism SCRAM-SHA-512": guest,  # the quorum speaks only PLAIN
+        "Invalid username or password": guest.model_copy(update={"sasl_mechanism": "PLAIN"}),
+    }
+    for reason, settings in attempts.items():
+        with pytest.raises(KafkaTimeoutError, match="Unable to bootstrap"):
+            KafkaAdminClient(
+                **FAST, **settings.model_copy(update={"broker": controller}).to_kafka_python()
+            )
+        wait_for_broker_log(
+            secure_cluster, "listenerType=CONTROLLER", "Failed authentication", reason
+        )
+
+
 def test_a_wrong_password_is_refused(secure_cluster: LocalCluster, admin: KafkaSettings) -> None:
     impostor = admin.model_copy(update={"sasl_password": SecretStr("not-the-password")})
     with pytest.raises(KafkaTimeoutError, match="Unable to bootstrap"):
