@@ -150,6 +150,10 @@ class BufferedPublisher:
 
     def _on_delivered(self, _metadata: Any) -> None:
         self.delivered += 1
+        # A delivery proves the broker is back. `_lost_broker` keeps the producer (it reconnects
+        # by itself), so without this one slow metadata fetch (SASL on a loaded machine) left
+        # the publisher "disconnected" for good, and Dom0 never created a queue topic again.
+        self.connected = True
 
     def _on_failed(self, exc: Exception, message: Outgoing) -> None:
         self.connected = False

@@ -150,7 +150,7 @@ class GuestWorker:
 
         while not stop.is_set():
             try:
-                ensure_topic(self.settings, self.topics.queue_topic(self.vm_id), timeout_s=10.0)
+                self._ensure_queue()
                 self._producer = self._new_producer()
                 self._consumer = KafkaConsumer(
                     self.queue_topic,
@@ -183,6 +183,16 @@ class GuestWorker:
                 self._close()
                 stop.wait(2.0)
         return False
+
+    def _ensure_queue(self) -> None:
+        """Create this VM's queue topic if it is missing. On a secured cluster a guest may not
+        create topics (its Dom0 does): refused, it consumes the queue once it exists."""
+        from kafka.errors import ClusterAuthorizationFailedError, TopicAuthorizationFailedError
+
+        try:
+            ensure_topic(self.settings, self.topics.queue_topic(self.vm_id), timeout_s=10.0)
+        except (TopicAuthorizationFailedError, ClusterAuthorizationFailedError):
+            log.info("guest %s: may not create %s; its Dom0 does", self.vm_id, self.queue_topic)
 
     def _new_producer(self) -> Any:
         from kafka import KafkaProducer

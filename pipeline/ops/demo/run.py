@@ -33,6 +33,7 @@ from pipeline.ops.demo.fleet import (
     fleet_capacity_jobs_per_s,
     offered_rate_per_s,
 )
+from pipeline.ops.demo.principals import provision_demo, revoke_demo
 from pipeline.ops.demo.processes import Children, tail
 from pipeline.ops.demo.summary import summarize
 from pipeline.ops.ports import free_port, port_free
@@ -53,6 +54,8 @@ class DemoOptions:
     live: bool = True
     seed: int = 1
     keep_topics: bool = False
+    #: On a secured broker, every part as its own principal (`vmlb acl provision`'s roles).
+    secure: bool = False
 
 
 @dataclass
@@ -100,13 +103,18 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
     run_id = time.strftime("%Y%m%d-%H%M%S")
     run_dir = Path(".vmlb") / "demo" / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
-    kafka = _broker(console)
+    kafka = _broker(console, options.secure)
     kafka = kafka.model_copy(update={"topic_prefix": f"{DEMO_PREFIX}{run_id.replace('-', '')}."})
     app_id = f"vmlb-demo-{run_id}"
     _forget_earlier_runs(kafka, console, run_id.replace("-", ""))
     declared = load_topics(prefix=kafka.topic_prefix)
     apply_topics(kafka, declared.all_specs())
     console.print(f"topics created under [bold]{kafka.topic_prefix}[/]; logs in {run_dir}/")
+    # Each child's credentials file (secured), as VMLB_CREDENTIALS in its environment.
+    credentials: dict[str, dict[str, str]] = {}
+    submitter_kafka = kafka
+    if options.secure:
+        credentials, submitter_kafka = provision_demo(kafka, declared, app_id, run_dir, console)
 
     web_port = options.web_port if port_free(options.web_port) else free_port()
     env = {
@@ -122,7 +130,9 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
     generator: Generator | None = None
     waiting_ids: set[str] = set()
     try:
-        children.start("worker", ["worker", "-l", "warning"], env)
+        children.start(
+            "worker", ["worker", "-l", "warning"], {**env, **credentials.get("worker", {})}
+        )
         for host in FLEET:
             args = [
                 "host",
@@ -137,13 +147,15 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
             ]
             for vm_id, job_type in host.vms:
                 args += ["--vm", f"{vm_id}:{job_type}"]
-            children.start(host.host_id, args, env)
+            if options.secure:
+                args += ["--credentials-dir", str(run_dir / "credentials")]
+            children.start(host.host_id, args, {**env, **credentials.get(host.host_id, {})})
         _wait_for_fleet(url, children, console)
         console.print(f"web view: [bold]{url}/[/]   queries: {url}/hosts  metrics: {url}/metrics")
 
         capacity = fleet_capacity_jobs_per_s()
         duration_s = options.duration_s or 10 * 365 * 86400.0
-        generator = Generator(kafka, duration_s, capacity, options.seed)
+        generator = Generator(submitter_kafka, duration_s, capacity, options.seed)
         thread = threading.Thread(target=generator.run, name="job-generator", daemon=True)
         thread.start()
         with contextlib.suppress(KeyboardInterrupt):
@@ -160,6 +172,8 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
     summary = _summary(kafka, waiting_ids)
     if not options.keep_topics:
         _delete_demo_topics(kafka, console, lambda run: run == run_id.replace("-", ""))
+        if options.secure:
+            revoke_demo(kafka, app_id)
     summary["policy"] = options.policy
     summary["topic_prefix"] = kafka.topic_prefix
     summary["logs"] = str(run_dir)
@@ -168,18 +182,28 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
     return summary
 
 
-def _broker(console: Console) -> KafkaSettings:
-    """VMLB_BROKER if set (an existing cluster); else the local broker, started if needed."""
+def _broker(console: Console, secure: bool = False) -> KafkaSettings:
+    """VMLB_BROKER if set (an existing cluster); else the local broker, started if needed.
+
+    Secured, the demo itself is the super user: an existing cluster's credentials come from
+    VMLB_CREDENTIALS (or VMLB_SASL_*); the local secured broker's from its admin.env.
+    """
     if os.environ.get("VMLB_BROKER"):
-        return load_kafka_settings()
+        kafka = load_kafka_settings()
+        if secure and not kafka.secured:
+            raise VmlbError(
+                "--secure with VMLB_BROKER needs a super user's credentials: "
+                "VMLB_CREDENTIALS=<file> (for `vmlb broker start --secure`: its admin.env)"
+            )
+        return kafka
     from pipeline.ops.broker.local import LocalCluster
 
-    cluster = LocalCluster()
+    cluster = LocalCluster(secure=secure or None)
     if not cluster.is_running():
-        with console.status("starting the local Kafka broker..."):
+        with console.status(f"starting the local{' secured' if secure else ''} Kafka broker..."):
             cluster.start()
-    console.print(f"Kafka at [bold]{cluster.bootstrap}[/]")
-    return load_kafka_settings(broker=cluster.bootstrap)
+    console.print(f"Kafka at [bold]{cluster.bootstrap}[/]{' (secured)' if secure else ''}")
+    return cluster.settings()
 
 
 def _forget_earlier_runs(kafka: KafkaSettings, console: Console, run_id: str) -> None:
