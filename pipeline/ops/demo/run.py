@@ -3,7 +3,8 @@
 Each run has its own topic prefix and app id (`demo.<run>.`, `vmlb-demo-<run>`), so its counts
 start from zero; the topics of earlier demo runs are deleted at start. Logs of every process go
 to `.vmlb/demo/<run>/`. Whatever happens (Ctrl-C, an error, the end of `--duration`) every process
-the demo started is stopped before it returns.
+the demo started is stopped before it returns: the local Kafka broker too when the demo started it
+(a broker it found running, or `VMLB_BROKER`'s cluster, is left as it was).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import random
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from rich.text import Text
 
 from pipeline.errors import VmlbError
 from pipeline.events import DeadLetter, IoSample, JobCompletion, JobSubmission, QueuedJob
+from pipeline.ops.broker.local import LocalCluster
 from pipeline.ops.demo.fleet import (
     FLEET,
     JOB_MIX,
@@ -97,10 +99,14 @@ class Generator:
 
 
 def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
+    with demo_broker(console) as kafka:
+        return _run_on(kafka, options, console)
+
+
+def _run_on(kafka: KafkaSettings, options: DemoOptions, console: Console) -> dict[str, Any]:
     run_id = time.strftime("%Y%m%d-%H%M%S")
     run_dir = Path(".vmlb") / "demo" / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
-    kafka = _broker(console)
     kafka = kafka.model_copy(update={"topic_prefix": f"{DEMO_PREFIX}{run_id.replace('-', '')}."})
     app_id = f"vmlb-demo-{run_id}"
     _forget_earlier_runs(kafka, console, run_id.replace("-", ""))
@@ -168,18 +174,28 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
     return summary
 
 
-def _broker(console: Console) -> KafkaSettings:
-    """VMLB_BROKER if set (an existing cluster); else the local broker, started if needed."""
-    if os.environ.get("VMLB_BROKER"):
-        return load_kafka_settings()
-    from pipeline.ops.broker.local import LocalCluster
+@contextlib.contextmanager
+def demo_broker(console: Console, cluster: LocalCluster | None = None) -> Iterator[KafkaSettings]:
+    """VMLB_BROKER if set (an existing cluster); else the local broker, started if none runs.
 
-    cluster = LocalCluster()
-    if not cluster.is_running():
+    A broker this started is stopped when the block ends, however it ends; one that was already
+    running (someone else's) is left running.
+    """
+    if os.environ.get("VMLB_BROKER"):
+        yield load_kafka_settings()
+        return
+    cluster = cluster or LocalCluster()
+    started = not cluster.is_running()
+    if started:
         with console.status("starting the local Kafka broker..."):
             cluster.start()
     console.print(f"Kafka at [bold]{cluster.bootstrap}[/]")
-    return load_kafka_settings(broker=cluster.bootstrap)
+    try:
+        yield load_kafka_settings(broker=cluster.bootstrap)
+    finally:
+        if started:
+            console.print("stopping the local Kafka broker the demo started...")
+            cluster.stop()
 
 
 def _forget_earlier_runs(kafka: KafkaSettings, console: Console, run_id: str) -> None:

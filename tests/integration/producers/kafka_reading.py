@@ -51,7 +51,7 @@ class TopicReader:
         return self.events
 
     def wait_for(
-        self, condition: Callable[[list[E]], bool], timeout_s: float = 20.0, what: str = ""
+        self, condition: Callable[[list[E]], bool], timeout_s: float = 90.0, what: str = ""
     ) -> list[E]:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
