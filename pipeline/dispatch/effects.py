@@ -45,9 +45,12 @@ class DispatchEffects:
         decision = result.decision
         self.state.recent_decisions.append(decision)
         self.metrics.decided(decision.outcome.value)
+        self.metrics.refused_by(decision)
         if result.queued is not None and result.queue_topic is not None:
             queue = self.outputs.queue(result.queue_topic)
             await queue.send(key=result.queued.key(), value=result.queued.to_bytes())
+            queued = result.queued
+            self.metrics.job_waited(queued.job_type, queued.dispatched_at - queued.submitted_at)
             assert decision.vm_id is not None
             self.state.dispatched[decision.job_id] = DispatchedRow(
                 vm_id=decision.vm_id,

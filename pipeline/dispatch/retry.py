@@ -75,7 +75,6 @@ class RetryAgent:
             await self.rebuild(partition)
         if self.fleet.ready.is_set():
             await self.retry_waiting(partition)
-        self.metrics.waiting.set(self.state.waiting_index.count())
         horizon = self.clock() - self.settings.dedupe_horizon_s
         for job_id in self.state.dedupe.expired(partition, horizon):
             self.state.dispatched.discard(job_id)
@@ -120,6 +119,7 @@ class RetryAgent:
                 result = self.dispatcher.decide(row.job, now, attempt=attempt)
                 if result.waiting:
                     blocked = True
+                    self.metrics.still_waiting(result.decision)
                     # Durable, and cheap: only the head of a blocked type is decided per tick.
                     self.state.waiting[job_id] = row.model_copy(update={"attempts": attempt})
                     continue

@@ -6,6 +6,7 @@
     GET /vms         per VM: host, job type, load, io_per_job (and where it came from), ...
     GET /waiting     jobs waiting for an eligible host, in this worker's partitions
     GET /decisions   the most recent decisions of this worker (?limit=N)
+    GET /response-times  response-time percentiles per job type (pipeline/worker/exports.py)
     GET /metrics     Prometheus exposition
 
 Every answer is JSON (but /metrics). Views read state; they never change it, nor how the
@@ -21,6 +22,7 @@ from typing import Any
 from faust.web import Request, Response, View
 
 from pipeline.fleet.status import fleet_status
+from pipeline.worker import exports
 from pipeline.worker.state import Pipeline
 
 
@@ -29,26 +31,18 @@ def register(pipeline: Pipeline) -> None:
 
     def hosts_now() -> list[dict[str, Any]]:
         snapshot = pipeline.dispatcher.snapshots.build(pipeline.clock())
-        hosts = fleet_status(pipeline.view, snapshot, pipeline.dispatcher.policy)
-        metrics = pipeline.metrics
-        for host in hosts:
-            labels = {"host": host["host_id"]}
-            metrics.host_total_io.labels(**labels).set(host["total_io_ops_per_s"])
-            metrics.host_projected_io.labels(**labels).set(host["projected_io_ops_per_s"])
-            metrics.host_limit.labels(**labels).set(host["limit_ops_per_s"] or 0.0)
-            metrics.host_eligible.labels(**labels).set(1.0 if host["eligible"] else 0.0)
-        return hosts
+        return fleet_status(pipeline.view, snapshot, pipeline.dispatcher.policy)
 
-    def refresh_lag() -> None:
+    def lag() -> dict[str, int]:
         """Messages behind the end of each input topic, from Faust's monitor (read vs end)."""
         monitor = app.monitor
         behind: dict[str, int] = {}
         for tp, end in monitor.tp_end_offsets.items():
             read = monitor.tp_read_offsets.get(tp, -1)
             behind[tp.topic] = behind.get(tp.topic, 0) + max(0, end - (read + 1))
-        for topic, lag in behind.items():
-            pipeline.metrics.consumer_lag.labels(topic=topic).set(lag)
+        return behind
 
+    exports.register(pipeline)
     page = (Path(__file__).parent / "static" / "index.html").read_bytes()
 
     @app.page("/")
@@ -106,7 +100,8 @@ def register(pipeline: Pipeline) -> None:
                 for job_id, row in state.rows(state.waiting)
             ]
             waiting.sort(key=lambda entry: entry["waiting_since"])
-            return self.json({"waiting": waiting, "count": len(waiting)})
+            by_type = exports.waiting_by_type(pipeline)
+            return self.json({"waiting": waiting, "count": len(waiting), "by_type": by_type})
 
     @app.page("/decisions")
     class DecisionsView(View):
@@ -123,8 +118,7 @@ def register(pipeline: Pipeline) -> None:
     @app.page("/metrics")
     class MetricsView(View):
         async def get(self, request: Request) -> Response:
-            hosts_now()  # refresh per-host gauges
-            refresh_lag()
+            exports.refresh(pipeline, hosts_now(), lag())
             return self.bytes(
                 pipeline.metrics.exposition(), content_type="text/plain; version=0.0.4"
             )

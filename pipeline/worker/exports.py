@@ -1,0 +1,114 @@
+"""What a worker shows its operators beyond its own events: Prometheus state and summaries.
+
+- at each `/metrics` scrape, `refresh` sets the state metrics of `pipeline.edge.metrics` from what
+  the worker holds: the fleet's hosts (as `/hosts` shows them), waiting jobs per type (the
+  dispatcher's waiting index), jobs queued on each VM of this worker's partitions (the
+  `vm_stats` rows' in-flight jobs), consumer lag;
+- a 1 s timer runs the fleet's `OverLimitClock` once the fleet view has caught up, so
+  `vmlb_host_over_limit_seconds_total` grows per telemetry interval, between scrapes too;
+- `waiting_by_type` (the `by_type` field of `/waiting`) and `/response-times` (percentiles per
+  job type over the last five minutes) feed the web page.
+
+Reads state, changes none of it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faust.web import Request, Response, View
+
+from pipeline.edge.metrics import RECENT_WINDOW_S, TypeWaiting, VmQueue
+from pipeline.fleet.status import OverLimitClock
+from pipeline.worker.state import Pipeline
+
+OVER_LIMIT_TICK_S = 1.0
+
+
+def register(pipeline: Pipeline) -> None:
+    app = pipeline.app
+    over_limit = OverLimitClock(pipeline.metrics.over_limit)
+
+    async def observe_over_limit() -> None:
+        # Before the view has caught up, a host's newest telemetry jumps through its history.
+        if pipeline.fleet.ready.is_set():
+            over_limit.observe(pipeline.view)
+
+    app.timer(OVER_LIMIT_TICK_S, name="over_limit_clock")(observe_over_limit)
+
+    @app.page("/response-times")
+    class ResponseTimesView(View):
+        async def get(self, request: Request) -> Response:
+            now = pipeline.clock()
+            return self.json(
+                {
+                    "window_s": RECENT_WINDOW_S,
+                    "by_type": pipeline.metrics.response_percentiles(now),
+                    "time": now,
+                }
+            )
+
+
+def refresh(pipeline: Pipeline, hosts: list[dict[str, Any]], lag: dict[str, int]) -> None:
+    """Set every state metric, just before an exposition."""
+    metrics = pipeline.metrics
+    now = pipeline.clock()
+    metrics.worker_seen(pipeline.settings.app_id, pipeline.dispatcher.policy.name)
+    metrics.hosts_seen(hosts)
+    metrics.lag_seen(lag)
+    metrics.waiting_seen(type_waiting(pipeline, now))
+    metrics.vm_queues_seen(vm_queues(pipeline, now))
+
+
+def type_waiting(pipeline: Pipeline, now: float) -> list[TypeWaiting]:
+    """Waiting jobs per type, over this worker's partitions, from the dispatcher's index."""
+    index = pipeline.dispatch_state.waiting_index
+    jobs: dict[str, int] = {}
+    oldest: dict[str, float] = {}
+    for partition in index.partitions():
+        for job_type, waiting in index.by_type(partition).items():
+            if not waiting:
+                continue
+            jobs[job_type] = jobs.get(job_type, 0) + len(waiting)
+            since = min(job.waiting_since for job in waiting)
+            oldest[job_type] = min(oldest.get(job_type, since), since)
+    return [
+        TypeWaiting(job_type, count, max(0.0, now - oldest[job_type]))
+        for job_type, count in sorted(jobs.items())
+    ]
+
+
+def waiting_by_type(pipeline: Pipeline) -> dict[str, dict[str, Any]]:
+    """Per waiting job type: how many, the oldest one's wait, and why (its newest decision)."""
+    now = pipeline.clock()
+    reasons = pipeline.metrics.waiting_reasons
+    answer = {}
+    for waiting in type_waiting(pipeline, now):
+        reason, decided_at = reasons.get(waiting.job_type, (None, None))
+        answer[waiting.job_type] = {
+            "count": waiting.jobs,
+            "oldest_waiting_s": round(waiting.oldest_age_s, 3),
+            "reason": reason,
+            "reason_at": decided_at,
+        }
+    return answer
+
+
+def vm_queues(pipeline: Pipeline, now: float) -> list[VmQueue]:
+    """Jobs dispatched to each VM of this worker's partitions and not completed yet."""
+    queues = []
+    for vm_id, row in sorted(pipeline.stats.rows.items()):
+        registration = pipeline.view.vms.get(vm_id)
+        if registration is None:
+            continue  # never registered (or forgotten): not a VM an operator can name
+        oldest = min(row.inflight.values(), default=now)
+        queues.append(
+            VmQueue(
+                vm_id,
+                registration.host_id,
+                registration.job_type,
+                len(row.inflight),
+                max(0.0, now - oldest),
+            )
+        )
+    return queues
