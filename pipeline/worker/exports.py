@@ -6,8 +6,9 @@
   `vm_stats` rows' in-flight jobs), consumer lag;
 - a 1 s timer runs the fleet's `OverLimitClock` once the fleet view has caught up, so
   `vmlb_host_over_limit_seconds_total` grows per telemetry interval, between scrapes too;
-- `waiting_by_type` (the `by_type` field of `/waiting`) and `/response-times` (percentiles per
-  job type over the last five minutes) feed the web page.
+- `/job-types` feeds the web page: per job type, its waiting jobs and why they wait
+  (`waiting_by_type`, also the `by_type` field of `/waiting`) and its response-time percentiles
+  over the last five minutes (from the completions this worker read).
 
 Reads state, changes none of it.
 """
@@ -36,17 +37,35 @@ def register(pipeline: Pipeline) -> None:
 
     app.timer(OVER_LIMIT_TICK_S, name="over_limit_clock")(observe_over_limit)
 
-    @app.page("/response-times")
-    class ResponseTimesView(View):
+    @app.page("/job-types")
+    class JobTypesView(View):
         async def get(self, request: Request) -> Response:
-            now = pipeline.clock()
-            return self.json(
-                {
-                    "window_s": RECENT_WINDOW_S,
-                    "by_type": pipeline.metrics.response_percentiles(now),
-                    "time": now,
-                }
-            )
+            return self.json(job_types(pipeline))
+
+
+def job_types(pipeline: Pipeline) -> dict[str, Any]:
+    """Per job type (served by a VM, waiting, or completed lately): VMs, waiting, response."""
+    now = pipeline.clock()
+    waiting = waiting_by_type(pipeline)
+    response = pipeline.metrics.response_percentiles(now)
+    vms: dict[str, int] = {}
+    for vm in pipeline.view.running_vms():
+        vms[vm.job_type] = vms.get(vm.job_type, 0) + 1
+    none_waiting = {"count": 0, "oldest_waiting_s": None, "reason": None, "reason_at": None}
+    none_done = {"count": 0, "p50_s": None, "p95_s": None, "p99_s": None}
+    return {
+        "job_types": [
+            {
+                "job_type": job_type,
+                "vms": vms.get(job_type, 0),
+                "waiting": waiting.get(job_type, none_waiting),
+                "response": response.get(job_type, none_done),
+            }
+            for job_type in sorted(set(vms) | set(waiting) | set(response))
+        ],
+        "response_window_s": RECENT_WINDOW_S,
+        "time": now,
+    }
 
 
 def refresh(pipeline: Pipeline, hosts: list[dict[str, Any]], lag: dict[str, int]) -> None:

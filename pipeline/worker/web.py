@@ -6,7 +6,7 @@
     GET /vms         per VM: host, job type, load, io_per_job (and where it came from), ...
     GET /waiting     jobs waiting for an eligible host, in this worker's partitions
     GET /decisions   the most recent decisions of this worker (?limit=N)
-    GET /response-times  response-time percentiles per job type (pipeline/worker/exports.py)
+    GET /job-types   per job type: VMs, waiting jobs and why, response-time percentiles
     GET /metrics     Prometheus exposition
 
 Every answer is JSON (but /metrics). Views read state; they never change it, nor how the

@@ -50,6 +50,9 @@ async def test_waiting_jobs_per_type_carry_the_reason_of_their_newest_decision(t
             "reason_at": NOW,
         }
     }
+    [io] = exports.job_types(h.pipeline)["job_types"]
+    assert (io["job_type"], io["vms"], io["waiting"]) == ("io", 2, by_type["io"])
+    assert io["response"] == {"count": 0, "p50_s": None, "p95_s": None, "p99_s": None}
     metrics = exported(h)
     assert metrics[("vmlb_waiting_jobs", frozenset({("job_type", "io")}))] == 2
     assert metrics[("vmlb_waiting_oldest_age_seconds", frozenset({("job_type", "io")}))] == 6.0
