@@ -12,7 +12,9 @@
 set -euo pipefail
 
 need=()
+# The checks: a command on the PATH, or (for a package that brings no command) dpkg's record.
 have() { command -v "$1" >/dev/null 2>&1; }
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
 have java || need+=(openjdk-17-jdk-headless)          # the local Kafka broker
 have mvn || need+=(maven)                             # installs Kafka's jars from Maven Central
@@ -24,6 +26,7 @@ have node || need+=(nodejs)                           # the web page's browser t
 have npm || need+=(npm)
 have chromium || need+=(chromium)                     # ... drives Debian's chromium
 have prometheus || need+=(prometheus)                 # scrapes a worker in tests (with promtool)
+# e.g. a package without a command:  installed libvirt-daemon-driver-qemu || need+=(libvirt-daemon-driver-qemu)
 
 if [ "${1:-}" = "--list" ]; then
   echo "${need[*]}"
