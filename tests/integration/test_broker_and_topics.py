@@ -1,5 +1,6 @@
 """The foundation against a real broker: topics as code, a round trip, the broker's lifecycle."""
 
+import io
 import json
 import os
 import shutil
@@ -11,9 +12,11 @@ import uuid
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
+from rich.console import Console
 
 from pipeline.events import JobSubmission
 from pipeline.ops.broker.local import LocalCluster, _alive
+from pipeline.ops.demo.run import demo_broker
 from pipeline.ops.ports import free_port_run
 from pipeline.topics import Action, apply_topics, load_topics
 
@@ -91,7 +94,8 @@ def test_an_external_client_lists_every_declared_topic(kafka_settings, topics):
         assert len(listed[name]["partitions"]) == spec.partitions, name
 
 
-def test_broker_cli_start_status_stop_leaves_no_process(tmp_path):
+def test_broker_cli_start_status_stop_leaves_no_process(tmp_path, monkeypatch):
+    monkeypatch.delenv("VMLB_BROKER", raising=False)
     port = free_port_run(2)
     data_dir = tmp_path / "broker"
     vmlb = [sys.executable, "-m", "pipeline.cli.main", "broker"]
@@ -115,6 +119,11 @@ def test_broker_cli_start_status_stop_leaves_no_process(tmp_path):
             [*vmlb, "start", "--data-dir", data_dir], capture_output=True, text=True
         )
         assert "already running" in again.stdout
+        # `vmlb demo` uses a broker it finds running and leaves it so (one it started, it stops:
+        # tests/unit/pipeline/ops/demo/test_run.py).
+        with demo_broker(Console(file=io.StringIO()), LocalCluster(data_dir, port=port)) as kafka:
+            assert kafka.broker == f"127.0.0.1:{port}"
+        assert all(_alive(pid) for pid in pids if pid)
     finally:
         stopped = subprocess.run(
             [*vmlb, "stop", "--data-dir", data_dir], capture_output=True, text=True, timeout=60
