@@ -31,10 +31,16 @@ def broker() -> None:
 
 
 @broker.command("install")
-def install_command() -> None:
+@click.option("--quiet", is_flag=True, help="one progress line when downloading, else nothing")
+def install_command(quiet: bool) -> None:
     """Download the pinned Kafka release's jars from Maven Central into the cache (once)."""
     from pipeline.ops.broker import install
 
+    if quiet:  # `make setup`: say so only when there is something to wait for
+        if not install.installed():
+            console.print(f"setup: Apache Kafka {install.KAFKA_VERSION}'s jars from Maven Central")
+            install.install()
+        return
     with console.status(f"resolving Kafka {install.KAFKA_VERSION} from Maven Central..."):
         libs = install.install()
     console.print(f"Kafka {install.KAFKA_VERSION} jars are in {libs}")

@@ -124,6 +124,7 @@ class DispatchCore:
         self.cancels: dict[str, float] = {}
         self.out = Outbox()
         self.counts = Counts(metrics)
+        self.metrics = metrics
         #: The newest decisions, as made (turned into JSON only when /decisions asks).
         self.recent: list[DispatchDecision] = []
         self._names = {
@@ -390,6 +391,22 @@ class DispatchCore:
                     if tracked is not None:
                         yield partition, tracked
 
+    def in_flight_by_vm(self, now: float) -> Iterator[tuple[str, int, float]]:
+        """(vm_id, jobs in flight on it, when the oldest of them was dispatched)."""
+        counts: dict[str, int] = {}
+        oldest: dict[str, float] = {}
+        for book in self.books.values():
+            for vm_id, job_ids in book.on_vm.items():
+                for job_id in job_ids:
+                    tracked = book.get(job_id)
+                    if tracked is None:
+                        continue
+                    at = tracked.status.dispatched_at or tracked.status.at
+                    counts[vm_id] = counts.get(vm_id, 0) + 1
+                    oldest[vm_id] = min(oldest.get(vm_id, at), at)
+        for vm_id in sorted(counts):
+            yield vm_id, counts[vm_id], oldest.get(vm_id, now)
+
     def find(self, job_id: str) -> JobStatus | None:
         for book in self.books.values():
             tracked = book.get(job_id)
@@ -451,8 +468,12 @@ class DispatchCore:
             self._decision(book, result.decision)
             self.out.then.append(Record(result.queue_topic, queued.key(), queued.to_bytes()))
             self.counts.outcome("dispatched")
+            if self.metrics is not None:
+                self.metrics.job_waited(job.job_type, now - (job.submitted_at or now))
             return True
         if outcome is DecisionOutcome.WAITING:
+            if self.metrics is not None:
+                self.metrics.still_waiting(result.decision)
             status = self._status(
                 job,
                 JobState.WAITING,
@@ -707,6 +728,8 @@ class DispatchCore:
             )
 
     def _decision(self, book: PartitionBook, decision: DispatchDecision) -> None:
+        if self.metrics is not None:
+            self.metrics.refused_by(decision)
         self.recent.append(decision)
         if len(self.recent) > self.settings.recent_decisions:
             del self.recent[: len(self.recent) - self.settings.recent_decisions]

@@ -224,7 +224,6 @@ class DispatchService(Service):
             async with self.lock:
                 self.core.tick()
                 await self._flush()
-            self.metrics.waiting.set(sum(b.waiting_count() for b in self.core.books.values()))
 
     # --- rebalance ----------------------------------------------------------------------------
 

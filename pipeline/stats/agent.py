@@ -111,6 +111,8 @@ class StatsAgent:
             row = self.row(vm_id)
             if apply(row, item):
                 changed[vm_id] = (row, event)
+                if isinstance(item, JobCompletion):  # once per job: apply() skips repeats
+                    self.metrics.job_finished(item.job_type, item.response_s, item.finished_at)
         self.metrics.count_stats_events(handled)
         now = self.clock()
         for vm_id, (row, event) in changed.items():

@@ -210,6 +210,8 @@ def build(tmp_path: Path, stats_batch_max: int = 1) -> Harness:
     )
     producer = RecordingProducer()
     pipeline.app.producer = producer
+    # No broker: every VM's queue topic counts as existing (the service asks the cluster).
+    pipeline.dispatcher.queue_ready = lambda topic: True
     return Harness(pipeline, clock, producer)
 
 
