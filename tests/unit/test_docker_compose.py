@@ -49,7 +49,7 @@ def parse_vmlb(args: list[str]) -> click.Context:
     while isinstance(command, click.Group):  # `topics apply`: a command of a group
         if command is not cli and (not rest or rest[0].startswith("-")):
             # A group run with options of its own (`vmlb host --id ...`).
-            return command.make_context(name, rest, parent=context.parent)
+            return command.make_context(context.info_name, rest, parent=context.parent)
         name, found, rest = command.resolve_command(context, rest)
         assert name is not None and found is not None, args
         command = found
