@@ -55,6 +55,7 @@ def fleet_status(view: FleetView, snapshot: FleetSnapshot, policy: Policy) -> li
             eligible = eligible_vms > 0
             reason = "under limit, telemetry fresh" if eligible else reasons[0]
         age = snapshot.telemetry_age_s(host)
+        registration = view.hosts.get(host.host_id)
         hosts.append(
             {
                 "host_id": host.host_id,
@@ -68,6 +69,8 @@ def fleet_status(view: FleetView, snapshot: FleetSnapshot, policy: Policy) -> li
                 "reason": reason,
                 "last_telemetry_at": host.last_telemetry_at,
                 "telemetry_age_s": None if age is None else round(age, 3),
+                # How its Dom0 reads the counters (bulk, bulk-per-domain, per-device, emulated).
+                "telemetry_path": registration.telemetry_path if registration else None,
                 "vms": vms,
             }
         )
