@@ -68,10 +68,19 @@ class _Known:
 class LibvirtSource:
     """Reads the domains of one libvirt connection. Reconnects after a lost connection."""
 
-    def __init__(self, uri: str, conn: Any = None, *, call_timeout_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        uri: str,
+        conn: Any = None,
+        *,
+        call_timeout_s: float = 1.0,
+        per_device: bool = False,
+    ) -> None:
         """Open `uri` read-only, or use `conn`, an open connection to it (the test driver keeps
         a `test:///path/node.xml` world per connection, so a test that defines and destroys
-        domains must share its connection). `call_timeout_s` bounds each wait for libvirt."""
+        domains must share its connection). `call_timeout_s` bounds each wait for libvirt.
+        `per_device` reads per device even where bulk stats work (a way around a driver whose
+        bulk stats misbehave; the tests use it to read a real QEMU domain that way)."""
         import libvirt
 
         # libvirt prints every error to stderr by default; the errors we expect are handled.
@@ -87,8 +96,12 @@ class LibvirtSource:
         # Bumped on every connection: a call stuck on an old connection keeps no key busy.
         self._generation = 0
         # Whether the driver fills the device groups of its stats records (None: not known yet).
-        self._bulk_supported: bool | None = None
+        self._force_per_device = per_device
+        self._bulk_supported: bool | None = False if per_device else None
         self._known: dict[str, _Known] = {}
+        # The domains last listed (or named by bulk records): read one by one while listing
+        # overruns (libvirt lists a domain under its lock, which starting it holds for seconds).
+        self._domains: dict[str, Any] = {}
         self._groups = (
             libvirt.VIR_DOMAIN_STATS_STATE
             | libvirt.VIR_DOMAIN_STATS_INTERFACE
@@ -104,7 +117,7 @@ class LibvirtSource:
         except libvirt.libvirtError as exc:
             raise SourceError(f"{self.description}: cannot connect: {exc}") from None
         self._generation += 1
-        self._bulk_supported = None
+        self._bulk_supported = False if self._force_per_device else None
 
     def close(self) -> None:
         if self._conn is not None and self._owns_conn:
@@ -188,6 +201,7 @@ class LibvirtSource:
     def _from_records(self, records: list[tuple[Any, dict[str, Any]]]) -> list[VmReading]:
         """Readings from bulk records; job types from each domain's metadata, read bounded."""
         by_name = {dom.name(): (dom, record) for dom, record in records}
+        self._domains = {name: dom for name, (dom, _) in by_name.items()}
         job_types, late = self._bounded({name: self._job_type for name in by_name}, by_name)
         readings = []
         for name, (dom, record) in sorted(by_name.items()):
@@ -204,8 +218,12 @@ class LibvirtSource:
             )
         return readings
 
-    def _per_domain(self, read_one: Callable[[Any], VmReading]) -> list[VmReading]:
-        """Every active domain read by `read_one`, bounded; late ones with unknown counters."""
+    def _per_domain(self, read_one: Callable[[Any], VmReading | None]) -> list[VmReading]:
+        """Every active domain read by `read_one`, bounded; late ones with unknown counters.
+
+        If listing the domains overruns, the domains listed before are read: a domain that
+        starts or stops holds its lock while libvirt lists, and that must not stall the
+        others. (A new domain is seen once listing answers again.)"""
         libvirt = self._libvirt
         conn = self._conn
         listing = self._calls.run(
@@ -213,12 +231,14 @@ class LibvirtSource:
             lambda: conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE),
             self.call_timeout_s,
         )
-        if listing is None:
+        if listing is not None:
+            self._domains = {dom.name(): dom for dom in listing.result()}
+        elif not self._domains:
             raise SourceError(f"{self.description}: listing the domains overran")
-        by_name = {dom.name(): (dom, None) for dom in listing.result()}
+        by_name = {name: (dom, None) for name, dom in self._domains.items()}
         done, late = self._bounded({name: read_one for name in by_name}, by_name)
-        readings = [done[name] for name in sorted(done)]
-        for name in sorted(late):
+        readings = [reading for reading in done.values() if reading is not None]
+        for name in late:
             readings.append(self._unanswered(by_name[name][0]))
         return sorted(readings, key=lambda r: r.vm_id)
 
@@ -250,13 +270,16 @@ class LibvirtSource:
                 late.add(name)  # its counters are unknown this time
         return results, late
 
-    def _read_record(self, dom: Any) -> VmReading:
-        """One domain's stats record (the bulk call's, asked for this domain alone)."""
+    def _read_record(self, dom: Any) -> VmReading | None:
+        """One domain's stats record (the bulk call's, asked for this domain alone); None if
+        it is not running (a domain listed before may have stopped since)."""
         libvirt = self._libvirt
         records = dom.connect().domainListGetStats(
             [dom], self._groups, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT
         )
         record = records[0][1] if records else {}
+        if record.get("state.state") == libvirt.VIR_DOMAIN_SHUTOFF:
+            return None
         counters = (
             counters_from_record(record)
             if fills_device_groups(record) or self._bulk_supported
@@ -264,8 +287,10 @@ class LibvirtSource:
         )
         return self._reading(dom, counters, status_from_record(record), self._job_type(dom))
 
-    def _read_per_device(self, dom: Any) -> VmReading:
+    def _read_per_device(self, dom: Any) -> VmReading | None:
         state, _reason = dom.state()
+        if state == self._libvirt.VIR_DOMAIN_SHUTOFF:
+            return None
         counters = self._per_device_counters(dom)
         return self._reading(dom, counters, status_from_state(state), self._job_type(dom))
 

@@ -307,13 +307,39 @@ def test_other_bulk_errors_are_source_errors() -> None:
         source.read()
 
 
-def test_a_listing_that_overruns_is_a_source_error(released: Any) -> None:
+def test_a_listing_that_overruns_reads_the_domains_known_from_before(released: Any) -> None:
+    conn = FakeConn()
+    conn.fills_groups = False
+    conn.add("a", "io-heavy")
+    stopping = conn.add("b", "io-heavy")
+    source = LibvirtSource("test:///default", conn=conn, call_timeout_s=5.0)
+    assert set(by_vm(source.read())) == {"a", "b"}
+    # A domain starting holds its lock while libvirt lists: the listing overruns.
+    conn.list_hang = released()
+    stopping.state_code = 5  # shut off since: not there any more
+    source.call_timeout_s = 0.05
+    readings = by_vm(source.read())
+    assert set(readings) == {"a"} and readings["a"].counters is not None
+
+
+def test_a_first_listing_that_overruns_is_a_source_error(released: Any) -> None:
     conn = FakeConn()
     conn.fills_groups = False
     conn.add("a")
-    source = LibvirtSource("test:///default", conn=conn, call_timeout_s=5.0)
-    source.read()
     conn.list_hang = released()
-    source.call_timeout_s = 0.05
+    source = LibvirtSource("test:///default", conn=conn, call_timeout_s=0.05, per_device=True)
     with pytest.raises(SourceError, match="listing the domains overran"):
         source.read()
+
+
+def test_a_domain_known_from_before_that_shut_off_is_not_there(released: Any) -> None:
+    conn = FakeConn()
+    conn.add("a", "io-heavy")
+    gone = conn.add("b", "io-heavy")
+    source = LibvirtSource("qemu:///system", conn=conn, call_timeout_s=5.0)
+    source.read()
+    conn.bulk_hang, conn.list_hang = released(), released()
+    gone.record = {**gone.record, "state.state": 5}  # VIR_DOMAIN_SHUTOFF
+    source.call_timeout_s = 0.05
+    assert set(by_vm(source.read())) == {"a"}
+    assert source.path == "bulk-per-domain"
