@@ -118,6 +118,7 @@ class LibvirtSource:
             raise SourceError(f"{self.description}: cannot connect: {exc}") from None
         self._generation += 1
         self._bulk_supported = False if self._force_per_device else None
+        self._domains = {}  # objects of the old connection would only fail
 
     def close(self) -> None:
         if self._conn is not None and self._owns_conn:
@@ -268,6 +269,9 @@ class LibvirtSource:
                     continue
                 log.debug("%s: %s: %s", self.description, name, exc)
                 late.add(name)  # its counters are unknown this time
+            except Exception as exc:  # one domain's odd answer must not stop the host's read
+                log.warning("%s: %s: unreadable answer: %r", self.description, name, exc)
+                late.add(name)
         return results, late
 
     def _read_record(self, dom: Any) -> VmReading | None:

@@ -343,3 +343,15 @@ def test_a_domain_known_from_before_that_shut_off_is_not_there(released: Any) ->
     source.call_timeout_s = 0.05
     assert set(by_vm(source.read())) == {"a"}
     assert source.path == "bulk-per-domain"
+
+
+def test_one_domain_answering_oddly_costs_only_its_own_counters() -> None:
+    conn = FakeConn()
+    conn.fills_groups = False
+    conn.add("ok", "io-heavy")
+    odd = conn.add("odd", "io-heavy")
+    odd.block = ("garbage",)  # type: ignore[assignment]
+    source = LibvirtSource("test:///default", conn=conn, call_timeout_s=5.0)
+    readings = by_vm(source.read())
+    assert readings["ok"].counters is not None
+    assert readings["odd"].counters is None
