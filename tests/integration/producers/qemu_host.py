@@ -13,10 +13,14 @@ test's temp dir:
 - a sparse raw disk.
 
 The libvirt daemon: the one answering on `qemu:///system` if any; else this starts `virtlogd`
-and `libvirtd` itself (there is no systemd here) and stops them at the end. libvirtd refuses to
-start without the `libvirt-qemu` user its Debian build defaults to (libvirt-daemon-system's
-postinst creates it), so that user is created if missing; each domain then runs QEMU as root
-through its own `<seclabel>`, so the images can stay in the 0700 temp dir.
+and `libvirtd` itself (there is no systemd here) and stops them at the end. Two things
+libvirt-daemon-system would have set up are done here when missing: the `libvirt-qemu` user
+(libvirtd resolves its default QEMU user before reading any configuration, and exits without
+it), and `/etc/libvirt/qemu.conf` running QEMU as root. The latter because libvirt checks its
+cached QEMU capabilities against /dev/kvm as the QEMU user: where /dev/kvm is root's only (as
+here), the cache never validates and every call that needs capabilities probes QEMU again
+(4 s each, a minute on a loaded machine). Each domain also runs QEMU as root through its own
+`<seclabel>`, so the images can stay in the 0700 temp dir whatever the daemon's config.
 
 Domains are `type='qemu'` (TCG: no KVM needed) with direct kernel boot. A guest never brings up
 a network: the only NIC, `type='user'`, has no driver loaded in the guest, so no traffic
@@ -44,6 +48,7 @@ from pathlib import Path
 import pytest
 
 URI = "qemu:///system"
+QEMU_CONF = Path("/etc/libvirt/qemu.conf")
 VMLB_NS = "https://vmlb.dev/ns"
 #: Where `.ci/run` lists the Debian packages this needs (the one place to change them).
 PACKAGES_AT = ".ci/run"
@@ -151,7 +156,14 @@ def unpack_kernel(workdir: Path) -> GuestKernel:
     module_dirs = sorted((tree / "lib" / "modules").glob("*"))
     if not vmlinuz or not module_dirs:
         raise Unavailable(f"{package} holds no vmlinuz or modules")
-    return GuestKernel(vmlinuz[-1], modules_in_load_order(module_dirs[-1], GUEST_MODULES))
+    modules = modules_in_load_order(module_dirs[-1], GUEST_MODULES)
+    # Keep what the guests use; the rest of the package (100+ MB of modules) goes.
+    kept = workdir / "guest-kernel"
+    kept.mkdir(exist_ok=True)
+    for path in (vmlinuz[-1], *modules):
+        shutil.copy2(path, kept / path.name)
+    shutil.rmtree(tree)
+    return GuestKernel(kept / vmlinuz[-1].name, tuple(kept / m.name for m in modules))
 
 
 def modules_in_load_order(modules_dir: Path, wanted: tuple[str, ...]) -> tuple[Path, ...]:
@@ -244,6 +256,7 @@ class Libvirtd:
 
     workdir: Path
     started: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    wrote_conf: bool = False
 
     def answers(self) -> bool:
         done = subprocess.run(
@@ -266,6 +279,7 @@ class Libvirtd:
         if not driver.exists():
             raise Unavailable("libvirt's QEMU driver is not installed (libvirt-daemon-driver-qemu)")
         _ensure_qemu_user()
+        self.wrote_conf = _ensure_qemu_conf()
         for directory in ("/var/log/libvirt/qemu", "/var/lib/libvirt/qemu", "/run/libvirt"):
             Path(directory).mkdir(parents=True, exist_ok=True)
         for binary in (virtlogd, libvirtd):
@@ -297,6 +311,9 @@ class Libvirtd:
                 process.kill()
                 process.wait(timeout=10)
         self.started.clear()
+        if self.wrote_conf:
+            QEMU_CONF.unlink(missing_ok=True)
+            self.wrote_conf = False
 
 
 def _ensure_qemu_user() -> None:
@@ -308,6 +325,22 @@ def _ensure_qemu_user() -> None:
         run("groupadd", "--system", "libvirt-qemu")
     run("useradd", "--system", "--gid", "libvirt-qemu", "--no-create-home",
         "--home-dir", "/var/lib/libvirt", "--shell", "/usr/sbin/nologin", "libvirt-qemu")  # fmt: skip
+
+
+def _ensure_qemu_conf() -> bool:
+    """QEMU as root, where no qemu.conf exists (see the module docstring: capability probes);
+    whether it was written (then `Libvirtd.stop` removes it)."""
+    conf = QEMU_CONF
+    if conf.exists():
+        return False
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text(
+        "# Written by vmlb's real-QEMU test (tests/integration/producers/qemu_host.py):\n"
+        "# no libvirt-daemon-system here. QEMU runs as root, so that libvirt's capability\n"
+        "# cache validates against a root-only /dev/kvm.\n"
+        'user = "root"\ngroup = "root"\n'
+    )
+    return True
 
 
 # --- guests ---------------------------------------------------------------------------------
