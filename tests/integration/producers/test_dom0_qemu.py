@@ -78,6 +78,16 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> No
         time.sleep(0.2)
 
 
+def said_unavailable(log_path: Path, vm_id: str) -> int:
+    return log_path.read_text().count(f"{vm_id}: counters unavailable")
+
+
+def last_said(log_path: Path, vm_id: str) -> str:
+    """Dom0's last word on a VM's counters ("unavailable" or "back"), "" if none yet."""
+    said = [line for line in log_path.read_text().splitlines() if f"{vm_id}: counters" in line]
+    return said[-1] if said else ""
+
+
 def stopped(pid: int) -> bool:
     """Whether the process is stopped by a signal (state T)."""
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
@@ -232,7 +242,7 @@ def hang_and_check(
         60,
         "the hung guest's last I/O metered before it hangs",
     )
-    said = log_path.read_text().count(f"{hung.name}: counters unavailable")
+    said = said_unavailable(log_path, hung.name)
     frozen_at = len(samples.events)
     hung.freeze()
     holder = (
@@ -246,7 +256,10 @@ def hang_and_check(
     )
     try:
         wait_until(
-            lambda: log_path.read_text().count(f"{hung.name}: counters unavailable") > said,
+            lambda: (
+                said_unavailable(log_path, hung.name) > said
+                and "unavailable" in last_said(log_path, hung.name)
+            ),
             30,
             "dom0 says the hung guest's counters are unavailable",
         )
