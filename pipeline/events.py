@@ -192,12 +192,17 @@ class HostRegistration(Event):
     status: HostStatus = HostStatus.UP
     io_limit_ops_per_s: PositiveRate | None = None
     sample_interval_s: PositiveSeconds = 1.0
+    #: How Dom0 reads this host's counters (libvirt: `bulk`, `bulk-per-domain` while a bulk
+    #: call overruns, `per-device`; `emulated`), None while not known.
+    telemetry_path: str | None = Field(None, max_length=64)
     registered_at: EpochSeconds
 
 
 class VmStatus(StrEnum):
     RUNNING = "running"
     STOPPED = "stopped"
+    #: Still on its host but running no guest code (suspended): it serves no job.
+    PAUSED = "paused"
 
 
 class VmRegistration(Event):

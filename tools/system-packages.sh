@@ -26,7 +26,12 @@ have node || need+=(nodejs)                           # the web page's browser t
 have npm || need+=(npm)
 have chromium || need+=(chromium)                     # ... drives Debian's chromium
 have prometheus || need+=(prometheus)                 # scrapes a worker in tests (with promtool)
-# e.g. a package without a command:  installed libvirt-daemon-driver-qemu || need+=(libvirt-daemon-driver-qemu)
+# The real-QEMU test (tests/integration/producers/qemu_host.py): QEMU, a libvirt daemon without
+# systemd (so not libvirt-daemon-system), and a static busybox for the guest; the guest kernel
+# is fetched by the test itself (apt-get download, not installed).
+for package in qemu-system-x86 libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients busybox-static; do
+  installed "$package" || need+=("$package")
+done
 
 if [ "${1:-}" = "--list" ]; then
   echo "${need[*]}"

@@ -65,6 +65,7 @@ def fleet_status(view: FleetView, snapshot: FleetSnapshot, policy: Policy) -> li
             eligible = eligible_vms > 0
             reason = "under limit, telemetry fresh" if eligible else reasons[0]
         age = snapshot.telemetry_age_s(host)
+        registration = view.hosts.get(host.host_id)
         hosts.append(
             {
                 "host_id": host.host_id,
@@ -80,6 +81,8 @@ def fleet_status(view: FleetView, snapshot: FleetSnapshot, policy: Policy) -> li
                 "telemetry_age_s": None if age is None else round(age, 3),
                 "mode": admin.mode.value if admin else "active",
                 "drain_deadline_at": admin.deadline_at if admin else None,
+                # How its Dom0 reads the counters (bulk, bulk-per-domain, per-device, emulated).
+                "telemetry_path": registration.telemetry_path if registration else None,
                 "vms": vms,
             }
         )

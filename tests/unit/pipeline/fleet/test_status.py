@@ -1,10 +1,20 @@
-"""pipeline.fleet.status: the seconds each host spends over its limit, per telemetry interval."""
+"""pipeline.fleet.status: the seconds each host spends over its limit, per telemetry interval,
+and what each host's Dom0 says of itself (`/hosts`)."""
 
 from __future__ import annotations
 
-from pipeline.fleet.status import OverLimitClock
+from pipeline.events import HostRegistration
+from pipeline.fleet.status import OverLimitClock, fleet_status
 from pipeline.fleet.view import FleetView
-from tests.unit.pipeline.fleet_builders import NOW, add_host, add_state, add_vm
+from pipeline.policy.registry import build_policy
+from tests.unit.pipeline.fleet_builders import (
+    CONFIG,
+    NOW,
+    add_host,
+    add_state,
+    add_vm,
+    fleet_of_one,
+)
 
 
 def fleet() -> FleetView:
@@ -60,3 +70,15 @@ def test_a_host_without_a_limit_is_never_over_it():
         over.observe(view)
     assert all(host != "h2" for host, _ in recorded)
     assert recorded == []
+
+
+def test_each_host_says_how_its_dom0_reads_the_counters():
+    view = fleet_of_one()
+    policy = build_policy("io-aware", CONFIG)
+    assert fleet_status(view, view.snapshot(NOW, CONFIG), policy)[0]["telemetry_path"] is None
+    host = HostRegistration(
+        host_id="h1", io_limit_ops_per_s=1000.0, telemetry_path="per-device", registered_at=NOW
+    )
+    view.apply("hosts", host.key(), host.to_bytes())
+    hosts = fleet_status(view, view.snapshot(NOW, CONFIG), policy)
+    assert [(h["host_id"], h["telemetry_path"]) for h in hosts] == [("h1", "per-device")]

@@ -215,6 +215,27 @@ def test_a_stopped_vm_leaves_the_snapshot_and_stops_serving_its_type():
     assert view.serves("cpu")
 
 
+@pytest.mark.parametrize("policy", ["io-aware", "paper", "round-robin"])
+def test_a_paused_vm_leaves_the_snapshot_and_receives_no_job_until_resumed(policy):
+    import random
+
+    from pipeline.policy.decision import JobRequest, Outcome
+    from pipeline.policy.registry import build_policy
+
+    view = FleetView()
+    add_host(view, "h1", io_limit=1000.0)
+    add_vm(view, "a1", "h1", job_type="io")
+    add_state(view, "a1", "h1", last_telemetry_at=NOW, io_ops_per_s=0.0)
+    add_vm(view, "a1", "h1", job_type="io", status=VmStatus.PAUSED)
+    # Its I/O is 0 because it is frozen: it must not look idle and eligible.
+    assert snapshot_hosts(view) == {"h1": []}
+    job = JobRequest(job_id="j1", job_type="io")
+    decision = build_policy(policy).decide(view.snapshot(NOW, CONFIG), job, random.Random(1))
+    assert decision.outcome is not Outcome.DISPATCHED
+    add_vm(view, "a1", "h1", job_type="io")  # resumed
+    assert snapshot_hosts(view) == {"h1": ["a1"]}
+
+
 def test_a_down_host_leaves_the_snapshot_with_its_vms():
     view = FleetView()
     add_host(view, "h1")
