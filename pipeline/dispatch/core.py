@@ -697,14 +697,20 @@ class DispatchCore:
     # --- writing ----------------------------------------------------------------------------------
 
     def _status(self, job: JobSubmission, state: JobState, now: float, **fields: Any) -> JobStatus:
+        """A status record of the dispatcher's own, built without validating it again: its
+        job was validated on the way in and every other field is the dispatcher's (a status
+        with an impossible combination is a bug the unit tests catch: they read every record
+        back through `JobStatus.from_bytes`)."""
         assert job.job_id is not None
-        return JobStatus(
+        given = {k: v for k, v in fields.items() if v is not None}
+        return JobStatus.model_construct(
+            schema_version=1,
             job_id=job.job_id,
             state=state,
             at=now,
             writer=StatusWriter.DISPATCHER,
             job=job,
-            **{k: v for k, v in fields.items() if v is not None},
+            **given,
         )
 
     def _write(self, book: PartitionBook, status: JobStatus) -> None:
