@@ -329,6 +329,12 @@ class PipelineSettings(BaseSettings):
     stats_batch_s: float = Field(
         0.05, gt=0, description="...or what arrived within this many seconds, if fewer"
     )
+    stats_view_wait_s: float = Field(
+        5.0,
+        gt=0,
+        description="before refusing a sample for an unknown VM, wait this long at most for "
+        "the fleet view to read its registration",
+    )
     # Dispatch.
     stale_after_s: float = Field(
         _POLICY.stale_after_s,

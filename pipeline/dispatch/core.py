@@ -127,6 +127,10 @@ class DispatchCore:
         self.metrics = metrics
         #: The newest decisions, as made (turned into JSON only when /decisions asks).
         self.recent: list[DispatchDecision] = []
+        #: When the dispatcher last heard from the fleet (see `_heard_s`), and its last tick.
+        self._heard_at = clock()
+        self._view_version = view.version
+        self._ticked_at = self._heard_at
         self._names = {
             name: topics.name(name)
             for name in ("jobs", "job-status", "decisions", "completions", "dead-letters")
@@ -194,6 +198,7 @@ class DispatchCore:
             return  # not (or no longer) ours; its owner decides it
         topic = self._names["jobs"]
         now = self.clock()
+        self._heard_at = now
         try:
             job = JobSubmission.from_bytes(value)
             if key is not None and job.job_id is not None and key != job.job_id.encode():
@@ -261,6 +266,7 @@ class DispatchCore:
         if status.writer is StatusWriter.DISPATCHER:
             return  # its own (or its predecessor's, already replayed)
         now = self.clock()
+        self._heard_at = now
         tracked = book.get(status.job_id)
         if not self._matches(tracked, status):
             self.counts.rejected_status += 1
@@ -270,7 +276,7 @@ class DispatchCore:
                 self._write(book, tracked.status)  # the latest record must be the true one
             return
         assert tracked is not None and status.vm_id is not None
-        book.guest_seen_at[status.vm_id] = now
+        book.guest_silent_s[status.vm_id] = 0.0
         if status.state is JobState.RUNNING:
             book.adopt(status, now)
             return
@@ -368,9 +374,10 @@ class DispatchCore:
 
     def tick(self) -> None:
         now = self.clock()
+        heard_s = self._heard_s(now)
         for book in list(self.books.values()):
             self._expire(book, now)
-            self._move_stranded(book, now)
+            self._move_stranded(book, now, heard_s)
             for job_id in book.forget_finished(now - self.settings.dedupe_horizon_s):
                 self.out.first.append(
                     Record(self._names["job-status"], job_id.encode(), None, book.partition)
@@ -632,10 +639,30 @@ class DispatchCore:
         )
         return self.rng.uniform(0.0, ceiling)
 
-    def _move_stranded(self, book: PartitionBook, now: float) -> None:
+    def _heard_s(self, now: float) -> float:
+        """The time since the last tick in which the dispatcher heard from the fleet: all of
+        it while something reached the fleet view, a job or a status within `lag_limit_s`
+        (the window after which the policy counts every host stale), none after. A lease
+        counts only this time: while the broker is out of reach, the guests' silence is no
+        evidence against them, and a job they ran then is not moved and run again."""
+        if self.view.version != self._view_version:
+            self._view_version = self.view.version
+            self._heard_at = now
+        last, self._ticked_at = self._ticked_at, now
+        if now - self._heard_at > self.settings.lag_limit_s:
+            return 0.0
+        return min(max(now - last, 0.0), self.settings.lag_limit_s)
+
+    def _move_stranded(self, book: PartitionBook, now: float, heard_s: float) -> None:
         """Jobs on a VM that stopped, left, went silent past its lease, or whose host drains
-        past its deadline, go elsewhere (a late report from the VM is then refused)."""
+        past its deadline, go elsewhere (a late report from the VM is then refused).
+
+        Silence and queueing time count only time in which the dispatcher heard from the
+        fleet (`_heard_s`); after a restart they start again from zero, so a recovered job
+        gets a whole lease before it is moved for silence."""
         lease = self.settings.lease_s
+        silent_s = {vm_id: book.guest_silent_s.get(vm_id, 0.0) + heard_s for vm_id in book.on_vm}
+        queued_s: dict[tuple[str, str, int], float] = {}
         for vm_id, job_ids in list(book.on_vm.items()):
             registration = self.view.vms.get(vm_id)
             host = self.view.hosts.get(registration.host_id) if registration else None
@@ -650,14 +677,18 @@ class DispatchCore:
                 and admin.mode.value == "draining"
                 and (admin.deadline_at is None or now >= admin.deadline_at)
             )
-            silent = now - book.guest_seen_at.get(vm_id, -1e18) > lease
+            silent = silent_s[vm_id] > lease
             for job_id in list(job_ids):
                 tracked = book.get(job_id)
                 if tracked is None:
                     continue
                 status = tracked.status
                 unstarted = status.state is JobState.DISPATCHED
-                old = unstarted and now - (status.dispatched_at or status.at) > lease
+                old = False
+                if unstarted:
+                    key = (job_id, vm_id, status.attempt)
+                    queued_s[key] = book.queued_s.get(key, 0.0) + heard_s
+                    old = queued_s[key] > lease
                 if gone:
                     why = "stopped" if registration is not None else "left the fleet"
                     self._move(book, tracked, f"VM {vm_id} {why}", now)
@@ -665,6 +696,8 @@ class DispatchCore:
                     self._move(book, tracked, f"host of VM {vm_id} is draining", now)
                 elif old and silent:
                     self._move(book, tracked, f"VM {vm_id} has not taken jobs for {lease:g}s", now)
+        book.guest_silent_s = silent_s
+        book.queued_s = queued_s
 
     def _move(self, book: PartitionBook, tracked: Tracked, why: str, now: float) -> None:
         status = tracked.status

@@ -150,8 +150,20 @@ class GuestWorker:
 
         while not stop.is_set():
             try:
-                self._ensure_queue()
+                may_create = self._ensure_queue()
                 self._producer = self._new_producer()
+                self._control = KafkaConsumer(
+                    client_id=f"vmlb-guest-{self.vm_id}-control",
+                    group_id=None,
+                    enable_auto_commit=False,
+                    **self.settings.to_kafka_python(),
+                )
+                if not may_create and not self._wait_for_queue(stop):
+                    return False
+                found = self._control.partitions_for_topic(self.control_topic) or set()
+                parts = [TopicPartition(self.control_topic, p) for p in sorted(found)]
+                self._control.assign(parts)
+                self._control.seek_to_beginning(*parts)
                 self._consumer = KafkaConsumer(
                     self.queue_topic,
                     client_id=f"vmlb-guest-{self.vm_id}",
@@ -167,16 +179,6 @@ class GuestWorker:
                     heartbeat_interval_ms=2000,
                     **self.settings.to_kafka_python(),
                 )
-                self._control = KafkaConsumer(
-                    client_id=f"vmlb-guest-{self.vm_id}-control",
-                    group_id=None,
-                    enable_auto_commit=False,
-                    **self.settings.to_kafka_python(),
-                )
-                found = self._control.partitions_for_topic(self.control_topic) or set()
-                parts = [TopicPartition(self.control_topic, p) for p in sorted(found)]
-                self._control.assign(parts)
-                self._control.seek_to_beginning(*parts)
                 return True
             except (KafkaError, OSError) as exc:
                 log.warning("guest %s: Kafka unavailable (%s); retrying", self.vm_id, exc)
@@ -184,15 +186,31 @@ class GuestWorker:
                 stop.wait(2.0)
         return False
 
-    def _ensure_queue(self) -> None:
-        """Create this VM's queue topic if it is missing. On a secured cluster a guest may not
-        create topics (its Dom0 does): refused, it consumes the queue once it exists."""
+    def _ensure_queue(self) -> bool:
+        """Create this VM's queue topic if it is missing; False if this guest may not. On a
+        secured cluster a guest may not create topics (its Dom0 does)."""
         from kafka.errors import ClusterAuthorizationFailedError, TopicAuthorizationFailedError
 
         try:
             ensure_topic(self.settings, self.topics.queue_topic(self.vm_id), timeout_s=10.0)
         except (TopicAuthorizationFailedError, ClusterAuthorizationFailedError):
             log.info("guest %s: may not create %s; its Dom0 does", self.vm_id, self.queue_topic)
+            return False
+        return True
+
+    def _wait_for_queue(self, stop: threading.Event) -> bool:
+        """Wait until this VM's queue topic exists (False if stopped first). Subscribed to a
+        topic that does not exist yet, a consumer would see it only at its next metadata
+        refresh, up to `metadata.max.age.ms` (5 minutes) later: jobs would wait that long."""
+        assert self._control is not None
+        waited = False
+        while not self._control.partitions_for_topic(self.queue_topic):
+            if not waited:
+                log.info("guest %s: waiting for %s to exist", self.vm_id, self.queue_topic)
+                waited = True
+            if stop.wait(1.0):
+                return False
+        return True
 
     def _new_producer(self) -> Any:
         from kafka import KafkaProducer

@@ -29,10 +29,13 @@ from tests.integration.security.conftest import Principals, wait_for, wait_for_b
 FAST = {"bootstrap_timeout_ms": 5000, "request_timeout_ms": 10000}
 
 
-def _produce(settings: KafkaSettings, topic: str, value: bytes = b"{}") -> None:
+def _produce(
+    settings: KafkaSettings, topic: str, value: bytes = b"{}", partition: int | None = None
+) -> None:
     producer = KafkaProducer(acks="all", max_block_ms=10000, **settings.to_kafka_python())
     try:
-        producer.send(topic, value, key=b"key").get(timeout=15)  # keyed: some are compacted
+        # Keyed: some topics are compacted.
+        producer.send(topic, value, key=b"key", partition=partition).get(timeout=15)
     finally:
         producer.close(timeout=5)
 
@@ -119,18 +122,20 @@ def test_a_guest_reads_its_own_queue_and_is_refused_another_vms(
         _read_one(guest, own_queue, f"vmlb-guest-{theirs}")
 
 
-def test_a_guest_writes_completions_but_cannot_submit_jobs(
+def test_a_guest_writes_job_status_but_cannot_submit_jobs_or_forge_completions(
     secure_cluster: LocalCluster, principals: Principals
 ) -> None:
     vm_id = principals.id("vm")
     guest = principals.provision(Role.GUEST, vm_id)
-    _produce(guest, principals.topics.name("completions"))
+    _produce(guest, principals.topics.name("job-status"))
     _produce(guest, principals.topics.name("dead-letters"))
-    with pytest.raises(TopicAuthorizationFailedError):
-        _produce(guest, principals.topics.name("jobs"))
-    wait_for_broker_log(
-        secure_cluster, f"User:guest-{vm_id}", "Denied", principals.topics.name("jobs")
-    )
+    # Only the dispatcher writes completions (the runs it checked): the stats agent trusts them.
+    for logical in ("jobs", "completions"):
+        with pytest.raises(TopicAuthorizationFailedError):
+            _produce(guest, principals.topics.name(logical))
+        wait_for_broker_log(
+            secure_cluster, f"User:guest-{vm_id}", "Denied", principals.topics.name(logical)
+        )
 
 
 def test_a_dom0_writes_telemetry_and_registrations_but_not_vm_state(
@@ -149,7 +154,7 @@ def test_a_dom0_writes_telemetry_and_registrations_but_not_vm_state(
     )
 
 
-def test_a_submitter_submits_and_reads_nothing(
+def test_a_submitter_submits_and_follows_job_status_but_reads_no_submissions(
     secure_cluster: LocalCluster, admin: KafkaSettings, principals: Principals
 ) -> None:
     submitter = principals.provision(Role.SUBMITTER, principals.id("ci"))
@@ -163,6 +168,9 @@ def test_a_submitter_submits_and_reads_nothing(
         what="the submitted job on the jobs topic",
     )
     assert [job.job_id for job in jobs] == [job_id]
+    status_topic = principals.topics.name("job-status")
+    _produce(admin, status_topic, b'{"job_id": "key"}', partition=0)
+    assert _read_one(submitter, status_topic, None) == b'{"job_id": "key"}'
     with pytest.raises(TopicAuthorizationFailedError):
         _read_one(submitter, principals.topics.name("jobs"), None)
 
@@ -185,18 +193,19 @@ def test_provisioning_twice_keeps_the_password_and_the_acls(
     held = [grant for _, grant in acls_of(admin, f"guest-{vm_id}")]
     assert sorted(held) == grants_for(Principal(Role.GUEST, vm_id), principals.topics)
     # Still works with the kept password.
-    _produce(first, principals.topics.name("completions"))
+    _produce(first, principals.topics.name("job-status"))
 
 
 def test_a_revoked_principal_is_refused(
     secure_cluster: LocalCluster, admin: KafkaSettings, principals: Principals
 ) -> None:
-    from pipeline.ops.security.grants import Principal
+    from pipeline.ops.security.grants import Principal, grants_for
     from pipeline.ops.security.provision import revoke
 
     name = principals.id(f"gone-{uuid.uuid4().hex[:4]}")
     submitter = principals.provision(Role.SUBMITTER, name)
     _produce(submitter, principals.topics.name("jobs"))
-    assert revoke(admin, [Principal(Role.SUBMITTER, name)])[f"submitter-{name}"] == 2
+    held = grants_for(Principal(Role.SUBMITTER, name), principals.topics)
+    assert revoke(admin, [Principal(Role.SUBMITTER, name)])[f"submitter-{name}"] == len(held)
     with pytest.raises(KafkaTimeoutError, match="Unable to bootstrap"):
         KafkaAdminClient(**FAST, **submitter.to_kafka_python())

@@ -399,13 +399,35 @@ def test_a_draining_host_past_its_deadline_gives_up_its_unstarted_jobs_not_its_r
 def test_unstarted_jobs_of_a_silent_vm_move_after_the_lease():
     w = World(lease_s=30.0)
     first = queued(w.submit("j1"))[0][1]
-    w.state("a1", "h1", 100.0)
-    w.state("b1", "h2", 100.0)
-    assert queued(w.tick(29.0)) == []
+    # The fleet's telemetry keeps coming (the broker is up); only the guest says nothing.
+    for _ in range(29):
+        for vm, host in (("a1", "h1"), ("b1", "h2")):
+            w.state(vm, host, 100.0)
+        assert queued(w.tick(1.0)) == []
     for vm, host in (("a1", "h1"), ("b1", "h2")):
         w.state(vm, host, 100.0)
     out = w.tick(2.0)
     assert [j.vm_id for _, j in queued(out)] == ["b1" if first.vm_id == "a1" else "a1"]
+
+
+def test_a_broker_outage_does_not_count_against_a_vms_lease():
+    # As measured (broker-kill, seed 1, lease 60 s): job 103 dispatched to chaos-b-1 0.3 s
+    # before the broker was SIGKILLed; the broker served again 40 s later; chaos-b-1's guest
+    # ran the job 17 s after that, its reports landed 3 s later still, and meanwhile
+    # (60 s after its last report) the dispatcher moved the job to chaos-a-2, which ran it too:
+    # both guests reported it succeeded. Scaled down: a 30 s lease, a 20 s outage.
+    w = World(lease_s=30.0)
+    first = queued(w.submit("j1"))[0][1]
+    for _ in range(4):  # the outage: the dispatcher's clock goes on, nothing comes in
+        assert queued(w.tick(5.0)) == []
+    for _ in range(3):  # the broker is back: telemetry flows again; the guest is still slow
+        for vm, host in (("a1", "h1"), ("b1", "h2")):
+            w.state(vm, host, 100.0)
+        out = w.tick(4.0)
+        assert queued(out) == [], "moved 12 s after the outage, long before its lease"
+    assert w.core.find("j1").vm_id == first.vm_id
+    late = w.guest("j1", JobState.SUCCEEDED, first.vm_id)
+    assert dead_letters(late) == [] and len(forwarded(late)) == 1
 
 
 # --- recovery -----------------------------------------------------------------------------------
