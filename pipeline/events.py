@@ -27,7 +27,15 @@ import uuid
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import from_json
 
 from pipeline.errors import EventError
@@ -38,6 +46,9 @@ SCHEMA_VERSION = 1
 MAX_MESSAGE_BYTES = 1_000_000
 #: A job's result travels in its JobStatus; a larger one is refused (return a reference instead).
 MAX_RESULT_BYTES = 64 * 1024
+#: A job's payload travels in its queued job and in each of its status records (which also
+#: carry a result and errors); a larger one is refused: pass a reference to the data instead.
+MAX_PAYLOAD_BYTES = 256 * 1024
 #: Free-text fields (reasons, errors) are cut to this many characters.
 MAX_TEXT = 2000
 
@@ -192,12 +203,17 @@ class HostRegistration(Event):
     status: HostStatus = HostStatus.UP
     io_limit_ops_per_s: PositiveRate | None = None
     sample_interval_s: PositiveSeconds = 1.0
+    #: How Dom0 reads this host's counters (libvirt: `bulk`, `bulk-per-domain` while a bulk
+    #: call overruns, `per-device`; `emulated`), None while not known.
+    telemetry_path: str | None = Field(None, max_length=64)
     registered_at: EpochSeconds
 
 
 class VmStatus(StrEnum):
     RUNNING = "running"
     STOPPED = "stopped"
+    #: Still on its host but running no guest code (suspended): it serves no job.
+    PAUSED = "paused"
 
 
 class VmRegistration(Event):
@@ -293,6 +309,16 @@ MIN_PRIORITY, MAX_PRIORITY, DEFAULT_PRIORITY = 0, 9, 4
 MAX_ATTEMPTS = 20
 
 
+def _bounded_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    if payload and len(to_json_bytes(payload)) > MAX_PAYLOAD_BYTES:
+        raise ValueError(f"payload is over the {MAX_PAYLOAD_BYTES}-byte limit")
+    return payload
+
+
+#: A job's payload: any JSON object of at most `MAX_PAYLOAD_BYTES`, handed to its handler as is.
+Payload = Annotated[dict[str, Any], AfterValidator(_bounded_payload)]
+
+
 class JobSubmission(Event):
     """A job to run (topic: jobs). The public submission format.
 
@@ -308,7 +334,7 @@ class JobSubmission(Event):
 
     job_id: Identifier | None = None
     job_type: Identifier
-    payload: dict[str, Any] = Field(default_factory=dict)
+    payload: Payload = Field(default_factory=dict)
     submitted_at: EpochSeconds | None = None
     deadline_s: PositiveSeconds | None = None
     max_attempts: Annotated[int, Strict(), Field(ge=1, le=MAX_ATTEMPTS)] = 1
@@ -341,7 +367,7 @@ class QueuedJob(Event):
 
     job_id: Identifier
     job_type: Identifier
-    payload: dict[str, Any] = Field(default_factory=dict)
+    payload: Payload = Field(default_factory=dict)
     vm_id: Identifier
     host_id: Identifier
     submitted_at: EpochSeconds
@@ -354,6 +380,8 @@ class QueuedJob(Event):
     priority: Annotated[int, Strict(), Field(ge=MIN_PRIORITY, le=MAX_PRIORITY)] = DEFAULT_PRIORITY
     submitter: Identifier | None = None
     deadline_s: PositiveSeconds | None = None
+    #: The errors of its earlier attempts, oldest first (the guest reports them with a failure).
+    errors: list[Text] = Field(default_factory=list, max_length=MAX_ATTEMPTS)
 
     def submission(self) -> JobSubmission:
         """The job as it was submitted (normalised: with its id and submission time)."""

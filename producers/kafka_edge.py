@@ -150,6 +150,12 @@ class BufferedPublisher:
 
     def _on_delivered(self, _metadata: Any) -> None:
         self.delivered += 1
+        if not self.connected:
+            # A delivery proves the broker is there, whatever a send that timed out said (a
+            # metadata fetch slower than max_block_ms on a loaded machine, a slow SASL start):
+            # without this, Dom0 would hold its registrations and queue topics forever.
+            log.info("%s: Kafka at %s reachable again", self.client_id, self.settings.broker)
+            self.connected = True
 
     def _on_failed(self, exc: Exception, message: Outgoing) -> None:
         self.connected = False

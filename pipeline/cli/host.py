@@ -56,6 +56,13 @@ from pipeline.cli.common import KafkaSettings, kafka_options
     default=None,
     help="seconds a stopping guest may finish its job (default 10)",
 )
+@click.option(
+    "--credentials-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="secured broker: each guest connects with <dir>/guest-<vm>.env, Dom0 with "
+    "<dir>/dom0-<host>.env (files from `vmlb acl provision`)",
+)
 @click.pass_context
 def host(
     ctx: click.Context,
@@ -70,6 +77,7 @@ def host(
     io_limit: float | None,
     state_dir: str | None,
     guest_grace: float | None,
+    credentials_dir: Path | None,
 ) -> None:
     """Run an emulated host: a shared I/O channel of --io-capacity ops/s, its guests as `vmlb guest`
     processes doing their I/O through it, and its `vmlb dom0`. Stops cleanly on SIGTERM/SIGINT.
@@ -103,7 +111,21 @@ def host(
     else:
         config = build_host_config({k: v for k, v in overrides.items() if v is not None})
     verbose = ctx.find_root().params.get("verbose", 0)
-    emulated = EmulatedHost(config, settings, verbose=verbose)
+    guest_credentials, dom0_credentials = {}, None
+    if credentials_dir is not None:
+        from pipeline.ops.security.credentials import principal_credentials
+
+        guest_credentials = {
+            vm.vm_id: principal_credentials(credentials_dir, "guest", vm.vm_id) for vm in config.vms
+        }
+        dom0_credentials = principal_credentials(credentials_dir, "dom0", config.host_id)
+    emulated = EmulatedHost(
+        config,
+        settings,
+        verbose=verbose,
+        guest_credentials=guest_credentials,
+        dom0_credentials=dom0_credentials,
+    )
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -7,6 +7,7 @@ import logging
 import click
 
 from pipeline import __version__
+from pipeline.cli.acl import acl
 from pipeline.cli.bench import bench
 from pipeline.cli.broker import broker
 from pipeline.cli.common import run_cli
@@ -38,6 +39,7 @@ def cli(verbose: int) -> None:
 
 
 cli.add_command(broker)
+cli.add_command(acl)
 cli.add_command(bench)
 cli.add_command(topics)
 cli.add_command(dom0)

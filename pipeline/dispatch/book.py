@@ -69,7 +69,12 @@ class PartitionBook:
     jobs: dict[str, Tracked] = field(default_factory=dict)
     waiting: dict[str, WaitingQueue] = field(default_factory=dict)
     on_vm: dict[str, set[str]] = field(default_factory=dict)
-    guest_seen_at: dict[str, float] = field(default_factory=dict)
+    #: Per VM with jobs here: the time its guest has said nothing, counted only while the
+    #: dispatcher heard from the fleet (a broker outage is nobody's silence).
+    guest_silent_s: dict[str, float] = field(default_factory=dict)
+    #: Per unstarted job, keyed (job_id, vm_id, attempt): its time in that VM's queue, counted
+    #: the same way.
+    queued_s: dict[tuple[str, str, int], float] = field(default_factory=dict)
     finished: dict[str, float] = field(default_factory=dict)
     _finished_order: deque[tuple[float, str]] = field(default_factory=deque)
 

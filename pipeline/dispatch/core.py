@@ -32,6 +32,7 @@ from typing import Any
 
 from pipeline.dispatch.book import PartitionBook, Tracked
 from pipeline.dispatch.decide import Dispatcher, DispatchResult, normalize, queued_job
+from pipeline.dispatch.waiting import Waiting, WaitingQueue
 from pipeline.edge.metrics import PipelineMetrics
 from pipeline.errors import EventError
 from pipeline.events import (
@@ -123,8 +124,13 @@ class DispatchCore:
         self.cancels: dict[str, float] = {}
         self.out = Outbox()
         self.counts = Counts(metrics)
+        self.metrics = metrics
         #: The newest decisions, as made (turned into JSON only when /decisions asks).
         self.recent: list[DispatchDecision] = []
+        #: When the dispatcher last heard from the fleet (see `_heard_s`), and its last tick.
+        self._heard_at = clock()
+        self._view_version = view.version
+        self._ticked_at = self._heard_at
         self._names = {
             name: topics.name(name)
             for name in ("jobs", "job-status", "decisions", "completions", "dead-letters")
@@ -192,6 +198,7 @@ class DispatchCore:
             return  # not (or no longer) ours; its owner decides it
         topic = self._names["jobs"]
         now = self.clock()
+        self._heard_at = now
         try:
             job = JobSubmission.from_bytes(value)
             if key is not None and job.job_id is not None and key != job.job_id.encode():
@@ -259,6 +266,7 @@ class DispatchCore:
         if status.writer is StatusWriter.DISPATCHER:
             return  # its own (or its predecessor's, already replayed)
         now = self.clock()
+        self._heard_at = now
         tracked = book.get(status.job_id)
         if not self._matches(tracked, status):
             self.counts.rejected_status += 1
@@ -268,18 +276,21 @@ class DispatchCore:
                 self._write(book, tracked.status)  # the latest record must be the true one
             return
         assert tracked is not None and status.vm_id is not None
-        book.guest_seen_at[status.vm_id] = now
+        book.guest_silent_s[status.vm_id] = 0.0
         if status.state is JobState.RUNNING:
             book.adopt(status, now)
             return
-        if status.state in (JobState.SUCCEEDED, JobState.FAILED):
+        failed = status.state in (JobState.FAILED, JobState.RETRYING)  # the run failed
+        if status.state is JobState.SUCCEEDED or failed:
             self._forward_completion(status)  # a run (a skipped, cancelled job is none)
         cancelled = tracked.status.cancel_requested or status.job_id in self.cancels
-        if status.state is JobState.SUCCEEDED and not cancelled:
+        if status.state is JobState.SUCCEEDED:
+            # The guest is the one that knows whether a cancel reached it before the job
+            # finished: it reports `cancelled` if so, and a later cancel changes nothing.
             book.adopt(status, now)
             self.counts.outcome("succeeded")
             return
-        if status.state is JobState.FAILED and not cancelled:
+        if failed and not cancelled:
             self._failed(book, tracked, status, now)
             return
         # Cancelled (the guest skipped it, or it finished after the cancel): never succeeded.
@@ -363,15 +374,16 @@ class DispatchCore:
 
     def tick(self) -> None:
         now = self.clock()
+        heard_s = self._heard_s(now)
         for book in list(self.books.values()):
             self._expire(book, now)
-            self._move_stranded(book, now)
-            if self.ready():
-                self._retry(book, now)
+            self._move_stranded(book, now, heard_s)
             for job_id in book.forget_finished(now - self.settings.dedupe_horizon_s):
                 self.out.first.append(
                     Record(self._names["job-status"], job_id.encode(), None, book.partition)
                 )
+        if self.ready():
+            self._retry(now)
         self._forget_cancels(now)
         self._publish_load(now)
 
@@ -385,6 +397,22 @@ class DispatchCore:
                     tracked = book.get(entry.job_id)
                     if tracked is not None:
                         yield partition, tracked
+
+    def in_flight_by_vm(self, now: float) -> Iterator[tuple[str, int, float]]:
+        """(vm_id, jobs in flight on it, when the oldest of them was dispatched)."""
+        counts: dict[str, int] = {}
+        oldest: dict[str, float] = {}
+        for book in self.books.values():
+            for vm_id, job_ids in book.on_vm.items():
+                for job_id in job_ids:
+                    tracked = book.get(job_id)
+                    if tracked is None:
+                        continue
+                    at = tracked.status.dispatched_at or tracked.status.at
+                    counts[vm_id] = counts.get(vm_id, 0) + 1
+                    oldest[vm_id] = min(oldest.get(vm_id, at), at)
+        for vm_id in sorted(counts):
+            yield vm_id, counts[vm_id], oldest.get(vm_id, now)
 
     def find(self, job_id: str) -> JobStatus | None:
         for book in self.books.values():
@@ -422,6 +450,7 @@ class DispatchCore:
                 decision_count=count,
                 partition=book.partition,
                 avoid=tracked.avoid if tracked else frozenset(),
+                errors=list(tracked.status.errors) if tracked else None,
             )
         outcome = result.outcome
         if outcome is DecisionOutcome.DISPATCHED:
@@ -446,8 +475,12 @@ class DispatchCore:
             self._decision(book, result.decision)
             self.out.then.append(Record(result.queue_topic, queued.key(), queued.to_bytes()))
             self.counts.outcome("dispatched")
+            if self.metrics is not None:
+                self.metrics.job_waited(job.job_type, now - (job.submitted_at or now))
             return True
         if outcome is DecisionOutcome.WAITING:
+            if self.metrics is not None:
+                self.metrics.still_waiting(result.decision)
             status = self._status(
                 job,
                 JobState.WAITING,
@@ -485,23 +518,37 @@ class DispatchCore:
         self.counts.outcome(outcome.value)
         return True
 
-    def _retry(self, book: PartitionBook, now: float) -> None:
-        for job_type, queue in list(book.waiting.items()):
+    def _retry(self, now: float) -> None:
+        """Decide waiting jobs again, per job type across the owned partitions: the best head
+        (priority, then its submitter's turn, then age) first, until one still waits, which
+        blocks its type (later ones would wait too) but not the other types."""
+        heads: dict[str, list[tuple[PartitionBook, WaitingQueue]]] = {}
+        for book in self.books.values():
+            for job_type, queue in list(book.waiting.items()):
+                if not queue:
+                    book.waiting.pop(job_type, None)
+                    continue
+                heads.setdefault(job_type, []).append((book, queue))
+        for queues in heads.values():
             while True:
-                head = queue.head(now)
-                if head is None:
+                best = None
+                for book, queue in queues:
+                    head = queue.head(now)
+                    if head is not None and (best is None or _before(head, best[2])):
+                        best = (book, queue, head)
+                if best is None:
                     break
+                book, queue, head = best
                 tracked = book.get(head.job_id)
                 if tracked is None:
                     queue.discard(head.job_id)
                     continue
                 status = tracked.status
+                decided_at = self.clock()  # each decision at its own time, in order
                 if not self._decide(
-                    book, status.job, attempt=status.attempt, now=now, tracked=tracked
+                    book, status.job, attempt=status.attempt, now=decided_at, tracked=tracked
                 ):
                     break  # this type waits; later jobs of it would too, other types go on
-            if not queue:
-                book.waiting.pop(job_type, None)
 
     def _expire(self, book: PartitionBook, now: float) -> None:
         """Waiting jobs whose deadline passed, wherever they are in their queue."""
@@ -592,10 +639,30 @@ class DispatchCore:
         )
         return self.rng.uniform(0.0, ceiling)
 
-    def _move_stranded(self, book: PartitionBook, now: float) -> None:
+    def _heard_s(self, now: float) -> float:
+        """The time since the last tick in which the dispatcher heard from the fleet: all of
+        it while something reached the fleet view, a job or a status within `lag_limit_s`
+        (the window after which the policy counts every host stale), none after. A lease
+        counts only this time: while the broker is out of reach, the guests' silence is no
+        evidence against them, and a job they ran then is not moved and run again."""
+        if self.view.version != self._view_version:
+            self._view_version = self.view.version
+            self._heard_at = now
+        last, self._ticked_at = self._ticked_at, now
+        if now - self._heard_at > self.settings.lag_limit_s:
+            return 0.0
+        return min(max(now - last, 0.0), self.settings.lag_limit_s)
+
+    def _move_stranded(self, book: PartitionBook, now: float, heard_s: float) -> None:
         """Jobs on a VM that stopped, left, went silent past its lease, or whose host drains
-        past its deadline, go elsewhere (a late report from the VM is then refused)."""
+        past its deadline, go elsewhere (a late report from the VM is then refused).
+
+        Silence and queueing time count only time in which the dispatcher heard from the
+        fleet (`_heard_s`); after a restart they start again from zero, so a recovered job
+        gets a whole lease before it is moved for silence."""
         lease = self.settings.lease_s
+        silent_s = {vm_id: book.guest_silent_s.get(vm_id, 0.0) + heard_s for vm_id in book.on_vm}
+        queued_s: dict[tuple[str, str, int], float] = {}
         for vm_id, job_ids in list(book.on_vm.items()):
             registration = self.view.vms.get(vm_id)
             host = self.view.hosts.get(registration.host_id) if registration else None
@@ -610,14 +677,18 @@ class DispatchCore:
                 and admin.mode.value == "draining"
                 and (admin.deadline_at is None or now >= admin.deadline_at)
             )
-            silent = now - book.guest_seen_at.get(vm_id, -1e18) > lease
+            silent = silent_s[vm_id] > lease
             for job_id in list(job_ids):
                 tracked = book.get(job_id)
                 if tracked is None:
                     continue
                 status = tracked.status
                 unstarted = status.state is JobState.DISPATCHED
-                old = unstarted and now - (status.dispatched_at or status.at) > lease
+                old = False
+                if unstarted:
+                    key = (job_id, vm_id, status.attempt)
+                    queued_s[key] = book.queued_s.get(key, 0.0) + heard_s
+                    old = queued_s[key] > lease
                 if gone:
                     why = "stopped" if registration is not None else "left the fleet"
                     self._move(book, tracked, f"VM {vm_id} {why}", now)
@@ -625,6 +696,8 @@ class DispatchCore:
                     self._move(book, tracked, f"host of VM {vm_id} is draining", now)
                 elif old and silent:
                     self._move(book, tracked, f"VM {vm_id} has not taken jobs for {lease:g}s", now)
+        book.guest_silent_s = silent_s
+        book.queued_s = queued_s
 
     def _move(self, book: PartitionBook, tracked: Tracked, why: str, now: float) -> None:
         status = tracked.status
@@ -657,14 +730,20 @@ class DispatchCore:
     # --- writing ----------------------------------------------------------------------------------
 
     def _status(self, job: JobSubmission, state: JobState, now: float, **fields: Any) -> JobStatus:
+        """A status record of the dispatcher's own, built without validating it again: its
+        job was validated on the way in and every other field is the dispatcher's (a status
+        with an impossible combination is a bug the unit tests catch: they read every record
+        back through `JobStatus.from_bytes`)."""
         assert job.job_id is not None
-        return JobStatus(
+        given = {k: v for k, v in fields.items() if v is not None}
+        return JobStatus.model_construct(
+            schema_version=1,
             job_id=job.job_id,
             state=state,
             at=now,
             writer=StatusWriter.DISPATCHER,
             job=job,
-            **{k: v for k, v in fields.items() if v is not None},
+            **given,
         )
 
     def _write(self, book: PartitionBook, status: JobStatus) -> None:
@@ -688,6 +767,8 @@ class DispatchCore:
             )
 
     def _decision(self, book: PartitionBook, decision: DispatchDecision) -> None:
+        if self.metrics is not None:
+            self.metrics.refused_by(decision)
         self.recent.append(decision)
         if len(self.recent) > self.settings.recent_decisions:
             del self.recent[: len(self.recent) - self.settings.recent_decisions]
@@ -709,6 +790,7 @@ class DispatchCore:
             self.dispatcher.policy.name,
             status.attempt,
             book.partition,
+            list(status.errors),
         )
         self.out.then.append(Record(registration.queue_topic, queued.key(), queued.to_bytes()))
 
@@ -718,6 +800,7 @@ class DispatchCore:
             return
         job = status.job
         assert job.submitted_at is not None
+        succeeded = status.state is JobState.SUCCEEDED
         try:
             completion = JobCompletion(
                 job_id=status.job_id,
@@ -728,10 +811,8 @@ class DispatchCore:
                 dispatched_at=status.dispatched_at or job.submitted_at,
                 started_at=status.started_at or status.finished_at,
                 finished_at=status.finished_at,
-                outcome=JobOutcome.FAILED
-                if status.state is JobState.FAILED
-                else JobOutcome.SUCCEEDED,
-                error=(status.error or "failed") if status.state is JobState.FAILED else None,
+                outcome=JobOutcome.SUCCEEDED if succeeded else JobOutcome.FAILED,
+                error=None if succeeded else (status.error or "failed"),
                 attempt=status.attempt,
             )
         except ValueError as exc:
@@ -794,7 +875,13 @@ class DispatchCore:
             and tracked.status.vm_id == status.vm_id
             and tracked.status.attempt == status.attempt
             and status.state
-            in (JobState.RUNNING, JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+            in (
+                JobState.RUNNING,
+                JobState.SUCCEEDED,
+                JobState.FAILED,
+                JobState.RETRYING,
+                JobState.CANCELLED,
+            )
         )
 
     @staticmethod
@@ -810,3 +897,8 @@ class DispatchCore:
 
 
 __all__ = ["DispatchCore", "DispatchResult", "Outbox", "Record"]
+
+
+def _before(a: Waiting, b: Waiting) -> bool:
+    """Whether waiting job `a` goes before `b` (heads of two partitions' queues)."""
+    return (-a.priority, a.since, a.job_id) < (-b.priority, b.since, b.job_id)

@@ -99,6 +99,7 @@ class Dispatcher:
         decision_count: int = 1,
         partition: int | None = None,
         avoid: frozenset[str] = frozenset(),
+        errors: list[str] | None = None,
     ) -> DispatchResult:
         assert job.job_id is not None and job.submitted_at is not None, "normalize() first"
         deadline_at = job.deadline_at
@@ -133,7 +134,7 @@ class Dispatcher:
             )
             return DispatchResult(waiting)
         queued = queued_job(
-            job, decision.vm_id, decision.host_id, now, decision.policy, attempt, partition
+            job, decision.vm_id, decision.host_id, now, decision.policy, attempt, partition, errors
         )
         return DispatchResult(event, queued=queued, queue_topic=registration.queue_topic)
 
@@ -220,6 +221,7 @@ def queued_job(
     policy: str,
     attempt: int = 1,
     partition: int | None = None,
+    errors: list[str] | None = None,
 ) -> QueuedJob:
     assert job.job_id is not None and job.submitted_at is not None
     return QueuedJob.model_construct(
@@ -239,4 +241,5 @@ def queued_job(
         priority=job.priority,
         submitter=job.submitter,
         deadline_s=job.deadline_s,
+        errors=list(errors or []),
     )

@@ -90,6 +90,7 @@ class DispatchService(Service):
         self._control_partitions: list[TopicPartition] = []
         #: Partitions whose offsets were consumed but not yet committed.
         self._pending: dict[TopicPartition, int] = {}
+        self._metadata_asked_at = 0.0
         #: The next offset to consume, per jobs partition (for the lag).
         self._next: dict[TopicPartition, int] = {}
         self.batches = 0
@@ -223,7 +224,6 @@ class DispatchService(Service):
             async with self.lock:
                 self.core.tick()
                 await self._flush()
-            self.metrics.waiting.set(sum(b.waiting_count() for b in self.core.books.values()))
 
     # --- rebalance ----------------------------------------------------------------------------
 
@@ -370,14 +370,18 @@ class DispatchService(Service):
         return behind
 
     def queue_ready(self, topic: str) -> bool:
-        """Whether a queue topic exists on the cluster (else a send would block on metadata)."""
+        """Whether a queue topic exists on the cluster (else a send would block on metadata).
+
+        An unknown topic is asked for again at most once a second (aiokafka refreshes the
+        metadata of topics it already tracks only every `metadata_max_age_ms`)."""
         producer = self._producer
         if producer is None:
             return False
         if producer.client.cluster.partitions_for_topic(topic):
             return True
-        producer.client.add_topic(topic)  # fetch its metadata for a later decision
+        now = time.monotonic()
+        if now - self._metadata_asked_at >= 1.0:
+            self._metadata_asked_at = now
+            producer.client.add_topic(topic)
+            producer.client.force_metadata_update()
         return False
-
-
-__all__ = ["DispatchService", "instance_id"]

@@ -234,13 +234,20 @@ class FleetView:
         )
 
     def running_vms(self) -> Iterable[VmRegistration]:
+        """VMs registered running on a host that is registered up. A VM naming a host nobody
+        registered stays out (no phantom host) until that host's registration arrives."""
         for vm in self.vms.values():
             if vm.status is not VmStatus.RUNNING:
                 continue
             host = self.hosts.get(vm.host_id)
-            if host is not None and host.status is HostStatus.DOWN:
+            if host is None or host.status is HostStatus.DOWN:
                 continue
             yield vm
+
+    def registered_host(self, vm_id: str) -> str | None:
+        """The host a VM is registered on (None: not registered)."""
+        vm = self.vms.get(vm_id)
+        return vm.host_id if vm is not None else None
 
     def vm_view(self, vm: VmRegistration) -> VmView:
         state = self.vm_states.get(vm.vm_id)

@@ -41,9 +41,8 @@ class WorkerProcess:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.log = data_dir / f"worker-{self.port}.log"
         environment = {
-            **os.environ,
-            "VMLB_BROKER": kafka.broker,
-            "VMLB_TOPIC_PREFIX": kafka.topic_prefix,
+            # The broker, prefix and credentials of `kafka`, none inherited from this process.
+            **kafka.child_environment(),
             "VMLB_APP_ID": app_id,
             "VMLB_DATA_DIR": str(data_dir),
             "VMLB_WEB_PORT": str(self.port),

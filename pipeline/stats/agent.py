@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -30,6 +30,7 @@ from pipeline.edge.metrics import PipelineMetrics
 from pipeline.edge.outputs import Outputs
 from pipeline.errors import EventError, RowError
 from pipeline.events import IoSample, JobCompletion
+from pipeline.fleet.view import FleetView
 from pipeline.settings import PipelineSettings
 from pipeline.stats.vm_stats import VmStats
 from pipeline.stats.windows import WindowConfig
@@ -54,8 +55,17 @@ class StatsAgent:
         outputs: Outputs,
         metrics: PipelineMetrics,
         clock: Callable[[], float],
+        view: FleetView | None = None,
+        view_ready: Callable[[], bool] = lambda: True,
+        view_current: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self.app = app
+        #: Where the fleet view says each VM runs (checked once it has caught up).
+        self.view = view
+        self.view_ready = view_ready
+        #: Brings the fleet view up to date with its topics (True once it is, False if it
+        #: could not be); asked before an event is refused for the VM's registration.
+        self.view_current = view_current
         self.settings = settings
         self.windows: WindowConfig = settings.window_config()
         self.outputs = outputs
@@ -94,6 +104,8 @@ class StatsAgent:
         # vm_id -> the row and the last event that changed it (its partition)
         changed: dict[str, tuple[VmStats, EventT]] = {}
         handled: Counter[str] = Counter()
+        #: Events for a VM the fleet view places elsewhere or not at all, as it stands.
+        unsure: list[tuple[EventT, str, StatsInput]] = []
         for event in events:
             message = event.message
             handled[self._logical.get(message.topic, "other")] += 1
@@ -102,9 +114,22 @@ class StatsAgent:
             except EventError as exc:
                 await self.outputs.dead_letter_message(message, str(exc), stage="vm_stats")
                 continue
-            row = self.row(vm_id)
-            if apply(row, item):
-                changed[vm_id] = (row, event)
+            if self.misplaced(vm_id, item) is not None:
+                unsure.append((event, vm_id, item))
+                continue
+            self._apply(changed, event, vm_id, item)
+        if unsure:
+            # A VM's first samples may be read before its registration (another topic, another
+            # consumer): bring the fleet view up to date, then judge them.
+            current = self.view_current is not None and await self.view_current()
+            for event, vm_id, item in unsure:
+                why = self.misplaced(vm_id, item)
+                if why is None:
+                    self._apply(changed, event, vm_id, item)
+                    continue
+                if not current:
+                    why += " (the fleet view could not be brought up to date to check again)"
+                await self.outputs.dead_letter_message(event.message, why, stage="vm_stats")
         self.metrics.count_stats_events(handled)
         now = self.clock()
         for vm_id, (row, event) in changed.items():
@@ -114,6 +139,19 @@ class StatsAgent:
                 await self.publish(vm_id, now, row)
             else:
                 self.unpublished.add(vm_id)
+
+    def _apply(
+        self,
+        changed: dict[str, tuple[VmStats, EventT]],
+        event: EventT,
+        vm_id: str,
+        item: StatsInput,
+    ) -> None:
+        row = self.row(vm_id)
+        if apply(row, item):
+            changed[vm_id] = (row, event)
+            if isinstance(item, JobCompletion):  # once per job: apply() skips repeats
+                self.metrics.job_finished(item.job_type, item.response_s, item.finished_at)
 
     def parse(self, message: Any) -> tuple[str, StatsInput]:
         """The VM an input is about and the input; EventError for anything unusable.
@@ -143,6 +181,27 @@ class StatsAgent:
                 f"(more than VMLB_MAX_CLOCK_SKEW_S={self.settings.max_clock_skew_s:g})"
             )
         return vm_id, item
+
+    def misplaced(self, vm_id: str, item: StatsInput) -> str | None:
+        """Why the fleet view says `item` cannot be about `vm_id`, or None.
+
+        Once the fleet view has caught up, an event for a VM that is not registered, or that
+        names another host than the VM's registration, is refused: a forged sample cannot
+        move a VM to another host or create rows without limit. `handle` asks again after
+        bringing the view up to date, so a VM's first samples (written after its
+        registration, perhaps read before it) and a migration's are counted, not refused.
+        """
+        if self.view is None or not self.view_ready():
+            return None
+        registered = self.view.registered_host(vm_id)
+        if registered is None:
+            return f"{type(item).__name__}: VM {vm_id} is not registered"
+        if registered != item.host_id:
+            return (
+                f"{type(item).__name__}: VM {vm_id} is registered on {registered}, "
+                f"not on {item.host_id}"
+            )
+        return None
 
     def row(self, vm_id: str) -> VmStats:
         """The VM's row, decoded once; an unreadable stored row is logged and started afresh."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from pipeline.errors import BrokerError
 from pipeline.settings import KafkaSettings
 from pipeline.topics.spec import TopicSpec
 
@@ -79,13 +80,12 @@ def apply_topics(
                 )
             except TopicAlreadyExistsError:  # created concurrently by another process
                 existing.add(spec.name)
-        created = [spec for spec, _ in to_create if spec.name not in existing]
+        created = {r.name: r for r in reports if r.action is Action.CREATED}
+        # A topic counts as created once the cluster lists it with a leader for every partition:
+        # a client that looks right after (kcat -L, a consumer) would otherwise not find it yet.
+        _wait_until_listed(admin, [s for s in specs if s.name in created], timeout_s)
         present = [spec for spec in specs if spec.name in existing]
         deadline = time.monotonic() + timeout_s
-        if created:
-            # A topic counts as created once the cluster serves its metadata (every partition):
-            # a client that looks right after would otherwise not find it yet.
-            _described(admin, [s.name for s in created], deadline)
         if present:
             described = _described(admin, [s.name for s in present], deadline)
             config_replies = admin.describe_configs(
@@ -141,6 +141,41 @@ def changelog_specs(app_id: str, partitions: int) -> list[TopicSpec]:
         )
         for table in TABLES
     ]
+
+
+def _wait_until_listed(admin: Any, specs: list[TopicSpec], timeout_s: float) -> None:
+    """Until the broker's metadata lists every created topic with a leader for each partition.
+
+    CreateTopics answers once the controller has recorded a topic; the brokers learn of it from
+    the metadata log a little later (seconds on a loaded machine). Until then a client's
+    metadata request (kcat -L, a producer's first send) does not see the topic, so "applied"
+    means: listed with leaders.
+    """
+    if not specs:
+        return
+    wanted = {spec.name: spec.partitions for spec in specs}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        listed = {t["name"]: t for t in admin.describe_topics(list(wanted))}
+        missing = [
+            name
+            for name, partitions in wanted.items()
+            if not _has_leaders(listed.get(name), partitions)
+        ]
+        if not missing:
+            return
+        if time.monotonic() >= deadline:
+            raise BrokerError(
+                f"created but not listed with leaders after {timeout_s:.0f}s: {', '.join(missing)}"
+            )
+        time.sleep(0.1)
+
+
+def _has_leaders(topic: dict[str, Any] | None, partitions: int) -> bool:
+    if topic is None or topic.get("error_code", 0) != 0:
+        return False
+    found = topic.get("partitions", [])
+    return len(found) == partitions and all(p.get("leader_id", -1) >= 0 for p in found)
 
 
 def _describe_spec(spec: TopicSpec, replicas: int) -> list[str]:

@@ -72,7 +72,17 @@ def create_app(
     app.service(fleet)  # type: ignore[arg-type]
 
     # Stats: the paper's steps 2 and 3.
-    stats = StatsAgent(app, topics, settings, outputs, metrics, clock).register()
+    stats = StatsAgent(
+        app,
+        topics,
+        settings,
+        outputs,
+        metrics,
+        clock,
+        view=view,
+        view_ready=fleet.ready.is_set,
+        view_current=lambda: fleet.read_through_now(timeout_s=settings.stats_view_wait_s),
+    ).register()
 
     # Dispatch: the paper's step 4.
     snapshots = SnapshotSource(view, policy_config)

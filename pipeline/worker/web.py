@@ -9,6 +9,7 @@
     GET /jobs/ID     one job's latest status (this worker's partitions from memory, else read
                      from the job-status topic)
     GET /decisions   the most recent decisions of this worker (?limit=N)
+    GET /job-types   per job type: VMs, waiting jobs and why, response-time percentiles
     GET /metrics     Prometheus exposition
 
 Every answer is JSON (but /metrics). Views read state; they never change it, nor how the
@@ -26,6 +27,7 @@ from faust.web import Request, Response, View
 
 from pipeline.fleet.status import fleet_status
 from pipeline.topics.jobs import latest_status
+from pipeline.worker import exports
 from pipeline.worker.state import Pipeline
 
 
@@ -34,27 +36,19 @@ def register(pipeline: Pipeline) -> None:
 
     def hosts_now() -> list[dict[str, Any]]:
         snapshot = pipeline.dispatcher.snapshots.build(pipeline.clock())
-        hosts = fleet_status(pipeline.view, snapshot, pipeline.dispatcher.policy)
-        metrics = pipeline.metrics
-        for host in hosts:
-            labels = {"host": host["host_id"]}
-            metrics.host_total_io.labels(**labels).set(host["total_io_ops_per_s"])
-            metrics.host_projected_io.labels(**labels).set(host["projected_io_ops_per_s"])
-            metrics.host_limit.labels(**labels).set(host["limit_ops_per_s"] or 0.0)
-            metrics.host_eligible.labels(**labels).set(1.0 if host["eligible"] else 0.0)
-        return hosts
+        return fleet_status(pipeline.view, snapshot, pipeline.dispatcher.policy)
 
-    def refresh_lag() -> None:
+    def lag() -> dict[str, int]:
         """Messages behind the end of each input topic, from Faust's monitor (read vs end)."""
         monitor = app.monitor
         behind: dict[str, int] = {}
         for tp, end in monitor.tp_end_offsets.items():
             read = monitor.tp_read_offsets.get(tp, -1)
             behind[tp.topic] = behind.get(tp.topic, 0) + max(0, end - (read + 1))
-        behind[pipeline.topics.name("jobs")] = pipeline.dispatch.lag()
-        for topic, lag in behind.items():
-            pipeline.metrics.consumer_lag.labels(topic=topic).set(lag)
+        behind[pipeline.topics.name("jobs")] = pipeline.dispatch.lag()  # not a Faust consumer
+        return behind
 
+    exports.register(pipeline)
     page = (Path(__file__).parent / "static" / "index.html").read_bytes()
 
     @app.page("/")
@@ -81,8 +75,7 @@ def register(pipeline: Pipeline) -> None:
                     "waiting": sum(book.waiting_count() for book in core.books.values()),
                     "in_flight": pipeline.dispatcher.snapshots.in_flight.total(),
                     "decisions": dict(core.counts.by_outcome),
-                    "dead_letters": counts["dead_letters"]
-                    + core.counts.by_outcome.get("dead_letters", 0),
+                    "dead_letters": counts["dead_letters"],
                     "duplicates": core.counts.duplicates,
                     "refused_status": core.counts.rejected_status,
                     "moved": core.counts.moved,
@@ -112,44 +105,11 @@ def register(pipeline: Pipeline) -> None:
     @app.page("/waiting")
     class WaitingView(View):
         async def get(self, request: Request) -> Response:
-            waiting = []
-            by_type: dict[str, dict[str, Any]] = {}
-            for partition, tracked in pipeline.core.waiting():
-                status = tracked.status
-                job = status.job
-                entry = {
-                    "job_id": status.job_id,
-                    "job_type": job.job_type,
-                    "partition": partition,
-                    "state": status.state.value,
-                    "priority": job.priority,
-                    "submitter": job.submitter,
-                    "waiting_since": tracked.waiting_since,
-                    "deadline_at": job.deadline_at,
-                    "attempt": status.attempt,
-                    "decisions": tracked.decisions,
-                    "retry_at": status.retry_at,
-                    "reason": status.reason,
-                    "funnel": [step.model_dump() for step in status.funnel],
-                }
-                waiting.append(entry)
-                summary = by_type.setdefault(
-                    job.job_type, {"count": 0, "reason": None, "funnel": [], "oldest_since": None}
-                )
-                summary["count"] += 1
-                if summary["reason"] is None or (status.at >= summary.get("_at", 0.0)):
-                    summary["reason"], summary["funnel"], summary["_at"] = (
-                        status.reason,
-                        entry["funnel"],
-                        status.at,
-                    )
-                since = tracked.waiting_since
-                if since is not None and (
-                    summary["oldest_since"] is None or since < summary["oldest_since"]
-                ):
-                    summary["oldest_since"] = since
-            for summary in by_type.values():
-                summary.pop("_at", None)
+            waiting = [
+                {"partition": partition, **exports.waiting_entry(tracked)}
+                for partition, tracked in pipeline.core.waiting()
+            ]
+            by_type = exports.waiting_by_type(pipeline)
             return self.json({"waiting": waiting, "count": len(waiting), "by_type": by_type})
 
     @app.page("/jobs/{job_id}")
@@ -184,8 +144,7 @@ def register(pipeline: Pipeline) -> None:
     @app.page("/metrics")
     class MetricsView(View):
         async def get(self, request: Request) -> Response:
-            hosts_now()  # refresh per-host gauges
-            refresh_lag()
+            exports.refresh(pipeline, hosts_now(), lag())
             return self.bytes(
                 pipeline.metrics.exposition(), content_type="text/plain; version=0.0.4"
             )

@@ -39,6 +39,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 
 from pipeline.errors import EventError
 from pipeline.events import (
+    MAX_ATTEMPTS,
     MAX_RESULT_BYTES,
     MAX_TEXT,
     ControlAction,
@@ -149,8 +150,20 @@ class GuestWorker:
 
         while not stop.is_set():
             try:
-                ensure_topic(self.settings, self.topics.queue_topic(self.vm_id), timeout_s=10.0)
+                may_create = self._ensure_queue()
                 self._producer = self._new_producer()
+                self._control = KafkaConsumer(
+                    client_id=f"vmlb-guest-{self.vm_id}-control",
+                    group_id=None,
+                    enable_auto_commit=False,
+                    **self.settings.to_kafka_python(),
+                )
+                if not may_create and not self._wait_for_queue(stop):
+                    return False
+                found = self._control.partitions_for_topic(self.control_topic) or set()
+                parts = [TopicPartition(self.control_topic, p) for p in sorted(found)]
+                self._control.assign(parts)
+                self._control.seek_to_beginning(*parts)
                 self._consumer = KafkaConsumer(
                     self.queue_topic,
                     client_id=f"vmlb-guest-{self.vm_id}",
@@ -166,22 +179,38 @@ class GuestWorker:
                     heartbeat_interval_ms=2000,
                     **self.settings.to_kafka_python(),
                 )
-                self._control = KafkaConsumer(
-                    client_id=f"vmlb-guest-{self.vm_id}-control",
-                    group_id=None,
-                    enable_auto_commit=False,
-                    **self.settings.to_kafka_python(),
-                )
-                found = self._control.partitions_for_topic(self.control_topic) or set()
-                parts = [TopicPartition(self.control_topic, p) for p in sorted(found)]
-                self._control.assign(parts)
-                self._control.seek_to_beginning(*parts)
                 return True
             except (KafkaError, OSError) as exc:
                 log.warning("guest %s: Kafka unavailable (%s); retrying", self.vm_id, exc)
                 self._close()
                 stop.wait(2.0)
         return False
+
+    def _ensure_queue(self) -> bool:
+        """Create this VM's queue topic if it is missing; False if this guest may not. On a
+        secured cluster a guest may not create topics (its Dom0 does)."""
+        from kafka.errors import ClusterAuthorizationFailedError, TopicAuthorizationFailedError
+
+        try:
+            ensure_topic(self.settings, self.topics.queue_topic(self.vm_id), timeout_s=10.0)
+        except (TopicAuthorizationFailedError, ClusterAuthorizationFailedError):
+            log.info("guest %s: may not create %s; its Dom0 does", self.vm_id, self.queue_topic)
+            return False
+        return True
+
+    def _wait_for_queue(self, stop: threading.Event) -> bool:
+        """Wait until this VM's queue topic exists (False if stopped first). Subscribed to a
+        topic that does not exist yet, a consumer would see it only at its next metadata
+        refresh, up to `metadata.max.age.ms` (5 minutes) later: jobs would wait that long."""
+        assert self._control is not None
+        waited = False
+        while not self._control.partitions_for_topic(self.queue_topic):
+            if not waited:
+                log.info("guest %s: waiting for %s to exist", self.vm_id, self.queue_topic)
+                waited = True
+            if stop.wait(1.0):
+                return False
+        return True
 
     def _new_producer(self) -> Any:
         from kafka import KafkaProducer
@@ -280,7 +309,7 @@ class GuestWorker:
             self._finish(job, state, started_at, finished_at, stop, result=result, error=error)
             if state is JobState.SUCCEEDED:
                 self.stats.completed += 1
-            elif state is JobState.FAILED:
+            elif state in (JobState.FAILED, JobState.RETRYING):
                 self.stats.failed += 1
             else:
                 self.stats.cancelled += 1
@@ -355,6 +384,11 @@ class GuestWorker:
         stop: threading.Event,
         **fields: Any,
     ) -> None:
+        if state is JobState.FAILED and job.attempt < job.max_attempts:
+            # Not the job's end: it runs again (the dispatcher says when and where). `failed`
+            # is final for whoever follows the job, so a failed attempt that is not the last
+            # is reported as `retrying`.
+            state = JobState.RETRYING
         status = self._status(job, state, started_at, finished_at=finished_at, **fields)
         if not self._publish(status.key(), status.to_bytes(), job.status_partition, stop):
             self.stats.given_up += 1
@@ -362,6 +396,9 @@ class GuestWorker:
     def _status(
         self, job: QueuedJob, state: JobState, started_at: float, **fields: Any
     ) -> JobStatus:
+        errors = list(job.errors)
+        if state in (JobState.FAILED, JobState.RETRYING) and fields.get("error"):
+            errors.append(fields["error"])
         return JobStatus(
             job_id=job.job_id,
             state=state,
@@ -373,6 +410,7 @@ class GuestWorker:
             host_id=self.host_id or job.host_id,
             dispatched_at=job.dispatched_at,
             started_at=started_at,
+            errors=errors[-MAX_ATTEMPTS:],
             **{name: value for name, value in fields.items() if value is not None},
         )
 

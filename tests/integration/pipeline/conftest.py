@@ -41,7 +41,7 @@ Worker = WorkerProcess
 
 def wait_for(
     predicate: Callable[[], Any],
-    timeout_s: float = 30.0,
+    timeout_s: float = 90.0,
     what: str = "condition",
     on_fail: Callable[[], str] | None = None,
 ) -> Any:
@@ -216,7 +216,7 @@ class FleetDriver:
         self.producer.close()
 
 
-def read_topic(kafka: KafkaSettings, topic: str, timeout_s: float = 5.0) -> list[Any]:
+def read_topic(kafka: KafkaSettings, topic: str, timeout_s: float = 30.0) -> list[Any]:
     return read_all(kafka, topic, timeout_s)
 
 

@@ -24,7 +24,7 @@ from pipeline.topics import Topics
 from pipeline.topics.jobs import latest_status, wait_for_status
 from producers.submit import Submitter
 from tests.integration.pipeline.conftest import FleetDriver, read_topic, wait_for
-from tests.integration.pipeline.test_dispatch import FAST
+from tests.integration.pipeline.test_dispatch import FAST, hosts_by_id
 
 REPO = Path(__file__).resolve().parents[3]
 HANDLER = "tests.integration.producers.blocking_handler:run"
@@ -68,7 +68,8 @@ def world(
         fleet.vm(vm_id, host_id, "io")
         fleet.report(vm_id, 100, jobs_per_s=5)
     fleet.flush()
-    start_worker(**FAST, VMLB_RETRY_BACKOFF_S="0.5", VMLB_LEASE_S="600")
+    global WORKER
+    WORKER = start_worker(**FAST, VMLB_RETRY_BACKOFF_S="0.5", VMLB_LEASE_S="600")
     flags = tmp_path / "flags"
     flags.mkdir()
     guests = Guests(kafka_settings, tmp_path / "guests")
@@ -104,14 +105,29 @@ def vmlb(kafka: KafkaSettings, *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+#: The test's worker (set by the `world` fixture).
+WORKER = None
+
+
+def eligible(host_id: str) -> bool | None:
+    assert WORKER is not None
+    return hosts_by_id(WORKER).get(host_id, {}).get("eligible")
+
+
 def saturate(fleet: FleetDriver, *vms: str) -> None:
+    """Report the VMs' hosts over their limits, until the worker sees them so."""
     for vm_id in vms or VMS:
         fleet.report(vm_id, 1500, jobs_per_s=5)
+    for vm_id in vms or VMS:
+        wait_for(lambda v=vm_id: eligible(VMS[v]) is False, what=f"{VMS[vm_id]} saturated")
 
 
 def free(fleet: FleetDriver, *vms: str) -> None:
+    """Report the VMs' hosts well under their limits, until the worker sees them so."""
     for vm_id in vms or VMS:
         fleet.report(vm_id, 100, jobs_per_s=5)
+    for vm_id in vms or VMS:
+        wait_for(lambda v=vm_id: eligible(VMS[v]) is True, what=f"{VMS[vm_id]} free")
 
 
 def test_waiting_then_dispatched_then_succeeded_with_its_result(world, kafka_settings, topics):
@@ -282,12 +298,13 @@ def test_waiting_jobs_leave_in_priority_order(world, kafka_settings, topics):
     free(fleet)
     for job_id in low + high:
         ended(kafka_settings, topics, job_id)
+    made = [
+        DispatchDecision.from_bytes(r.value)
+        for r in read_topic(kafka_settings, topics.name("decisions"))
+    ]  # partition by partition: put them in the order they were made
     dispatched = [
         d.job_id
-        for d in (
-            DispatchDecision.from_bytes(r.value)
-            for r in read_topic(kafka_settings, topics.name("decisions"))
-        )
+        for d in sorted(made, key=lambda d: d.decided_at)
         if d.outcome == "dispatched" and d.job_id in low + high
     ]
     assert set(dispatched[:3]) == set(high)

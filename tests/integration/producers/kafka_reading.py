@@ -57,7 +57,7 @@ class TopicReader:
         return set(self._partitions)
 
     def wait_for(
-        self, condition: Callable[[list[E]], bool], timeout_s: float = 60.0, what: str = ""
+        self, condition: Callable[[list[E]], bool], timeout_s: float = 90.0, what: str = ""
     ) -> list[E]:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

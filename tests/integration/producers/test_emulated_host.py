@@ -131,7 +131,7 @@ def test_guests_slow_down_together_when_their_host_is_saturated(
         producer.close()
         pids = children_of(host.pid)
         host.send_signal(signal.SIGTERM)
-        code = host.wait(timeout=30)
+        code = host.wait(timeout=60)
         if code is None:
             os.killpg(host.pid, signal.SIGKILL)
     assert code == 0

@@ -6,6 +6,7 @@ import pytest
 from pipeline.errors import EventError
 from pipeline.events import (
     EVENT_TYPES,
+    MAX_PAYLOAD_BYTES,
     CandidateView,
     DeadLetter,
     DispatchDecision,
@@ -214,6 +215,16 @@ def test_a_job_status_is_consistent_and_its_result_bounded():
             vm_id="v",
             result={"x": "a" * 70_000},
         )
+
+
+def test_a_job_payload_is_bounded_on_the_wire_and_when_built():
+    big = {"x": "a" * (MAX_PAYLOAD_BYTES + 1)}
+    with pytest.raises(EventError, match="262144-byte limit"):
+        JobSubmission.from_bytes(json.dumps({"job_type": "io", "payload": big}).encode())
+    with pytest.raises(ValueError, match="262144-byte limit"):
+        JobSubmission(job_type="io", payload=big)
+    fits = {"x": "a" * (MAX_PAYLOAD_BYTES - 100)}
+    assert JobSubmission(job_type="io", payload=fits).payload == fits
 
 
 def test_a_revoke_names_the_vm():

@@ -133,6 +133,8 @@ class Harness:
         self.agents = {
             name.rsplit(".", 1)[-1]: agent for name, agent in pipeline.app.agents.items()
         }
+        self.read_throughs = 0
+        self.on_read_through: Callable[[], None] | None = None
 
     @property
     def vm_stats(self) -> JsonTable:
@@ -186,6 +188,14 @@ class Harness:
     def ready(self) -> None:
         self.pipeline.fleet.ready.set()
 
+    async def read_through(self) -> bool:
+        """What FleetConsumer.read_through_now does: here, run `on_read_through` (what the
+        fleet topics held but the view had not read yet) and count the call."""
+        self.read_throughs += 1
+        if self.on_read_through is not None:
+            self.on_read_through()
+        return True
+
 
 def build(tmp_path: Path, stats_batch_max: int = 1) -> Harness:
     """A fresh app; call inside the test's event loop (Faust binds the running loop).
@@ -210,7 +220,13 @@ def build(tmp_path: Path, stats_batch_max: int = 1) -> Harness:
     )
     producer = RecordingProducer()
     pipeline.app.producer = producer
-    return Harness(pipeline, clock, producer)
+    # No broker: every VM's queue topic counts as existing (the service asks the cluster).
+    pipeline.dispatcher.queue_ready = lambda topic: True
+    harness = Harness(pipeline, clock, producer)
+    # No FleetConsumer either: the view is as current as the test made it (`on_read_through`
+    # lets a test feed it what "arrives" while the stats agent waits).
+    pipeline.stats.view_current = harness.read_through
+    return harness
 
 
 def in_loop(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:

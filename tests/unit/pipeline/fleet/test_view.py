@@ -185,7 +185,9 @@ def test_tombstones_remove_hosts_vms_and_states_and_bump_the_version():
     assert view.version == before + 3
     assert "a1" not in view.vms
     assert "h2" not in view.hosts
-    # b1 still runs on h2 (its registration stands), but h1 has nothing left to serve.
+    # b1's registration stands, but its host is gone: no candidate until it registers again.
+    assert snapshot_hosts(view) == {"h1": []}
+    add_host(view, "h2")
     assert snapshot_hosts(view) == {"h1": [], "h2": ["b1"]}
 
 
@@ -213,6 +215,27 @@ def test_a_stopped_vm_leaves_the_snapshot_and_stops_serving_its_type():
     assert view.serves("cpu")
 
 
+@pytest.mark.parametrize("policy", ["io-aware", "paper", "round-robin"])
+def test_a_paused_vm_leaves_the_snapshot_and_receives_no_job_until_resumed(policy):
+    import random
+
+    from pipeline.policy.decision import JobRequest, Outcome
+    from pipeline.policy.registry import build_policy
+
+    view = FleetView()
+    add_host(view, "h1", io_limit=1000.0)
+    add_vm(view, "a1", "h1", job_type="io")
+    add_state(view, "a1", "h1", last_telemetry_at=NOW, io_ops_per_s=0.0)
+    add_vm(view, "a1", "h1", job_type="io", status=VmStatus.PAUSED)
+    # Its I/O is 0 because it is frozen: it must not look idle and eligible.
+    assert snapshot_hosts(view) == {"h1": []}
+    job = JobRequest(job_id="j1", job_type="io")
+    decision = build_policy(policy).decide(view.snapshot(NOW, CONFIG), job, random.Random(1))
+    assert decision.outcome is not Outcome.DISPATCHED
+    add_vm(view, "a1", "h1", job_type="io")  # resumed
+    assert snapshot_hosts(view) == {"h1": ["a1"]}
+
+
 def test_a_down_host_leaves_the_snapshot_with_its_vms():
     view = FleetView()
     add_host(view, "h1")
@@ -226,10 +249,14 @@ def test_a_down_host_leaves_the_snapshot_with_its_vms():
     assert snapshot_hosts(view) == {"h1": ["a1"], "h2": ["b1"]}
 
 
-def test_an_up_host_without_vms_is_in_the_snapshot_and_a_vm_of_an_unknown_host_counts():
+def test_an_up_host_without_vms_is_in_the_snapshot_and_a_vm_of_an_unknown_host_waits_for_it():
+    # A registration onto a host nobody registered made a phantom host; now the VM waits for
+    # its host's registration (which may simply arrive a moment later: another topic).
     view = FleetView()
     add_host(view, "empty")
-    add_vm(view, "a1", "unregistered")  # its vms record arrived before its hosts record
+    add_vm(view, "a1", "unregistered")
+    assert snapshot_hosts(view) == {"empty": []}
+    add_host(view, "unregistered")
     assert snapshot_hosts(view) == {"empty": [], "unregistered": ["a1"]}
 
 

@@ -189,3 +189,45 @@ async def test_an_unreadable_stored_row_is_started_afresh_and_the_agent_goes_on(
     assert h.vm_stats["a1"]["schema_version"] == 1
     unreadable = h.pipeline.metrics.unreadable_rows.labels(table="vm_stats")
     assert unreadable._value.get() == 1
+
+
+@in_loop
+async def test_samples_for_unregistered_vms_or_another_host_are_refused_once_the_view_is_ready(
+    tmp_path,
+):
+    # A forged IoSample with another host_id moved a VM to that host; samples for unknown VMs
+    # created rows without limit.
+    h = build(tmp_path)
+    h.host("h1")
+    h.vm("a1", "h1")
+    h.ready()
+    async with h.agents["vm_stats"].test_context() as agent:
+        forged = io_sample("a1", NOW, 10, host_id="h9")
+        await put_from(agent, "t.io-samples", b"a1", forged.to_bytes())
+        await put_from(agent, "t.io-samples", b"zz", io_sample("zz", NOW, 10).to_bytes())
+        await put_from(agent, "t.io-samples", b"a1", io_sample("a1", NOW, 10).to_bytes())
+        await until(lambda: h.producer.on("vm-state"), "the true sample")
+    reasons = [letter.reason for letter in h.producer.dead_letters()]
+    assert reasons == [
+        "IoSample: VM a1 is registered on h1, not on h9",
+        "IoSample: VM zz is not registered",
+    ]
+    assert list(h.vm_stats) == ["a1"]
+    assert VmState.from_bytes(h.producer.on("vm-state")[0][1]).host_id == "h1"
+
+
+@in_loop
+async def test_a_vms_first_samples_read_before_its_registration_are_counted_not_refused(tmp_path):
+    # Dom0 registers a VM before it samples it, but the registration (topic vms, read by the
+    # fleet consumer) can reach the worker after the first samples (io-samples, read by this
+    # agent): the agent brings the view up to date before it refuses anything.
+    h = build(tmp_path)
+    h.host("h1")
+    h.ready()
+    h.on_read_through = lambda: h.vm("a1", "h1")  # the registration, read while it waits
+    async with h.agents["vm_stats"].test_context() as agent:
+        await put_from(agent, "t.io-samples", b"a1", io_sample("a1", NOW, 10).to_bytes())
+        await until(lambda: h.producer.on("vm-state"), "the sample counted")
+    assert h.producer.dead_letters() == []
+    assert h.read_throughs == 1
+    assert list(h.vm_stats) == ["a1"]
