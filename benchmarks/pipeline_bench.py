@@ -43,8 +43,11 @@ from pipeline.events import (
     HostRegistration,
     IoCounters,
     IoSample,
-    JobCompletion,
+    JobState,
+    JobStatus,
     JobSubmission,
+    QueuedJob,
+    StatusWriter,
     VmRegistration,
 )
 from pipeline.ops.worker_process import WorkerProcess
@@ -198,15 +201,17 @@ class Fleet:
 
 
 class Completer:
-    """Plays the guests: completes every queued job at once (a thread), as a live fleet would.
+    """Plays the guests: ends every queued job at once (a thread), as a live fleet would, with
+    the status record a guest writes (`succeeded`, to the job's partition of `job-status`); the
+    dispatcher checks it and forwards the run to `completions`.
 
-    Off by default: once completions give a VM a service rate, io-aware's backlog cap applies
-    and jobs wait (the retry path), which is not the "nothing waits" throughput measure.
+    Off by default: once runs give a VM a service rate, io-aware's backlog cap applies and jobs
+    wait (the retry path), which is not the "nothing waits" throughput measure.
     """
 
     def __init__(self, kafka: KafkaSettings, topics: Topics, queue_topics: list[str]) -> None:
         self.kafka = kafka
-        self.completions = topics.name("completions")
+        self.status_topic = topics.name("job-status")
         self.queue_topics = list(queue_topics)
         self.completed = 0
         self._stop = threading.Event()
@@ -232,20 +237,27 @@ class Completer:
             while not self._stop.is_set():
                 for batch in consumer.poll(timeout_ms=100).values():
                     for record in batch:
-                        job = json.loads(record.value)
+                        job = QueuedJob.from_bytes(record.value)
                         now = time.time()
-                        done = JobCompletion(
-                            job_id=job["job_id"],
-                            job_type=job["job_type"],
-                            vm_id=job["vm_id"],
-                            host_id=job["host_id"],
-                            submitted_at=job["submitted_at"],
-                            dispatched_at=job["dispatched_at"],
+                        done = JobStatus(
+                            job_id=job.job_id,
+                            state=JobState.SUCCEEDED,
+                            at=now,
+                            writer=StatusWriter.GUEST,
+                            job=job.submission(),
+                            attempt=job.attempt,
+                            vm_id=job.vm_id,
+                            host_id=job.host_id,
+                            dispatched_at=job.dispatched_at,
                             started_at=now,
                             finished_at=now,
-                            outcome="succeeded",
                         )
-                        producer.send(self.completions, key=done.key(), value=done.to_bytes())
+                        producer.send(
+                            self.status_topic,
+                            key=done.key(),
+                            value=done.to_bytes(),
+                            partition=job.status_partition,
+                        )
                         self.completed += 1
         except Exception as exc:  # reported in the result
             self.error = f"{type(exc).__name__}: {exc}"

@@ -18,14 +18,17 @@ def kafka_for(broker: str | None, console: Console) -> KafkaSettings:
         return load_kafka_settings(broker=broker)
     if os.environ.get("VMLB_BROKER"):
         return load_kafka_settings()
-    from pipeline.ops.broker.local import DEFAULT_HOST, DEFAULT_PORT
-    from pipeline.ops.demo.run import _broker
+    from pipeline.ops.broker.local import DEFAULT_HOST, DEFAULT_PORT, LocalCluster
     from pipeline.ops.ports import port_free
 
     if not port_free(DEFAULT_PORT):
         # Something already serves the default port (e.g. a broker started another way).
         return load_kafka_settings(broker=f"{DEFAULT_HOST}:{DEFAULT_PORT}")
-    return _broker(console)
+    cluster = LocalCluster()
+    with console.status("starting the local Kafka broker..."):
+        cluster.start()  # left running for the next benchmark: `vmlb broker stop` stops it
+    console.print(f"Kafka at [bold]{cluster.bootstrap}[/] (stop it with `vmlb broker stop`)")
+    return cluster.settings()
 
 
 def print_table(result: dict[str, Any], console: Console) -> None:

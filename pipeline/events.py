@@ -5,32 +5,70 @@ reader accepts the versions it knows and refuses others with a clear reason, whi
 turns into a dead letter. Times are Unix epoch seconds (float, UTC); rates carry their unit in the
 name (`_per_s`); I/O counts are in I/O requests (`_ops`).
 
-`JobSubmission` is a public interface: any Kafka client in any language submits a job by producing
-one JSON line to the jobs topic (see docs/events.md). Everything else is written by vmlb itself.
+`JobSubmission` and `JobControl` are public interfaces: any Kafka client in any language submits
+(or cancels) a job by producing one JSON line (see docs/events.md), and follows it on the
+compacted `job-status` topic (`JobStatus`). Everything else is written by vmlb itself.
+
+Decoding is total: any bytes give an event or an `EventError` naming the field. Numbers are
+strict (no numeric strings, no `true` for a count), finite and bounded (`Count`, `Rate`,
+`EpochSeconds`: before 2100), identifiers are checked against a pattern, and a
+message larger than `MAX_MESSAGE_BYTES` is refused before it is parsed. JSON nesting is bounded
+by pydantic-core's parser (it refuses, never recurses in Python).
 
 This module owns the wire format only; it must not import Kafka or Faust.
 """
 
 from __future__ import annotations
 
-import json
+import base64
+import hashlib
 import math
 import uuid
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import from_json
 
 from pipeline.errors import EventError
 
 SCHEMA_VERSION = 1
 
+#: No vmlb message may be larger (Kafka's default max.message.bytes is 1,048,588).
+MAX_MESSAGE_BYTES = 1_000_000
+#: A job's result travels in its JobStatus; a larger one is refused (return a reference instead).
+MAX_RESULT_BYTES = 64 * 1024
+#: A job's payload travels in its queued job and in each of its status records (which also
+#: carry a result and errors); a larger one is refused: pass a reference to the data instead.
+MAX_PAYLOAD_BYTES = 256 * 1024
+#: Free-text fields (reasons, errors) are cut to this many characters.
+MAX_TEXT = 2000
+
 #: Identifiers for hosts, VMs and job types: what libvirt domain names and topic names allow.
 Identifier = Annotated[
     str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 ]
-EpochSeconds = Annotated[float, Field(ge=0)]
-NonNegative = Annotated[float, Field(ge=0)]
+#: Unix time up to 2100-01-01: finite and bounded. How far from the receiver's own clock an
+#: event may be is judged where that clock is (the dispatcher, the vm_stats agent).
+EpochSeconds = Annotated[float, Strict(), Field(ge=0, le=4_102_444_800, allow_inf_nan=False)]
+#: A duration or interval in seconds (at most ten years).
+Seconds = Annotated[float, Strict(), Field(ge=0, le=315_360_000, allow_inf_nan=False)]
+PositiveSeconds = Annotated[float, Strict(), Field(gt=0, le=315_360_000, allow_inf_nan=False)]
+#: A rate (ops/s, jobs/s): finite, non-negative, below any physical I/O path (10^12 per second).
+Rate = Annotated[float, Strict(), Field(ge=0, le=1e12, allow_inf_nan=False)]
+PositiveRate = Annotated[float, Strict(), Field(gt=0, le=1e12, allow_inf_nan=False)]
+#: A count (I/O requests, jobs): an integer, never a float or a boolean, below 2^53.
+Count = Annotated[int, Strict(), Field(ge=0, le=2**53)]
+Text = Annotated[str, Field(max_length=MAX_TEXT)]
+NonNegative = Rate
 
 
 class Event(BaseModel):
@@ -53,16 +91,27 @@ class Event(BaseModel):
 
     @classmethod
     def from_bytes(cls, raw: bytes | str | None) -> Self:
-        """Parse and validate one message value; raise EventError naming the bad field."""
+        """Parse and validate one message value; raise EventError naming the bad field.
+
+        Total: whatever the bytes, the result is an event or an EventError (never another
+        exception). pydantic-core parses the JSON (in Rust, with a nesting limit), so a deeply
+        nested value is refused rather than recursed into.
+        """
         if raw is None:
             raise EventError(f"{cls.__name__}: empty message (no value)")
+        if len(raw) > MAX_MESSAGE_BYTES:
+            raise EventError(
+                f"{cls.__name__}: message of {len(raw)} bytes is over the {MAX_MESSAGE_BYTES} limit"
+            )
         try:  # the fast path (pydantic parses the JSON itself); errors are described below
             return cls.model_validate_json(raw)
         except ValidationError:
             pass
+        except Exception as exc:  # a validator's bug must not escape as anything else
+            raise EventError(f"{cls.__name__}: {type(exc).__name__}: {exc}") from None
         try:
-            data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            data = from_json(raw)
+        except ValueError as exc:
             raise EventError(f"{cls.__name__}: not JSON: {exc}") from None
         return cls.from_dict(data)
 
@@ -74,15 +123,17 @@ class Event(BaseModel):
             return cls.model_validate(data)
         except ValidationError as exc:
             raise EventError(describe_validation_error(cls.__name__, exc)) from None
+        except Exception as exc:
+            raise EventError(f"{cls.__name__}: {type(exc).__name__}: {exc}") from None
 
 
 def describe_validation_error(what: str, exc: ValidationError) -> str:
     """One line naming each bad field, e.g. `JobSubmission: job_type: field required`."""
     problems = []
-    for error in exc.errors():
-        field = ".".join(str(part) for part in error["loc"]) or "(message)"
+    for error in exc.errors()[:10]:
+        field = ".".join(str(part) for part in error["loc"])[:200] or "(message)"
         problems.append(f"{field}: {error['msg']}")
-    return f"{what}: " + "; ".join(problems)
+    return (f"{what}: " + "; ".join(problems))[:MAX_TEXT]
 
 
 # --- Telemetry (Dom0) --------------------------------------------------------------------------
@@ -97,10 +148,10 @@ class IoCounters(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    net_rx_packets: int = Field(0, ge=0)
-    net_tx_packets: int = Field(0, ge=0)
-    block_rd_reqs: int = Field(0, ge=0)
-    block_wr_reqs: int = Field(0, ge=0)
+    net_rx_packets: Count = 0
+    net_tx_packets: Count = 0
+    block_rd_reqs: Count = 0
+    block_wr_reqs: Count = 0
 
     @property
     def total_ops(self) -> int:
@@ -119,8 +170,8 @@ class IoSample(Event):
     host_id: Identifier
     vm_id: Identifier
     sampled_at: EpochSeconds
-    interval_s: float = Field(gt=0)
-    io_ops: int = Field(ge=0)
+    interval_s: PositiveSeconds
+    io_ops: Count
     counters: IoCounters
 
     @property
@@ -150,14 +201,19 @@ class HostRegistration(Event):
 
     host_id: Identifier
     status: HostStatus = HostStatus.UP
-    io_limit_ops_per_s: float | None = Field(None, gt=0)
-    sample_interval_s: float = Field(1.0, gt=0)
+    io_limit_ops_per_s: PositiveRate | None = None
+    sample_interval_s: PositiveSeconds = 1.0
+    #: How Dom0 reads this host's counters (libvirt: `bulk`, `bulk-per-domain` while a bulk
+    #: call overruns, `per-device`; `emulated`), None while not known.
+    telemetry_path: str | None = Field(None, max_length=64)
     registered_at: EpochSeconds
 
 
 class VmStatus(StrEnum):
     RUNNING = "running"
     STOPPED = "stopped"
+    #: Still on its host but running no guest code (suspended): it serves no job.
+    PAUSED = "paused"
 
 
 class VmRegistration(Event):
@@ -194,12 +250,12 @@ class VmState(Event):
 
     vm_id: Identifier
     host_id: Identifier | None = None
-    io_ops_per_s: NonNegative = 0.0
-    load_jobs_per_s: NonNegative = 0.0
-    io_per_job: NonNegative | None = None
-    io_per_job_samples: int = Field(0, ge=0)
-    busy_fraction: float = Field(0.0, ge=0, le=1)
-    outstanding_jobs: int = Field(0, ge=0)
+    io_ops_per_s: Rate = 0.0
+    load_jobs_per_s: Rate = 0.0
+    io_per_job: Rate | None = None
+    io_per_job_samples: Count = 0
+    busy_fraction: Annotated[float, Strict(), Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
+    outstanding_jobs: Count = 0
     last_telemetry_at: EpochSeconds | None = None
     last_completion_at: EpochSeconds | None = None
     last_decision_at: EpochSeconds | None = None
@@ -232,9 +288,9 @@ class LimitSetting(Event):
     target_id: Identifier
     field: LimitField
     source: LimitSource
-    value: float | None = Field(None, gt=0)
+    value: PositiveRate | None = None
     set_at: EpochSeconds
-    detail: str | None = None
+    detail: Text | None = None
 
     def key(self) -> bytes | None:
         return limit_key(self.scope, self.target_id, self.field, self.source).encode()
@@ -247,22 +303,43 @@ def limit_key(scope: LimitScope, target_id: str, field: LimitField, source: Limi
 
 # --- Jobs ---------------------------------------------------------------------------------------
 
+#: Job priorities: higher leaves the waiting queue first (as Celery's and Slurm's do).
+MIN_PRIORITY, MAX_PRIORITY, DEFAULT_PRIORITY = 0, 9, 4
+#: How many times a failed job may run in all (its first run included).
+MAX_ATTEMPTS = 20
+
+
+def _bounded_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    if payload and len(to_json_bytes(payload)) > MAX_PAYLOAD_BYTES:
+        raise ValueError(f"payload is over the {MAX_PAYLOAD_BYTES}-byte limit")
+    return payload
+
+
+#: A job's payload: any JSON object of at most `MAX_PAYLOAD_BYTES`, handed to its handler as is.
+Payload = Annotated[dict[str, Any], AfterValidator(_bounded_payload)]
+
 
 class JobSubmission(Event):
     """A job to run (topic: jobs). The public submission format.
 
     Only `job_type` is required. `job_id` makes resubmission idempotent; without one, the
     dispatcher derives a stable id from the message's topic, partition and offset.
-    `deadline_s` counts from `submitted_at`: a job still waiting then is dead-lettered.
+    `deadline_s` counts from `submitted_at`: a job still waiting then expires (dead-lettered).
+    `max_attempts` lets a failed job run again (with backoff, preferably on another VM);
+    `priority` orders waiting jobs (higher first); `submitter` is the fairness key: under
+    overload, waiting jobs of a type are taken round-robin across submitters.
     """
 
     key_field: ClassVar[str | None] = "job_id"
 
     job_id: Identifier | None = None
     job_type: Identifier
-    payload: dict[str, Any] = Field(default_factory=dict)
+    payload: Payload = Field(default_factory=dict)
     submitted_at: EpochSeconds | None = None
-    deadline_s: float | None = Field(None, gt=0)
+    deadline_s: PositiveSeconds | None = None
+    max_attempts: Annotated[int, Strict(), Field(ge=1, le=MAX_ATTEMPTS)] = 1
+    priority: Annotated[int, Strict(), Field(ge=MIN_PRIORITY, le=MAX_PRIORITY)] = DEFAULT_PRIORITY
+    submitter: Identifier | None = None
 
     def key(self) -> bytes | None:
         return self.job_id.encode() if self.job_id else None
@@ -279,19 +356,45 @@ def new_job_id() -> str:
 
 
 class QueuedJob(Event):
-    """A job routed to one VM (topic: that VM's queue). Written by the dispatcher only."""
+    """A job routed to one VM (topic: that VM's queue). Written by the dispatcher only.
+
+    `attempt` counts runs (1 for the first); `status_partition` is the partition of `job-status`
+    (and of `jobs`) the job belongs to: the guest writes the job's status records there, where
+    the dispatcher that owns the job reads them.
+    """
 
     key_field: ClassVar[str | None] = "job_id"
 
     job_id: Identifier
     job_type: Identifier
-    payload: dict[str, Any] = Field(default_factory=dict)
+    payload: Payload = Field(default_factory=dict)
     vm_id: Identifier
     host_id: Identifier
     submitted_at: EpochSeconds
     dispatched_at: EpochSeconds
     deadline_at: EpochSeconds | None = None
-    policy: str
+    policy: Text
+    attempt: Annotated[int, Strict(), Field(ge=1, le=MAX_ATTEMPTS)] = 1
+    status_partition: Annotated[int, Strict(), Field(ge=0, le=100_000)] | None = None
+    max_attempts: Annotated[int, Strict(), Field(ge=1, le=MAX_ATTEMPTS)] = 1
+    priority: Annotated[int, Strict(), Field(ge=MIN_PRIORITY, le=MAX_PRIORITY)] = DEFAULT_PRIORITY
+    submitter: Identifier | None = None
+    deadline_s: PositiveSeconds | None = None
+    #: The errors of its earlier attempts, oldest first (the guest reports them with a failure).
+    errors: list[Text] = Field(default_factory=list, max_length=MAX_ATTEMPTS)
+
+    def submission(self) -> JobSubmission:
+        """The job as it was submitted (normalised: with its id and submission time)."""
+        return JobSubmission(
+            job_id=self.job_id,
+            job_type=self.job_type,
+            payload=self.payload,
+            submitted_at=self.submitted_at,
+            deadline_s=self.deadline_s,
+            max_attempts=self.max_attempts,
+            priority=self.priority,
+            submitter=self.submitter,
+        )
 
 
 class JobOutcome(StrEnum):
@@ -300,7 +403,12 @@ class JobOutcome(StrEnum):
 
 
 class JobCompletion(Event):
-    """A job a guest finished, with its whole timeline (topic: completions, key vm_id)."""
+    """A job run that finished, with its whole timeline (topic: completions, key vm_id).
+
+    Written by the dispatcher once it has checked the guest's report against its own record
+    (the job was dispatched to that VM, for that attempt, and not already finished), so the
+    per-VM load and io_per_job the vm_stats agent keeps count only real runs.
+    """
 
     key_field: ClassVar[str | None] = "vm_id"
 
@@ -313,7 +421,8 @@ class JobCompletion(Event):
     started_at: EpochSeconds
     finished_at: EpochSeconds
     outcome: JobOutcome
-    error: str | None = None
+    error: Text | None = None
+    attempt: Annotated[int, Strict(), Field(ge=1, le=MAX_ATTEMPTS)] = 1
 
     @model_validator(mode="after")
     def _timeline_in_order(self) -> Self:
@@ -333,6 +442,162 @@ class JobCompletion(Event):
         return self.finished_at - self.started_at
 
 
+# --- Job status (compacted) and control ----------------------------------------------------------
+
+
+class JobState(StrEnum):
+    WAITING = "waiting"  # no eligible host yet (reason and funnel say why), or backing off
+    DISPATCHED = "dispatched"  # in a VM's queue, not started
+    RUNNING = "running"  # a guest started it
+    RETRYING = "retrying"  # an attempt failed; the next one comes at retry_at
+    SUCCEEDED = "succeeded"  # with its result
+    FAILED = "failed"  # the last attempt failed: dead-lettered with every attempt's error
+    EXPIRED = "expired"  # its deadline passed before it ran: dead-lettered
+    CANCELLED = "cancelled"
+    DEAD_LETTERED = "dead-lettered"  # refused (no VM serves its type, ...): the reason says why
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = {
+    JobState.SUCCEEDED,
+    JobState.FAILED,
+    JobState.EXPIRED,
+    JobState.CANCELLED,
+    JobState.DEAD_LETTERED,
+}
+
+
+class StatusWriter(StrEnum):
+    DISPATCHER = "dispatcher"
+    GUEST = "guest"
+
+
+class FunnelStep(BaseModel):
+    """How many candidates were left after one rule (Nomad's and Nova's filter counts)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rule: Text
+    remaining: Count
+
+
+class JobStatus(Event):
+    """Where one job is now (topic: job-status, compacted, key job_id).
+
+    The latest record of a key is the job's state: any Kafka client can follow a job by its
+    id. Records sit in the partition of `jobs` the job came from (the dispatcher that owns it
+    reads them), written by the component that knows each transition: the dispatcher (waiting,
+    dispatched, retrying, expired, cancelled, failed, dead-lettered) and the job's guest
+    (running, succeeded, failed). `job` is the submission as normalised (its id, its time), so
+    the latest record alone is enough to carry on with the job after a crash.
+    """
+
+    key_field: ClassVar[str | None] = "job_id"
+
+    job_id: Identifier
+    state: JobState
+    at: EpochSeconds
+    writer: StatusWriter
+    job: JobSubmission
+    attempt: Annotated[int, Strict(), Field(ge=1, le=MAX_ATTEMPTS)] = 1
+    vm_id: Identifier | None = None
+    host_id: Identifier | None = None
+    dispatched_at: EpochSeconds | None = None
+    started_at: EpochSeconds | None = None
+    finished_at: EpochSeconds | None = None
+    #: Why it waits, failed, expired, was cancelled or dead-lettered.
+    reason: Text | None = None
+    #: For a waiting job: the candidates left after each rule, e.g. type 16 -> fresh 12 -> 0.
+    funnel: list[FunnelStep] = Field(default_factory=list, max_length=32)
+    result: dict[str, Any] | None = None
+    error: Text | None = None
+    #: A failed job's every attempt's error, oldest first.
+    errors: list[Text] = Field(default_factory=list, max_length=MAX_ATTEMPTS)
+    retry_at: EpochSeconds | None = None
+    cancel_requested: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.job.job_id != self.job_id:
+            raise ValueError(f"job.job_id {self.job.job_id!r} is not job_id {self.job_id!r}")
+        if self.state in (JobState.DISPATCHED, JobState.RUNNING) and not self.vm_id:
+            raise ValueError(f"a {self.state} job names its vm_id")
+        if self.result is not None and len(to_json_bytes(self.result)) > MAX_RESULT_BYTES:
+            raise ValueError(f"result is over the {MAX_RESULT_BYTES}-byte limit")
+        return self
+
+    @property
+    def terminal(self) -> bool:
+        return self.state.terminal
+
+
+class ControlAction(StrEnum):
+    CANCEL = "cancel"  # a submitter or operator: do not run (or stop) this job
+    REVOKE = "revoke"  # the dispatcher: the job moved away from `vm_id`, which must not run it
+
+
+class JobControl(Event):
+    """A request about one job (topic: job-control, compacted, key job_id).
+
+    `cancel` is public: any Kafka client may produce it (`vmlb job cancel` does). A waiting job
+    is cancelled at once; a dispatched job that has not started is skipped by its guest; a
+    running one is marked cancel-requested (its handler may honour it) and never completes as
+    succeeded. `revoke` is written by the dispatcher when it moves a job off a VM.
+    """
+
+    key_field: ClassVar[str | None] = "job_id"
+
+    job_id: Identifier
+    action: ControlAction = ControlAction.CANCEL
+    requested_at: EpochSeconds
+    vm_id: Identifier | None = None
+    reason: Text | None = None
+    requested_by: Identifier | None = None
+
+    @model_validator(mode="after")
+    def _revoke_names_the_vm(self) -> Self:
+        if self.action is ControlAction.REVOKE and not self.vm_id:
+            raise ValueError("a revoke names the vm_id that must not run the job")
+        return self
+
+
+class HostMode(StrEnum):
+    ACTIVE = "active"
+    CORDONED = "cordoned"  # no new jobs; queued ones still run there
+    DRAINING = "draining"  # no new jobs; queued, unstarted ones move elsewhere at deadline_at
+
+
+class HostAdmin(Event):
+    """An operator's say over one host (topic: host-admin, compacted, key host_id).
+
+    Nomad's node drain and Nova's disabled service: `vmlb host cordon|drain|uncordon`.
+    """
+
+    key_field: ClassVar[str | None] = "host_id"
+
+    host_id: Identifier
+    mode: HostMode
+    reason: Text | None = None
+    deadline_at: EpochSeconds | None = None
+    set_at: EpochSeconds
+
+
+class DispatchLoad(Event):
+    """One jobs partition's in-flight jobs per VM (topic: dispatch-load, compacted, key
+    `partition`), from the dispatcher that owns the partition. Every dispatcher adds the
+    partitions it does not own to its own exact counts, so several workers see one backlog."""
+
+    partition: Annotated[int, Strict(), Field(ge=0, le=100_000)]
+    in_flight: dict[Identifier, Count] = Field(default_factory=dict)
+    at: EpochSeconds
+
+    def key(self) -> bytes | None:
+        return str(self.partition).encode()
+
+
 # --- Decisions ----------------------------------------------------------------------------------
 
 
@@ -341,6 +606,10 @@ class DecisionOutcome(StrEnum):
     WAITING = "waiting"  # no eligible host; the job waits durably
     EXPIRED = "expired"  # its deadline passed while waiting; dead-lettered
     REJECTED = "rejected"  # no VM serves its type; dead-lettered
+    CANCELLED = "cancelled"  # cancelled while waiting
+
+
+_Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class CandidateView(BaseModel):
@@ -352,68 +621,83 @@ class CandidateView(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    vm_id: str
-    host_id: str
+    vm_id: Identifier
+    host_id: Identifier
     #: The host's I/O rate as the policy estimates it (paper total, or projected).
-    total_io_ops_per_s: float
+    total_io_ops_per_s: _Finite
     eligible: bool
-    limit_ops_per_s: float | None = None
-    headroom_ops_per_s: float | None = None
-    #: Reported outstanding jobs plus this dispatcher's claims.
-    outstanding_jobs: int = 0
-    telemetry_age_s: float | None = None
+    limit_ops_per_s: _Finite | None = None
+    headroom_ops_per_s: _Finite | None = None
+    #: Outstanding jobs: this dispatcher's own in flight plus the other dispatchers'.
+    outstanding_jobs: Count = 0
+    telemetry_age_s: _Finite | None = None
     #: How far the host's telemetry was behind the fleet's newest (absent in older records).
-    telemetry_behind_s: float | None = None
+    telemetry_behind_s: _Finite | None = None
     #: Name of the filter that rejected it (None if eligible).
-    rejected_by: str | None = None
+    rejected_by: Text | None = None
     #: The weighers' combined score (None if not weighed).
-    weight: float | None = None
+    weight: _Finite | None = None
     #: What the job would add to the host's I/O demand now: its rate on an idle VM, 0 behind a
     #: running job (io-aware's fit test; None where not judged).
-    job_io_ops_per_s: float | None = None
+    job_io_ops_per_s: _Finite | None = None
     #: Seconds until the job would be done on this VM, as the policy expected (None: not judged).
-    expected_response_s: float | None = None
+    expected_response_s: _Finite | None = None
 
 
 class DispatchDecision(Event):
-    """Everything one dispatch decision used and chose (topic: decisions, key vm_id or job_id)."""
+    """Everything one dispatch decision used and chose (topic: decisions, key job_id).
+
+    Written to the partition of `jobs` the job came from, before the job is queued: a queued job
+    always has its decision. `candidates` holds the compared (eligible) candidates in full and a
+    few of the refused ones; `refused` counts every refused candidate by the rule that refused
+    it. `attempt` is the job's run (1 for the first); `decision_count` counts decisions made for
+    this attempt (a waiting job is decided again until it goes).
+    """
+
+    key_field: ClassVar[str | None] = "job_id"
 
     job_id: Identifier
     job_type: Identifier
     decided_at: EpochSeconds
-    policy: str
+    policy: Text
     outcome: DecisionOutcome
-    vm_id: str | None = None
-    host_id: str | None = None
-    reason: str
-    candidates: list[CandidateView] = Field(default_factory=list)
-    attempt: int = Field(1, ge=1)
-
-    def key(self) -> bytes | None:
-        # Keyed by the chosen VM so that decisions are co-partitioned with that VM's completions
-        # and telemetry: one worker counts the VM's outstanding jobs.
-        return (self.vm_id or self.job_id).encode()
+    vm_id: Identifier | None = None
+    host_id: Identifier | None = None
+    reason: Text
+    candidates: list[CandidateView] = Field(default_factory=list, max_length=256)
+    refused: dict[Text, Count] = Field(default_factory=dict)
+    attempt: Annotated[int, Strict(), Field(ge=1, le=MAX_ATTEMPTS)] = 1
+    decision_count: Annotated[int, Strict(), Field(ge=1)] = 1
 
 
 # --- Dead letters -------------------------------------------------------------------------------
+
+#: A dead letter keeps at most this much of the original message (the rest is summarised by its
+#: size and digest), so a dead letter always fits where its original came from.
+MAX_DEAD_PAYLOAD_BYTES = 64 * 1024
 
 
 class DeadLetter(Event):
     """A message vmlb could not use, with the reason (topic: dead-letters).
 
-    `payload` holds the original value as text (UTF-8, or `base64:`-prefixed when it was not);
-    the original topic, partition and offset let an operator find and replay it.
+    `payload` holds the original value as text (UTF-8, or `base64:`-prefixed when it was not),
+    cut to `MAX_DEAD_PAYLOAD_BYTES`; `payload_bytes` and `payload_sha256` describe the whole
+    original, so an operator can tell a truncated payload and find the original by its
+    topic, partition and offset.
     """
 
-    source_topic: str
-    source_partition: int | None = None
-    source_offset: int | None = None
-    source_key: str | None = None
+    source_topic: Text
+    source_partition: Annotated[int, Strict()] | None = None
+    source_offset: Annotated[int, Strict()] | None = None
+    source_key: Text | None = None
     payload: str | None = None
-    reason: str
-    stage: str
+    payload_bytes: Count | None = None
+    payload_sha256: str | None = None
+    payload_truncated: bool = False
+    reason: Text
+    stage: Text
     dead_lettered_at: EpochSeconds
-    job_id: str | None = None
+    job_id: Text | None = None
 
     def key(self) -> bytes | None:
         return self.source_key.encode() if self.source_key else None
@@ -432,18 +716,31 @@ class DeadLetter(Event):
         at: float,
         job_id: str | None = None,
     ) -> DeadLetter:
-        """The dead letter of one message as it came off (or was meant for) `topic`."""
-        return cls(
-            source_topic=topic,
+        """The dead letter of one message as it came off (or was meant for) `topic`.
+
+        Never fails and never grows past its limits: the payload is cut, the key, the reason
+        and the ids are cut to their field sizes.
+        """
+        truncated = value is not None and len(value) > MAX_DEAD_PAYLOAD_BYTES
+        return cls.model_construct(
+            schema_version=SCHEMA_VERSION,
+            source_topic=topic[:MAX_TEXT],
             source_partition=partition,
             source_offset=offset,
-            source_key=payload_text(key),
-            payload=payload_text(value),
-            reason=reason,
-            stage=stage,
+            source_key=_cut(payload_text(key[:MAX_TEXT] if key is not None else None)),
+            payload=payload_text(value[:MAX_DEAD_PAYLOAD_BYTES] if value is not None else None),
+            payload_bytes=None if value is None else len(value),
+            payload_sha256=None if value is None else hashlib.sha256(value).hexdigest(),
+            payload_truncated=truncated,
+            reason=reason[:MAX_TEXT],
+            stage=stage[:MAX_TEXT],
             dead_lettered_at=at,
-            job_id=job_id,
+            job_id=_cut(job_id),
         )
+
+
+def _cut(text: str | None) -> str | None:
+    return None if text is None else text[:MAX_TEXT]
 
 
 def payload_text(raw: bytes | None) -> str | None:
@@ -453,9 +750,14 @@ def payload_text(raw: bytes | None) -> str | None:
     try:
         return raw.decode()
     except UnicodeDecodeError:
-        import base64
-
         return "base64:" + base64.b64encode(raw).decode()
+
+
+def to_json_bytes(value: Any) -> bytes:
+    """Compact JSON of a plain value, as the wire has it (pydantic-core's encoder)."""
+    from pydantic_core import to_json
+
+    return to_json(value)
 
 
 #: Every schema, by the name used in docs/events.md and tests.
@@ -468,6 +770,10 @@ EVENT_TYPES: dict[str, type[Event]] = {
         JobSubmission,
         QueuedJob,
         JobCompletion,
+        JobStatus,
+        JobControl,
+        HostAdmin,
+        DispatchLoad,
         DispatchDecision,
         DeadLetter,
         VmState,

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pipeline.errors import ConfigError, VmlbError
+
+if TYPE_CHECKING:
+    from pipeline.events import JobStatus
 
 
 class ProducerError(VmlbError):
@@ -31,3 +36,12 @@ class SubmitError(ProducerError):
 
 class ChannelError(ProducerError):
     """The emulated host's I/O channel refused a request or could not be reached."""
+
+
+class JobFailed(ProducerError):
+    """A job ended otherwise than succeeded: failed, expired, cancelled or dead-lettered."""
+
+    def __init__(self, status: JobStatus) -> None:
+        self.status = status
+        why = status.reason or status.error or ""
+        super().__init__(f"job {status.job_id} {status.state.value}" + (f": {why}" if why else ""))

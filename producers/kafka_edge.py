@@ -1,7 +1,7 @@
 """The Kafka side of the producers: a publisher that drains an `Outbox`, and a registry reader.
 
-kafka-python clients, created lazily and re-created after failures, so a process started while
-the broker is down keeps running and catches up when it returns.
+kafka-python clients, created lazily and replaced after failed deliveries, so a process started
+while the broker is down keeps running and catches up when it returns, however long it was away.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ class BufferedPublisher:
         self._producer: Any = None
         self._next_attempt_at = 0.0
         self._reported_dropped = 0
+        self._failed_deliveries = 0
         self.delivered = 0
         self.connected = False
 
@@ -51,6 +52,11 @@ class BufferedPublisher:
     def pump(self) -> int:
         """Hand every buffered message to the producer; return how many were handed over."""
         self._report_drops()
+        if self._failed_deliveries:
+            # A producer whose deliveries failed (a broker outage past its delivery timeout) is
+            # replaced rather than trusted to recover (see KafkaSettings.to_kafka_python_producer).
+            self._failed_deliveries = 0
+            self._discard_producer()
         producer = self._ensure_producer()
         if producer is None:
             return 0
@@ -82,11 +88,23 @@ class BufferedPublisher:
                 log.warning("%s: flush did not complete: %s", self.client_id, exc)
 
     def close(self, timeout_s: float = 5.0) -> None:
-        self.pump()
-        self.flush(timeout_s)
+        """Deliver what is buffered within `timeout_s`; what is not is reported, not raised."""
+        try:
+            self.pump()
+            self.flush(timeout_s)
+        except Exception as exc:
+            log.warning("%s: last delivery on close failed: %s", self.client_id, exc)
         self._report_drops()
+        if self.outbox:
+            log.warning("%s: %d message(s) undelivered at close", self.client_id, len(self.outbox))
+        self._discard_producer(timeout_s)
+
+    def _discard_producer(self, timeout_s: float = 1.0) -> None:
         if self._producer is not None:
-            self._producer.close(timeout=timeout_s)
+            try:
+                self._producer.close(timeout=timeout_s)
+            except Exception as exc:
+                log.debug("%s: closing the producer: %s", self.client_id, exc)
             self._producer = None
 
     # --- internals ----------------------------------------------------------------------------
@@ -101,14 +119,14 @@ class BufferedPublisher:
 
         try:
             self._producer = KafkaProducer(
-                client_id=self.client_id,
-                acks="all",
-                linger_ms=5,
-                max_block_ms=1000,
-                bootstrap_timeout_ms=2000,
-                delivery_timeout_ms=int(self.delivery_timeout_s * 1000),
-                request_timeout_ms=int(min(self.delivery_timeout_s, 10) * 1000),
-                **self.settings.to_kafka_python(),
+                **self.settings.to_kafka_python_producer(
+                    client_id=self.client_id,
+                    linger_ms=5,
+                    max_block_ms=1000,
+                    bootstrap_timeout_ms=2000,
+                    delivery_timeout_ms=int(self.delivery_timeout_s * 1000),
+                    request_timeout_ms=int(min(self.delivery_timeout_s, 10) * 1000),
+                )
             )
         except KafkaError as exc:
             self._lost_broker(exc)
@@ -132,9 +150,16 @@ class BufferedPublisher:
 
     def _on_delivered(self, _metadata: Any) -> None:
         self.delivered += 1
+        if not self.connected:
+            # A delivery proves the broker is there, whatever a send that timed out said (a
+            # metadata fetch slower than max_block_ms on a loaded machine, a slow SASL start):
+            # without this, Dom0 would hold its registrations and queue topics forever.
+            log.info("%s: Kafka at %s reachable again", self.client_id, self.settings.broker)
+            self.connected = True
 
     def _on_failed(self, exc: Exception, message: Outgoing) -> None:
         self.connected = False
+        self._failed_deliveries += 1
         log.debug("%s: delivery to %s failed: %s", self.client_id, message.topic, exc)
         self.outbox.put_back(message)
 

@@ -2,9 +2,14 @@
 
 A submission is one `JobSubmission` JSON object on the jobs topic, keyed by its job id: any Kafka
 client in any language can do the same. Here every submission gets a job id (a uuid) and a
-`submitted_at` unless it carries its own, so it can be followed through decisions and
-completions. Invalid input is refused before anything is sent, with the field (and for files the
-line) at fault.
+`submitted_at` unless it carries its own, so it can be followed on `job-status`. Invalid input is
+refused before anything is sent, with the field (and for files the line) at fault.
+
+    with Submitter() as submitter:
+        job = submitter.submit("io-heavy", {"io_ops": 400}, max_attempts=3)
+        job.status()            # its latest JobStatus (waiting, dispatched, running, ...)
+        job.result(timeout=60)  # the handler's result once it succeeded; JobFailed otherwise
+        submitter.cancel(job)
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.errors import EventError
-from pipeline.events import JobSubmission, new_job_id
+from pipeline.events import JobControl, JobState, JobStatus, JobSubmission, new_job_id
 from pipeline.settings import KafkaSettings
-from pipeline.topics import topics_of
-from producers.errors import SubmitError
+from pipeline.topics import Topics, topics_of
+from pipeline.topics.jobs import latest_status, wait_for_status
+from producers.errors import JobFailed, SubmitError
 
 # --- parsing (pure) -----------------------------------------------------------------------------
 
@@ -125,9 +131,46 @@ def pick_types(mix: Mapping[str, float], count: int, rng: random.Random) -> list
 # --- sending (Kafka edge) -------------------------------------------------------------------------
 
 
+class JobHandle(str):
+    """A submitted job: its id (it is the id, as a string) and how to follow it."""
+
+    settings: KafkaSettings
+    topics: Topics
+
+    def __new__(cls, job_id: str, settings: KafkaSettings, topics: Topics) -> JobHandle:
+        handle = super().__new__(cls, job_id)
+        handle.settings = settings
+        handle.topics = topics
+        return handle
+
+    @property
+    def job_id(self) -> str:
+        return str(self)
+
+    def status(self, timeout_s: float = 30.0) -> JobStatus | None:
+        """Its latest record on `job-status` (None until the dispatcher has taken it)."""
+        return latest_status(self.settings, self.topics, self.job_id, timeout_s)
+
+    def wait(self, timeout: float = 60.0) -> JobStatus:
+        """Until it ended; its final status. SubmitError if it has not ended in `timeout` s."""
+        status = wait_for_status(self.settings, self.topics, self.job_id, timeout_s=timeout)
+        if status is None or not status.terminal:
+            state = status.state.value if status else "not seen yet"
+            raise SubmitError(f"job {self.job_id}: not ended after {timeout:g}s ({state})")
+        return status
+
+    def result(self, timeout: float = 60.0) -> dict[str, Any]:
+        """The handler's result once the job succeeded; JobFailed (with its status) if it
+        failed, expired, was cancelled or dead-lettered."""
+        status = self.wait(timeout)
+        if status.state is not JobState.SUCCEEDED:
+            raise JobFailed(status)
+        return status.result or {}
+
+
 class Submitter:
-    """Submit jobs to the jobs topic. `submit()` returns the job id at once; `flush()`/`close()`
-    wait for the broker and raise SubmitError if any submission was not acknowledged."""
+    """Submit jobs to the jobs topic. `submit()` returns a `JobHandle` at once; `flush()`/
+    `close()` wait for the broker and raise SubmitError if any submission was not acknowledged."""
 
     def __init__(
         self,
@@ -140,17 +183,16 @@ class Submitter:
         from kafka.errors import KafkaError
 
         self.settings = settings or KafkaSettings()
-        self.topic = topic or topics_of(self.settings).name("jobs")
+        self.topics = topics_of(self.settings)
+        self.topic = topic or self.topics.name("jobs")
         self.clock = clock
         self._failures: list[str] = []
         self.sent = 0
         try:
             self._producer = KafkaProducer(
-                client_id="vmlb-submit",
-                acks="all",
-                linger_ms=5,
-                max_block_ms=10_000,
-                **self.settings.to_kafka_python(),
+                **self.settings.to_kafka_python_producer(
+                    client_id="vmlb-submit", linger_ms=5, max_block_ms=10_000
+                )
             )
         except KafkaError as exc:
             raise SubmitError(f"Kafka at {self.settings.broker}: {exc}") from None
@@ -161,20 +203,45 @@ class Submitter:
         payload: Mapping[str, Any] | None = None,
         deadline_s: float | None = None,
         job_id: str | None = None,
-    ) -> str:
+        *,
+        max_attempts: int | None = None,
+        priority: int | None = None,
+        submitter: str | None = None,
+    ) -> JobHandle:
         data: dict[str, Any] = {"job_type": job_type, "payload": dict(payload or {})}
-        if deadline_s is not None:
-            data["deadline_s"] = deadline_s
-        if job_id is not None:
-            data["job_id"] = job_id
+        optional = {
+            "deadline_s": deadline_s,
+            "job_id": job_id,
+            "max_attempts": max_attempts,
+            "priority": priority,
+            "submitter": submitter,
+        }
+        data.update({name: value for name, value in optional.items() if value is not None})
         try:
             submission = build_submission(data, now=self.clock())
         except EventError as exc:
             raise SubmitError(str(exc)) from None
         return self.send(submission)
 
-    def send(self, submission: JobSubmission) -> str:
-        """Send an already validated submission (one with a job id); return its job id."""
+    def cancel(self, job_id: str, reason: str | None = None) -> None:
+        """Ask for a job to be cancelled (`job-control`): see `JobControl` for what follows."""
+        from kafka.errors import KafkaError
+
+        try:
+            control = JobControl(
+                job_id=job_id, requested_at=self.clock(), reason=reason, requested_by=None
+            )
+        except ValueError as exc:
+            raise SubmitError(f"cancel {job_id!r}: {exc}") from None
+        try:
+            self._producer.send(
+                self.topics.name("job-control"), value=control.to_bytes(), key=control.key()
+            ).get(timeout=30)
+        except KafkaError as exc:
+            raise SubmitError(f"cancel of {job_id} not acknowledged: {exc}") from None
+
+    def send(self, submission: JobSubmission) -> JobHandle:
+        """Send an already validated submission (one with a job id); return its handle."""
         from kafka.errors import KafkaError
 
         assert submission.job_id is not None
@@ -186,7 +253,7 @@ class Submitter:
             raise SubmitError(f"job {submission.job_id}: not sent to {self.topic}: {exc}") from None
         future.add_errback(lambda exc: self._failures.append(f"{submission.job_id}: {exc}"))
         self.sent += 1
-        return submission.job_id
+        return JobHandle(submission.job_id, self.settings, self.topics)
 
     def flush(self, timeout_s: float = 30.0) -> None:
         from kafka.errors import KafkaError
@@ -223,6 +290,9 @@ class LoadPlan:
     payload: Mapping[str, Any] | None = None
     deadline_s: float | None = None
     seed: int | None = None
+    max_attempts: int | None = None
+    priority: int | None = None
+    submitter: str | None = None
 
 
 def run_load(
@@ -244,5 +314,14 @@ def run_load(
         wait_s = started + offset_s - clock()
         if wait_s > 0:
             sleep(wait_s)
-        job_ids.append(submitter.submit(job_type, plan.payload, plan.deadline_s))
+        job_ids.append(
+            submitter.submit(
+                job_type,
+                plan.payload,
+                plan.deadline_s,
+                max_attempts=plan.max_attempts,
+                priority=plan.priority,
+                submitter=plan.submitter,
+            )
+        )
     return job_ids

@@ -9,11 +9,12 @@ live pipeline's own aggregation, fleet view and claim code build from delayed te
 `retry_interval_s` and whenever it learns that a job completed (a completion frees room). A job
 whose type already has jobs waiting waits behind them: first come, first served per type.
 
-A completion reaches the dispatcher `completion_delay_s` after the job ends, on the guest's own
-path (`JobCompletion` on the completions topic), not with Dom0's next sample: the VM's row takes
-it (`VmStats.add_completion`, idempotent, so the same completion carried again by the sample is
-not counted twice) and the VM's state is published at once, so the dispatcher's count of a VM's
-outstanding jobs is exact within that delay.
+A job's end reaches the dispatcher `completion_delay_s` after it happens, on the guest's own
+path (its `JobStatus`, then the `JobCompletion` the dispatcher forwards), not with Dom0's next
+sample: the dispatcher releases the job's place (`DispatcherView.record_end`, so its count of a
+VM's jobs in flight is exact within that delay), the VM's row takes the completion
+(`VmStats.add_completion`, idempotent, so the same completion carried again by the sample is not
+counted twice) and the VM's state is published at once.
 
 The oracle (`benchmarks.sim.oracle`) is built here, bound to the simulation it reads.
 
@@ -172,7 +173,7 @@ class Simulation:
             vm = self.vms[decision.vm_id]
             job.dispatched_at = self.now
             job.vm_id = vm.vm_id
-            self.view.record_dispatch(vm.vm_id, str(job.job_id), self.now)
+            self.view.record_dispatch(vm.vm_id)
             self._enqueue(vm, job)
         elif decision.outcome is Outcome.WAITING:
             self.waiting_decisions += 1
@@ -283,8 +284,10 @@ class Simulation:
         self._reschedule(host)
 
     def _on_notice(self, vm: object, done: object) -> None:
-        """The dispatcher learns that a job completed (the guest's completion arrives)."""
+        """The dispatcher learns that a job completed (the guest's status record arrives: it
+        releases the job's place; its completion reaches the VM's row)."""
         assert isinstance(vm, SimVm) and isinstance(done, tuple)
+        self.view.record_end(vm.vm_id)
         row = self.view.rows[vm.vm_id]
         if row.add_completion(*done):
             self.view.fleet.put_state(row.state(self.now))

@@ -6,8 +6,9 @@ same events the fleet topics carry (registrations, limits, `VmState`s); snapshot
 from `pipeline.fleet.snapshots.SnapshotSource`. What the simulator decides is only *when* each
 input reaches the pipeline:
 
-- a dispatch reaches the VM's row at once (the dispatcher's decision, consumed by `vm_stats`
-  within milliseconds) and is a claim until the VM's published state includes it;
+- the dispatcher counts its own jobs in flight exactly (`InFlight`): a placement at once, an end
+  when the job finishes (live, the guest's status record reaches the dispatcher within
+  milliseconds);
 - a sampling tick's I/O and the completions since the last tick reach the rows after the
   telemetry delay (Dom0 -> Kafka -> vm_stats), and each VM's state is then published (as
   `vm-state`) as of that moment;
@@ -113,9 +114,13 @@ class DispatcherView:
                 row.add_completion(job_id, finished_at, service_s)
             self.fleet.put_state(row.state(now))
 
-    def record_dispatch(self, vm_id: str, job_id: str, at: float) -> None:
-        self.rows[vm_id].add_dispatch(job_id, at)
-        self.snapshots.record_claim(vm_id, at)
+    def record_dispatch(self, vm_id: str) -> None:
+        """A job was placed on `vm_id` (the policy has claimed it on the snapshot)."""
+        self.snapshots.placed(vm_id)
+
+    def record_end(self, vm_id: str) -> None:
+        """One of the jobs placed on `vm_id` finished: the dispatcher hears of it at once."""
+        self.snapshots.released(vm_id)
 
     # --- outputs ----------------------------------------------------------------------------
 

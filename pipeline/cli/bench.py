@@ -240,3 +240,73 @@ def live(policies: str, duration_s: float, seed: int, as_json: bool, out_dir: Pa
     console.print(f"[dim]wrote {', '.join(str(path) for path in written)}[/]")
     if any(summary["lost"] for summary in report["policies"].values()):
         raise SystemExit(1)
+
+
+@bench.command("chaos")
+@click.option(
+    "--scenario",
+    "scenario_names",
+    multiple=True,
+    help="a scenario to run (repeatable; default: every one; see --list)",
+)
+@click.option("--runs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="seeded runs per scenario (run k uses seed S + k)")  # fmt: skip
+@click.option("--jobs", type=click.IntRange(min=1), default=1500, show_default=True,
+              help="jobs per run")  # fmt: skip
+@click.option("--rate", "rate_per_s", type=click.FloatRange(min=0.1), default=30.0,
+              show_default=True, help="jobs submitted per second")  # fmt: skip
+@click.option("--seed", type=int, default=1, show_default=True, help="seed of the first run")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object (scenarios, runs)")
+@click.option(
+    "--broker",
+    default=None,
+    help="an existing cluster for the scenarios that do not fault the broker "
+    "(default: the harness starts its own)",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_RESULTS_DIR / "chaos",
+    show_default=True,
+    help="report directory (each run's logs go to .vmlb/chaos/)",
+)
+@click.option("--list", "list_only", is_flag=True, help="list the scenarios and exit")
+def chaos(
+    scenario_names: tuple[str, ...],
+    runs: int,
+    jobs: int,
+    rate_per_s: float,
+    seed: int,
+    as_json: bool,
+    broker: str | None,
+    out_dir: Path,
+    list_only: bool,
+) -> None:
+    """Faults while jobs flow (worker, guest, Dom0 and broker kills, outages, scaling); then
+    every topic read back: lost, run twice, stranded, unbacked jobs, and recovery times."""
+    from rich.console import Console
+
+    from benchmarks.chaos.scenarios import select
+    from benchmarks.chaos.suite import run_chaos
+
+    scenarios = select(list(scenario_names))
+    if list_only:
+        for scenario in scenarios:
+            click.echo(f"{scenario.name:24} {scenario.summary}")
+        return
+    progress = Console(stderr=True) if as_json else console
+    report = run_chaos(
+        scenarios, runs=runs, jobs=jobs, rate_per_s=rate_per_s, seed=seed, broker=broker,
+        out_dir=out_dir, console=progress,
+    )  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(report))
+    else:
+        from benchmarks.chaos.report import evidence, markdown_table
+
+        click.echo(markdown_table(report["scenarios"]))
+        for line in evidence(report["runs"]):
+            console.print(f"[red]{line}[/]")
+    if report["defects"]:
+        raise SystemExit(1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -19,7 +20,12 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 
 def kafka_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add --broker/--topic-prefix (and security flags) and pass a `settings: KafkaSettings`."""
+    """Add --broker/--topic-prefix and the security flags; pass a `settings: KafkaSettings`.
+
+    Precedence: a flag, then the --credentials file ($VMLB_CREDENTIALS), then `VMLB_*`
+    variables, then defaults. Prefer the file or the variable to --sasl-password: a command
+    line is visible to every user of the machine.
+    """
 
     @click.option(
         "--broker",
@@ -33,15 +39,28 @@ def kafka_options(command: Callable[..., Any]) -> Callable[..., Any]:
         help="topic name prefix (default: $VMLB_TOPIC_PREFIX or 'vmlb.')",
     )
     @click.option(
+        "--credentials",
+        "credentials_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="a credentials file from `vmlb acl provision` or `vmlb broker start --secure` "
+        "(default: $VMLB_CREDENTIALS)",
+    )
+    @click.option(
         "--security-protocol", default=None, help="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
     )
-    @click.option("--sasl-mechanism", default=None)
+    @click.option("--sasl-mechanism", default=None, help="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
     @click.option("--sasl-username", default=None)
-    @click.option("--sasl-password", default=None)
+    @click.option(
+        "--sasl-password",
+        default=None,
+        help="prefer --credentials or $VMLB_SASL_PASSWORD: command lines are visible to all",
+    )
     @functools.wraps(command)
     def wrapper(
         broker: str | None,
         topic_prefix: str | None,
+        credentials_file: Path | None,
         security_protocol: str | None,
         sasl_mechanism: str | None,
         sasl_username: str | None,
@@ -49,6 +68,7 @@ def kafka_options(command: Callable[..., Any]) -> Callable[..., Any]:
         **kwargs: Any,
     ) -> Any:
         settings = load_kafka_settings(
+            credentials_file=credentials_file,
             broker=broker,
             topic_prefix=topic_prefix,
             security_protocol=security_protocol,

@@ -31,6 +31,12 @@ from pipeline.cli.common import console
 @click.option(
     "--keep-topics", is_flag=True, help="keep this run's topics for inspection (deleted by default)"
 )
+@click.option(
+    "--secure",
+    is_flag=True,
+    help="on the secured broker (`vmlb broker start --secure`, started if needed), each "
+    "process as its own principal with only its role's ACLs",
+)
 def demo(
     duration_s: float | None,
     policy: str,
@@ -38,6 +44,7 @@ def demo(
     no_live: bool,
     seed: int,
     keep_topics: bool,
+    secure: bool,
 ) -> None:
     """Run the whole system here: Kafka, the pipeline worker, four emulated hosts with three guest
     VMs each, their Dom0 producers, and a job generator ramping past the fleet's I/O capacity.
@@ -52,7 +59,13 @@ def demo(
     build_policy(policy)  # an unknown name fails now, naming the valid ones
     summary = run_demo(
         DemoOptions(
-            duration_s, policy, web_port, live=not no_live, seed=seed, keep_topics=keep_topics
+            duration_s,
+            policy,
+            web_port,
+            live=not no_live,
+            seed=seed,
+            keep_topics=keep_topics,
+            secure=secure,
         ),
         console,
     )

@@ -93,7 +93,9 @@ def dom0(
         settings,
         load_topics(prefix=settings.topic_prefix),
         config,
-        open_source(source),
+        # Half an interval for a libvirt call, within 1-5 s: a stuck domain delays a tick by
+        # about that (it used to stall the whole host 30 s), and a merely slow host answers.
+        open_source(source, call_timeout_s=min(max(interval / 2, 1.0), 5.0)),
         max_buffered=max_buffered,
         vms_stopped_on_exit=vms_stopped_on_exit,
     )

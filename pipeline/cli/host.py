@@ -1,4 +1,5 @@
-"""`vmlb host`: an emulated host (I/O backend, guest workers, Dom0) from one command."""
+"""`vmlb host`: an emulated host (I/O backend, guest workers, Dom0) from one command, and an
+operator's `vmlb host cordon|drain|uncordon HOST` (`pipeline.cli.host_admin`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import click
 from pipeline.cli.common import KafkaSettings, kafka_options
 
 
-@click.command("host")
+@click.group("host", invoke_without_command=True)
 @kafka_options
 @click.option(
     "--config",
@@ -61,6 +62,13 @@ from pipeline.cli.common import KafkaSettings, kafka_options
     default=None,
     help="seconds a stopping guest may finish its job (default 10)",
 )
+@click.option(
+    "--credentials-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="secured broker: each guest connects with <dir>/guest-<vm>.env, Dom0 with "
+    "<dir>/dom0-<host>.env (files from `vmlb acl provision`)",
+)
 @click.pass_context
 def host(
     ctx: click.Context,
@@ -76,14 +84,19 @@ def host(
     io_limit: float | None,
     state_dir: str | None,
     guest_grace: float | None,
+    credentials_dir: Path | None,
 ) -> None:
     """Run an emulated host: a shared I/O channel of --io-capacity ops/s, its guests as `vmlb guest`
     processes doing their I/O through it, and its `vmlb dom0`. Stops cleanly on SIGTERM/SIGINT.
+    Or, with a command, take a host (any host, emulated or real) out of service and back.
 
     \b
     vmlb host --id h1 --io-capacity 2000 --vm h1-io:io-heavy@900 --vm h1-cpu:cpu-heavy
     vmlb host --config hosts/h1.yaml
+    vmlb host drain host-a --reason "kernel update" --deadline 10m
     """
+    if ctx.invoked_subcommand is not None:
+        return
     from producers.emulated.config import build_host_config, load_host_config, parse_vm_flag
     from producers.emulated.host import EmulatedHost
     from producers.runtime import show_producer_logs
@@ -106,7 +119,21 @@ def host(
     else:
         config = build_host_config({k: v for k, v in overrides.items() if v is not None})
     verbose = ctx.find_root().params.get("verbose", 0)
-    emulated = EmulatedHost(config, settings, verbose=verbose)
+    guest_credentials, dom0_credentials = {}, None
+    if credentials_dir is not None:
+        from pipeline.ops.security.credentials import principal_credentials
+
+        guest_credentials = {
+            vm.vm_id: principal_credentials(credentials_dir, "guest", vm.vm_id) for vm in config.vms
+        }
+        dom0_credentials = principal_credentials(credentials_dir, "dom0", config.host_id)
+    emulated = EmulatedHost(
+        config,
+        settings,
+        verbose=verbose,
+        guest_credentials=guest_credentials,
+        dom0_credentials=dom0_credentials,
+    )
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -116,3 +143,10 @@ def host(
         await emulated.run(stop)
 
     asyncio.run(main())
+
+
+from pipeline.cli.host_admin import cordon, drain, uncordon  # noqa: E402
+
+host.add_command(cordon)
+host.add_command(drain)
+host.add_command(uncordon)

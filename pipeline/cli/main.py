@@ -7,6 +7,7 @@ import logging
 import click
 
 from pipeline import __version__
+from pipeline.cli.acl import acl
 from pipeline.cli.bench import bench
 from pipeline.cli.broker import broker
 from pipeline.cli.common import run_cli
@@ -14,6 +15,7 @@ from pipeline.cli.demo import demo
 from pipeline.cli.dom0 import dom0
 from pipeline.cli.guest import guest
 from pipeline.cli.host import host
+from pipeline.cli.jobs import job
 from pipeline.cli.limits import calibrate, limit
 from pipeline.cli.status import status
 from pipeline.cli.submit import submit
@@ -37,12 +39,14 @@ def cli(verbose: int) -> None:
 
 
 cli.add_command(broker)
+cli.add_command(acl)
 cli.add_command(bench)
 cli.add_command(topics)
 cli.add_command(dom0)
 cli.add_command(host)
 cli.add_command(guest)
 cli.add_command(submit)
+cli.add_command(job)
 cli.add_command(worker)
 cli.add_command(calibrate)
 cli.add_command(limit)

@@ -24,6 +24,16 @@ from pipeline.cli.common import KafkaSettings, console, kafka_options
 )
 @click.option("--id", "job_id", default=None, help="the job id (default: a new uuid)")
 @click.option(
+    "--max-attempts",
+    type=int,
+    default=None,
+    help="runs allowed in all: a failed run is retried with backoff (default 1)",
+)
+@click.option(
+    "--priority", type=int, default=None, help="0..9, higher leaves the wait first (default 4)"
+)
+@click.option("--submitter", "submitter_name", default=None, help="whose jobs (fair turns)")
+@click.option(
     "--file",
     "path",
     type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
@@ -56,6 +66,9 @@ def submit(
     payload: str | None,
     deadline_s: float | None,
     job_id: str | None,
+    max_attempts: int | None,
+    priority: int | None,
+    submitter_name: str | None,
     path: Path | None,
     rate_per_s: float | None,
     count: int | None,
@@ -99,12 +112,30 @@ def submit(
     if rate_per_s is not None:
         assert count is not None and mix is not None
         plan = LoadPlan(
-            rate_per_s, count, parse_mix(mix), ramp_s, job_payload or None, deadline_s, seed
+            rate_per_s,
+            count,
+            parse_mix(mix),
+            ramp_s,
+            job_payload or None,
+            deadline_s,
+            seed,
+            max_attempts=max_attempts,
+            priority=priority,
+            submitter=submitter_name,
         )
     with Submitter(settings) as submitter:
         if job_type is not None:
             console.print(
-                submitter.submit(job_type, job_payload, deadline_s, job_id), highlight=False
+                submitter.submit(
+                    job_type,
+                    job_payload,
+                    deadline_s,
+                    job_id,
+                    max_attempts=max_attempts,
+                    priority=priority,
+                    submitter=submitter_name,
+                ),
+                highlight=False,
             )
         elif path is not None:
             for submission in submissions:

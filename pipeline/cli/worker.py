@@ -47,7 +47,7 @@ def worker(
     # Create the tables' changelogs before Faust starts: when Faust creates them itself while its
     # consumer subscribes, the consumer's metadata can miss them, and every agent writing a table
     # then crashes with PartitionsMismatch for the life of the process (seen in CI).
-    partitions = load_topics(prefix=settings.topic_prefix).specs["jobs"].partitions
+    partitions = load_topics(prefix=settings.topic_prefix).partitions("io-samples")
     apply_topics(settings, changelog_specs(pipeline_settings.app_id, partitions))
     console.print(
         f"worker {pipeline_settings.app_id}: policy {pipeline.dispatcher.policy.name}, "

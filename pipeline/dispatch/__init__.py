@@ -1,10 +1,8 @@
 """The paper's step 4: each submitted job to an eligible VM's queue, or durably waiting.
 
+waiting    WaitingQueue: which waiting job of a type goes next (priority, fair turns; pure)
+book       PartitionBook: the dispatcher's state of one jobs partition, by latest status
 decide     normalize, Dispatcher: the policy over a snapshot -> what to produce (pure)
-rows       the typed, versioned rows of `waiting_jobs` and `dispatched`
-index      in-memory indexes of those tables, per jobs partition
-state      the dispatcher's state, named in one place
-effects    what a decided job produces (queue, dispatched row, decision, dead letter)
-agent      the `dispatch` agent (jobs topic)
-retry      the `retry` agent (dispatch-ticks) and its timer
+core       DispatchCore: what to write for each input, in which order (pure)
+service    DispatchService: the Kafka loop around the core (batches, recovery, commits)
 """

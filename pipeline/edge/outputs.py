@@ -55,7 +55,10 @@ class Outputs:
             letter.reason,
         )
         self.metrics.dead_lettered(letter.stage)
-        await self._dead_letters.send(key=letter.key(), value=letter.to_bytes())
+        try:
+            await self._dead_letters.send(key=letter.key(), value=letter.to_bytes())
+        except Exception as exc:  # a dead letter that cannot be sent must not stop the sender
+            log.error("dead letter from %s not sent: %r", letter.source_topic, exc)
 
     async def dead_letter_message(
         self, message: Any, reason: str, stage: str, job_id: str | None = None

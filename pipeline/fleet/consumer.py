@@ -4,7 +4,9 @@ A plain aiokafka consumer with no group: it assigns itself all partitions of `ho
 `vm-state` and `limits`, reads them from the beginning, and keeps going. This is the explicit
 replacement for Faust's GlobalTable (whose recovery has open bugs with several workers; see
 docs/architecture.md). `ready` is set once the consumer has read up to the end offsets it saw at
-start, so a dispatcher never decides on a fleet it has not finished reading.
+start, so a dispatcher never decides on a fleet it has not finished reading; `read_through_now`
+waits until it holds everything written before the call (the stats agent asks before it refuses
+a sample for a VM it does not know: the VM's registration may just not have been read yet).
 
 Records that do not parse are dead-lettered and skipped.
 """
@@ -16,6 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 from mode import Service
 
 from pipeline.errors import EventError
@@ -48,6 +51,8 @@ class FleetConsumer(Service):
         self._consumer: AIOKafkaConsumer | None = None
         self._logical = {topics.name(name): name for name in FLEET_TOPICS}
         self._catch_up: dict[TopicPartition, int] = {}
+        #: True while a fetched batch is being applied (positions are then ahead of the view).
+        self._applying = False
 
     async def on_start(self) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -87,19 +92,21 @@ class FleetConsumer(Service):
         assert self._consumer is not None
         while not self.should_stop:
             batches = await self._consumer.getmany(timeout_ms=200, max_records=5000)
+            self._applying = bool(batches)
             for tp, records in batches.items():
                 logical = self._logical[tp.topic]
                 for record in records:
                     try:
                         self.view.apply(logical, record.key, record.value)
-                    except EventError as exc:
+                    except Exception as exc:  # any record: a dead letter, never a dead worker
+                        reason = str(exc) if isinstance(exc, EventError) else repr(exc)
                         await self.dead_letter(
                             tp.topic,
                             tp.partition,
                             record.offset,
                             record.key,
                             record.value,
-                            str(exc),
+                            reason,
                         )
                 if (
                     tp in self._catch_up
@@ -107,7 +114,33 @@ class FleetConsumer(Service):
                     and records[-1].offset + 1 >= self._catch_up[tp]
                 ):
                     del self._catch_up[tp]
+            self._applying = False
             self._check_ready()
+
+    async def read_through_now(self, timeout_s: float) -> bool:
+        """Wait until the view holds every record the fleet topics held when this was called
+        (their end offsets, asked of the broker now); False if that takes over `timeout_s`,
+        or the consumer has not started."""
+        consumer = self._consumer
+        if consumer is None:
+            return False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        try:
+            ends = await asyncio.wait_for(
+                consumer.end_offsets(list(consumer.assignment())), timeout_s
+            )
+            while True:
+                positions = [await consumer.position(tp) for tp in ends]
+                if not self._applying and all(
+                    at >= end for at, end in zip(positions, ends.values(), strict=True)
+                ):
+                    return True
+                if loop.time() >= deadline:
+                    return False
+                await asyncio.sleep(0.02)
+        except (TimeoutError, KafkaError):
+            return False
 
     def _check_ready(self) -> None:
         if not self._catch_up and not self.ready.is_set():

@@ -1,86 +1,70 @@
-"""Snapshots of the fleet for the policy, with this dispatcher's placements not reported yet.
+"""Snapshots of the fleet for the policy, with this dispatcher's own jobs in flight counted exactly.
 
-- `ClaimBook` remembers this dispatcher's own placements until the VM's reported state includes
-  them (a claim, as OpenStack Nova's scheduler makes one): without them a burst between two
-  telemetry reports would herd onto the one host that looked free;
-- `SnapshotSource` builds the policy's `FleetSnapshot` from the FleetView, cached while nothing
-  changed, and applies the claims to each new one.
+A dispatcher knows its own placements at once and learns of each one's end from the guest's
+status record within milliseconds, so it counts its own in-flight jobs per VM exactly
+(`InFlight`), where a report (telemetry, another worker's `dispatch-load`) is always behind:
+without this, a burst between two reports would herd onto the one host that looked free. A
+snapshot's `outstanding(vm)` is the other dispatchers' in-flight jobs (from the FleetView) plus
+this one's, applied as claims when the snapshot is built; between two builds, each placement is
+claimed by the policy and each end released here, so the cached snapshot stays exact.
 
-The live dispatcher and the simulator use both, so they age claims and pace rebuilds alike.
-Time is passed in; the rebuild timer (for pacing by cost) is injected.
+The live dispatcher and the simulator use this same code. Time is passed in; the rebuild timer
+(which paces rebuilds by their cost) is injected.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from pipeline.fleet.view import FleetView
 from pipeline.policy.snapshot import FleetSnapshot, PolicyConfig
 
 
-class ClaimBook:
-    """Placements per VM, oldest first, until the VM's reported state covers them.
-
-    A VM's reported state names the newest dispatch its outstanding count includes
-    (`VmState.last_decision_at`); placements up to then are no longer claims. Claims older than
-    `expire_after_s` are dropped too, so a silent pipeline cannot pin them forever. Both cut
-    from the old end, so applying the book costs O(VMs with claims).
-    """
+class InFlight:
+    """This dispatcher's jobs dispatched and not finished, per VM (a count per VM)."""
 
     def __init__(self) -> None:
-        # vm_id -> dispatched_at of own placements, oldest first (decisions are made in order)
-        self._claims: dict[str, deque[float]] = {}
+        self._counts: dict[str, int] = {}
 
-    def record(self, vm_id: str, dispatched_at: float) -> None:
-        self._claims.setdefault(vm_id, deque()).append(dispatched_at)
+    def add(self, vm_id: str) -> None:
+        self._counts[vm_id] = self._counts.get(vm_id, 0) + 1
 
-    def pending(self) -> int:
-        return sum(len(times) for times in self._claims.values())
+    def remove(self, vm_id: str) -> None:
+        left = self._counts.get(vm_id, 0) - 1
+        if left > 0:
+            self._counts[vm_id] = left
+        else:
+            self._counts.pop(vm_id, None)
 
-    def apply(
-        self,
-        snapshot: FleetSnapshot,
-        reported_until: Callable[[str], float | None],
-        now: float,
-        expire_after_s: float,
-    ) -> None:
-        """Age the claims and claim what is left on `snapshot`."""
-        expired_before = now - expire_after_s
-        for vm_id in list(self._claims):
-            claims = self._claims[vm_id]
-            cutoff = max(expired_before, reported_until(vm_id) or expired_before)
-            while claims and claims[0] <= cutoff:
-                claims.popleft()
-            if not claims:
-                del self._claims[vm_id]
-                continue
-            try:
-                snapshot.claim(vm_id, len(claims))
-            except KeyError:  # the VM stopped or left: nothing left to claim against
-                del self._claims[vm_id]
+    def count(self, vm_id: str) -> int:
+        return self._counts.get(vm_id, 0)
 
+    def total(self) -> int:
+        return sum(self._counts.values())
 
-def claim_expiry_s(config: PolicyConfig) -> float:
-    """How long a claim may stand unreported: 4 x the stale limit (a stale host gets no jobs)."""
-    return 4 * config.stale_after_s
+    def items(self) -> Iterator[tuple[str, int]]:
+        return iter(self._counts.items())
+
+    def clear(self) -> None:
+        self._counts.clear()
 
 
 class SnapshotSource:
-    """Snapshots of the FleetView for the policy, with this dispatcher's claims applied.
+    """Snapshots of the FleetView for the policy, with this dispatcher's in-flight jobs.
 
     A snapshot is rebuilt when the view changed, but not sooner than `min_rebuild_s` after the
     last one, nor sooner than the last rebuild's cost divided by `rebuild_share`: rebuilding
-    takes at most that share of the dispatcher's time however large the fleet (1,000 VMs cost
-    ~1.6 ms here, 10,000 ten times that). In between, the dispatcher's own placements are
-    claims on the cached snapshot, and telemetry comes once a second anyway.
+    takes at most that share of the dispatcher's time however large the fleet. In between, the
+    dispatcher's placements and ends are claims and releases on the cached snapshot.
     """
 
     def __init__(
         self,
         view: FleetView,
         config: PolicyConfig,
+        in_flight: InFlight | None = None,
         min_rebuild_s: float = 0.05,
         max_age_s: float = 0.5,
         rebuild_share: float = 0.1,
@@ -88,11 +72,11 @@ class SnapshotSource:
     ) -> None:
         self.view = view
         self.config = config
+        self.in_flight = in_flight if in_flight is not None else InFlight()
         self.min_rebuild_s = min_rebuild_s
         self.max_age_s = max_age_s
         self.rebuild_share = rebuild_share
         self.timer = timer
-        self.claims = ClaimBook()
         #: What the last rebuild took (timer seconds).
         self.rebuild_cost_s = 0.0
         self._snapshot: FleetSnapshot | None = None
@@ -114,23 +98,26 @@ class SnapshotSource:
         return snapshot
 
     def build(self, now: float) -> FleetSnapshot:
-        """A fresh snapshot with the claims applied, leaving the cache and its pacing alone
-        (what the web views show: reading the fleet must not change how the dispatcher runs)."""
+        """A fresh snapshot with the in-flight jobs claimed, leaving the cache and its pacing
+        alone (what the web views show: reading the fleet must not change how dispatch runs)."""
         snapshot = self.view.snapshot(now, self.config)
-        self.claims.apply(snapshot, self._reported_until, now, claim_expiry_s(self.config))
+        for vm_id, count in self.in_flight.items():
+            # A VM that stopped or left has nothing to count against.
+            with contextlib.suppress(KeyError):
+                snapshot.claim(vm_id, count)
         return snapshot
+
+    def released(self, vm_id: str) -> None:
+        """One of this dispatcher's jobs on `vm_id` ended (or moved away): count it out."""
+        self.in_flight.remove(vm_id)
+        if self._snapshot is not None:
+            with contextlib.suppress(KeyError):
+                self._snapshot.claim(vm_id, -1)
+
+    def placed(self, vm_id: str) -> None:
+        """A job was placed on `vm_id` (the policy has claimed it on the cached snapshot)."""
+        self.in_flight.add(vm_id)
 
     def min_interval_s(self) -> float:
         """The least time between two rebuilds, given what the last one cost."""
         return max(self.min_rebuild_s, self.rebuild_cost_s / self.rebuild_share)
-
-    def record_claim(self, vm_id: str, dispatched_at: float) -> None:
-        """Remember a placement until the VM's reported state includes it."""
-        self.claims.record(vm_id, dispatched_at)
-
-    def pending_claims(self) -> int:
-        return self.claims.pending()
-
-    def _reported_until(self, vm_id: str) -> float | None:
-        state = self.view.vm_states.get(vm_id)
-        return state.last_decision_at if state else None

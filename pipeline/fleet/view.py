@@ -14,11 +14,16 @@ Precedence, stated once:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.errors import EventError
 from pipeline.events import (
+    DispatchLoad,
+    Event,
+    HostAdmin,
+    HostMode,
     HostRegistration,
     HostStatus,
     LimitField,
@@ -33,7 +38,7 @@ from pipeline.events import (
 from pipeline.policy.snapshot import FleetSnapshot, HostView, PolicyConfig, VmView
 
 #: The compacted topics a FleetView is built from (logical names from topics.yaml).
-FLEET_TOPICS = ("hosts", "vms", "vm-state", "limits")
+FLEET_TOPICS = ("hosts", "vms", "vm-state", "limits", "host-admin", "dispatch-load")
 
 
 @dataclass(frozen=True)
@@ -52,13 +57,26 @@ class FleetView:
         self.vms: dict[str, VmRegistration] = {}
         self.vm_states: dict[str, VmState] = {}
         self.limits: dict[str, LimitSetting] = {}
+        #: Operators' cordons and drains, by host.
+        self.host_admin: dict[str, HostAdmin] = {}
+        #: Each jobs partition's in-flight jobs per VM, as its dispatcher last published them.
+        self.dispatch_load: dict[int, DispatchLoad] = {}
+        #: The jobs partitions this worker's dispatcher owns: it counts their in-flight jobs
+        #: itself, exactly, so their published loads are not added again.
+        self.owned_partitions: frozenset[int] = frozenset()
+        self._others_in_flight: dict[str, int] = {}
+        self._load_version = 0
+        #: Checks a VM registration before it is applied (the worker refuses queue topics not
+        #: of the template's form); raises EventError.
+        self.check_vm: Callable[[VmRegistration], None] | None = None
         #: Bumped on every change, so a cached snapshot knows when it is out of date.
         self.version = 0
         #: Bumped on every change of `limits` (a VM's view depends on them, too).
         self._limits_version = 0
-        #: vm_id -> (registration, state, limits version, view): a VM's view is rebuilt only when
-        #: one of those changed, so a snapshot of a large fleet costs little where little moved.
-        self._vm_views: dict[str, tuple[VmRegistration, VmState | None, int, VmView]] = {}
+        #: vm_id -> (registration, state, limits version, load version, view): a VM's view is
+        #: rebuilt only when one of those changed, so a snapshot of a large fleet costs little
+        #: where little moved.
+        self._vm_views: dict[str, tuple[VmRegistration, VmState | None, int, int, VmView]] = {}
 
     # --- feeding ----------------------------------------------------------------------------
 
@@ -73,15 +91,33 @@ class FleetView:
                 self.forget(topic, key.decode(errors="replace"))
             return
         if topic == "hosts":
-            self.put_host(HostRegistration.from_bytes(value))
+            host = HostRegistration.from_bytes(value)
+            _check_key(topic, key, host)
+            self.put_host(host)
         elif topic == "vms":
-            self.put_vm(VmRegistration.from_bytes(value))
+            vm = VmRegistration.from_bytes(value)
+            _check_key(topic, key, vm)
+            if self.check_vm is not None:
+                self.check_vm(vm)
+            self.put_vm(vm)
         elif topic == "vm-state":
-            self.put_state(VmState.from_bytes(value))
+            state = VmState.from_bytes(value)
+            _check_key(topic, key, state)
+            self.put_state(state)
         elif topic == "limits":
-            self.put_limit(LimitSetting.from_bytes(value))
+            setting = LimitSetting.from_bytes(value)
+            _check_key(topic, key, setting)
+            self.put_limit(setting)
+        elif topic == "host-admin":
+            admin = HostAdmin.from_bytes(value)
+            _check_key(topic, key, admin)
+            self.put_admin(admin)
+        elif topic == "dispatch-load":
+            load = DispatchLoad.from_bytes(value)
+            _check_key(topic, key, load)
+            self.put_load(load)
         else:
-            raise ValueError(f"not a fleet topic: {topic}")
+            raise EventError(f"not a fleet topic: {topic}")
 
     def put_host(self, host: HostRegistration) -> None:
         self.hosts[host.host_id] = host
@@ -104,8 +140,31 @@ class FleetView:
         self._limits_version += 1
         self.version += 1
 
+    def put_admin(self, admin: HostAdmin) -> None:
+        self.host_admin[admin.host_id] = admin
+        self.version += 1
+
+    def put_load(self, load: DispatchLoad) -> None:
+        self.dispatch_load[load.partition] = load
+        self._recount_others()
+
+    def own_partitions(self, partitions: Iterable[int]) -> None:
+        """The dispatcher now owns these jobs partitions (after a rebalance)."""
+        self.owned_partitions = frozenset(partitions)
+        self._recount_others()
+
+    def host_mode(self, host_id: str) -> HostAdmin | None:
+        """The operator's cordon or drain of a host, if any (None: active)."""
+        admin = self.host_admin.get(host_id)
+        return admin if admin is not None and admin.mode is not HostMode.ACTIVE else None
+
     def forget(self, topic: str, key: str) -> None:
         """A tombstone: the key's record is deleted from its topic."""
+        if topic == "dispatch-load":
+            if key.isdigit():
+                self.dispatch_load.pop(int(key), None)
+            self._recount_others()
+            return
         self._table(topic).pop(key, None)
         self.version += 1
         if topic == "limits":
@@ -113,13 +172,28 @@ class FleetView:
         elif topic == "vms":
             self._vm_views.pop(key, None)
 
-    def _table(self, topic: str) -> dict[str, Any]:
+    def _table(self, topic: str) -> dict[Any, Any]:
+        if topic == "dispatch-load":
+            return self.dispatch_load
         return {
             "hosts": self.hosts,
             "vms": self.vms,
             "vm-state": self.vm_states,
             "limits": self.limits,
+            "host-admin": self.host_admin,
         }[topic]
+
+    def _recount_others(self) -> None:
+        others: dict[str, int] = {}
+        for partition, load in self.dispatch_load.items():
+            if partition in self.owned_partitions:
+                continue
+            for vm_id, count in load.in_flight.items():
+                others[vm_id] = others.get(vm_id, 0) + count
+        if others != self._others_in_flight:
+            self._others_in_flight = others
+            self._load_version += 1
+            self.version += 1
 
     # --- derived values ---------------------------------------------------------------------
 
@@ -160,13 +234,20 @@ class FleetView:
         )
 
     def running_vms(self) -> Iterable[VmRegistration]:
+        """VMs registered running on a host that is registered up. A VM naming a host nobody
+        registered stays out (no phantom host) until that host's registration arrives."""
         for vm in self.vms.values():
             if vm.status is not VmStatus.RUNNING:
                 continue
             host = self.hosts.get(vm.host_id)
-            if host is not None and host.status is HostStatus.DOWN:
+            if host is None or host.status is HostStatus.DOWN:
                 continue
             yield vm
+
+    def registered_host(self, vm_id: str) -> str | None:
+        """The host a VM is registered on (None: not registered)."""
+        vm = self.vms.get(vm_id)
+        return vm.host_id if vm is not None else None
 
     def vm_view(self, vm: VmRegistration) -> VmView:
         state = self.vm_states.get(vm.vm_id)
@@ -176,10 +257,11 @@ class FleetView:
             and cached[0] is vm
             and cached[1] is state
             and cached[2] == self._limits_version
+            and cached[3] == self._load_version
         ):
-            return cached[3]
+            return cached[4]
         view = self._build_vm_view(vm, state)
-        self._vm_views[vm.vm_id] = (vm, state, self._limits_version, view)
+        self._vm_views[vm.vm_id] = (vm, state, self._limits_version, self._load_version, view)
         return view
 
     def _build_vm_view(self, vm: VmRegistration, state: VmState | None) -> VmView:
@@ -190,7 +272,8 @@ class FleetView:
             load_jobs_per_s=state.load_jobs_per_s if state else 0.0,
             io_per_job=self.vm_io_per_job(vm.vm_id).value,
             io_ops_per_s=state.io_ops_per_s if state else 0.0,
-            outstanding_jobs=state.outstanding_jobs if state else 0,
+            # Other dispatchers' in-flight jobs; this one adds its own, exactly (snapshots).
+            outstanding_jobs=self._others_in_flight.get(vm.vm_id, 0),
             busy_fraction=state.busy_fraction if state else 0.0,
         )
 
@@ -216,6 +299,7 @@ class FleetView:
                 limit_ops_per_s=self.host_limit(host_id).value,
                 last_telemetry_at=last_telemetry.get(host_id),
                 vms=tuple(sorted(vms, key=lambda v: v.vm_id)),
+                accepts_jobs=self.host_mode(host_id) is None,
             )
             for host_id, vms in sorted(vms_by_host.items())
         ]
@@ -225,6 +309,21 @@ class FleetView:
 
     def serves(self, job_type: str) -> bool:
         return any(vm.job_type == job_type for vm in self.running_vms())
+
+    def others_in_flight(self, vm_id: str) -> int:
+        """Jobs of partitions this worker does not own, in flight on the VM."""
+        return self._others_in_flight.get(vm_id, 0)
+
+
+def _check_key(topic: str, key: bytes | None, event: Event) -> None:
+    """On a compacted topic the key is what compaction keeps: it must be the event's own key,
+    or a record keyed `alias` would be applied as its payload's id and both would be kept."""
+    expected = event.key()
+    if key != expected:
+        raise EventError(
+            f"{type(event).__name__}: the message key {key[:100] if key else key!r} is not "
+            f"{expected!r}; on {topic} a record is keyed by its id"
+        )
 
 
 def _first(*candidates: tuple[str, float | None]) -> Sourced:

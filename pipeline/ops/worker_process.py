@@ -32,14 +32,17 @@ class WorkerProcess:
         data_dir: Path,
         env: dict[str, str] | None = None,
         loglevel: str = "info",
+        port: int | None = None,
     ) -> None:
-        self.port = free_port()
+        # A worker restarted on the same data dir must keep its port: Faust's assignor keeps
+        # each member's URL, and a static member that rejoins with another fails an assertion
+        # (faust/assignor/partition_assignor.py, on_assignment) and never consumes again.
+        self.port = port if port is not None else free_port()
         data_dir.mkdir(parents=True, exist_ok=True)
         self.log = data_dir / f"worker-{self.port}.log"
         environment = {
-            **os.environ,
-            "VMLB_BROKER": kafka.broker,
-            "VMLB_TOPIC_PREFIX": kafka.topic_prefix,
+            # The broker, prefix and credentials of `kafka`, none inherited from this process.
+            **kafka.child_environment(),
             "VMLB_APP_ID": app_id,
             "VMLB_DATA_DIR": str(data_dir),
             "VMLB_WEB_PORT": str(self.port),

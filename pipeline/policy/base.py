@@ -172,6 +172,16 @@ class Policy(Protocol):
     def decide(self, snapshot: FleetSnapshot, job: JobRequest, rng: random.Random) -> Decision: ...
 
 
+def candidates_for(snapshot: FleetSnapshot, job: JobRequest) -> Sequence[VmView]:
+    """The VMs serving the job's type, without those it should avoid unless none else serves."""
+    vms = snapshot.candidates(job.job_type)
+    if job.avoid:
+        others = [vm for vm in vms if vm.vm_id not in job.avoid]
+        if others:
+            return others
+    return vms
+
+
 def rejected(policy: str, job: JobRequest) -> Decision:
     return Decision(
         outcome=Outcome.REJECTED,
@@ -189,6 +199,8 @@ def dispatched(
     chosen: Candidate,
     reason: str,
     examined: Sequence[CandidateView],
+    tested: int = 0,
+    refused: dict[str, int] | None = None,
 ) -> Decision:
     snapshot.claim(chosen.vm.vm_id)
     return Decision(
@@ -198,4 +210,6 @@ def dispatched(
         reason=reason,
         candidates=record(examined),
         policy=policy,
+        tested=tested or len(examined),
+        refused=tuple((refused or {}).items()),
     )

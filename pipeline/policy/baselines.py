@@ -20,7 +20,15 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from pipeline.policy.base import Weigher, dispatched, make_candidate, no_io, rejected, weigh
+from pipeline.policy.base import (
+    Weigher,
+    candidates_for,
+    dispatched,
+    make_candidate,
+    no_io,
+    rejected,
+    weigh,
+)
 from pipeline.policy.decision import Decision, JobRequest
 from pipeline.policy.snapshot import FleetSnapshot, VmView
 from pipeline.policy.weighers import FewestOutstandingWeigher, GuestIdleWeigher
@@ -33,7 +41,7 @@ class RoundRobinPolicy:
         self._cursor: dict[str, int] = {}
 
     def decide(self, snapshot: FleetSnapshot, job: JobRequest, rng: random.Random) -> Decision:
-        vms = snapshot.candidates(job.job_type)
+        vms = candidates_for(snapshot, job)
         if not vms:
             return rejected(self.name, job)
         position = self._cursor.get(job.job_type, 0) % len(vms)
@@ -47,7 +55,7 @@ class RandomPolicy:
     name = "random"
 
     def decide(self, snapshot: FleetSnapshot, job: JobRequest, rng: random.Random) -> Decision:
-        vms = snapshot.candidates(job.job_type)
+        vms = candidates_for(snapshot, job)
         if not vms:
             return rejected(self.name, job)
         chosen = make_candidate(snapshot, vms[rng.randrange(len(vms))], no_io)
@@ -68,7 +76,7 @@ class _LowestKeyPolicy:
         raise NotImplementedError
 
     def decide(self, snapshot: FleetSnapshot, job: JobRequest, rng: random.Random) -> Decision:
-        vms = snapshot.candidates(job.job_type)
+        vms = candidates_for(snapshot, job)
         if not vms:
             return rejected(self.name, job)
         config = snapshot.config

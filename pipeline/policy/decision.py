@@ -21,6 +21,9 @@ from pipeline.events import CandidateView
 class JobRequest:
     job_id: str
     job_type: str
+    #: VMs to avoid if any other candidate serves the type (a retry after a failure there, or a
+    #: job moved off a stopped or draining VM).
+    avoid: frozenset[str] = frozenset()
     #: How long the job has waited for a VM so far, by the caller's clock at this decision
     #: (since it was submitted): what io-aware's hold (`PolicyConfig.hold_s`) is judged by.
     waited_s: float = 0.0
@@ -97,6 +100,10 @@ class Decision:
     #: tuple, or a `CandidateRecord` that builds one when read.
     candidates: Sequence[CandidateView]
     policy: str
+    #: Candidates tested against the filters, and how many each filter refused (the first
+    #: refusing filter counts), for the decision record and a waiting job's funnel.
+    tested: int = 0
+    refused: tuple[tuple[str, int], ...] = ()
 
     @property
     def dispatched(self) -> bool:

@@ -116,11 +116,17 @@ class FitFilter:
         if limit is None or added is None:
             return Verdict(True, "fit not judged (warm-up)")
         total = candidate.total_io_ops_per_s + added
-        if total <= limit:
+        # Rates are ratios (I/O per job over seconds per job): a job that asks exactly the
+        # limit must not be refused for its last bit of rounding.
+        if total <= limit * (1.0 + _RATE_TOLERANCE):
             return Verdict(True, f"{candidate.total_io_ops_per_s:.0f} + {added:.0f} <= {limit:.0f}")
         return Verdict(
             False, f"{candidate.total_io_ops_per_s:.0f} + {added:.0f} > limit {limit:.0f} ops/s"
         )
+
+
+#: Relative slack of the fit test for floating-point rounding of derived rates.
+_RATE_TOLERANCE = 1e-9
 
 
 class HysteresisFilter:

@@ -54,6 +54,7 @@ from pipeline.policy.base import (
     Candidate,
     Filter,
     LoadModel,
+    candidates_for,
     dispatched,
     rejected,
 )
@@ -174,7 +175,7 @@ class IoAwarePolicy:
         return fit_candidate(snapshot, vm)
 
     def decide(self, snapshot: FleetSnapshot, job: JobRequest, rng: random.Random) -> Decision:
-        vms = snapshot.candidates(job.job_type)
+        vms = candidates_for(snapshot, job)
         if not vms:
             return rejected(self.name, job)
         config = snapshot.config
@@ -182,7 +183,9 @@ class IoAwarePolicy:
         mode = "p2c" if config.choices == 2 else f"p{config.choices}c"
 
         # 1. An idle VM where the job fits.
-        idle = snapshot.idle_candidates(job.job_type)
+        idle: Sequence[VmView] = snapshot.idle_candidates(job.job_type)
+        if job.avoid and len(vms) < len(snapshot.candidates(job.job_type)):
+            idle = [vm for vm in idle if vm.vm_id not in job.avoid]
         for index in random_order(len(idle), rng):
             self._test(snapshot, idle[index], search, config)
             if len(search.eligible) >= config.choices or len(search.tested) >= config.probe_limit:
@@ -289,4 +292,5 @@ class IoAwarePolicy:
         self, snapshot: FleetSnapshot, search: _Search, chosen: Candidate, reason: str
     ) -> Decision:
         examined = search.record(snapshot.config.max_recorded_candidates, search.eligible)
-        return dispatched(self.name, snapshot, chosen, reason, examined)
+        tested = len(search.tested)
+        return dispatched(self.name, snapshot, chosen, reason, examined, tested, search.rejections)

@@ -22,6 +22,7 @@ from pipeline.events import CandidateView
 from pipeline.policy.base import (
     Filter,
     LoadModel,
+    candidates_for,
     dispatched,
     make_candidate,
     rejected,
@@ -43,7 +44,7 @@ class PaperPolicy:
         self.load_model: LoadModel = paper_total_io_ops_per_s
 
     def decide(self, snapshot: FleetSnapshot, job: JobRequest, rng: random.Random) -> Decision:
-        vms = snapshot.candidates(job.job_type)
+        vms = candidates_for(snapshot, job)
         if not vms:
             return rejected(self.name, job)
         cap = snapshot.config.max_recorded_candidates
@@ -63,7 +64,10 @@ class PaperPolicy:
                     f"{candidate.total_io_ops_per_s:.0f} < limit {candidate.limit_ops_per_s:.0f} ops/s"
                     + (f" ({skipped} candidates before it ineligible)" if skipped else "")
                 )
-                return dispatched(self.name, snapshot, candidate, reason, examined)
+                tested = skipped + 1
+                return dispatched(
+                    self.name, snapshot, candidate, reason, examined, tested, rejections
+                )
             rejections[verdict] = rejections.get(verdict, 0) + 1
             if len(examined) < cap:
                 examined.append(candidate.score(eligible=False, rejected_by=verdict))

@@ -60,6 +60,8 @@ class HostView:
     #: Epoch seconds of the newest I/O sample from this host; None if never heard from.
     last_telemetry_at: float | None
     vms: tuple[VmView, ...]
+    #: False while an operator has cordoned or is draining the host: its VMs are no candidates.
+    accepts_jobs: bool = True
 
     @property
     def paper_total_io_ops_per_s(self) -> float:
@@ -195,7 +197,8 @@ class FleetSnapshot:
                 if vm.vm_id in self._vms:
                     raise ValueError(f"VM {vm.vm_id!r} appears twice in the snapshot")
                 self._vms[vm.vm_id] = vm
-                by_type.setdefault(vm.job_type, []).append(vm)
+                if host.accepts_jobs:
+                    by_type.setdefault(vm.job_type, []).append(vm)
                 if vm.io_per_job is not None:
                     known_io_per_job.setdefault(vm.job_type, []).append(vm.io_per_job)
         # Host-id order (then VM id) is the paper's dispatch order and keeps every policy
@@ -276,7 +279,8 @@ class FleetSnapshot:
         return self._claims.get(vm_id, 0)
 
     def claim(self, vm_id: str, count: int = 1) -> None:
-        """Record `count` placements on `vm_id`, so that every later decision counts them."""
+        """Record `count` placements on `vm_id`, so that every later decision counts them (a
+        negative count releases: the dispatcher learnt that jobs of it finished)."""
         vm = self._vms.get(vm_id)
         if vm is None:
             raise KeyError(f"claim on VM {vm_id!r}, which is not in the snapshot")
@@ -284,7 +288,9 @@ class FleetSnapshot:
         self.claims_made += 1
         self._host_memo.pop(vm.host_id, None)
         positions = self._idle_at.get(vm.job_type)
-        if positions is not None and vm_id in positions:
+        if positions is None:
+            return  # the idle index of this type is not built yet
+        if vm_id in positions and self.outstanding(vm) > 0:
             # Swap-remove: the VM is idle no more.
             idle = self._idle[vm.job_type]
             at = positions.pop(vm_id)
@@ -292,10 +298,19 @@ class FleetSnapshot:
             if last.vm_id != vm_id:
                 idle[at] = last
                 positions[last.vm_id] = at
+        elif (
+            vm_id not in positions
+            and self.outstanding(vm) == 0
+            and self._hosts[vm.host_id].accepts_jobs
+        ):
+            # A release emptied it: idle again.
+            positions[vm_id] = len(self._idle[vm.job_type])
+            self._idle[vm.job_type].append(vm)
 
     def outstanding(self, vm: VmView) -> int:
-        """Jobs on the VM not finished: as reported, plus local claims."""
-        return vm.outstanding_jobs + self._claims.get(vm.vm_id, 0)
+        """Jobs on the VM not finished: as reported, plus local claims (a release, a negative
+        claim, never takes it below zero)."""
+        return max(0, vm.outstanding_jobs + self._claims.get(vm.vm_id, 0))
 
     # --- memos ------------------------------------------------------------------------------
 

@@ -29,4 +29,6 @@ def waiting(
         reason=waiting_reason(examined, rejections),
         candidates=record(scores),
         policy=policy,
+        tested=examined,
+        refused=tuple(rejections.items()),
     )

@@ -1,4 +1,4 @@
-"""The `vm_stats` agent: io-samples + completions + decisions -> table `vm_stats` -> vm-state.
+"""The `vm_stats` agent: io-samples + completions -> table `vm_stats` -> vm-state.
 
 The paper's steps 2 and 3 as a Faust agent. Its state, named here and nowhere else:
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -29,7 +29,8 @@ from pipeline.edge.json_table import JsonTable
 from pipeline.edge.metrics import PipelineMetrics
 from pipeline.edge.outputs import Outputs
 from pipeline.errors import EventError, RowError
-from pipeline.events import DecisionOutcome, DispatchDecision, IoSample, JobCompletion
+from pipeline.events import IoSample, JobCompletion
+from pipeline.fleet.view import FleetView
 from pipeline.settings import PipelineSettings
 from pipeline.stats.vm_stats import VmStats
 from pipeline.stats.windows import WindowConfig
@@ -38,9 +39,9 @@ from pipeline.topics import Topics
 log = logging.getLogger(__name__)
 
 #: The inputs, by logical topic name.
-INPUTS = ("io-samples", "completions", "decisions")
+INPUTS = ("io-samples", "completions")
 
-StatsInput = IoSample | JobCompletion | DispatchDecision
+StatsInput = IoSample | JobCompletion
 
 
 class StatsAgent:
@@ -54,8 +55,17 @@ class StatsAgent:
         outputs: Outputs,
         metrics: PipelineMetrics,
         clock: Callable[[], float],
+        view: FleetView | None = None,
+        view_ready: Callable[[], bool] = lambda: True,
+        view_current: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self.app = app
+        #: Where the fleet view says each VM runs (checked once it has caught up).
+        self.view = view
+        self.view_ready = view_ready
+        #: Brings the fleet view up to date with its topics (True once it is, False if it
+        #: could not be); asked before an event is refused for the VM's registration.
+        self.view_current = view_current
         self.settings = settings
         self.windows: WindowConfig = settings.window_config()
         self.outputs = outputs
@@ -64,7 +74,7 @@ class StatsAgent:
         self.table = JsonTable.declare(
             app,
             "vm_stats",
-            topics.partitions("jobs"),
+            topics.partitions("io-samples"),
             help="per-VM windows, io_per_job, in-flight jobs",
         )
         self._logical = {topics.name(name): name for name in INPUTS}
@@ -94,20 +104,32 @@ class StatsAgent:
         # vm_id -> the row and the last event that changed it (its partition)
         changed: dict[str, tuple[VmStats, EventT]] = {}
         handled: Counter[str] = Counter()
+        #: Events for a VM the fleet view places elsewhere or not at all, as it stands.
+        unsure: list[tuple[EventT, str, StatsInput]] = []
         for event in events:
             message = event.message
             handled[self._logical.get(message.topic, "other")] += 1
             try:
-                parsed = self.parse(message)
+                vm_id, item = self.parse(message)
             except EventError as exc:
                 await self.outputs.dead_letter_message(message, str(exc), stage="vm_stats")
                 continue
-            if parsed is None:
+            if self.misplaced(vm_id, item) is not None:
+                unsure.append((event, vm_id, item))
                 continue
-            vm_id, item = parsed
-            row = self.row(vm_id)
-            if apply(row, item):
-                changed[vm_id] = (row, event)
+            self._apply(changed, event, vm_id, item)
+        if unsure:
+            # A VM's first samples may be read before its registration (another topic, another
+            # consumer): bring the fleet view up to date, then judge them.
+            current = self.view_current is not None and await self.view_current()
+            for event, vm_id, item in unsure:
+                why = self.misplaced(vm_id, item)
+                if why is None:
+                    self._apply(changed, event, vm_id, item)
+                    continue
+                if not current:
+                    why += " (the fleet view could not be brought up to date to check again)"
+                await self.outputs.dead_letter_message(event.message, why, stage="vm_stats")
         self.metrics.count_stats_events(handled)
         now = self.clock()
         for vm_id, (row, event) in changed.items():
@@ -118,27 +140,68 @@ class StatsAgent:
             else:
                 self.unpublished.add(vm_id)
 
-    def parse(self, message: Any) -> tuple[str, StatsInput] | None:
-        """The VM an input is about and the input; None for decisions that place nothing."""
+    def _apply(
+        self,
+        changed: dict[str, tuple[VmStats, EventT]],
+        event: EventT,
+        vm_id: str,
+        item: StatsInput,
+    ) -> None:
+        row = self.row(vm_id)
+        if apply(row, item):
+            changed[vm_id] = (row, event)
+            if isinstance(item, JobCompletion):  # once per job: apply() skips repeats
+                self.metrics.job_finished(item.job_type, item.response_s, item.finished_at)
+
+    def parse(self, message: Any) -> tuple[str, StatsInput]:
+        """The VM an input is about and the input; EventError for anything unusable.
+
+        An event stamped further in the future than `max_clock_skew_s` is refused: one sample
+        from an hour ahead would otherwise move the fleet's telemetry watermark and make every
+        other host look stale, and one completion from next year would reset a VM's windows.
+        """
         topic = self._logical.get(message.topic)
         item: StatsInput
         if topic == "io-samples":
             item = IoSample.from_bytes(message.value)
         elif topic == "completions":
             item = JobCompletion.from_bytes(message.value)
-        elif topic == "decisions":
-            item = DispatchDecision.from_bytes(message.value)
-            if item.outcome is not DecisionOutcome.DISPATCHED or item.vm_id is None:
-                return None  # waiting/expired/rejected decisions place nothing on a VM
         else:
             raise EventError(f"vm_stats: not an input topic: {message.topic}")
         vm_id = item.vm_id
-        assert vm_id is not None
         if message.key is not None and message.key != vm_id.encode():
             raise EventError(
-                f"message key {message.key!r} is not its vm_id {vm_id!r}; key by vm_id"
+                f"message key {message.key[:100]!r} is not its vm_id {vm_id!r}; key by vm_id"
+            )
+        at = item.sampled_at if isinstance(item, IoSample) else item.finished_at
+        ahead_s = at - self.clock()
+        if ahead_s > self.settings.max_clock_skew_s:
+            raise EventError(
+                f"{type(item).__name__}: stamped {ahead_s:.0f}s in the future "
+                f"(more than VMLB_MAX_CLOCK_SKEW_S={self.settings.max_clock_skew_s:g})"
             )
         return vm_id, item
+
+    def misplaced(self, vm_id: str, item: StatsInput) -> str | None:
+        """Why the fleet view says `item` cannot be about `vm_id`, or None.
+
+        Once the fleet view has caught up, an event for a VM that is not registered, or that
+        names another host than the VM's registration, is refused: a forged sample cannot
+        move a VM to another host or create rows without limit. `handle` asks again after
+        bringing the view up to date, so a VM's first samples (written after its
+        registration, perhaps read before it) and a migration's are counted, not refused.
+        """
+        if self.view is None or not self.view_ready():
+            return None
+        registered = self.view.registered_host(vm_id)
+        if registered is None:
+            return f"{type(item).__name__}: VM {vm_id} is not registered"
+        if registered != item.host_id:
+            return (
+                f"{type(item).__name__}: VM {vm_id} is registered on {registered}, "
+                f"not on {item.host_id}"
+            )
+        return None
 
     def row(self, vm_id: str) -> VmStats:
         """The VM's row, decoded once; an unreadable stored row is logged and started afresh."""
@@ -179,6 +242,4 @@ def apply(row: VmStats, item: StatsInput) -> bool:
     """Apply one input to its VM's row; False if it changed nothing (a re-delivery)."""
     if isinstance(item, IoSample):
         return row.add_io(item.host_id, item.sampled_at, item.io_ops)
-    if isinstance(item, JobCompletion):
-        return row.add_completion(item.job_id, item.finished_at, item.service_s)
-    return row.add_dispatch(item.job_id, item.decided_at)
+    return row.add_completion(item.job_id, item.finished_at, item.service_s)

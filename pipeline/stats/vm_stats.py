@@ -1,14 +1,16 @@
 """Per-VM measurements: the paper's steps 2 and 3, kept current, as plain data.
 
 One `VmStats` row per VM lives in the `vm_stats` table (RocksDB, changelog). Everything about a
-VM arrives on the VM's own partition (I/O samples, completions, decisions are all keyed by vm_id),
+VM arrives on the VM's own partition (I/O samples and completions are both keyed by vm_id),
 so the row is updated by one agent without joins:
 
 - I/O samples add their `io_ops` to an event-time bucketed window and move the VM to the host
   that sampled it (a migration needs nothing else);
-- completions add to the job-count and busy-time windows (load, Eq. 1) and leave the in-flight
-  set;
-- decisions add the job to the in-flight set (dispatched, not yet completed).
+- completions (forwarded by the dispatcher once checked) add to the job-count and busy-time
+  windows (load, Eq. 1).
+
+Jobs in flight are not counted here: each dispatcher counts its own exactly and publishes them
+(`dispatch-load`, `pipeline.fleet.snapshots`).
 
 Windows are `pipeline.stats.windows.SlidingWindow`s (event time, plain data): rates over
 `rate_window_s`, `io_per_job` over `io_per_job_window_s`. The simulator keeps its VMs in these
@@ -24,8 +26,8 @@ jobs counted are those finished by then, from one bucket before the I/O window's
 sample covers the interval before it). Counting every job so far would divide older I/O by newer
 jobs: low by a second's jobs in a full window, by far more while the window is young.
 
-Every input is idempotent: a re-delivered sample (not newer than the last one), completion (job
-id already seen) or decision (job already in flight or completed) changes nothing. Inputs are
+Every input is idempotent: a re-delivered sample (not newer than the last one) or completion
+(job id already seen) changes nothing. Inputs are
 plain values (the agent unpacks events), time comes in as arguments; nothing here reads a clock
 or touches Kafka.
 
@@ -70,6 +72,7 @@ class _StoredRow(BaseModel):
     vm_id: str
     host_id: str | None = None
     windows: dict[str, _StoredWindow] = Field(default_factory=dict)
+    #: Rows written before the dispatcher counted in-flight jobs carry them; ignored.
     inflight: dict[str, float] = Field(default_factory=dict)
     completed: dict[str, float] = Field(default_factory=dict)
     io_per_job: float | None = Field(None, ge=0)
@@ -87,13 +90,11 @@ class VmStats:
     config: WindowConfig = field(default_factory=WindowConfig, repr=False, compare=False)
     host_id: str | None = None
     windows: dict[str, SlidingWindow] = field(default_factory=dict)
-    inflight: dict[str, float] = field(default_factory=dict)  # job_id -> dispatched_at
     completed: dict[str, float] = field(default_factory=dict)  # job_id -> finished_at (dedupe)
     io_per_job: float | None = None
     io_per_job_samples: int = 0
     last_telemetry_at: float | None = None
     last_completion_at: float | None = None
-    last_decision_at: float | None = None
     #: When the dedupe and in-flight maps were last pruned (memory only: pruning is cheap to
     #: redo, and a pruned map is only smaller, so it need not survive a restore).
     pruned_at: float | None = field(default=None, repr=False, compare=False)
@@ -112,13 +113,11 @@ class VmStats:
             "vm_id": self.vm_id,
             "host_id": self.host_id,
             "windows": {name: window.to_dict() for name, window in self.windows.items()},
-            "inflight": self.inflight,
             "completed": self.completed,
             "io_per_job": self.io_per_job,
             "io_per_job_samples": self.io_per_job_samples,
             "last_telemetry_at": self.last_telemetry_at,
             "last_completion_at": self.last_completion_at,
-            "last_decision_at": self.last_decision_at,
         }
 
     @classmethod
@@ -145,13 +144,11 @@ class VmStats:
             config=config,
             host_id=stored.host_id,
             windows=windows,
-            inflight=stored.inflight,
             completed=stored.completed,
             io_per_job=stored.io_per_job,
             io_per_job_samples=stored.io_per_job_samples,
             last_telemetry_at=stored.last_telemetry_at,
             last_completion_at=stored.last_completion_at,
-            last_decision_at=stored.last_decision_at,
         )
 
     # --- inputs -----------------------------------------------------------------------------
@@ -173,7 +170,6 @@ class VmStats:
         if job_id in self.completed:
             return False
         self.completed[job_id] = finished_at
-        self.inflight.pop(job_id, None)
         self.windows["jobs"].add(finished_at, 1)
         self.windows["jobs_long"].add(finished_at, 1)
         self.windows["busy_s"].add(finished_at, service_s)
@@ -181,15 +177,6 @@ class VmStats:
         self._prune(finished_at)
         if self.last_telemetry_at is not None and finished_at <= self.last_telemetry_at:
             self._estimate_io_per_job()  # a late completion whose I/O is already counted
-        return True
-
-    def add_dispatch(self, job_id: str, dispatched_at: float) -> bool:
-        """Count one job dispatched to this VM; False if already in flight or completed."""
-        self.last_decision_at = max(dispatched_at, self.last_decision_at or 0.0)
-        if job_id in self.inflight or job_id in self.completed:
-            return False
-        self.inflight[job_id] = dispatched_at
-        self._prune(dispatched_at)
         return True
 
     # --- outputs ----------------------------------------------------------------------------
@@ -214,25 +201,21 @@ class VmStats:
             io_per_job=self.io_per_job,
             io_per_job_samples=self.io_per_job_samples,
             busy_fraction=self.busy_fraction(now),
-            outstanding_jobs=len(self.inflight),
             last_telemetry_at=self.last_telemetry_at,
             last_completion_at=self.last_completion_at,
-            last_decision_at=self.last_decision_at,
             updated_at=now,
         )
 
     # --- internals --------------------------------------------------------------------------
 
     def _prune(self, now: float) -> None:
-        # At most once per bucket: pruning walks both maps, and a row taking hundreds of events
-        # a second would otherwise pay O(jobs in flight) for every one of them.
+        # At most once per bucket: pruning walks the map, and a row taking hundreds of events a
+        # second would otherwise pay O(recent jobs) for every one of them.
         if self.pruned_at is not None and now - self.pruned_at < self.config.bucket_s:
             return
         self.pruned_at = now
         horizon = now - max(self.config.rate_window_s, self.config.io_per_job_window_s)
         self.completed = {j: t for j, t in self.completed.items() if t >= horizon}
-        expired = now - self.config.inflight_timeout_s
-        self.inflight = {j: t for j, t in self.inflight.items() if t >= expired}
 
     def _estimate_io_per_job(self) -> None:
         until = self.last_telemetry_at

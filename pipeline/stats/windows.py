@@ -111,8 +111,6 @@ class WindowConfig:
     io_per_job_window_s: float = 60.0
     bucket_s: float = 1.0
     io_per_job_min_jobs: int = 20
-    #: A job in flight longer than this is presumed lost by its guest and stops counting.
-    inflight_timeout_s: float = 600.0
 
     def rate_window(self) -> SlidingWindow:
         return SlidingWindow(self.rate_window_s, self.bucket_s)

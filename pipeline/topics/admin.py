@@ -7,11 +7,13 @@ side effect. `ensure_topic()` does it for one topic (a VM's queue).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from pipeline.errors import BrokerError
 from pipeline.settings import KafkaSettings
 from pipeline.topics.spec import TopicSpec
 
@@ -78,9 +80,14 @@ def apply_topics(
                 )
             except TopicAlreadyExistsError:  # created concurrently by another process
                 existing.add(spec.name)
+        created = {r.name: r for r in reports if r.action is Action.CREATED}
+        # A topic counts as created once the cluster lists it with a leader for every partition:
+        # a client that looks right after (kcat -L, a consumer) would otherwise not find it yet.
+        _wait_until_listed(admin, [s for s in specs if s.name in created], timeout_s)
         present = [spec for spec in specs if spec.name in existing]
+        deadline = time.monotonic() + timeout_s
         if present:
-            described = {t["name"]: t for t in admin.describe_topics([s.name for s in present])}
+            described = _described(admin, [s.name for s in present], deadline)
             config_replies = admin.describe_configs(
                 [ConfigResource(ConfigResourceType.TOPIC, s.name) for s in present]
             )
@@ -102,6 +109,17 @@ def apply_topics(
         admin.close()
 
 
+def _described(admin: Any, names: list[str], deadline: float) -> dict[str, Any]:
+    """describe_topics, again until every topic has its partitions (metadata propagates)."""
+    while True:
+        described = {t["name"]: t for t in admin.describe_topics(names)}
+        if all(described.get(n, {}).get("partitions") for n in names):
+            return described
+        if time.monotonic() >= deadline:
+            return described
+        time.sleep(0.1)
+
+
 def ensure_topic(settings: KafkaSettings, spec: TopicSpec, timeout_s: float = 30.0) -> bool:
     """Create one topic if it does not exist (used for per-VM queues). True if it was created."""
     reports = apply_topics(settings, [spec], timeout_s=timeout_s)
@@ -109,7 +127,7 @@ def ensure_topic(settings: KafkaSettings, spec: TopicSpec, timeout_s: float = 30
 
 
 #: The worker's tables; Faust names their changelogs `<app id>-<table>-changelog`.
-TABLES = ("vm_stats", "waiting_jobs", "dispatched")
+TABLES = ("vm_stats",)
 
 
 def changelog_specs(app_id: str, partitions: int) -> list[TopicSpec]:
@@ -123,6 +141,41 @@ def changelog_specs(app_id: str, partitions: int) -> list[TopicSpec]:
         )
         for table in TABLES
     ]
+
+
+def _wait_until_listed(admin: Any, specs: list[TopicSpec], timeout_s: float) -> None:
+    """Until the broker's metadata lists every created topic with a leader for each partition.
+
+    CreateTopics answers once the controller has recorded a topic; the brokers learn of it from
+    the metadata log a little later (seconds on a loaded machine). Until then a client's
+    metadata request (kcat -L, a producer's first send) does not see the topic, so "applied"
+    means: listed with leaders.
+    """
+    if not specs:
+        return
+    wanted = {spec.name: spec.partitions for spec in specs}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        listed = {t["name"]: t for t in admin.describe_topics(list(wanted))}
+        missing = [
+            name
+            for name, partitions in wanted.items()
+            if not _has_leaders(listed.get(name), partitions)
+        ]
+        if not missing:
+            return
+        if time.monotonic() >= deadline:
+            raise BrokerError(
+                f"created but not listed with leaders after {timeout_s:.0f}s: {', '.join(missing)}"
+            )
+        time.sleep(0.1)
+
+
+def _has_leaders(topic: dict[str, Any] | None, partitions: int) -> bool:
+    if topic is None or topic.get("error_code", 0) != 0:
+        return False
+    found = topic.get("partitions", [])
+    return len(found) == partitions and all(p.get("leader_id", -1) >= 0 for p in found)
 
 
 def _describe_spec(spec: TopicSpec, replicas: int) -> list[str]:

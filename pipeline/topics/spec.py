@@ -31,9 +31,16 @@ REQUIRED_TOPICS = (
     "vms",
     "vm-state",
     "limits",
-    "dispatch-ticks",
+    "job-status",
+    "job-control",
+    "host-admin",
+    "dispatch-load",
     "dead-letters",
 )
+
+#: Topics that must have as many partitions as `jobs`: partition p of each belongs to the
+#: dispatcher that owns jobs partition p.
+JOB_PARTITIONED = ("jobs", "job-status", "decisions")
 
 
 class _Strict(BaseModel):
@@ -137,6 +144,13 @@ def load_topics(path: Path | str = DEFAULT_TOPICS_FILE, prefix: str = "") -> Top
         )
     defaults = parsed.defaults
     specs = {name: _resolve(name, entry, defaults) for name, entry in parsed.topics.items()}
+    counts = {name: specs[name].partitions for name in JOB_PARTITIONED}
+    if len(set(counts.values())) > 1:
+        listed = ", ".join(f"{name}={count}" for name, count in counts.items())
+        raise TopicsFileError(
+            f"{path}: topics: {', '.join(JOB_PARTITIONED)} must have the same partition count "
+            f"(partition p of each belongs to one dispatcher): {listed}"
+        )
     template = _resolve(parsed.queue_template.name, parsed.queue_template, defaults)
     return Topics(specs=specs, queue_template=template, prefix=prefix)
 

@@ -4,9 +4,9 @@
 and app id); `pipeline.app:app` is the default one, built lazily from the environment, so both
 `vmlb worker` and `faust -A pipeline.app worker` run it. The flow (docs/architecture.md):
 
-    io-samples, completions, decisions -> stats (vm_stats) -> vm-state
-    hosts, vms, vm-state, limits       -> fleet (FleetView, in every worker)
-    jobs, dispatch-ticks               -> dispatch (policy over fleet snapshots) -> queues
+    io-samples, completions             -> stats (vm_stats agent) -> vm-state
+    hosts, vms, vm-state, limits, ...   -> fleet (FleetView, in every worker)
+    jobs, job-status, job-control       -> dispatch (policy over fleet snapshots) -> queues
 """
 
 from __future__ import annotations
@@ -14,19 +14,16 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from typing import Any
 
 import faust
-from faust.types import TP
 
-from pipeline.dispatch.agent import DispatchAgent
+from pipeline.dispatch.core import DispatchCore
 from pipeline.dispatch.decide import Dispatcher
-from pipeline.dispatch.effects import DispatchEffects
-from pipeline.dispatch.retry import RetryAgent
-from pipeline.dispatch.state import DispatchState
+from pipeline.dispatch.service import DispatchService, instance_id
 from pipeline.edge.metrics import PipelineMetrics
 from pipeline.edge.outputs import Outputs
-from pipeline.events import DeadLetter
+from pipeline.errors import EventError
+from pipeline.events import DeadLetter, VmRegistration
 from pipeline.fleet.consumer import FleetConsumer
 from pipeline.fleet.snapshots import SnapshotSource
 from pipeline.fleet.view import FleetView
@@ -38,7 +35,7 @@ from pipeline.settings import (
     load_pipeline_settings,
 )
 from pipeline.stats.agent import StatsAgent
-from pipeline.topics import topics_of
+from pipeline.topics import Topics, topics_of
 from pipeline.worker import web
 from pipeline.worker.state import Pipeline
 
@@ -52,16 +49,16 @@ def create_app(
     kafka = kafka or load_kafka_settings()
     settings = settings or load_pipeline_settings()
     topics = topics_of(kafka)
-    partitions = topics.partitions("jobs")
     policy_config = settings.policy_config()
     policy = build_policy(settings.policy, policy_config)  # an unknown name fails here, at start
 
-    app = faust_app(kafka, settings, partitions)
+    app = faust_app(kafka, settings, topics.partitions("io-samples"))
     metrics = PipelineMetrics()
     outputs = Outputs(app, topics, metrics, clock)
 
     # Fleet: what every dispatcher knows (all partitions of the compacted fleet topics).
     view = FleetView()
+    view.check_vm = queue_topic_check(topics)
 
     async def fleet_dead_letter(
         topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, reason: str
@@ -75,25 +72,38 @@ def create_app(
     app.service(fleet)  # type: ignore[arg-type]
 
     # Stats: the paper's steps 2 and 3.
-    stats = StatsAgent(app, topics, settings, outputs, metrics, clock).register()
+    stats = StatsAgent(
+        app,
+        topics,
+        settings,
+        outputs,
+        metrics,
+        clock,
+        view=view,
+        view_ready=fleet.ready.is_set,
+        view_current=lambda: fleet.read_through_now(timeout_s=settings.stats_view_wait_s),
+    ).register()
 
     # Dispatch: the paper's step 4.
-    dispatcher = Dispatcher(
-        policy, view, SnapshotSource(view, policy_config), rng or random.Random()
+    snapshots = SnapshotSource(view, policy_config)
+    dispatcher = Dispatcher(policy, view, snapshots, rng or random.Random())
+    core = DispatchCore(
+        dispatcher,
+        view,
+        topics,
+        settings,
+        clock,
+        ready=fleet.ready.is_set,
+        rng=rng,
+        metrics=metrics,
     )
-    state = DispatchState(app, partitions, metrics, settings.recent_decisions)
-    effects = DispatchEffects(state, topics, outputs, metrics, clock)
-    dispatch = DispatchAgent(
-        app, topics, dispatcher, fleet, state, effects, outputs, metrics, clock
-    ).register()
-    retry = RetryAgent(
-        app, topics, settings, dispatcher, fleet, state, effects, outputs, metrics, clock
-    ).register()
+    dispatch = DispatchService(kafka, topics, settings, core, metrics, fleet.ready, loop=app.loop)
+    dispatcher.queue_ready = dispatch.queue_ready
+    app.service(dispatch)  # type: ignore[arg-type]
 
     @app.on_partitions_revoked.connect
-    async def on_revoked(app: faust.App, revoked: set[TP], **kwargs: Any) -> None:
+    async def on_revoked(app: faust.App, revoked: set, **kwargs: object) -> None:
         stats.on_revoked(revoked)
-        state.on_revoked()
 
     pipeline = Pipeline(
         app=app,
@@ -106,13 +116,26 @@ def create_app(
         view=view,
         fleet=fleet,
         dispatcher=dispatcher,
-        dispatch_state=state,
-        stats=stats,
+        core=core,
         dispatch=dispatch,
-        retry=retry,
+        stats=stats,
     )
     web.register(pipeline)
     return pipeline
+
+
+def queue_topic_check(topics: Topics) -> Callable[[VmRegistration], None]:
+    """A VM's queue topic must be the one the template gives its id (never another topic)."""
+
+    def check(vm: VmRegistration) -> None:
+        expected = topics.queue_topic(vm.vm_id).name
+        if vm.queue_topic != expected:
+            raise EventError(
+                f"VmRegistration: queue_topic {vm.queue_topic[:250]!r} is not {expected!r}, "
+                "the queue topic topics.yaml gives this VM"
+            )
+
+    return check
 
 
 def faust_app(kafka: KafkaSettings, settings: PipelineSettings, partitions: int) -> faust.App:
@@ -131,6 +154,8 @@ def faust_app(kafka: KafkaSettings, settings: PipelineSettings, partitions: int)
         producer_acks=-1,
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
+        # Static membership: a restarted worker takes its stats partitions back at once.
+        consumer_group_instance_id=instance_id(settings) + "-stats",
         # Tables are JSON rows stored as bytes (pipeline.edge.json_table); no pickle anywhere.
         key_serializer="json",
         value_serializer="json",

@@ -10,6 +10,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from pipeline.errors import VmlbError
@@ -53,8 +54,9 @@ def hosts_table(hosts: list[dict[str, Any]]) -> Table:
             for vm in host["vms"]
         )
         headroom = host["headroom_ops_per_s"]
+        path = host.get("telemetry_path")  # how its Dom0 reads the counters
         table.add_row(
-            host["host_id"],
+            host["host_id"] + (f"\n[dim]{escape(path)}[/]" if path else ""),
             bar(host["projected_io_ops_per_s"], host["limit_ops_per_s"]),
             f"{host['projected_io_ops_per_s']:.0f}",
             f"{host['limit_ops_per_s']:.0f}" if host["limit_ops_per_s"] else "-",

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 
 import faust
 
-from pipeline.dispatch.agent import DispatchAgent
+from pipeline.dispatch.core import DispatchCore
 from pipeline.dispatch.decide import Dispatcher
-from pipeline.dispatch.retry import RetryAgent
-from pipeline.dispatch.state import DispatchState
+from pipeline.dispatch.service import DispatchService
 from pipeline.edge.metrics import PipelineMetrics
 from pipeline.edge.outputs import Outputs
 from pipeline.fleet.consumer import FleetConsumer
@@ -32,7 +31,6 @@ class Pipeline:
     view: FleetView
     fleet: FleetConsumer
     dispatcher: Dispatcher
-    dispatch_state: DispatchState
+    core: DispatchCore
+    dispatch: DispatchService
     stats: StatsAgent
-    dispatch: DispatchAgent
-    retry: RetryAgent

@@ -4,8 +4,12 @@
     GET /status      this worker: policy, fleet view readiness, counts
     GET /hosts       per host: limit, totals, headroom, eligibility, telemetry age, its VMs
     GET /vms         per VM: host, job type, load, io_per_job (and where it came from), ...
-    GET /waiting     jobs waiting for an eligible host, in this worker's partitions
+    GET /waiting     jobs waiting for an eligible host, in this worker's partitions, and per
+                     job type how many and why (the newest reason and its funnel)
+    GET /jobs/ID     one job's latest status (this worker's partitions from memory, else read
+                     from the job-status topic)
     GET /decisions   the most recent decisions of this worker (?limit=N)
+    GET /job-types   per job type: VMs, waiting jobs and why, response-time percentiles
     GET /metrics     Prometheus exposition
 
 Every answer is JSON (but /metrics). Views read state; they never change it, nor how the
@@ -15,12 +19,15 @@ dispatcher's cached one, whose rebuilds are paced by their cost.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 from faust.web import Request, Response, View
 
 from pipeline.fleet.status import fleet_status
+from pipeline.topics.jobs import latest_status
+from pipeline.worker import exports
 from pipeline.worker.state import Pipeline
 
 
@@ -29,26 +36,19 @@ def register(pipeline: Pipeline) -> None:
 
     def hosts_now() -> list[dict[str, Any]]:
         snapshot = pipeline.dispatcher.snapshots.build(pipeline.clock())
-        hosts = fleet_status(pipeline.view, snapshot, pipeline.dispatcher.policy)
-        metrics = pipeline.metrics
-        for host in hosts:
-            labels = {"host": host["host_id"]}
-            metrics.host_total_io.labels(**labels).set(host["total_io_ops_per_s"])
-            metrics.host_projected_io.labels(**labels).set(host["projected_io_ops_per_s"])
-            metrics.host_limit.labels(**labels).set(host["limit_ops_per_s"] or 0.0)
-            metrics.host_eligible.labels(**labels).set(1.0 if host["eligible"] else 0.0)
-        return hosts
+        return fleet_status(pipeline.view, snapshot, pipeline.dispatcher.policy)
 
-    def refresh_lag() -> None:
+    def lag() -> dict[str, int]:
         """Messages behind the end of each input topic, from Faust's monitor (read vs end)."""
         monitor = app.monitor
         behind: dict[str, int] = {}
         for tp, end in monitor.tp_end_offsets.items():
             read = monitor.tp_read_offsets.get(tp, -1)
             behind[tp.topic] = behind.get(tp.topic, 0) + max(0, end - (read + 1))
-        for topic, lag in behind.items():
-            pipeline.metrics.consumer_lag.labels(topic=topic).set(lag)
+        behind[pipeline.topics.name("jobs")] = pipeline.dispatch.lag()  # not a Faust consumer
+        return behind
 
+    exports.register(pipeline)
     page = (Path(__file__).parent / "static" / "index.html").read_bytes()
 
     @app.page("/")
@@ -62,26 +62,31 @@ def register(pipeline: Pipeline) -> None:
         async def get(self, request: Request) -> Response:
             view = pipeline.view
             counts = pipeline.metrics.counts
+            core = pipeline.core
+            service = pipeline.dispatch
             return self.json(
                 {
                     "app_id": pipeline.settings.app_id,
                     "policy": pipeline.dispatcher.policy.name,
                     "fleet_ready": pipeline.fleet.ready.is_set(),
+                    "dispatch_ready": service.recovered.is_set(),
                     "hosts": len(view.hosts),
                     "vms": len(view.vms),
-                    "waiting": pipeline.dispatch_state.waiting_index.count(),
-                    "decisions": {k: v for k, v in counts.items() if k != "dead_letters"},
+                    "waiting": sum(book.waiting_count() for book in core.books.values()),
+                    "in_flight": pipeline.dispatcher.snapshots.in_flight.total(),
+                    "decisions": dict(core.counts.by_outcome),
                     "dead_letters": counts["dead_letters"],
-                    "pending_claims": pipeline.dispatcher.snapshots.pending_claims(),
+                    "duplicates": core.counts.duplicates,
+                    "refused_status": core.counts.rejected_status,
+                    "moved": core.counts.moved,
+                    "retried": core.counts.retried,
                     "snapshot_rebuild_ms": round(
                         pipeline.dispatcher.snapshots.rebuild_cost_s * 1000, 3
                     ),
                     "stats_events": dict(pipeline.metrics.stats_events),
-                    "job_partitions": sorted(
-                        tp.partition
-                        for tp in pipeline.app.consumer.assignment()
-                        if tp.topic == pipeline.topics.name("jobs")
-                    ),
+                    "job_partitions": sorted(core.books),
+                    "batches": service.batches,
+                    "lag": service.lag(),
                     "time": pipeline.clock(),
                 }
             )
@@ -100,13 +105,29 @@ def register(pipeline: Pipeline) -> None:
     @app.page("/waiting")
     class WaitingView(View):
         async def get(self, request: Request) -> Response:
-            state = pipeline.dispatch_state
             waiting = [
-                {"job_id": job_id, **row.model_dump(mode="json", exclude={"schema_version"})}
-                for job_id, row in state.rows(state.waiting)
+                {"partition": partition, **exports.waiting_entry(tracked)}
+                for partition, tracked in pipeline.core.waiting()
             ]
-            waiting.sort(key=lambda entry: entry["waiting_since"])
-            return self.json({"waiting": waiting, "count": len(waiting)})
+            by_type = exports.waiting_by_type(pipeline)
+            return self.json({"waiting": waiting, "count": len(waiting), "by_type": by_type})
+
+    @app.page("/jobs/{job_id}")
+    class JobView(View):
+        async def get(self, request: Request, job_id: str) -> Response:
+            status = pipeline.core.find(job_id)
+            if status is None:
+                # Not in flight here: another worker's, ended, or unknown. Ask the log.
+                loop = asyncio.get_running_loop()
+                status = await loop.run_in_executor(
+                    None, latest_status, pipeline.kafka, pipeline.topics, job_id, 10.0
+                )
+            if status is None:
+                return self.json(
+                    {"error": f"no job {job_id!r}: never submitted, or ended and forgotten"},
+                    status=404,
+                )
+            return self.json(status.model_dump(mode="json", exclude_none=True))
 
     @app.page("/decisions")
     class DecisionsView(View):
@@ -115,7 +136,7 @@ def register(pipeline: Pipeline) -> None:
                 limit = int(request.query.get("limit", "100"))
             except ValueError:
                 return self.json({"error": "limit must be an integer"}, status=400)
-            recent = list(pipeline.dispatch_state.recent_decisions)[-limit:] if limit > 0 else []
+            recent = pipeline.core.recent[-limit:] if limit > 0 else []
             return self.json(
                 {"decisions": [decision.model_dump(mode="json") for decision in recent[::-1]]}
             )
@@ -123,8 +144,7 @@ def register(pipeline: Pipeline) -> None:
     @app.page("/metrics")
     class MetricsView(View):
         async def get(self, request: Request) -> Response:
-            hosts_now()  # refresh per-host gauges
-            refresh_lag()
+            exports.refresh(pipeline, hosts_now(), lag())
             return self.bytes(
                 pipeline.metrics.exposition(), content_type="text/plain; version=0.0.4"
             )

@@ -23,6 +23,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,10 +53,23 @@ class Child:
 
 
 class EmulatedHost:
-    def __init__(self, config: HostConfig, settings: KafkaSettings, *, verbose: int = 0) -> None:
+    """`guest_credentials` (per VM id) and `dom0_credentials` are credentials files: on a secured
+    broker each child connects as its own principal, as it would on a real host."""
+
+    def __init__(
+        self,
+        config: HostConfig,
+        settings: KafkaSettings,
+        *,
+        verbose: int = 0,
+        guest_credentials: Mapping[str, Path] | None = None,
+        dom0_credentials: Path | None = None,
+    ) -> None:
         self.config = config
         self.settings = settings
         self.verbose = verbose
+        self.guest_credentials = dict(guest_credentials or {})
+        self.dom0_credentials = dom0_credentials
         self.model = IoChannelModel(
             config.io_capacity_ops_per_s,
             collapse=config.collapse,
@@ -69,8 +83,10 @@ class EmulatedHost:
 
     # --- commands of the children -------------------------------------------------------------
 
-    def _vmlb(self, *args: str) -> list[str]:
+    def _vmlb(self, *args: str, credentials: Path | None = None) -> list[str]:
         kafka = ["--broker", self.settings.broker, "--topic-prefix", self.settings.topic_prefix]
+        if credentials is not None:
+            kafka += ["--credentials", str(credentials)]  # the file's path; never the password
         verbosity = ["-" + "v" * self.verbose] if self.verbose else []
         return [sys.executable, "-m", "pipeline.cli.main", *verbosity, args[0], *kafka, *args[1:]]
 
@@ -80,12 +96,14 @@ class EmulatedHost:
             "guest", "--vm", vm_id, "--host-id", self.config.host_id, "--handler", handler,
             "--io-channel", str(self.address), "--state-dir", str(state_dir),
             "--grace", f"{self.config.guest_grace_s}s",
+            credentials=self.guest_credentials.get(vm_id),
         )  # fmt: skip
 
     def _dom0_argv(self) -> list[str]:
         argv = self._vmlb(
             "dom0", "--host-id", self.config.host_id, "--source", f"emulated:{self.address}",
             "--interval", f"{self.config.dom0_interval_s}s", "--vms-stopped-on-exit",
+            credentials=self.dom0_credentials,
         )  # fmt: skip
         if self.config.io_limit_ops_per_s is not None:
             argv += ["--io-limit", str(self.config.io_limit_ops_per_s)]
@@ -121,7 +139,9 @@ class EmulatedHost:
             await self._shutdown()
 
     async def _supervise(self, child: Child) -> None:
-        env = {**os.environ, "VMLB_PARENT_PID": str(os.getpid())}
+        # This host's own Kafka settings, whatever flags gave them, for children without a
+        # credentials file of their own.
+        env = {**self.settings.child_environment(), "VMLB_PARENT_PID": str(os.getpid())}
         while not self._stopping:
             child.process = await asyncio.create_subprocess_exec(
                 *child.argv, env=env, process_group=0

@@ -33,6 +33,9 @@ class Dom0Stats:
     samples: int = 0
     registrations: int = 0
     source_errors: int = 0
+    #: Readings of a VM present but without counters (its hypervisor call overran or answered
+    #: without them): no sample that tick.
+    unmetered: int = 0
 
 
 class Dom0:
@@ -66,6 +69,7 @@ class Dom0:
         self._topic_jobs: dict[str, Future[bool]] = {}
         self._topic_retry_at: dict[str, float] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dom0-topics")
+        self._unmetered: set[str] = set()
         self._io_samples = topics.name("io-samples")
         self._hosts = topics.name("hosts")
         self._vms = topics.name("vms")
@@ -102,12 +106,14 @@ class Dom0:
             self.registry.close()
             self.source.close()
             log.info(
-                "dom0 %s: stopped after %d ticks; %d samples, %d registrations, %d dropped",
+                "dom0 %s: stopped after %d ticks; %d samples, %d registrations, %d dropped, "
+                "%d readings without counters",
                 self.config.host_id,
                 self.stats.ticks,
                 self.stats.samples,
                 self.stats.registrations,
                 self.dropped,
+                self.stats.unmetered,
             )
 
     def tick(self) -> None:
@@ -116,6 +122,16 @@ class Dom0:
         if result.source_error:
             self.stats.source_errors += 1
             log.warning("dom0 %s: %s", self.config.host_id, result.source_error)
+        if result.host_registration is not None:
+            log.info(
+                "dom0 %s: telemetry path: %s (%s)",
+                self.config.host_id,
+                result.host_registration.telemetry_path,
+                self.source.description,
+            )
+            self.publisher.publish(self._hosts, result.host_registration, compacted=True)
+        self._log_unmetered(set(result.unmetered), {s.vm_id for s in result.samples})
+        self.stats.unmetered += len(result.unmetered)
         for change in result.changes:
             log.info("dom0 %s: %s %s", self.config.host_id, change.vm_id, change.kind)
         for registration in [*self._held.values(), *result.registrations]:
@@ -124,6 +140,19 @@ class Dom0:
             self.publisher.publish(self._io_samples, sample)
         self.stats.samples += len(result.samples)
         self.publisher.pump()
+
+    def _log_unmetered(self, now: set[str], sampled: set[str]) -> None:
+        """Say when a VM's counters go missing and when they are back, not every tick."""
+        for vm_id in sorted(now - self._unmetered):
+            log.warning(
+                "dom0 %s: %s: counters unavailable (hypervisor call overran or answered without "
+                "them); no sample until they are back",
+                self.config.host_id,
+                vm_id,
+            )
+        for vm_id in sorted((self._unmetered - now) & sampled):
+            log.info("dom0 %s: %s: counters back", self.config.host_id, vm_id)
+        self._unmetered = now
 
     def _register(self, registration: VmRegistration) -> None:
         vm_id = registration.vm_id

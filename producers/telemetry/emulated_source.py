@@ -16,6 +16,7 @@ class EmulatedSource:
         except ChannelError as exc:
             raise SourceError(f"emulated:{address}: {exc}") from None
         self.description = f"emulated:{self.address}"
+        self.path: str | None = "emulated"
 
     def read(self) -> list[VmReading]:
         try:

@@ -1,8 +1,14 @@
 """The pure sampling loop of one host: readings in, events out. No Kafka, no sleeping.
 
 Each `tick()` reads the source once and returns what to publish: an `IoSample` per VM that has a
-baseline (the first reading of a VM is only a baseline), and a `VmRegistration` for every change
-(`changes`). The clock is injected; the Kafka edge (`dom0`) calls `tick()` every interval.
+baseline (the first reading of a VM is only a baseline), a `VmRegistration` for every change
+(`changes`: started, stopped, migrated, retyped, paused, resumed), and the host's registration
+again when the source's read path changes. The clock is injected; the Kafka edge (`dom0`) calls
+`tick()` every interval.
+
+A VM whose counters the source could not read this time (`VmReading.counters` None) is still
+there: it keeps its registration and its baseline, and gets no sample until its counters are
+back; the next sample then spans the whole gap (its I/O over the longer interval, not a burst).
 
 Where a VM's job type comes from, first match wins: the operator's `--vm-type` mapping; the
 source (libvirt domain metadata, the emulated host's config); the fleet's last registration of
@@ -61,6 +67,10 @@ class TickResult:
     changes: list[VmChange] = field(default_factory=list)
     #: VMs running here whose job type nobody knows (metered, not registered).
     untyped: list[str] = field(default_factory=list)
+    #: VMs here whose counters could not be read this time (no sample for them).
+    unmetered: list[str] = field(default_factory=list)
+    #: The host's registration again, when the source's read path changed (`source.path`).
+    host_registration: HostRegistration | None = None
     source_error: str | None = None
 
 
@@ -81,13 +91,16 @@ class Sampler:
         self.presence = PresenceTracker(config.host_id, config.effective_stop_grace_s)
         self._warned: set[str] = set()
         self.resets = 0
+        self._path: str | None = None
 
     def host_registration(self, status: HostStatus = HostStatus.UP) -> HostRegistration:
+        self._path = self.source.path  # what the registration says: changes re-register
         return HostRegistration(
             host_id=self.config.host_id,
             status=status,
             io_limit_ops_per_s=self.config.io_limit_ops_per_s,
             sample_interval_s=self.config.interval_s,
+            telemetry_path=self._path,
             registered_at=self.clock(),
         )
 
@@ -103,8 +116,14 @@ class Sampler:
             result.source_error = str(exc)
             return result
         now = self.clock()
+        if self.source.path != self._path:
+            self._path = self.source.path
+            result.host_registration = self.host_registration()
         readings = [r for r in readings if self._valid(r)]
         for reading in readings:
+            if reading.counters is None:
+                result.unmetered.append(reading.vm_id)
+                continue
             delta = self.baselines.advance(
                 reading.vm_id, reading.counters, reading.incarnation, now
             )
@@ -124,7 +143,17 @@ class Sampler:
                 )
             )
         running = {r.vm_id: self._job_type(r) for r in readings}
-        result.untyped = sorted(vm for vm, job_type in running.items() if job_type is None)
+        # A status not known this time is the one registered (no change either way).
+        paused = {
+            r.vm_id
+            for r in readings
+            if (r.status or self.presence.statuses.get(r.vm_id)) is VmStatus.PAUSED
+        }
+        result.untyped = sorted(
+            vm
+            for vm, job_type in running.items()
+            if job_type is None and vm not in result.unmetered
+        )
         for vm_id in result.untyped:
             if vm_id not in fleet:
                 self._warn_once(
@@ -132,7 +161,7 @@ class Sampler:
                     f"{vm_id}: no job type known (give --vm-type {vm_id}=TYPE or domain "
                     "metadata); metered but not registered",
                 )
-        for change in self.presence.update(running, fleet, now):
+        for change in self.presence.update(running, fleet, now, paused):
             result.changes.append(change)
             if change.kind in (ChangeKind.STOPPED, ChangeKind.MIGRATED_OUT):
                 self.baselines.forget(change.vm_id)
@@ -164,8 +193,7 @@ class Sampler:
                 change.vm_id,
                 change.previous_host_id,
             )
-        status = VmStatus.STOPPED if change.kind is ChangeKind.STOPPED else VmStatus.RUNNING
-        return self._vm(change.vm_id, change.job_type, status, now)
+        return self._vm(change.vm_id, change.job_type, change.status, now)
 
     def _vm(self, vm_id: str, job_type: str, status: VmStatus, now: float) -> VmRegistration:
         return VmRegistration(

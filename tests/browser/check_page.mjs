@@ -5,15 +5,17 @@
 //   node tests/browser/check_page.mjs URL SCREENSHOT.png [options]
 //
 //   --hosts a,b,c     host names that must get a card (default: any one host)
-//   --observe-s S     seconds between the two readings of the page (default 4)
-//   --timeout-s S     how long the cards may take to appear (default 45)
+//   --observe-s S     watch at least S seconds between the two readings (default 4)
+//   --timeout-s S     how long the cards may take to appear, and the page to move once
+//                     watched (default 45)
 //   --width W         viewport width in CSS pixels (default 1400; the screenshot is full-page)
 //   --scale F         device scale factor of the screenshot (default 1)
 //   --chromium PATH   the browser (default $CHROMIUM or /usr/bin/chromium)
 //
-// It opens the page, waits for the host cards, reads what the page shows (header, each card's
-// badge, numbers, bar, VM rows and where its chart line is drawn), waits, reads again, takes a
-// full-page screenshot, and prints one JSON object. Exit status 0 only if: every expected host
+// It opens the page, waits for the host cards, reads what the page shows (header, job types
+// table, each card's badge, numbers, bar, VM rows and where its chart line is drawn), watches
+// until every chart drew on and the numbers moved, reads again, takes a full-page screenshot,
+// and prints one JSON object. Exit status 0 only if: every expected host
 // has a card, every chart drew new points, some number on the page changed, and the page logged
 // no error (console, uncaught exception, failed request, or its own "worker unreachable").
 // Otherwise 1, with the reasons in "failures" and on stderr; 2 for bad arguments.
@@ -89,6 +91,8 @@ function readPage() {
       policy: text("policy"), hosts: text("hosts"), dispatched: text("dispatched"),
       rate: text("rate"), waiting: text("waiting"), dead_letters: text("dead"), error: text("error"),
     },
+    job_types: [...document.querySelectorAll("#job-types tbody tr")].map(row =>
+      [...row.querySelectorAll("td")].map(cell => cell.textContent)),
     hosts: [...document.querySelectorAll("#fleet .host")].map(card => ({
       name: card.querySelector(".name")?.textContent ?? "",
       badge: card.querySelector(".badge")?.textContent ?? "",
@@ -101,6 +105,16 @@ function readPage() {
       chart: card.querySelector("canvas") ? chartOf(card.querySelector("canvas")) : null,
     })),
   };
+}
+
+// Every card's chart drew on and its numbers changed, and the header's dispatched count moved.
+function moved(before, after) {
+  const earlier = new Map(before.hosts.map(host => [host.name, host]));
+  return after.header.dispatched !== before.header.dispatched && after.hosts.every(host => {
+    const old = earlier.get(host.name);
+    return old && old.numbers !== host.numbers && old.chart && host.chart
+      && host.chart.line_span_px > old.chart.line_span_px;
+  });
 }
 
 async function main() {
@@ -146,11 +160,21 @@ async function main() {
       const shown = (await page.evaluate(readPage)).hosts.map(h => h.name);
       throw new Error(`host cards did not appear within ${options.timeoutS}s: expected ${JSON.stringify(want.length ? want : ["any host"])}, shown ${JSON.stringify(shown)}`);
     }
-    // Let a couple of refreshes land so the first reading has a chart to compare against.
-    await page.waitForTimeout(2000);
+    // Until every card has drawn a point, so the first reading has a chart to compare against.
+    await page.waitForFunction(() => [...document.querySelectorAll("#fleet .host canvas")]
+      .every(canvas => canvas.width > 0), null, { timeout: options.timeoutS * 1000, polling: 250 });
     const before = await page.evaluate(readPage);
-    await page.waitForTimeout(options.observeS * 1000);
-    const after = await page.evaluate(readPage);
+    // Watch at least --observe-s, then until the page has moved (a condition, not a time: a
+    // loaded machine refreshes slower), or --timeout-s passes and the failures below say what did not.
+    const watchedFrom = Date.now();
+    let after;
+    for (;;) {
+      await page.waitForTimeout(500);
+      after = await page.evaluate(readPage);
+      const watched = (Date.now() - watchedFrom) / 1000;
+      if (watched >= options.observeS && moved(before, after)) break;
+      if (watched >= options.observeS + options.timeoutS) break;
+    }
     await page.screenshot({ path: options.screenshot, fullPage: true });
 
     const earlier = new Map(before.hosts.map(host => [host.name, host]));
@@ -175,6 +199,7 @@ async function main() {
       };
     });
     result.dispatched_changed = before.header.dispatched !== after.header.dispatched;
+    result.job_types = after.job_types;
 
     const names = result.hosts.map(host => host.name);
     for (const name of want) if (!names.includes(name)) failures.push(`no card for host ${name} (shown: ${names.join(", ")})`);

@@ -56,10 +56,15 @@ def _java_major(version_output: str) -> int | None:
     return None
 
 
+def installed(version: str = KAFKA_VERSION) -> bool:
+    """The broker's jars are complete in the cache."""
+    return (libs_dir(version) / ".complete").exists()
+
+
 def install(version: str = KAFKA_VERSION, quiet: bool = True) -> Path:
     """Make sure the broker's jars are in the cache; return the libs directory."""
     libs = libs_dir(version)
-    if (libs / ".complete").exists():
+    if installed(version):
         return libs
     require_java()
     mvn = shutil.which("mvn")

@@ -3,7 +3,8 @@
 Each run has its own topic prefix and app id (`demo.<run>.`, `vmlb-demo-<run>`), so its counts
 start from zero; the topics of earlier demo runs are deleted at start. Logs of every process go
 to `.vmlb/demo/<run>/`. Whatever happens (Ctrl-C, an error, the end of `--duration`) every process
-the demo started is stopped before it returns.
+the demo started is stopped before it returns: the local Kafka broker too when the demo started it
+(a broker it found running, or `VMLB_BROKER`'s cluster, is left as it was).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import random
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from rich.text import Text
 
 from pipeline.errors import VmlbError
 from pipeline.events import DeadLetter, IoSample, JobCompletion, JobSubmission, QueuedJob
+from pipeline.ops.broker.local import LocalCluster
 from pipeline.ops.demo.fleet import (
     FLEET,
     JOB_MIX,
@@ -33,6 +35,7 @@ from pipeline.ops.demo.fleet import (
     fleet_capacity_jobs_per_s,
     offered_rate_per_s,
 )
+from pipeline.ops.demo.principals import provision_demo, revoke_demo
 from pipeline.ops.demo.processes import Children, tail
 from pipeline.ops.demo.summary import summarize
 from pipeline.ops.ports import free_port, port_free
@@ -53,6 +56,8 @@ class DemoOptions:
     live: bool = True
     seed: int = 1
     keep_topics: bool = False
+    #: On a secured broker, every part as its own principal (`vmlb acl provision`'s roles).
+    secure: bool = False
 
 
 @dataclass
@@ -97,16 +102,25 @@ class Generator:
 
 
 def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
+    with demo_broker(console, secure=options.secure) as kafka:
+        return _run_on(kafka, options, console)
+
+
+def _run_on(kafka: KafkaSettings, options: DemoOptions, console: Console) -> dict[str, Any]:
     run_id = time.strftime("%Y%m%d-%H%M%S")
     run_dir = Path(".vmlb") / "demo" / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
-    kafka = _broker(console)
     kafka = kafka.model_copy(update={"topic_prefix": f"{DEMO_PREFIX}{run_id.replace('-', '')}."})
     app_id = f"vmlb-demo-{run_id}"
     _forget_earlier_runs(kafka, console, run_id.replace("-", ""))
     declared = load_topics(prefix=kafka.topic_prefix)
     apply_topics(kafka, declared.all_specs())
     console.print(f"topics created under [bold]{kafka.topic_prefix}[/]; logs in {run_dir}/")
+    # Each child's credentials file (secured), as VMLB_CREDENTIALS in its environment.
+    credentials: dict[str, dict[str, str]] = {}
+    submitter_kafka = kafka
+    if options.secure:
+        credentials, submitter_kafka = provision_demo(kafka, declared, app_id, run_dir, console)
 
     web_port = options.web_port if port_free(options.web_port) else free_port()
     env = {
@@ -122,7 +136,9 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
     generator: Generator | None = None
     waiting_ids: set[str] = set()
     try:
-        children.start("worker", ["worker", "-l", "warning"], env)
+        children.start(
+            "worker", ["worker", "-l", "warning"], {**env, **credentials.get("worker", {})}
+        )
         for host in FLEET:
             args = [
                 "host",
@@ -137,13 +153,15 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
             ]
             for vm_id, _ in host.vms:
                 args += ["--vm", host.vm_flag(vm_id)]
-            children.start(host.host_id, args, env)
+            if options.secure:
+                args += ["--credentials-dir", str(run_dir / "credentials")]
+            children.start(host.host_id, args, {**env, **credentials.get(host.host_id, {})})
         _wait_for_fleet(url, children, console)
         console.print(f"web view: [bold]{url}/[/]   queries: {url}/hosts  metrics: {url}/metrics")
 
         capacity = fleet_capacity_jobs_per_s()
         duration_s = options.duration_s or 10 * 365 * 86400.0
-        generator = Generator(kafka, duration_s, capacity, options.seed)
+        generator = Generator(submitter_kafka, duration_s, capacity, options.seed)
         thread = threading.Thread(target=generator.run, name="job-generator", daemon=True)
         thread.start()
         with contextlib.suppress(KeyboardInterrupt):
@@ -160,6 +178,8 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
     summary = _summary(kafka, waiting_ids)
     if not options.keep_topics:
         _delete_demo_topics(kafka, console, lambda run: run == run_id.replace("-", ""))
+        if options.secure:
+            revoke_demo(kafka, app_id)
     summary["policy"] = options.policy
     summary["topic_prefix"] = kafka.topic_prefix
     summary["logs"] = str(run_dir)
@@ -168,18 +188,38 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, Any]:
     return summary
 
 
-def _broker(console: Console) -> KafkaSettings:
-    """VMLB_BROKER if set (an existing cluster); else the local broker, started if needed."""
-    if os.environ.get("VMLB_BROKER"):
-        return load_kafka_settings()
-    from pipeline.ops.broker.local import LocalCluster
+@contextlib.contextmanager
+def demo_broker(
+    console: Console, cluster: LocalCluster | None = None, secure: bool = False
+) -> Iterator[KafkaSettings]:
+    """VMLB_BROKER if set (an existing cluster); else the local broker, started if none runs.
 
-    cluster = LocalCluster()
-    if not cluster.is_running():
-        with console.status("starting the local Kafka broker..."):
+    A broker this started is stopped when the block ends, however it ends; one that was already
+    running (someone else's) is left running. Secured, the demo itself is the super user: an
+    existing cluster's credentials come from VMLB_CREDENTIALS (or VMLB_SASL_*); the local
+    secured broker's from its admin.env.
+    """
+    if os.environ.get("VMLB_BROKER"):
+        kafka = load_kafka_settings()
+        if secure and not kafka.secured:
+            raise VmlbError(
+                "--secure with VMLB_BROKER needs a super user's credentials: "
+                "VMLB_CREDENTIALS=<file> (for `vmlb broker start --secure`: its admin.env)"
+            )
+        yield kafka
+        return
+    cluster = cluster or LocalCluster(secure=secure or None)
+    started = not cluster.is_running()
+    if started:
+        with console.status(f"starting the local{' secured' if secure else ''} Kafka broker..."):
             cluster.start()
-    console.print(f"Kafka at [bold]{cluster.bootstrap}[/]")
-    return load_kafka_settings(broker=cluster.bootstrap)
+    console.print(f"Kafka at [bold]{cluster.bootstrap}[/]{' (secured)' if secure else ''}")
+    try:
+        yield cluster.settings()
+    finally:
+        if started:
+            console.print("stopping the local Kafka broker the demo started...")
+            cluster.stop()
 
 
 def _forget_earlier_runs(kafka: KafkaSettings, console: Console, run_id: str) -> None:
@@ -222,11 +262,18 @@ def _get(url: str, path: str) -> Any:
         return json.loads(answer.read())
 
 
+#: A host has come up once its telemetry reached the worker and is younger than this: the
+#: dispatcher's own lag limit (`VMLB_LAG_LIMIT_S`' default), not a stricter one, since on a
+#: loaded machine every host's telemetry arrives seconds late alike and is still usable.
+FLEET_UP_TELEMETRY_AGE_S = 15.0
+
+
 def _wait_for_fleet(
-    url: str, children: Children, console: Console, timeout_s: float = 120.0
+    url: str, children: Children, console: Console, timeout_s: float = 300.0
 ) -> None:
     expected_vms = sum(len(host.vms) for host in FLEET)
     deadline = time.monotonic() + timeout_s
+    seen = "the worker did not answer"
     with console.status(
         f"starting the worker and {len(FLEET)} emulated hosts ({expected_vms} guest VMs)..."
     ):
@@ -238,16 +285,21 @@ def _wait_for_fleet(
             with contextlib.suppress(OSError, ValueError):
                 hosts = _get(url, "/hosts")["hosts"]
                 vms = [vm for host in hosts for vm in host["vms"]]
-                fresh = [
+                up = [
                     h
                     for h in hosts
-                    if h["telemetry_age_s"] is not None and h["telemetry_age_s"] < 3
+                    if h["telemetry_age_s"] is not None
+                    and h["telemetry_age_s"] < FLEET_UP_TELEMETRY_AGE_S
                 ]
-                if len(vms) == expected_vms and len(fresh) == len(FLEET):
+                seen = (
+                    f"{len(vms)} of {expected_vms} VMs, {len(up)} of {len(FLEET)} hosts reporting"
+                )
+                if len(vms) == expected_vms and len(up) == len(FLEET):
                     return
             time.sleep(0.5)
     raise VmlbError(
-        f"the fleet did not come up in {timeout_s:.0f}s; see the logs in {children.log_dir}"
+        f"the fleet did not come up in {timeout_s:.0f}s ({seen}); see the logs in "
+        f"{children.log_dir}"
     )
 
 
@@ -297,11 +349,13 @@ def _drain(url: str, kafka: KafkaSettings, submitted: int, console: Console) -> 
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError, ValueError):
             waiting = {entry["job_id"] for entry in _get(url, "/waiting")["waiting"]}
-            completed = {
-                r.key for r in read_all(kafka, topics_of(kafka).name("completions"), timeout_s=5)
-            }
+            completed = set()
+            for record in read_all(kafka, topics_of(kafka).name("completions"), timeout_s=5):
+                with contextlib.suppress(VmlbError):
+                    completed.add(JobCompletion.from_bytes(record.value).job_id)
             status = _get(url, "/status")
-            if not waiting and status["decisions"].get("dispatched", 0) <= len(completed):
+            dispatched = status["decisions"].get("dispatched", 0)
+            if not waiting and status.get("lag", 0) == 0 and dispatched <= len(completed):
                 break
         time.sleep(1.0)
     return waiting
@@ -328,6 +382,12 @@ def _summary(kafka: KafkaSettings, waiting: set[str]) -> dict[str, Any]:
         for job in parse(QueuedJob, f"{kafka.topic_prefix}queue.{vm_id}")
     ]
     limits = {host.host_id: float(host.io_limit_ops_per_s) for host in FLEET}
+    # A job the dispatcher has taken has a status record; one without is still unread.
+    taken = {
+        record.key.decode(errors="replace")
+        for record in read_all(kafka, topics_of(kafka).name("job-status"), timeout_s=30)
+        if record.key is not None
+    }
     return summarize(
         submitted=submitted,
         completions=parse(JobCompletion, "completions"),
@@ -337,5 +397,6 @@ def _summary(kafka: KafkaSettings, waiting: set[str]) -> dict[str, Any]:
         samples=parse(IoSample, "io-samples"),
         limits=limits,
         submitted_at=submitted_at,
+        unread=set(submitted) - taken,
         ended_at=ended_at,
     )

@@ -2,7 +2,8 @@
 
 Every submitted job (every valid message on the jobs topic) ends in exactly one bucket:
 completed, dead-lettered (with a reason), waiting (no eligible host yet), in a VM's queue
-(dispatched, not yet run), or lost. `lost` must be 0.
+(dispatched, not yet run), unread (the dispatcher had not consumed it yet: no status record), or
+lost. `lost` must be 0.
 
 Overload (the paper's concern) is measured from the Dom0 I/O samples: per host and per sampling
 interval, the VMs' summed I/O rate against the host's limit. `overload_s` is the time any host
@@ -71,6 +72,7 @@ def summarize(
     limits: Mapping[str, float],
     submitted_at: Mapping[str, float] | None = None,
     ended_at: float | None = None,
+    unread: Iterable[str] = (),
 ) -> dict[str, Any]:
     """The run's buckets, response times and overload.
 
@@ -90,13 +92,14 @@ def summarize(
     dead = (submitted_ids & {d.job_id for d in dead_letters if d.job_id}) - completed
     waiting_ids = (submitted_ids & set(waiting)) - completed - dead
     in_queue = (submitted_ids & set(queued)) - completed - dead - waiting_ids
-    lost = submitted_ids - completed - dead - waiting_ids - in_queue
+    not_read = (submitted_ids & set(unread)) - completed - dead - waiting_ids - in_queue
+    lost = submitted_ids - completed - dead - waiting_ids - in_queue - not_read
     responses = [first_completion[j].response_s for j in completed]
     above, wasted_s = overload(samples, limits)
     p50, p99 = quantile(responses, 0.5), quantile(responses, 0.99)
     p99_all = None
     if submitted_at is not None and ended_at is not None:
-        unfinished = (waiting_ids | in_queue | lost) & set(submitted_at)
+        unfinished = (waiting_ids | in_queue | not_read | lost) & set(submitted_at)
         ages = [max(0.0, ended_at - submitted_at[j]) for j in unfinished]
         p99_all = quantile(responses + ages, 0.99)
     return {
@@ -105,6 +108,7 @@ def summarize(
         "waiting": len(waiting_ids),
         "in_queue": len(in_queue),
         "dead_lettered": len(dead),
+        "unread": len(not_read),
         "lost": len(lost),
         "duplicate_completions": duplicates,
         "p50_response_s": round(p50, 3) if p50 is not None else None,

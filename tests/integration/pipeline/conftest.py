@@ -28,6 +28,7 @@ from pipeline.events import (
     LimitSetting,
     LimitSource,
     VmRegistration,
+    VmStatus,
 )
 from pipeline.ops.worker_process import WorkerProcess
 from pipeline.settings import KafkaSettings
@@ -40,7 +41,7 @@ Worker = WorkerProcess
 
 def wait_for(
     predicate: Callable[[], Any],
-    timeout_s: float = 30.0,
+    timeout_s: float = 90.0,
     what: str = "condition",
     on_fail: Callable[[], str] | None = None,
 ) -> Any:
@@ -98,6 +99,19 @@ class FleetDriver:
         self.send("vms", registration.key(), registration.to_bytes())
         self.vm_hosts[vm_id] = host_id
         return spec.name
+
+    def vm_stopped(self, vm_id: str, job_type: str = "io") -> None:
+        """The VM's Dom0 says it stopped (a new registration with status stopped)."""
+        registration = VmRegistration(
+            vm_id=vm_id,
+            host_id=self.vm_hosts[vm_id],
+            job_type=job_type,
+            queue_topic=self.topics.queue_topic(vm_id).name,
+            status=VmStatus.STOPPED,
+            registered_at=time.time(),
+        )
+        self.send("vms", registration.key(), registration.to_bytes())
+        self.report(vm_id, None)  # type: ignore[arg-type]
 
     def io(
         self, vm_id: str, io_ops_per_s: float, seconds: int = 3, end_at: float | None = None
@@ -168,13 +182,18 @@ class FleetDriver:
             self.producer.flush(timeout=10)
 
     def submit(
-        self, job_type: str, job_id: str | None = None, deadline_s: float | None = None
+        self,
+        job_type: str,
+        job_id: str | None = None,
+        deadline_s: float | None = None,
+        **fields: Any,
     ) -> str:
         job = JobSubmission(
             job_id=job_id or uuid.uuid4().hex,
             job_type=job_type,
             submitted_at=time.time(),
             deadline_s=deadline_s,
+            **fields,
         )
         self.send("jobs", job.key(), job.to_bytes())
         return job.job_id or ""
@@ -197,7 +216,7 @@ class FleetDriver:
         self.producer.close()
 
 
-def read_topic(kafka: KafkaSettings, topic: str, timeout_s: float = 5.0) -> list[Any]:
+def read_topic(kafka: KafkaSettings, topic: str, timeout_s: float = 30.0) -> list[Any]:
     return read_all(kafka, topic, timeout_s)
 
 

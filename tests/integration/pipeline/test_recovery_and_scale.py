@@ -92,11 +92,13 @@ def test_two_workers_split_the_partitions_and_both_see_every_host(
     one = start_worker(**FAST)
     two = start_worker(**FAST)
 
+    partitions = topics.partitions("jobs")
+
     def split() -> bool:
         a, b = set(one.get("/status")["job_partitions"]), set(two.get("/status")["job_partitions"])
-        return bool(a) and bool(b) and not (a & b) and len(a | b) == 6
+        return bool(a) and bool(b) and not (a & b) and len(a | b) == partitions
 
-    wait_for(split, timeout_s=60, what="the 6 job partitions split between two workers")
+    wait_for(split, timeout_s=60, what=f"the {partitions} job partitions split between two workers")
     for worker in (one, two):
         assert set(hosts_by_id(worker)) == {"h1", "h2", "h3"}
 

@@ -25,6 +25,7 @@ class TopicReader:
         self.topic = topic
         self.events: list[E] = []
         self.raw: list[tuple[bytes | None, bytes | None]] = []
+        self._partitions: set[int] = set()
         self._consumer = KafkaConsumer(
             group_id=None, enable_auto_commit=False, **settings.to_kafka_python()
         )
@@ -47,11 +48,16 @@ class TopicReader:
         for records in self._consumer.poll(timeout_ms=300).values():
             for record in records:
                 self.raw.append((record.key, record.value))
+                self._partitions.add(record.partition)
                 self.events.append(self.event_type.from_bytes(record.value))
         return self.events
 
+    def partitions_seen(self) -> set[int]:
+        """The partitions the records read so far came from."""
+        return set(self._partitions)
+
     def wait_for(
-        self, condition: Callable[[list[E]], bool], timeout_s: float = 20.0, what: str = ""
+        self, condition: Callable[[list[E]], bool], timeout_s: float = 90.0, what: str = ""
     ) -> list[E]:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from pipeline.events import IoSample, JobCompletion, QueuedJob, VmRegistration, VmStatus
+from pipeline.events import IoSample, JobStatus, QueuedJob, VmRegistration, VmStatus
 from pipeline.settings import KafkaSettings
 from pipeline.topics import Topics
 from producers.emulated.client import TcpIoChannel, read_stats
@@ -40,6 +40,15 @@ def alive(pid: int) -> bool:
     return True
 
 
+def ended(statuses: list[JobStatus]) -> list[JobStatus]:
+    return [s for s in statuses if s.terminal]
+
+
+def service_s(status: JobStatus) -> float:
+    assert status.started_at is not None and status.finished_at is not None
+    return status.finished_at - status.started_at
+
+
 def test_guests_slow_down_together_when_their_host_is_saturated(
     kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path
 ) -> None:
@@ -54,7 +63,8 @@ def test_guests_slow_down_together_when_their_host_is_saturated(
     host = subprocess.Popen(
         command, cwd=REPO, stdout=subprocess.PIPE, text=True, start_new_session=True
     )
-    completions = TopicReader(kafka_settings, topics.name("completions"), JobCompletion)
+    # The guests report each job's end on job-status (the dispatcher would forward it).
+    completions = TopicReader(kafka_settings, topics.name("job-status"), JobStatus)
     vms = TopicReader(kafka_settings, topics.name("vms"), VmRegistration)
     samples = TopicReader(kafka_settings, topics.name("io-samples"), IoSample)
     producer = KafkaProducer(**kafka_settings.to_kafka_python())
@@ -83,8 +93,8 @@ def test_guests_slow_down_together_when_their_host_is_saturated(
         for i in range(3):
             dispatch("e1", f"alone-{i}")
         producer.flush()
-        done = completions.wait_for(lambda ev: len(ev) >= 3, what="jobs alone")
-        alone_s = statistics.median(c.service_s for c in done)
+        done = ended(completions.wait_for(lambda ev: len(ended(ev)) >= 3, what="jobs alone"))
+        alone_s = statistics.median(service_s(c) for c in done)
 
         # Together: all three guests at once ask for three times what the host serves.
         served_before, wall_before = read_stats(address)["served_ops"], time.monotonic()
@@ -92,11 +102,13 @@ def test_guests_slow_down_together_when_their_host_is_saturated(
             for vm_id in GUESTS:
                 dispatch(vm_id, f"busy-{vm_id}-{i}")
         producer.flush()
-        done = completions.wait_for(lambda ev: len(ev) >= 15, what="jobs under contention")
+        done = ended(
+            completions.wait_for(lambda ev: len(ended(ev)) >= 15, what="jobs under contention")
+        )
         served_after, wall_after = read_stats(address)["served_ops"], time.monotonic()
         # Jobs that ran while the other two guests were also busy (not the last stragglers).
         contended_s = statistics.median(
-            c.service_s
+            service_s(c)
             for c in done
             if c.job_id.startswith("busy-") and not c.job_id.endswith("-3")
         )
@@ -120,7 +132,7 @@ def test_guests_slow_down_together_when_their_host_is_saturated(
         producer.close()
         pids = children_of(host.pid)
         host.send_signal(signal.SIGTERM)
-        code = host.wait(timeout=30)
+        code = host.wait(timeout=60)
         if code is None:
             os.killpg(host.pid, signal.SIGKILL)
     assert code == 0

@@ -1,5 +1,6 @@
 """`vmlb guest` against the real broker: a job survives SIGKILL and a release past the grace
-period and completes exactly once; redeliveries are skipped; bad messages are dead-lettered."""
+period and ends exactly once; redeliveries are skipped; bad messages are dead-lettered; its
+status records (`job-status`) carry the result or the error, in the job's partition."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from kafka import KafkaProducer
 
-from pipeline.events import DeadLetter, JobCompletion, JobOutcome, QueuedJob
+from pipeline.events import DeadLetter, JobState, JobStatus, QueuedJob
 from pipeline.settings import KafkaSettings
 from pipeline.topics import Topics, ensure_topic
 from tests.integration.producers.kafka_reading import TopicReader
@@ -24,8 +25,12 @@ def queued(job_id: str, vm_id: str, payload: dict) -> QueuedJob:
     now = time.time()
     return QueuedJob(
         job_id=job_id, job_type="steered", payload=payload, vm_id=vm_id, host_id="h1",
-        submitted_at=now, dispatched_at=now, policy="test",
+        submitted_at=now, dispatched_at=now, policy="test", status_partition=5,
     )  # fmt: skip
+
+
+def ended(statuses: list[JobStatus]) -> list[JobStatus]:
+    return [s for s in statuses if s.terminal]
 
 
 def start_guest(
@@ -39,7 +44,7 @@ def start_guest(
     return subprocess.Popen(command, cwd=REPO)
 
 
-def wait_for_file(pattern_dir: Path, prefix: str, timeout_s: float = 25.0) -> Path:
+def wait_for_file(pattern_dir: Path, prefix: str, timeout_s: float = 90.0) -> Path:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         found = sorted(pattern_dir.glob(prefix + "*"))
@@ -60,7 +65,7 @@ def test_job_in_hand_survives_kill_and_release_and_completes_once(
     producer = KafkaProducer(**kafka_settings.to_kafka_python())
     job = queued("job-1", vm_id, {"flag_dir": str(flags), "block": True})
     producer.send(queue.name, job.to_bytes(), key=job.key()).get(timeout=10)
-    completions = TopicReader(kafka_settings, topics.name("completions"), JobCompletion)
+    completions = TopicReader(kafka_settings, topics.name("job-status"), JobStatus)
     guests = []
     try:
         # 1. The first guest takes the job and is killed outright while running it.
@@ -68,7 +73,7 @@ def test_job_in_hand_survives_kill_and_release_and_completes_once(
         guests.append(first)
         wait_for_file(flags, f"started-job-1-{first.pid}")
         first.kill()
-        first.wait(timeout=10)
+        first.wait(timeout=60)
 
         # 2. The job was never committed: the next guest gets it again. Asked to stop, it waits
         #    its grace period, then releases the job uncommitted and exits cleanly.
@@ -76,38 +81,40 @@ def test_job_in_hand_survives_kill_and_release_and_completes_once(
         guests.append(second)
         wait_for_file(flags, f"started-job-1-{second.pid}")
         second.send_signal(signal.SIGTERM)
-        assert second.wait(timeout=20) == 0
+        assert second.wait(timeout=60) == 0
 
         # 3. A third guest gets it once more, and this time it may finish.
         third = start_guest(kafka_settings, vm_id, state)
         guests.append(third)
         wait_for_file(flags, f"started-job-1-{third.pid}")
         (flags / "release").touch()
-        completions.wait_for(lambda ev: any(c.job_id == "job-1" for c in ev), what="job-1 done")
+        completions.wait_for(
+            lambda ev: any(c.job_id == "job-1" for c in ended(ev)), what="job-1 done"
+        )
 
         # 4. The dispatcher re-sends it (e.g. after its own restart): it is not run again. A
         #    sentinel behind it proves the worker has passed the duplicate.
         producer.send(queue.name, job.to_bytes(), key=job.key()).get(timeout=10)
         sentinel = queued("sentinel-1", vm_id, {"flag_dir": str(flags)})
         producer.send(queue.name, sentinel.to_bytes(), key=sentinel.key()).get(timeout=10)
-        done = completions.wait_for(
-            lambda ev: any(c.job_id == "sentinel-1" for c in ev), what="sentinel"
+        done = ended(
+            completions.wait_for(
+                lambda ev: any(c.job_id == "sentinel-1" for c in ended(ev)), what="sentinel"
+            )
         )
     finally:
         for guest in guests:
             if guest.poll() is None:
                 guest.send_signal(signal.SIGTERM)
-                guest.wait(timeout=20)
+                guest.wait(timeout=60)
         producer.close()
         completions.close()
     job_1 = [c for c in done if c.job_id == "job-1"]
     assert len(job_1) == 1
-    assert (job_1[0].outcome, job_1[0].vm_id, job_1[0].host_id) == (
-        JobOutcome.SUCCEEDED,
-        vm_id,
-        "h1",
-    )
+    assert (job_1[0].state, job_1[0].vm_id, job_1[0].host_id) == (JobState.SUCCEEDED, vm_id, "h1")
     assert job_1[0].started_at <= job_1[0].finished_at
+    assert job_1[0].result is not None  # the handler's return value travels with its status
+    assert completions.partitions_seen() == {5}  # the job's partition of job-status
     assert len(list(flags.glob("started-job-1-*"))) == 3  # run three times, completed once
 
 
@@ -129,22 +136,24 @@ def test_bad_messages_are_dead_lettered_and_failures_reported(
     ]:
         producer.send(queue.name, value, key=key).get(timeout=10)
     producer.close()
-    completions = TopicReader(kafka_settings, topics.name("completions"), JobCompletion)
+    completions = TopicReader(kafka_settings, topics.name("job-status"), JobStatus)
     letters = TopicReader(kafka_settings, topics.name("dead-letters"), DeadLetter)
     guest = start_guest(kafka_settings, vm_id, tmp_path / "state")
     try:
-        done = completions.wait_for(
-            lambda ev: {c.job_id for c in ev} >= {"failing", "good"}, what="both jobs"
+        done = ended(
+            completions.wait_for(
+                lambda ev: {c.job_id for c in ended(ev)} >= {"failing", "good"}, what="both jobs"
+            )
         )
         dead = letters.wait_for(lambda ev: len(ev) >= 3, what="three dead letters")
     finally:
         guest.send_signal(signal.SIGTERM)
-        assert guest.wait(timeout=20) == 0
+        assert guest.wait(timeout=60) == 0
         completions.close()
         letters.close()
-    outcome = {c.job_id: (c.outcome, c.error) for c in done}
-    assert outcome["good"] == (JobOutcome.SUCCEEDED, None)
-    assert outcome["failing"] == (JobOutcome.FAILED, "RuntimeError: asked to fail")
+    outcome = {c.job_id: (c.state, c.error) for c in done}
+    assert outcome["good"] == (JobState.SUCCEEDED, None)
+    assert outcome["failing"] == (JobState.FAILED, "RuntimeError: asked to fail")
     assert [(d.source_topic, d.source_partition, d.source_offset, d.stage) for d in dead] == [
         (queue.name, 0, 0, "guest"), (queue.name, 0, 1, "guest"), (queue.name, 0, 2, "guest"),
     ]  # fmt: skip

@@ -1,3 +1,4 @@
+import hashlib
 import json
 
 import pytest
@@ -5,11 +6,15 @@ import pytest
 from pipeline.errors import EventError
 from pipeline.events import (
     EVENT_TYPES,
+    MAX_PAYLOAD_BYTES,
+    CandidateView,
     DeadLetter,
     DispatchDecision,
     IoCounters,
     IoSample,
     JobCompletion,
+    JobControl,
+    JobStatus,
     JobSubmission,
     payload_text,
 )
@@ -93,7 +98,7 @@ def test_completion_timeline_is_checked():
         JobCompletion.from_dict({**base, "outcome": "failed"})
 
 
-def test_decision_is_keyed_by_chosen_vm_else_job():
+def test_decision_is_keyed_by_its_job():
     chosen = DispatchDecision(
         job_id="j",
         job_type="t",
@@ -105,7 +110,8 @@ def test_decision_is_keyed_by_chosen_vm_else_job():
         reason="headroom",
     )
     waiting = chosen.model_copy(update={"outcome": "waiting", "vm_id": None, "host_id": None})
-    assert chosen.key() == b"vm7"
+    # Keyed by the job (and written to the job's partition): its audit trail in one place.
+    assert chosen.key() == b"j"
     assert waiting.key() == b"j"
 
 
@@ -130,3 +136,116 @@ def test_every_event_type_is_versioned_and_frozen():
     for name, cls in EVENT_TYPES.items():
         assert "schema_version" in cls.model_fields, name
         assert cls.model_config.get("frozen"), name
+
+
+# --- hostile input (issue 12) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "names"),
+    [
+        (b"[" * 10_000 + b"]" * 10_000, "not JSON"),  # a RecursionError out of json.loads before
+        (b'{"job_type": "io", "deadline_s": "10"}', "deadline_s"),  # no numeric strings
+        (b'{"job_type": "io", "max_attempts": true}', "max_attempts"),  # no booleans for ints
+        (b'{"job_type": "io", "submitted_at": Infinity}', "submitted_at"),
+        (b'{"job_type": "io", "submitted_at": 1e308}', "submitted_at"),
+        (b'{"job_type": "io", "deadline_s": NaN}', "deadline_s"),
+        (b'{"job_type": "io", "priority": 99}', "priority"),
+        (b'{"job_type": "io", "job_id": "a/b"}', "job_id"),
+        (b"\xff\xfe", "not JSON"),
+        (b'"just a string"', "expected a JSON object"),
+    ],
+)
+def test_hostile_submissions_are_refused_with_an_event_error(raw, names):
+    with pytest.raises(EventError, match=names):
+        JobSubmission.from_bytes(raw)
+
+
+def test_counts_beyond_two_to_the_53_are_refused():
+    raw = json.dumps(
+        {
+            "host_id": "h",
+            "vm_id": "v",
+            "sampled_at": 1.0,
+            "interval_s": 1.0,
+            "io_ops": 2**64,
+            "counters": {},
+        }
+    ).encode()
+    with pytest.raises(EventError, match="io_ops"):
+        IoSample.from_bytes(raw)
+
+
+def test_a_message_over_the_size_limit_is_refused_before_parsing():
+    huge = b'{"job_type": "io", "payload": {"x": "' + b"a" * 1_000_001 + b'"}}'
+    with pytest.raises(EventError, match="over the 1000000 limit"):
+        JobSubmission.from_bytes(huge)
+
+
+def test_a_dead_letter_of_a_huge_message_stays_small_and_says_what_it_cut():
+    huge = b"x" * 900_000
+    letter = DeadLetter.of(
+        "t.jobs", 0, 5, b"k" * 5000, huge, reason="r" * 10_000, stage="s", at=1.0
+    )
+    encoded = letter.to_bytes()
+    assert len(encoded) < 100_000
+    assert (letter.payload_bytes, letter.payload_truncated) == (900_000, True)
+    assert letter.payload_sha256 == hashlib.sha256(huge).hexdigest()
+    assert DeadLetter.from_bytes(encoded) == letter
+
+
+def test_a_job_status_is_consistent_and_its_result_bounded():
+    job = JobSubmission(job_id="j1", job_type="io", submitted_at=1.0)
+    ok = JobStatus(
+        job_id="j1", state="succeeded", at=2.0, writer="guest", job=job, vm_id="v", result={"n": 1}
+    )
+    assert JobStatus.from_bytes(ok.to_bytes()) == ok
+    assert ok.terminal
+    with pytest.raises(ValueError, match=r"job\.job_id"):
+        JobStatus(job_id="j2", state="waiting", at=2.0, writer="dispatcher", job=job)
+    with pytest.raises(ValueError, match="names its vm_id"):
+        JobStatus(job_id="j1", state="dispatched", at=2.0, writer="dispatcher", job=job)
+    with pytest.raises(ValueError, match="65536-byte limit"):
+        JobStatus(
+            job_id="j1",
+            state="succeeded",
+            at=2.0,
+            writer="guest",
+            job=job,
+            vm_id="v",
+            result={"x": "a" * 70_000},
+        )
+
+
+def test_a_job_payload_is_bounded_on_the_wire_and_when_built():
+    big = {"x": "a" * (MAX_PAYLOAD_BYTES + 1)}
+    with pytest.raises(EventError, match="262144-byte limit"):
+        JobSubmission.from_bytes(json.dumps({"job_type": "io", "payload": big}).encode())
+    with pytest.raises(ValueError, match="262144-byte limit"):
+        JobSubmission(job_type="io", payload=big)
+    fits = {"x": "a" * (MAX_PAYLOAD_BYTES - 100)}
+    assert JobSubmission(job_type="io", payload=fits).payload == fits
+
+
+def test_a_revoke_names_the_vm():
+    with pytest.raises(ValueError, match="names the vm_id"):
+        JobControl(job_id="j", action="revoke", requested_at=1.0)
+    assert JobControl(job_id="j", requested_at=1.0).action == "cancel"
+
+
+def test_a_decision_written_without_unknown_limits_reads_back():
+    # Decisions for hosts whose limit is unknown were dead-lettered by their own writer: None
+    # fields are left out on write and were required on read.
+    candidate = CandidateView(vm_id="v", host_id="h", total_io_ops_per_s=1.0, eligible=True)
+    decision = DispatchDecision(
+        job_id="j",
+        job_type="t",
+        decided_at=1.0,
+        policy="p",
+        outcome="dispatched",
+        vm_id="v",
+        host_id="h",
+        reason="r",
+        candidates=[candidate],
+    )
+    assert DispatchDecision.from_bytes(decision.to_bytes()) == decision

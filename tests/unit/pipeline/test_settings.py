@@ -52,3 +52,100 @@ def test_security_settings_reach_every_client():
     assert kp["sasl_plain_password"] == "s3cr3t-pw"
     assert settings.to_aiokafka()["sasl_mechanism"] == "SCRAM-SHA-256"
     assert "s3cr3t-pw" not in repr(settings)  # the password is a SecretStr
+    credentials = settings.to_faust_credentials()
+    assert (credentials.username, credentials.password) == ("u", "s3cr3t-pw")
+    assert credentials.mechanism.value == "SCRAM-SHA-256"
+    assert "s3cr3t-pw" not in repr(credentials)
+
+
+def test_sasl_without_a_username_or_password_is_refused_naming_what_is_missing():
+    with pytest.raises(
+        ConfigError, match="SASL_PLAINTEXT needs VMLB_SASL_USERNAME, VMLB_SASL_PASSWORD"
+    ):
+        load_kafka_settings(security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-512")
+
+
+def _credentials_file(tmp_path, text, mode=0o600):
+    path = tmp_path / "guest-vm1.env"
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+GUEST_FILE = (
+    "# a comment\n"
+    "VMLB_BROKER=k:9093\n"
+    "VMLB_SECURITY_PROTOCOL=SASL_PLAINTEXT\n"
+    "VMLB_SASL_MECHANISM=SCRAM-SHA-512\n"
+    "VMLB_SASL_USERNAME=guest-vm1\n"
+    "VMLB_SASL_PASSWORD=file-pw\n"
+)
+
+
+def test_a_credentials_file_wins_over_the_environment_and_flags_win_over_it(tmp_path, monkeypatch):
+    path = _credentials_file(tmp_path, GUEST_FILE)
+    monkeypatch.setenv("VMLB_SASL_USERNAME", "admin")  # inherited: must not win
+    monkeypatch.setenv("VMLB_SASL_PASSWORD", "admin-pw")
+    settings = load_kafka_settings(credentials_file=path)
+    assert settings.sasl_username == "guest-vm1"
+    assert settings.sasl_password.get_secret_value() == "file-pw"
+    assert load_kafka_settings(credentials_file=path, broker="other:1").broker == "other:1"
+    monkeypatch.setenv("VMLB_CREDENTIALS", str(path))
+    assert load_kafka_settings().sasl_username == "guest-vm1"
+
+
+def test_a_credentials_file_others_can_read_is_refused(tmp_path):
+    path = _credentials_file(tmp_path, GUEST_FILE, mode=0o644)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        load_kafka_settings(credentials_file=path)
+
+
+def test_a_credentials_file_with_an_unknown_key_is_refused_naming_it(tmp_path):
+    path = _credentials_file(tmp_path, GUEST_FILE + "VMLB_SASL_PASSWRD=typo\n")
+    with pytest.raises(ConfigError, match="VMLB_SASL_PASSWRD"):
+        load_kafka_settings(credentials_file=path)
+
+
+def test_a_child_gets_these_credentials_and_none_inherited():
+    guest = KafkaSettings(
+        broker="k:9093",
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="guest-vm1",
+        sasl_password="guest-pw",
+    )
+    inherited = {
+        "PATH": "/bin",
+        "VMLB_CREDENTIALS": "/admin.env",
+        "VMLB_SSL_CAFILE": "/ca.pem",
+        "VMLB_SASL_USERNAME": "admin",
+    }
+    env = guest.child_environment(inherited)
+    assert env["PATH"] == "/bin"
+    assert env["VMLB_SASL_USERNAME"] == "guest-vm1"
+    assert env["VMLB_SASL_PASSWORD"] == "guest-pw"
+    assert "VMLB_CREDENTIALS" not in env and "VMLB_SSL_CAFILE" not in env
+    plain = KafkaSettings(broker="k:9092", security_protocol="PLAINTEXT").child_environment(
+        inherited
+    )
+    assert "VMLB_SASL_USERNAME" not in plain and plain["VMLB_SECURITY_PROTOCOL"] == "PLAINTEXT"
+
+
+def test_a_password_handed_to_a_client_is_masked_in_every_log_record(caplog):
+    import logging
+
+    settings = KafkaSettings(
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="u",
+        sasl_password="never-logged-pw",
+    )
+    options = settings.to_kafka_python()
+    # What kafka-python 3.0.12's KafkaAdminClient does at DEBUG.
+    with caplog.at_level(logging.DEBUG, logger="kafka.admin.client"):
+        logging.getLogger("kafka.admin.client").debug(
+            "Starting KafkaAdminClient with configuration: %s", options
+        )
+    assert "sasl_plain_password" in caplog.text
+    assert "never-logged-pw" not in caplog.text
+    assert "**********" in caplog.text

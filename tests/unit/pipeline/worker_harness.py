@@ -9,7 +9,7 @@ caught up with `fleet.ready.set()`.
 Two things about `test_context()` in faust-streaming 0.15.3 shape these tests:
 
 - `put()` stamps a message with the agent's source topic name, but the `vm_stats` agent reads
-  *three* topics (io-samples, completions, decisions) through one Topic, which has no single
+  *two* topics (io-samples, completions) through one Topic, which has no single
   name, so every message says it came from `<internal>`; the agent tells its inputs apart by
   `message.topic`. `put_from()` therefore puts through the same wrapper with the message's
   topic set to the one a real consumer would report.
@@ -30,12 +30,9 @@ from typing import Any
 from faust.types import TP
 from faust.types.tuples import RecordMetadata
 
-from pipeline.dispatch.index import WaitingIndex
-from pipeline.dispatch.rows import DispatchedRow, WaitingRow
 from pipeline.edge.json_table import JsonTable
 from pipeline.events import (
     DeadLetter,
-    DecisionOutcome,
     DispatchDecision,
     HostRegistration,
     IoCounters,
@@ -136,20 +133,8 @@ class Harness:
         self.agents = {
             name.rsplit(".", 1)[-1]: agent for name, agent in pipeline.app.agents.items()
         }
-
-    @property
-    def waiting(self) -> dict[str, WaitingRow]:
-        state = self.pipeline.dispatch_state
-        return dict(state.rows(state.waiting))
-
-    @property
-    def dispatched(self) -> dict[str, DispatchedRow]:
-        state = self.pipeline.dispatch_state
-        return dict(state.rows(state.dispatched))
-
-    @property
-    def waiting_index(self) -> WaitingIndex:
-        return self.pipeline.dispatch_state.waiting_index
+        self.read_throughs = 0
+        self.on_read_through: Callable[[], None] | None = None
 
     @property
     def vm_stats(self) -> JsonTable:
@@ -205,6 +190,14 @@ class Harness:
     def ready(self) -> None:
         self.pipeline.fleet.ready.set()
 
+    async def read_through(self) -> bool:
+        """What FleetConsumer.read_through_now does: here, run `on_read_through` (what the
+        fleet topics held but the view had not read yet) and count the call."""
+        self.read_throughs += 1
+        if self.on_read_through is not None:
+            self.on_read_through()
+        return True
+
 
 def build(tmp_path: Path, stats_batch_max: int = 1) -> Harness:
     """A fresh app; call inside the test's event loop (Faust binds the running loop).
@@ -232,7 +225,13 @@ def build(tmp_path: Path, stats_batch_max: int = 1) -> Harness:
     )
     producer = RecordingProducer()
     pipeline.app.producer = producer
-    return Harness(pipeline, clock, producer)
+    # No broker: every VM's queue topic counts as existing (the service asks the cluster).
+    pipeline.dispatcher.queue_ready = lambda topic: True
+    harness = Harness(pipeline, clock, producer)
+    # No FleetConsumer either: the view is as current as the test made it (`on_read_through`
+    # lets a test feed it what "arrives" while the stats agent waits).
+    pipeline.stats.view_current = harness.read_through
+    return harness
 
 
 def in_loop(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
@@ -306,17 +305,4 @@ def completion(vm_id: str, job_id: str, finished_at: float) -> JobCompletion:
         started_at=finished_at - 0.5,
         finished_at=finished_at,
         outcome="succeeded",
-    )
-
-
-def dispatched_decision(vm_id: str, job_id: str, at: float) -> DispatchDecision:
-    return DispatchDecision(
-        job_id=job_id,
-        job_type="io",
-        decided_at=at,
-        policy="io-aware",
-        outcome=DecisionOutcome.DISPATCHED,
-        vm_id=vm_id,
-        host_id="h1",
-        reason="test",
     )

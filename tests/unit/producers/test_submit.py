@@ -114,7 +114,9 @@ class RecordingSubmitter:
         self.calls: list[tuple[str, float]] = []
         self.now = 0.0
 
-    def submit(self, job_type: str, payload: object = None, deadline_s: float | None = None) -> str:
+    def submit(
+        self, job_type: str, payload: object = None, deadline_s: float | None = None, **_: object
+    ) -> str:
         self.calls.append((job_type, self.now))
         return f"id{len(self.calls)}"
 

@@ -138,12 +138,11 @@ def test_the_dispatcher_learns_of_a_completion_within_the_completion_delay() -> 
 
     def notice(vm: object, done: object) -> None:
         original(vm, done)
-        row = sim.view.rows["h000-v0"]
-        seen.append((round(sim.now, 9), len(row.inflight)))
+        seen.append((round(sim.now, 9), sim.view.snapshots.in_flight.count("h000-v0")))
 
     sim._handlers[max(sim._handlers)] = notice  # the notice handler (the last kind)
     sim.run()
-    # Finished at 0.3; the dispatcher's row knows at 0.35, long before Dom0's sample (1.5 s).
+    # Finished at 0.3; the dispatcher knows at 0.35, long before Dom0's sample (1.5 s).
     assert seen == [(0.35, 0)]
 
 

@@ -105,6 +105,7 @@ def test_cli_json_on_tiny_scenario(tmp_path: Path) -> None:
             "--out",
             str(tmp_path),
             "--no-plots",
+            "--no-sweep",
         ],
     )
     assert result.exit_code == 0, result.output

@@ -39,8 +39,10 @@ def test_never_heard_host_is_never_fresh() -> None:
 
 def test_delivered_sample_sets_rates_and_io_per_job() -> None:
     v = view(min_jobs=2)
-    for n in range(3):
-        v.record_dispatch("a", f"j{n}", 1.0)
+    for _ in range(3):
+        v.record_dispatch("a")
+    v.record_end("a")
+    v.record_end("a")
     completions = (("j0", 1.2, 0.4), ("j1", 1.5, 0.3))
     v.deliver([Sample("a", "h1", 1.9, io_ops=100.0, completions=completions)], now=1.95)
     a = v.snapshot(2.0).vm("a")
@@ -50,12 +52,12 @@ def test_delivered_sample_sets_rates_and_io_per_job() -> None:
     assert a.load_jobs_per_s == pytest.approx(2.0)
     assert a.busy_fraction == pytest.approx(0.7)
     assert a.io_per_job == pytest.approx(50.0)
-    assert a.outstanding_jobs == 1
+    snapshot = v.snapshot(1.95)
+    assert snapshot.outstanding(snapshot.vm("a")) == 1
 
 
 def test_io_per_job_waits_for_enough_jobs_unless_calibrated() -> None:
     v = view(min_jobs=5)
-    v.record_dispatch("a", "j0", 0.1)
     v.deliver([Sample("a", "h1", 1.0, io_ops=100.0, completions=(("j0", 0.5, 0.4),))], now=1.5)
     assert v.snapshot(1.5).vm("a").io_per_job is None
     calibrated = view(IoPerJobSource.CALIBRATED)
@@ -63,12 +65,17 @@ def test_io_per_job_waits_for_enough_jobs_unless_calibrated() -> None:
     assert calibrated.fleet.vm_io_per_job("a").source == "operator"
 
 
-def test_claims_last_until_a_published_state_covers_them() -> None:
+def test_the_dispatchers_own_jobs_in_flight_are_counted_exactly_in_cached_and_new_snapshots():
     v = view()
-    v.record_dispatch("a", "j1", 2.0)
-    assert v.snapshot(2.1).claims("a") == 1
-    v.deliver([Sample("a", "h1", 2.5, io_ops=0.0)], now=2.6)  # its state now counts j1
-    v.record_dispatch("a", "j2", 3.0)
-    snapshot = v.snapshot(3.2)
-    assert snapshot.claims("a") == 1  # j2 only
-    assert snapshot.outstanding(snapshot.vm("a")) == 2
+    cached = v.snapshot(2.0)
+    v.record_dispatch("a")  # as the policy does: the placement is claimed on the snapshot
+    cached.claim("a")
+    v.record_dispatch("a")
+    cached.claim("a")
+    assert cached.outstanding(cached.vm("a")) == 2
+    v.record_end("a")  # the end is released on the cached snapshot at once
+    assert v.snapshot(2.01) is cached
+    assert cached.outstanding(cached.vm("a")) == 1
+    rebuilt = v.snapshot(3.0)
+    assert rebuilt is not cached
+    assert rebuilt.outstanding(rebuilt.vm("a")) == 1

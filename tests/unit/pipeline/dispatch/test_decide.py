@@ -3,7 +3,7 @@
 import pytest
 
 from pipeline.dispatch.decide import normalize
-from pipeline.events import DecisionOutcome, JobSubmission
+from pipeline.events import DecisionOutcome, JobSubmission, QueuedJob
 from pipeline.fleet.view import FleetView
 from tests.unit.pipeline.fleet_builders import (
     FAST_VM,
@@ -22,13 +22,13 @@ from tests.unit.pipeline.fleet_builders import (
 def test_decide_dispatches_to_the_registrations_queue_topic():
     view = fleet_of_one()
     dispatcher = dispatcher_for(view)
-    result = dispatcher.decide(job(deadline_s=30.0), NOW + 1, attempt=3)
+    result = dispatcher.decide(job(deadline_s=30.0), NOW + 1, attempt=3, partition=7)
     decision = result.decision
     assert decision.outcome is DecisionOutcome.DISPATCHED
     assert (decision.vm_id, decision.host_id, decision.attempt) == ("a1", "h1", 3)
     assert decision.policy == "io-aware"
     assert decision.decided_at == NOW + 1
-    assert decision.key() == b"a1"
+    assert decision.key() == b"j1"  # in the job's partition (the service places it there)
     assert [c.vm_id for c in decision.candidates] == ["a1"]
     assert decision.candidates[0].eligible
     assert result.queue_topic == "custom.queue-for-a1"
@@ -49,7 +49,10 @@ def test_decide_dispatches_to_the_registrations_queue_topic():
         NOW + 30.0,
     )
     assert queued.policy == "io-aware"
-    assert dispatcher.snapshots.pending_claims() == 1
+    assert (queued.attempt, queued.status_partition) == (3, 7)
+    assert QueuedJob.from_bytes(queued.to_bytes()) == queued  # built unvalidated: still valid
+    # decide() only claims on the snapshot; the dispatcher's core counts the placement.
+    assert dispatcher.snapshots.in_flight.total() == 0
 
 
 def test_each_dispatch_is_claimed_so_a_burst_fills_the_host():
@@ -80,7 +83,59 @@ def test_decide_waits_when_no_host_is_eligible():
     assert result.decision.outcome is DecisionOutcome.WAITING
     assert result.decision.reason == "no eligible host among 1 candidate: 1 at limit (hysteresis)"
     assert result.decision.candidates[0].rejected_by == "at limit (hysteresis)"
+    assert result.decision.refused == {"at limit (hysteresis)": 1}
+    assert [(step.rule, step.remaining) for step in result.funnel] == [
+        ("serve io", 1),
+        ("not stale", 1),
+        ("not at limit (hysteresis)", 0),
+        ("not does not fit", 0),
+        ("not warm-up full", 0),
+        ("not backlog full", 0),
+    ]
     assert (result.queued, result.queue_topic, result.dead_letter_reason) == (None, None, None)
+
+
+def test_a_decision_keeps_the_compared_candidates_and_counts_the_refused():
+    view = fleet_of_one(io_ops_per_s=1000.1)  # Dom0 measures a1 over its limit
+    for n in range(10):
+        add_host(view, f"x{n}")
+        add_vm(view, f"x{n}-vm", f"x{n}")
+        add_state(view, f"x{n}-vm", f"x{n}", io_ops_per_s=2000.0, io_per_job=100.0, **FAST_VM)
+    add_host(view, "h2")
+    add_vm(view, "b1", "h2")
+    add_state(view, "b1", "h2", io_ops_per_s=100.0, io_per_job=100.0, **FAST_VM)
+    decision = dispatcher_for(view).decide(job(), NOW).decision
+    assert decision.outcome is DecisionOutcome.DISPATCHED
+    assert decision.vm_id == "b1"
+    refused = [c for c in decision.candidates if not c.eligible]
+    assert len(refused) <= 3  # examples only
+    assert sum(decision.refused.values()) == 11  # every refused one is counted
+
+
+def test_a_vm_whose_queue_topic_is_missing_is_not_sent_to():
+    view = fleet_of_one()
+    dispatcher = dispatcher_for(view)
+    dispatcher.queue_ready = lambda topic: topic != "custom.queue-for-a1"
+    result = dispatcher.decide(job(), NOW)
+    assert result.waiting
+    assert result.decision.reason == "queue topic custom.queue-for-a1 of VM a1 is missing"
+    snapshot = dispatcher.snapshots.get(NOW)
+    assert snapshot.outstanding(snapshot.vm("a1")) == 0  # the policy's claim is taken back
+
+
+def test_a_job_avoids_a_vm_when_another_serves_its_type():
+    view = fleet_of_one()
+    add_host(view, "h2")
+    add_vm(view, "b1", "h2")
+    add_state(view, "b1", "h2", io_ops_per_s=900.0, io_per_job=100.0, **FAST_VM)
+    dispatcher = dispatcher_for(view)
+    chosen = {
+        dispatcher.decide(job(f"j{n}"), NOW, avoid=frozenset({"a1"})).decision.vm_id
+        for n in range(5)
+    }
+    assert chosen == {"b1"}
+    alone = dispatcher_for(fleet_of_one()).decide(job(), NOW, avoid=frozenset({"a1"}))
+    assert alone.decision.vm_id == "a1"  # nothing else serves it: avoiding is only a preference
 
 
 def test_an_expired_deadline_is_refused_before_the_policy_runs():
@@ -93,7 +148,6 @@ def test_an_expired_deadline_is_refused_before_the_policy_runs():
     assert result.dead_letter_reason == decision.reason
     assert decision.attempt == 4
     assert (result.queued, decision.vm_id) == (None, None)
-    assert dispatcher.snapshots.pending_claims() == 0
 
 
 def test_a_deadline_is_checked_on_both_sides():

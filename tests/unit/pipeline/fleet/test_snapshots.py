@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline.events import VmStatus
+from pipeline.events import DispatchLoad, VmStatus
 from pipeline.fleet.snapshots import SnapshotSource
 from tests.unit.pipeline.fleet_builders import CONFIG, NOW, add_state, add_vm, fleet_of_one
 
@@ -52,69 +52,63 @@ def test_snapshot_is_rebuilt_on_a_view_change_but_not_sooner_than_min_rebuild():
     assert source.get(NOW + 1.5) is rebuilt  # built from the current version: nothing new
 
 
-# --- SnapshotSource: claims -------------------------------------------------------------------
+# --- SnapshotSource: this dispatcher's jobs in flight -------------------------------------------
 
 
-def test_claims_are_reapplied_to_a_rebuilt_snapshot():
+def test_own_jobs_in_flight_are_claimed_on_every_rebuilt_snapshot():
     view = fleet_of_one()
     source = SnapshotSource(view, CONFIG, min_rebuild_s=0.0, max_age_s=0.0)
-    source.record_claim("a1", NOW)
-    source.record_claim("a1", NOW + 0.1)
+    source.placed("a1")
+    source.placed("a1")
     snapshot = source.get(NOW + 0.2)
     assert snapshot.claims("a1") == 2
     assert snapshot.outstanding(snapshot.vm("a1")) == 2
     assert source.get(NOW + 0.3).claims("a1") == 2  # and again on the next rebuild
-    assert source.pending_claims() == 2
+    assert source.in_flight.total() == 2
 
 
-def test_claims_are_dropped_once_the_vm_state_covers_them():
+def test_an_end_is_released_on_the_cached_snapshot_at_once():
     view = fleet_of_one()
-    source = SnapshotSource(view, CONFIG, min_rebuild_s=0.0, max_age_s=0.0)
-    source.record_claim("a1", NOW)
-    source.record_claim("a1", NOW + 0.5)
-    # vm_stats counted the first placement (its outstanding count includes it), not the second.
-    add_state(view, "a1", "h1", io_per_job=100.0, outstanding_jobs=1, last_decision_at=NOW)
-    snapshot = source.get(NOW + 1.0)
-    assert snapshot.claims("a1") == 1
-    assert snapshot.outstanding(snapshot.vm("a1")) == 2
-    add_state(view, "a1", "h1", io_per_job=100.0, outstanding_jobs=2, last_decision_at=NOW + 0.5)
-    snapshot = source.get(NOW + 1.1)
-    assert snapshot.claims("a1") == 0
-    assert snapshot.outstanding(snapshot.vm("a1")) == 2
-    assert source.pending_claims() == 0
+    source = SnapshotSource(view, CONFIG, min_rebuild_s=1.0, max_age_s=10.0)
+    cached = source.get(NOW)
+    for _ in range(3):  # as the policy and the dispatcher do for a burst
+        cached.claim("a1")
+        source.placed("a1")
+    source.released("a1")
+    assert source.get(NOW + 0.5) is cached
+    assert cached.outstanding(cached.vm("a1")) == 2
+    assert source.build(NOW + 0.5).outstanding(cached.vm("a1")) == 2  # as a rebuild counts
 
 
-def test_a_state_of_another_vm_does_not_cover_a_claim():
+def test_other_dispatchers_jobs_add_to_this_ones():
     view = fleet_of_one()
-    add_vm(view, "a2", "h1")
+    view.put_load(DispatchLoad(partition=3, in_flight={"a1": 4}, at=NOW))
     source = SnapshotSource(view, CONFIG, min_rebuild_s=0.0, max_age_s=0.0)
-    source.record_claim("a1", NOW)
-    add_state(view, "a2", "h1", last_decision_at=NOW + 5)
-    assert source.get(NOW + 1).claims("a1") == 1
+    source.placed("a1")
+    snapshot = source.get(NOW)
+    assert snapshot.outstanding(snapshot.vm("a1")) == 5
 
 
-def test_claims_older_than_four_stale_periods_are_dropped():
-    view = fleet_of_one()
-    source = SnapshotSource(view, CONFIG, min_rebuild_s=0.0, max_age_s=0.0)
-    source.record_claim("a1", NOW)
-    assert source.get(NOW + 11.9).claims("a1") == 1  # 4 x stale_after_s = 12 s
-    assert source.get(NOW + 12.0).claims("a1") == 0
-    assert source.pending_claims() == 0
-
-
-@pytest.mark.parametrize("how", ["tombstone", "stopped"])
-def test_claims_on_a_vm_that_left_are_dropped(how):
+def test_jobs_on_a_vm_that_left_are_not_claimed_and_do_not_break_the_snapshot():
     view = fleet_of_one()
     add_vm(view, "a2", "h1")
     source = SnapshotSource(view, CONFIG, min_rebuild_s=0.0, max_age_s=0.0)
-    source.record_claim("a1", NOW)
-    source.record_claim("a2", NOW)
-    if how == "tombstone":
-        view.apply("vms", b"a1", None)
-    else:
-        add_vm(view, "a1", "h1", status=VmStatus.STOPPED)
+    source.placed("a1")
+    source.placed("a2")
+    add_vm(view, "a1", "h1", status=VmStatus.STOPPED)
     snapshot = source.get(NOW + 0.1)
     assert snapshot.claims("a2") == 1
-    assert source.pending_claims() == 1
-    add_vm(view, "a1", "h1")  # back again: the old claim must not come back with it
-    assert source.get(NOW + 0.2).claims("a1") == 0
+    source.released("a1")  # its job is moved elsewhere: releasing a VM not in view is harmless
+    assert source.in_flight.count("a1") == 0
+
+
+def test_the_web_views_snapshot_leaves_the_dispatchers_cache_and_pacing_alone():
+    view = fleet_of_one()
+    source = SnapshotSource(view, CONFIG, min_rebuild_s=1.0, max_age_s=10.0)
+    first = source.get(NOW)
+    cost = source.rebuild_cost_s
+    add_state(view, "a1", "h1", io_ops_per_s=700.0, io_per_job=100.0)
+    shown = source.build(NOW + 0.1)
+    assert shown.host("h1").measured_io_ops_per_s == 700.0
+    assert source.get(NOW + 0.2) is first  # still the cached one: not rebuilt by the view
+    assert source.rebuild_cost_s == cost

@@ -6,6 +6,9 @@ import pytest
 
 from pipeline.errors import EventError
 from pipeline.events import (
+    DispatchLoad,
+    HostAdmin,
+    HostMode,
     HostRegistration,
     HostStatus,
     LimitField,
@@ -182,7 +185,9 @@ def test_tombstones_remove_hosts_vms_and_states_and_bump_the_version():
     assert view.version == before + 3
     assert "a1" not in view.vms
     assert "h2" not in view.hosts
-    # b1 still runs on h2 (its registration stands), but h1 has nothing left to serve.
+    # b1's registration stands, but its host is gone: no candidate until it registers again.
+    assert snapshot_hosts(view) == {"h1": []}
+    add_host(view, "h2")
     assert snapshot_hosts(view) == {"h1": [], "h2": ["b1"]}
 
 
@@ -210,6 +215,27 @@ def test_a_stopped_vm_leaves_the_snapshot_and_stops_serving_its_type():
     assert view.serves("cpu")
 
 
+@pytest.mark.parametrize("policy", ["io-aware", "paper", "round-robin"])
+def test_a_paused_vm_leaves_the_snapshot_and_receives_no_job_until_resumed(policy):
+    import random
+
+    from pipeline.policy.decision import JobRequest, Outcome
+    from pipeline.policy.registry import build_policy
+
+    view = FleetView()
+    add_host(view, "h1", io_limit=1000.0)
+    add_vm(view, "a1", "h1", job_type="io")
+    add_state(view, "a1", "h1", last_telemetry_at=NOW, io_ops_per_s=0.0)
+    add_vm(view, "a1", "h1", job_type="io", status=VmStatus.PAUSED)
+    # Its I/O is 0 because it is frozen: it must not look idle and eligible.
+    assert snapshot_hosts(view) == {"h1": []}
+    job = JobRequest(job_id="j1", job_type="io")
+    decision = build_policy(policy).decide(view.snapshot(NOW, CONFIG), job, random.Random(1))
+    assert decision.outcome is not Outcome.DISPATCHED
+    add_vm(view, "a1", "h1", job_type="io")  # resumed
+    assert snapshot_hosts(view) == {"h1": ["a1"]}
+
+
 def test_a_down_host_leaves_the_snapshot_with_its_vms():
     view = FleetView()
     add_host(view, "h1")
@@ -223,10 +249,14 @@ def test_a_down_host_leaves_the_snapshot_with_its_vms():
     assert snapshot_hosts(view) == {"h1": ["a1"], "h2": ["b1"]}
 
 
-def test_an_up_host_without_vms_is_in_the_snapshot_and_a_vm_of_an_unknown_host_counts():
+def test_an_up_host_without_vms_is_in_the_snapshot_and_a_vm_of_an_unknown_host_waits_for_it():
+    # A registration onto a host nobody registered made a phantom host; now the VM waits for
+    # its host's registration (which may simply arrive a moment later: another topic).
     view = FleetView()
     add_host(view, "empty")
-    add_vm(view, "a1", "unregistered")  # its vms record arrived before its hosts record
+    add_vm(view, "a1", "unregistered")
+    assert snapshot_hosts(view) == {"empty": []}
+    add_host(view, "unregistered")
     assert snapshot_hosts(view) == {"empty": [], "unregistered": ["a1"]}
 
 
@@ -241,7 +271,6 @@ def test_snapshot_carries_the_measured_state_and_the_host_telemetry_time():
         "h1",
         io_ops_per_s=300.0,
         load_jobs_per_s=2.0,
-        outstanding_jobs=3,
         busy_fraction=0.5,
         last_telemetry_at=NOW - 2,
     )
@@ -251,7 +280,7 @@ def test_snapshot_carries_the_measured_state_and_the_host_telemetry_time():
     assert host.last_telemetry_at == NOW - 1  # the newest of its VMs' samples
     assert host.measured_io_ops_per_s == 400.0
     a1 = snapshot.vm("a1")
-    assert (a1.load_jobs_per_s, a1.outstanding_jobs, a1.busy_fraction) == (2.0, 3, 0.5)
+    assert (a1.load_jobs_per_s, a1.outstanding_jobs, a1.busy_fraction) == (2.0, 0, 0.5)
     assert snapshot.taken_at == NOW
 
 
@@ -334,7 +363,7 @@ def test_a_record_that_is_not_json_raises_event_error():
 
 def test_an_unknown_topic_is_refused():
     view = FleetView()
-    with pytest.raises(ValueError, match="not a fleet topic: jobs"):
+    with pytest.raises(EventError, match="not a fleet topic: jobs"):
         view.apply("jobs", b"k", b"{}")
 
 
@@ -346,14 +375,17 @@ def test_a_vms_view_is_reused_until_its_registration_state_or_a_limit_changes():
     add_host(view, "h1", io_limit=1000.0)
     add_vm(view, "a1", "h1")
     add_vm(view, "b1", "h1")
-    add_state(view, "a1", "h1", io_per_job=40.0, outstanding_jobs=1)
+    add_state(view, "a1", "h1", io_per_job=40.0, load_jobs_per_s=1.0)
     first = view.snapshot(NOW, CONFIG)
     again = view.snapshot(NOW, CONFIG)
     assert again.vm("a1") is first.vm("a1")  # nothing changed: the same view
 
-    add_state(view, "a1", "h1", io_per_job=40.0, outstanding_jobs=3)  # a new state
-    assert view.snapshot(NOW, CONFIG).vm("a1").outstanding_jobs == 3
+    add_state(view, "a1", "h1", io_per_job=40.0, load_jobs_per_s=3.0)  # a new state
+    assert view.snapshot(NOW, CONFIG).vm("a1").load_jobs_per_s == 3.0
     assert view.snapshot(NOW, CONFIG).vm("b1") is first.vm("b1")  # b1 untouched
+
+    view.put_load(DispatchLoad(partition=5, in_flight={"a1": 4}, at=NOW))  # another's load
+    assert view.snapshot(NOW, CONFIG).vm("a1").outstanding_jobs == 4
 
     set_limit(view, LimitScope.VM, "a1", LimitSource.OPERATOR, 70.0)  # a limit
     assert view.snapshot(NOW, CONFIG).vm("a1").io_per_job == 70.0
@@ -365,3 +397,31 @@ def test_a_vms_view_is_reused_until_its_registration_state_or_a_limit_changes():
     assert view.snapshot(NOW, CONFIG).vm("a1").job_type == "cpu"
     view.apply("vms", b"a1", None)  # gone, and forgotten
     assert "a1" not in view._vm_views
+
+
+def test_other_dispatchers_in_flight_jobs_count_but_the_owned_partitions_do_not():
+    view = FleetView()
+    add_host(view, "h1", io_limit=1000.0)
+    add_vm(view, "a1", "h1")
+    view.put_load(DispatchLoad(partition=0, in_flight={"a1": 2}, at=NOW))
+    view.put_load(DispatchLoad(partition=1, in_flight={"a1": 3, "gone": 1}, at=NOW))
+    assert view.snapshot(NOW, CONFIG).vm("a1").outstanding_jobs == 5
+    view.own_partitions({1})  # this worker counts partition 1's jobs itself, exactly
+    assert view.snapshot(NOW, CONFIG).vm("a1").outstanding_jobs == 2
+    view.apply("dispatch-load", b"0", None)  # a tombstone
+    assert view.snapshot(NOW, CONFIG).vm("a1").outstanding_jobs == 0
+
+
+def test_a_cordoned_or_draining_host_takes_no_jobs_but_stays_in_view():
+    view = FleetView()
+    add_host(view, "h1", io_limit=1000.0)
+    add_vm(view, "a1", "h1")
+    admin = HostAdmin(host_id="h1", mode=HostMode.CORDONED, reason="disk swap", set_at=NOW)
+    view.apply("host-admin", admin.key(), admin.to_bytes())
+    snapshot = view.snapshot(NOW, CONFIG)
+    assert snapshot.candidates("io") == ()
+    assert snapshot.host("h1").accepts_jobs is False
+    assert view.host_mode("h1") == admin
+    back = HostAdmin(host_id="h1", mode=HostMode.ACTIVE, set_at=NOW + 1)
+    view.apply("host-admin", back.key(), back.to_bytes())
+    assert [vm.vm_id for vm in view.snapshot(NOW, CONFIG).candidates("io")] == ["a1"]

@@ -7,15 +7,12 @@ import json
 import pytest
 
 from pipeline.events import (
-    DecisionOutcome,
-    DispatchDecision,
     VmState,
 )
 from tests.unit.pipeline.worker_harness import (
     NOW,
     build,
     completion,
-    dispatched_decision,
     in_loop,
     io_sample,
     put_from,
@@ -31,12 +28,10 @@ async def test_without_a_topic_test_context_messages_do_not_say_which_input_they
     h = build(tmp_path)
     async with h.agents["vm_stats"].test_context() as agent:
         assert agent.to_message(b"a1", b"{}").topic == "<internal>"
-    async with h.agents["dispatch"].test_context() as agent:
-        assert agent.to_message(b"j1", b"{}").topic == "t.jobs"
 
 
 @in_loop
-async def test_vm_stats_counts_samples_completions_and_dispatches_into_vm_state(tmp_path):
+async def test_vm_stats_counts_samples_and_completions_into_vm_state(tmp_path):
     h = build(tmp_path)
     async with h.agents["vm_stats"].test_context() as agent:
         for second in range(5):  # 500 ops in each second 1000..1004
@@ -49,22 +44,14 @@ async def test_vm_stats_counts_samples_completions_and_dispatches_into_vm_state(
         assert (state.vm_id, state.host_id) == ("a1", "h1")
         assert state.io_ops_per_s == 500.0  # 2500 ops over the 5 s rate window
         assert state.last_telemetry_at == NOW + 4
-        assert state.outstanding_jobs == 0
-
-        h.clock.now = NOW + 5
-        decision = dispatched_decision("a1", "j1", NOW + 5)
-        await put_from(agent, "t.decisions", b"a1", decision.to_bytes())
-        await until(lambda: len(h.producer.on("vm-state")) == 6, "the dispatch counted")
-        state = VmState.from_bytes(h.producer.on("vm-state")[-1][1])
-        assert (state.outstanding_jobs, state.last_decision_at) == (1, NOW + 5)
 
         h.clock.now = NOW + 6
         done = completion("a1", "j1", NOW + 6)
         await put_from(agent, "t.completions", b"a1", done.to_bytes())
-        await until(lambda: len(h.producer.on("vm-state")) == 7, "the completion counted")
+        await until(lambda: len(h.producer.on("vm-state")) == 6, "the completion counted")
         state = VmState.from_bytes(h.producer.on("vm-state")[-1][1])
-        assert state.outstanding_jobs == 0
         assert state.last_completion_at == NOW + 6
+        assert state.load_jobs_per_s > 0
 
     assert h.producer.on("vm-state")[-1][0] == b"a1"
     assert h.vm_stats["a1"]["host_id"] == "h1"
@@ -118,26 +105,32 @@ async def test_vm_stats_publishes_a_vm_at_most_once_per_interval(tmp_path):
 
 
 @in_loop
-async def test_vm_stats_ignores_waiting_decisions_and_redelivered_samples(tmp_path):
+async def test_vm_stats_ignores_redelivered_samples(tmp_path):
     h = build(tmp_path)
-    waiting = DispatchDecision(
-        job_id="w1",
-        job_type="io",
-        decided_at=NOW,
-        policy="io-aware",
-        outcome=DecisionOutcome.WAITING,
-        reason="no eligible host",
-    )
     async with h.agents["vm_stats"].test_context() as agent:
         await put_from(agent, "t.io-samples", b"a1", io_sample("a1", NOW, 10).to_bytes())
-        await put_from(agent, "t.decisions", b"w1", waiting.to_bytes())
         h.clock.now = NOW + 1
         await put_from(agent, "t.io-samples", b"a1", io_sample("a1", NOW, 10).to_bytes())
         await put_from(agent, "t.io-samples", b"a2", io_sample("a2", NOW, 10).to_bytes())
         await until(lambda: len(h.producer.on("vm-state")) == 2, "a2's vm-state")
     assert [key for key, _ in h.producer.on("vm-state")] == [b"a1", b"a2"]
-    assert "w1" not in h.vm_stats
     assert h.producer.dead_letters() == []
+
+
+@in_loop
+async def test_telemetry_from_the_future_is_refused_so_it_cannot_poison_the_watermark(tmp_path):
+    # One sample an hour ahead used to move the fleet's telemetry watermark: every other host
+    # was "3587 s behind" and nothing was dispatched.
+    h = build(tmp_path)
+    async with h.agents["vm_stats"].test_context() as agent:
+        ahead = io_sample("a1", NOW + 3600, 10)
+        await put_from(agent, "t.io-samples", b"a1", ahead.to_bytes())
+        await put_from(agent, "t.io-samples", b"a1", io_sample("a1", NOW, 10).to_bytes())
+        await until(lambda: h.producer.on("vm-state"), "the real sample")
+    [letter] = h.producer.dead_letters()
+    assert "in the future" in letter.reason
+    state = VmState.from_bytes(h.producer.on("vm-state")[0][1])
+    assert state.last_telemetry_at == NOW
 
 
 @pytest.mark.parametrize(
@@ -151,7 +144,8 @@ async def test_vm_stats_ignores_waiting_decisions_and_redelivered_samples(tmp_pa
             "IoSample: sampled_at: Field required",
         ),
         ("t.completions", b"a1", b"nope", "JobCompletion: not JSON"),
-        ("t.decisions", b"a1", b"{}", "DispatchDecision: job_id: Field required"),
+        ("t.completions", b"a1", b"{}", "JobCompletion: job_id: Field required"),
+        ("t.io-samples", b"a1", b"[" * 5000 + b"]" * 5000, "IoSample: not JSON"),
         (
             "t.io-samples",
             b"other",
@@ -195,3 +189,45 @@ async def test_an_unreadable_stored_row_is_started_afresh_and_the_agent_goes_on(
     assert h.vm_stats["a1"]["schema_version"] == 1
     unreadable = h.pipeline.metrics.unreadable_rows.labels(table="vm_stats")
     assert unreadable._value.get() == 1
+
+
+@in_loop
+async def test_samples_for_unregistered_vms_or_another_host_are_refused_once_the_view_is_ready(
+    tmp_path,
+):
+    # A forged IoSample with another host_id moved a VM to that host; samples for unknown VMs
+    # created rows without limit.
+    h = build(tmp_path)
+    h.host("h1")
+    h.vm("a1", "h1")
+    h.ready()
+    async with h.agents["vm_stats"].test_context() as agent:
+        forged = io_sample("a1", NOW, 10, host_id="h9")
+        await put_from(agent, "t.io-samples", b"a1", forged.to_bytes())
+        await put_from(agent, "t.io-samples", b"zz", io_sample("zz", NOW, 10).to_bytes())
+        await put_from(agent, "t.io-samples", b"a1", io_sample("a1", NOW, 10).to_bytes())
+        await until(lambda: h.producer.on("vm-state"), "the true sample")
+    reasons = [letter.reason for letter in h.producer.dead_letters()]
+    assert reasons == [
+        "IoSample: VM a1 is registered on h1, not on h9",
+        "IoSample: VM zz is not registered",
+    ]
+    assert list(h.vm_stats) == ["a1"]
+    assert VmState.from_bytes(h.producer.on("vm-state")[0][1]).host_id == "h1"
+
+
+@in_loop
+async def test_a_vms_first_samples_read_before_its_registration_are_counted_not_refused(tmp_path):
+    # Dom0 registers a VM before it samples it, but the registration (topic vms, read by the
+    # fleet consumer) can reach the worker after the first samples (io-samples, read by this
+    # agent): the agent brings the view up to date before it refuses anything.
+    h = build(tmp_path)
+    h.host("h1")
+    h.ready()
+    h.on_read_through = lambda: h.vm("a1", "h1")  # the registration, read while it waits
+    async with h.agents["vm_stats"].test_context() as agent:
+        await put_from(agent, "t.io-samples", b"a1", io_sample("a1", NOW, 10).to_bytes())
+        await until(lambda: h.producer.on("vm-state"), "the sample counted")
+    assert h.producer.dead_letters() == []
+    assert h.read_throughs == 1
+    assert list(h.vm_stats) == ["a1"]

@@ -20,10 +20,17 @@ def test_the_repository_topics_file_declares_every_topic():
 
 def test_co_partitioned_topics_have_equal_partition_counts():
     specs = load_topics().specs
-    counts = {
-        specs[name].partitions for name in ("io-samples", "completions", "decisions", "vm-state")
-    }
-    assert len(counts) == 1
+    by_vm = {specs[name].partitions for name in ("io-samples", "completions", "vm-state")}
+    by_job = {specs[name].partitions for name in ("jobs", "job-status", "decisions")}
+    assert len(by_vm) == 1
+    assert by_job == {12}
+
+
+def test_job_partitioned_topics_that_differ_are_refused_naming_them(tmp_path):
+    data = yaml.safe_load(DEFAULT_TOPICS_FILE.read_text())
+    data["topics"]["job-status"]["partitions"] = 3
+    with pytest.raises(TopicsFileError, match=r"must have the same partition count.*job-status=3"):
+        load_topics(_write(tmp_path, data))
 
 
 def _write(tmp_path: Path, data) -> Path:

@@ -78,3 +78,39 @@ def test_type_learned_from_the_fleet_after_the_vm_appeared() -> None:
     tracker.update({"a": None}, {}, now=0.0)  # the fleet view had not caught up yet
     changes = tracker.update({"a": None}, {"a": reg("a", "h1", job_type="mixed")}, now=1.0)
     assert [(c.vm_id, c.kind, c.job_type) for c in changes] == [("a", ChangeKind.RETYPED, "mixed")]
+
+
+def test_pause_and_resume_are_changes_said_once_each() -> None:
+    tracker = PresenceTracker("h1", stop_grace_s=2.0)
+    tracker.update({"a": "io-heavy"}, {}, now=0.0)
+    paused = tracker.update({"a": "io-heavy"}, {}, now=1.0, paused={"a"})
+    assert [(c.kind, c.status, c.job_type) for c in paused] == [
+        (ChangeKind.PAUSED, VmStatus.PAUSED, "io-heavy")
+    ]
+    assert tracker.update({"a": "io-heavy"}, {}, now=2.0, paused={"a"}) == []
+    resumed = tracker.update({"a": "io-heavy"}, {}, now=3.0)
+    assert [(c.kind, c.status) for c in resumed] == [(ChangeKind.RESUMED, VmStatus.RUNNING)]
+
+
+def test_a_vm_paused_at_the_end_of_its_migration_is_left_to_its_new_host() -> None:
+    tracker = PresenceTracker("h1", stop_grace_s=2.0)
+    tracker.update({"a": "io-heavy"}, {}, now=0.0)
+    # h2 registered it already; the source domain pauses just before it goes away.
+    fleet = {"a": reg("a", "h2")}
+    assert tracker.update({"a": "io-heavy"}, fleet, now=1.0, paused={"a"}) == []
+    assert tracker.update({}, fleet, now=2.0) == []
+    assert kinds(tracker.update({}, fleet, now=4.0)) == [("a", ChangeKind.MIGRATED_OUT)]
+
+
+def test_a_vm_paused_elsewhere_that_appears_here_migrated_in() -> None:
+    tracker = PresenceTracker("h2", stop_grace_s=2.0)
+    changes = tracker.update({"a": None}, {"a": reg("a", "h1", VmStatus.PAUSED)}, now=0.0)
+    assert [(c.kind, c.status) for c in changes] == [(ChangeKind.MIGRATED_IN, VmStatus.RUNNING)]
+
+
+def test_a_paused_vm_that_stops_is_stopped() -> None:
+    tracker = PresenceTracker("h1", stop_grace_s=0.0)
+    tracker.update({"a": "io-heavy"}, {}, now=0.0, paused={"a"})
+    assert [(c.kind, c.status) for c in tracker.update({}, {}, now=1.0)] == [
+        (ChangeKind.STOPPED, VmStatus.STOPPED)
+    ]

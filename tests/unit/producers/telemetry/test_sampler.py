@@ -17,9 +17,18 @@ class FakeSource:
     def __init__(self) -> None:
         self.vms: dict[str, VmReading] = {}
         self.fail = False
+        self.path: str | None = "bulk"
 
-    def set(self, vm_id: str, rd: int, job_type: str | None = None, incarnation: str = "1") -> None:
-        self.vms[vm_id] = VmReading(vm_id, IoCounters(block_rd_reqs=rd), job_type, incarnation)
+    def set(
+        self,
+        vm_id: str,
+        rd: int | None,
+        job_type: str | None = None,
+        incarnation: str = "1",
+        status: VmStatus | None = VmStatus.RUNNING,
+    ) -> None:
+        counters = None if rd is None else IoCounters(block_rd_reqs=rd)
+        self.vms[vm_id] = VmReading(vm_id, counters, job_type, incarnation, status)
 
     def read(self) -> list[VmReading]:
         if self.fail:
@@ -165,3 +174,90 @@ def test_shutdown_marks_host_down_and_optionally_vms_stopped() -> None:
 def test_bad_host_id_is_refused_naming_the_flag() -> None:
     with pytest.raises(ConfigError, match="--host-id"):
         SamplerConfig("no spaces allowed")
+
+
+def test_a_reading_without_counters_is_neither_a_restart_nor_a_burst() -> None:
+    sampler, source, clock = make()
+    source.set("a", 8_000, "io-heavy")  # a long-lived VM
+    sampler.tick()
+    clock.now += 1
+    source.set("a", 8_010, "io-heavy")
+    assert [s.io_ops for s in sampler.tick().samples] == [10]
+    for _ in range(3):  # `virsh destroy` in progress, or another client holds the job
+        clock.now += 1
+        source.set("a", None, "io-heavy")
+        result = sampler.tick()
+        assert (result.samples, result.unmetered, result.registrations) == ([], ["a"], [])
+    clock.now += 1
+    source.set("a", 8_050, "io-heavy")
+    back = sampler.tick().samples
+    # The growth since the last full reading, over the whole gap: never 8,050 as one interval.
+    assert [(s.io_ops, s.interval_s) for s in back] == [(40, 4.0)]
+    assert sampler.resets == 0
+
+
+def test_a_vm_first_seen_without_counters_gets_its_baseline_later() -> None:
+    sampler, source, clock = make()
+    source.set("a", None, "io-heavy")
+    first = sampler.tick()
+    assert first.samples == [] and [r.vm_id for r in first.registrations] == ["a"]
+    clock.now += 1
+    source.set("a", 500, "io-heavy")
+    assert sampler.tick().samples == []  # a baseline, not 500 ops in one interval
+    clock.now += 1
+    source.set("a", 510, "io-heavy")
+    assert [s.io_ops for s in sampler.tick().samples] == [10]
+
+
+def test_a_paused_vm_is_registered_paused_and_running_again_on_resume() -> None:
+    sampler, source, clock = make()
+    source.set("a", 100, "io-heavy")
+    sampler.tick()
+    clock.now += 1
+    source.set("a", 100, "io-heavy", status=VmStatus.PAUSED)
+    paused = sampler.tick()
+    assert [(r.vm_id, r.status) for r in paused.registrations] == [("a", VmStatus.PAUSED)]
+    assert [s.io_ops for s in paused.samples] == [0]  # still metered: its host's load is real
+    clock.now += 1
+    assert sampler.tick().registrations == []  # said once
+    clock.now += 1
+    source.set("a", 100, "io-heavy", status=None)  # not known this time: no change
+    assert sampler.tick().registrations == []
+    clock.now += 1
+    source.set("a", 120, "io-heavy")
+    resumed = sampler.tick()
+    assert [(r.vm_id, r.status) for r in resumed.registrations] == [("a", VmStatus.RUNNING)]
+
+
+def test_a_vm_that_starts_paused_is_registered_paused() -> None:
+    sampler, source, _ = make()
+    source.set("a", 0, "io-heavy", status=VmStatus.PAUSED)
+    assert [r.status for r in sampler.tick().registrations] == [VmStatus.PAUSED]
+
+
+def test_a_metadata_change_while_paused_keeps_it_paused() -> None:
+    sampler, source, clock = make()
+    source.set("a", 0, "io-heavy", status=VmStatus.PAUSED)
+    sampler.tick()
+    clock.now += 1
+    source.set("a", 0, "mixed", status=VmStatus.PAUSED)
+    assert [(r.job_type, r.status) for r in sampler.tick().registrations] == [
+        ("mixed", VmStatus.PAUSED)
+    ]
+
+
+def test_the_read_path_is_in_the_host_registration_and_a_change_re_registers() -> None:
+    sampler, source, clock = make()
+    source.path = None
+    assert sampler.host_registration().telemetry_path is None
+    source.path = "bulk"
+    source.set("a", 1, "io-heavy")
+    first = sampler.tick()
+    assert first.host_registration is not None
+    assert first.host_registration.telemetry_path == "bulk"
+    clock.now += 1
+    assert sampler.tick().host_registration is None  # unchanged: not re-registered
+    source.path = "bulk-per-domain"
+    clock.now += 1
+    changed = sampler.tick().host_registration
+    assert changed is not None and changed.telemetry_path == "bulk-per-domain"

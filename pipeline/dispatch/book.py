@@ -1,0 +1,198 @@
+"""The dispatcher's state of one jobs partition: every job it owns, by its latest status.
+
+The durable copy is the partition's log in `job-status` (compacted, key job_id): a book is
+rebuilt from it after a rebalance or a restart, record by record in log order, and kept current
+by the dispatcher's own writes and its guests' records. It indexes what dispatching needs:
+
+- `jobs`: every unfinished job (waiting, dispatched, running, retrying) and its latest status;
+- `waiting`: the waiting ones per job type, in the order they leave (`WaitingQueue`);
+- `on_vm`: the in-flight ones (dispatched or running) per VM, which are also counted in the
+  snapshots' `InFlight` (through the `Placements` given), and per VM when its guest last spoke;
+- `finished`: the ids of jobs that ended, until the finished horizon, so that a redelivered or
+  resubmitted job is not run again (then a tombstone forgets it).
+
+Pure: no Kafka, no clock (times come in).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from pipeline.dispatch.waiting import Waiting, WaitingQueue
+from pipeline.events import JobState, JobStatus
+
+#: Whose jobs have no submitter: they share one turn in the fair queue.
+ANONYMOUS = "-"
+_WAITING = (JobState.WAITING, JobState.RETRYING)
+
+
+class Placements(Protocol):
+    """Where a book reports jobs entering and leaving a VM (the snapshots' `InFlight`)."""
+
+    def placed(self, vm_id: str) -> None: ...
+
+    def released(self, vm_id: str) -> None: ...
+
+
+@dataclass(slots=True)
+class Tracked:
+    """One unfinished job: its latest status and what the dispatcher keeps beside it."""
+
+    status: JobStatus
+    #: Decisions made for its current attempt (a waiting job is decided again and again).
+    decisions: int = 0
+    #: VMs it should avoid (a failed attempt there; moved off it).
+    avoid: frozenset[str] = frozenset()
+    #: When a waiting record was last written for it (waiting reasons are rewritten sparingly).
+    waiting_written_at: float | None = None
+    #: Since when it waits (kept while only its waiting reason changes): its place in the queue.
+    waiting_since: float | None = None
+
+    @property
+    def state(self) -> JobState:
+        return self.status.state
+
+    @property
+    def in_flight_on(self) -> str | None:
+        if self.status.state in (JobState.DISPATCHED, JobState.RUNNING):
+            return self.status.vm_id
+        return None
+
+
+@dataclass
+class PartitionBook:
+    partition: int
+    placements: Placements
+    jobs: dict[str, Tracked] = field(default_factory=dict)
+    waiting: dict[str, WaitingQueue] = field(default_factory=dict)
+    on_vm: dict[str, set[str]] = field(default_factory=dict)
+    #: Per VM with jobs here: the time its guest has said nothing, counted only while the
+    #: dispatcher heard from the fleet (a broker outage is nobody's silence).
+    guest_silent_s: dict[str, float] = field(default_factory=dict)
+    #: Per unstarted job, keyed (job_id, vm_id, attempt): its time in that VM's queue, counted
+    #: the same way.
+    queued_s: dict[tuple[str, str, int], float] = field(default_factory=dict)
+    finished: dict[str, float] = field(default_factory=dict)
+    _finished_order: deque[tuple[float, str]] = field(default_factory=deque)
+
+    # --- lookups ----------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> Tracked | None:
+        return self.jobs.get(job_id)
+
+    def knows(self, job_id: str) -> bool:
+        return job_id in self.jobs or job_id in self.finished
+
+    def waiting_count(self) -> int:
+        return sum(len(queue) for queue in self.waiting.values())
+
+    def in_flight(self) -> Iterator[tuple[str, int]]:
+        """(vm_id, jobs of this partition in flight on it)."""
+        for vm_id, jobs in self.on_vm.items():
+            if jobs:
+                yield vm_id, len(jobs)
+
+    # --- changes ----------------------------------------------------------------------------
+
+    def adopt(self, status: JobStatus, now: float) -> Tracked | None:
+        """Make `status` the job's latest; index it. Returns the job (None once it ended)."""
+        job_id = status.job_id
+        tracked = self.jobs.get(job_id)
+        old_vm = tracked.in_flight_on if tracked else None
+        was_waiting = tracked is not None and tracked.state in _WAITING
+        if tracked is not None:
+            self._unindex(tracked)
+        if status.terminal:
+            self.jobs.pop(job_id, None)
+            if old_vm is not None:
+                self._leave(old_vm, job_id)
+            self._finish(job_id, now)
+            return None
+        self.finished.pop(job_id, None)
+        if tracked is None or tracked.status.attempt != status.attempt:
+            decisions = 0
+        else:
+            decisions = tracked.decisions
+        waits = status.state in _WAITING
+        since = None
+        if waits:
+            kept = tracked.waiting_since if tracked is not None and was_waiting else None
+            since = kept if kept is not None else status.at
+        tracked = Tracked(
+            status=status,
+            decisions=decisions,
+            avoid=tracked.avoid if tracked else frozenset(),
+            waiting_written_at=tracked.waiting_written_at if tracked else None,
+            waiting_since=since,
+        )
+        self.jobs[job_id] = tracked
+        new_vm = tracked.in_flight_on
+        if old_vm != new_vm:
+            if old_vm is not None:
+                self._leave(old_vm, job_id)
+            if new_vm is not None:
+                self.on_vm.setdefault(new_vm, set()).add(job_id)
+                self.placements.placed(new_vm)
+        if waits:
+            job = status.job
+            self.waiting.setdefault(job.job_type, WaitingQueue()).add(
+                Waiting(
+                    job_id=job_id,
+                    priority=job.priority,
+                    submitter=job.submitter or ANONYMOUS,
+                    since=since if since is not None else status.at,
+                    deadline_at=job.deadline_at,
+                    not_before=status.retry_at,
+                )
+            )
+        return tracked
+
+    def taken(self, job_id: str) -> None:
+        """A waiting job was dispatched: its submitter had its turn."""
+        tracked = self.jobs.get(job_id)
+        if tracked is not None:
+            queue = self.waiting.get(tracked.status.job.job_type)
+            if queue is not None:
+                queue.take(job_id)
+
+    def forget_finished(self, before: float) -> list[str]:
+        """The ids of jobs that ended before `before`, forgotten now (to be tombstoned)."""
+        gone = []
+        while self._finished_order and self._finished_order[0][0] < before:
+            at, job_id = self._finished_order.popleft()
+            if self.finished.get(job_id) == at:
+                del self.finished[job_id]
+                gone.append(job_id)
+        return gone
+
+    def release_all(self) -> None:
+        """The partition moves away: count its in-flight jobs out of this worker's snapshots."""
+        for vm_id, jobs in self.on_vm.items():
+            for _ in jobs:
+                self.placements.released(vm_id)
+        self.on_vm.clear()
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _unindex(self, tracked: Tracked) -> None:
+        if tracked.state in _WAITING:
+            queue = self.waiting.get(tracked.status.job.job_type)
+            if queue is not None:
+                queue.discard(tracked.status.job_id)
+                if not queue:
+                    del self.waiting[tracked.status.job.job_type]
+
+    def _leave(self, vm_id: str, job_id: str) -> None:
+        jobs = self.on_vm.get(vm_id)
+        if jobs is not None and job_id in jobs:
+            jobs.discard(job_id)
+            if not jobs:
+                del self.on_vm[vm_id]
+            self.placements.released(vm_id)
+
+    def _finish(self, job_id: str, at: float) -> None:
+        self.finished[job_id] = at
+        self._finished_order.append((at, job_id))

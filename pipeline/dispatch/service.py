@@ -1,0 +1,387 @@
+"""The dispatcher's Kafka loop: jobs in batches, its partitions' status log, control, the clock.
+
+Runs in every worker as a service of the Faust app, on aiokafka directly rather than as a Faust
+agent: it decides a batch of jobs against one snapshot and produces their effects as a batch, so
+the per-message machinery of a Faust agent (measured: a do-nothing agent is the floor of a
+Faust stream) is not on the dispatch path, and it controls exactly when records are
+acknowledged and offsets committed (`pipeline.dispatch.core` says what and in which order).
+
+- Consumer group `<app id>-dispatch` on `jobs`, with static membership (`group.instance.id`,
+  derived from the data dir unless set): a worker restarted with the same data dir takes its
+  partitions back at once, without a rebalance or waiting out its old session.
+- On assignment, each new partition's `job-status` log is read to its end into the core's book
+  (the durable state: no local table is needed), then followed live, with all of `job-control`.
+- Each batch: consume, decide, produce phase one (status, decisions, dead letters, ...), wait
+  for the broker, produce phase two (queued jobs), wait, commit. A failed produce is retried
+  (holding dispatch) until it succeeds; nothing is committed before.
+
+One asyncio lock serialises the batch loop, the side records, the clock and the rebalance
+callbacks, so the core sees one input at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
+from mode import Service
+
+from pipeline.dispatch.core import DispatchCore, Record
+from pipeline.edge.metrics import PipelineMetrics
+from pipeline.settings import KafkaSettings, PipelineSettings
+from pipeline.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+def instance_id(settings: PipelineSettings) -> str:
+    """The static group member id: stable across restarts with the same data dir."""
+    if settings.instance_id:
+        return settings.instance_id
+    digest = hashlib.sha1(os.path.abspath(settings.data_dir).encode()).hexdigest()[:12]
+    return f"{settings.app_id}-{digest}"
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, service: DispatchService) -> None:
+        self.service = service
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.service.revoked({tp.partition for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.service.assigned({tp.partition for tp in assigned})
+
+
+class DispatchService(Service):
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        topics: Topics,
+        settings: PipelineSettings,
+        core: DispatchCore,
+        metrics: PipelineMetrics,
+        fleet_ready: asyncio.Event,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.kafka = kafka
+        self.settings = settings
+        self.core = core
+        self.metrics = metrics
+        self.fleet_ready = fleet_ready
+        self.jobs_topic = topics.name("jobs")
+        self.status_topic = topics.name("job-status")
+        self.control_topic = topics.name("job-control")
+        self.lock = asyncio.Lock()
+        #: Set once the first assignment is recovered (for /status and tests).
+        self.recovered = asyncio.Event()
+        self._producer: AIOKafkaProducer | None = None
+        self._jobs: AIOKafkaConsumer | None = None
+        self._side: AIOKafkaConsumer | None = None
+        self._side_assigned: set[TopicPartition] = set()
+        self._control_partitions: list[TopicPartition] = []
+        #: Partitions whose offsets were consumed but not yet committed.
+        self._pending: dict[TopicPartition, int] = {}
+        self._metadata_asked_at = 0.0
+        #: The next offset to consume, per jobs partition (for the lag).
+        self._next: dict[TopicPartition, int] = {}
+        self.batches = 0
+        self.last_batch_s = 0.0
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def on_start(self) -> None:
+        options = self.kafka.to_aiokafka()
+        self._producer = AIOKafkaProducer(
+            client_id="vmlb-dispatcher",
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=self.settings.produce_linger_ms,
+            max_batch_size=256 * 1024,
+            request_timeout_ms=int(self.settings.session_timeout_s * 1000) + 5000,
+            **options,
+        )
+        await self._producer.start()
+        self._side = AIOKafkaConsumer(
+            client_id="vmlb-dispatcher-side",
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **options,
+        )
+        await self._side.start()
+        self._control_partitions = [
+            TopicPartition(self.control_topic, p)
+            for p in sorted(await self._partitions_of(self._side, self.control_topic))
+        ]
+        self._side.assign(self._control_partitions)
+        await self._side.seek_to_beginning(*self._control_partitions)
+        self._side_assigned = set(self._control_partitions)
+        self._jobs = AIOKafkaConsumer(
+            client_id="vmlb-dispatcher",
+            group_id=f"{self.settings.app_id}-dispatch",
+            group_instance_id=instance_id(self.settings),
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=int(self.settings.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(min(3.0, self.settings.session_timeout_s / 3) * 1000),
+            max_poll_records=self.settings.job_batch_max,
+            **options,
+        )
+        await self._jobs.start()
+        self.add_future(self._run_jobs())
+        self.add_future(self._run_side())
+        self.add_future(self._run_clock())
+
+    async def on_stop(self) -> None:
+        for client in (self._jobs, self._side):
+            if client is not None:
+                await client.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def _partitions_of(self, consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+        for _ in range(100):
+            found = consumer.partitions_for_topic(topic)
+            if found:
+                return found
+            await consumer._client.force_metadata_update()
+            await asyncio.sleep(0.1)
+        raise KafkaError(f"topic {topic} does not exist; run `vmlb topics apply`")
+
+    # --- the loops ----------------------------------------------------------------------------
+
+    async def _run_jobs(self) -> None:
+        assert self._jobs is not None
+        # Decide nothing before the fleet view has caught up (a restarted worker must not take
+        # an unread fleet for an empty one); then join the group.
+        await self.fleet_ready.wait()
+        self._jobs.subscribe([self.jobs_topic], listener=_Rebalance(self))
+        while not self.should_stop:
+            batch = await self._jobs.getmany(
+                timeout_ms=self.settings.job_batch_wait_ms,
+                max_records=self.settings.job_batch_max,
+            )
+            if not batch:
+                continue
+            started = time.perf_counter()
+            async with self.lock:
+                for tp, records in batch.items():
+                    for record in records:
+                        self.core.on_job(
+                            tp.partition,
+                            record.offset,
+                            record.key,
+                            record.value,
+                            record.timestamp / 1000.0,
+                        )
+                    self._pending[tp] = self._next[tp] = records[-1].offset + 1
+                await self._flush()
+                await self._commit()
+            self.batches += 1
+            self.last_batch_s = time.perf_counter() - started
+
+    async def _run_side(self) -> None:
+        """Guests' status records of the owned partitions, and all cancel requests."""
+        assert self._side is not None
+        while not self.should_stop:
+            try:
+                batch = await self._side.getmany(timeout_ms=100, max_records=5000)
+            except KafkaError as exc:
+                log.warning("dispatcher: reading job-status/job-control: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            if not batch:
+                continue
+            async with self.lock:
+                for tp, records in batch.items():
+                    if tp not in self._side_assigned:
+                        continue
+                    for record in records:
+                        if tp.topic == self.control_topic:
+                            self.core.on_control(
+                                record.key, record.value, record.offset, tp.partition
+                            )
+                        else:
+                            self.core.on_status(
+                                tp.partition, record.key, record.value, record.offset
+                            )
+                await self._flush()
+
+    async def _run_clock(self) -> None:
+        while not self.should_stop:
+            await asyncio.sleep(self.settings.retry_interval_s)
+            if not self.recovered.is_set():
+                continue
+            async with self.lock:
+                self.core.tick()
+                await self._flush()
+
+    # --- rebalance ----------------------------------------------------------------------------
+
+    async def assigned(self, partitions: set[int]) -> None:
+        async with self.lock:
+            new = sorted(p for p in partitions if p not in self.core.books)
+            if new:
+                started = time.perf_counter()
+                replayed = await self._replay(new)
+                log.info(
+                    "dispatcher: took jobs partitions %s (%d status records in %.2fs)",
+                    new,
+                    replayed,
+                    time.perf_counter() - started,
+                )
+                await self._flush()
+            self.recovered.set()
+
+    async def revoked(self, partitions: set[int]) -> None:
+        async with self.lock:
+            await self._flush()
+            await self._commit()
+            for partition in partitions:
+                self.core.revoke(partition)
+                self._pending.pop(TopicPartition(self.jobs_topic, partition), None)
+                self._next.pop(TopicPartition(self.jobs_topic, partition), None)
+            await self._reassign_side()
+
+    async def _replay(self, partitions: list[int]) -> int:
+        """Read each new partition's status log to its end into the core; follow it live."""
+        reader = AIOKafkaConsumer(
+            client_id="vmlb-dispatcher-recovery",
+            group_id=None,
+            enable_auto_commit=False,
+            **self.kafka.to_aiokafka(),
+        )
+        await reader.start()
+        count = 0
+        try:
+            tps = [TopicPartition(self.status_topic, p) for p in partitions]
+            reader.assign(tps)
+            await reader.seek_to_beginning(*tps)
+            ends = await reader.end_offsets(tps)
+            for p in partitions:
+                self.core.assign(p)
+            left = {tp for tp in tps if ends[tp] > 0}
+            while left:
+                batch = await reader.getmany(*left, timeout_ms=500, max_records=10_000)
+                for tp, records in batch.items():
+                    for record in records:
+                        if record.offset < ends[tp]:
+                            self.core.replay(tp.partition, record.value, record.key)
+                            count += 1
+                    if records and records[-1].offset + 1 >= ends[tp]:
+                        left.discard(tp)
+                for tp in list(left):
+                    if await reader.position(tp) >= ends[tp]:
+                        left.discard(tp)
+            for p in partitions:
+                self.core.recovered(p)
+        finally:
+            await reader.stop()
+        await self._reassign_side(starts={tp: ends[tp] for tp in tps})
+        return count
+
+    async def _reassign_side(self, starts: dict[TopicPartition, int] | None = None) -> None:
+        """Follow the owned partitions' status logs (from `starts` for new ones) and control."""
+        assert self._side is not None
+        wanted = set(self._control_partitions) | {
+            TopicPartition(self.status_topic, p) for p in self.core.books
+        }
+        kept = {tp: await self._side.position(tp) for tp in self._side_assigned & wanted}
+        self._side.assign(sorted(wanted, key=lambda tp: (tp.topic, tp.partition)))
+        for tp in wanted:
+            if tp in kept:
+                self._side.seek(tp, kept[tp])
+            elif starts and tp in starts:
+                self._side.seek(tp, starts[tp])
+        self._side_assigned = wanted
+
+    # --- producing and committing -------------------------------------------------------------
+
+    async def _flush(self) -> None:
+        out = self.core.take()
+        if not out:
+            return
+        await self._produce_until_acked(out.first)
+        await self._produce_until_acked(out.then)
+
+    async def _produce_until_acked(self, records: list[Record]) -> None:
+        """Produce and wait for every acknowledgement; on failure, produce the rest again."""
+        assert self._producer is not None
+        backoff_s = 0.2
+        while records:
+            futures = []
+            try:
+                for record in records:
+                    futures.append(
+                        await self._producer.send(
+                            record.topic, record.value, key=record.key, partition=record.partition
+                        )
+                    )
+                results = await asyncio.gather(*futures, return_exceptions=True)
+            except KafkaError as exc:
+                log.warning("dispatcher: produce failed (%s); retrying in %.1fs", exc, backoff_s)
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(5.0, backoff_s * 2)
+                continue
+            failed = [
+                r
+                for r, result in zip(records, results, strict=False)
+                if isinstance(result, Exception)
+            ]
+            if failed:
+                log.warning(
+                    "dispatcher: %d of %d records not acknowledged (%s); producing them again",
+                    len(failed),
+                    len(records),
+                    next(r for r in results if isinstance(r, Exception)),
+                )
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(5.0, backoff_s * 2)
+            records = failed
+
+    async def _commit(self) -> None:
+        if not self._pending or self._jobs is None:
+            return
+        offsets, self._pending = self._pending, {}
+        try:
+            await self._jobs.commit(offsets)
+        except KafkaError as exc:
+            # Not fatal: the partition moved; its new owner recognises the jobs from the log.
+            log.warning("dispatcher: commit failed (%s)", exc)
+
+    def lag(self) -> int:
+        """Jobs not yet consumed in this worker's partitions (by the last fetch's highwater)."""
+        if self._jobs is None:
+            return 0
+        behind = 0
+        for tp in self._jobs.assignment():
+            end = self._jobs.highwater(tp)
+            if end is not None:
+                behind += max(0, end - self._next.get(tp, end))
+        return behind
+
+    def queue_ready(self, topic: str) -> bool:
+        """Whether a queue topic exists on the cluster (else a send would block on metadata).
+
+        An unknown topic is asked for again at most once a second (aiokafka refreshes the
+        metadata of topics it already tracks only every `metadata_max_age_ms`)."""
+        producer = self._producer
+        if producer is None:
+            return False
+        if producer.client.cluster.partitions_for_topic(topic):
+            return True
+        now = time.monotonic()
+        if now - self._metadata_asked_at >= 1.0:
+            self._metadata_asked_at = now
+            producer.client.add_topic(topic)
+            producer.client.force_metadata_update()
+        return False

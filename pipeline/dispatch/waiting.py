@@ -1,0 +1,150 @@
+"""The dispatcher's durable wait, in memory: which waiting job of a type goes next.
+
+Excess jobs wait at the dispatcher (HAProxy's queue) rather than overload a host, per job type, so
+a type with no eligible host never holds up another. Within a type (Slurm's priorities, then fair
+share): the highest `priority` first; among equal priorities, submitters take turns (start-time
+fair queueing: each submitter's virtual time counts the jobs served for it, and a submitter that
+starts waiting joins at the current minimum, so a flood from one submitter delays another's jobs
+by at most one of the flooder's per turn); then the oldest first. A job backing off after a
+failed attempt (`not_before`) is held aside until it is due and never blocks the others.
+
+Pure and shared by the live dispatcher and the simulator; time is passed in.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """One waiting job as the queue orders it."""
+
+    job_id: str
+    priority: int
+    submitter: str
+    since: float
+    deadline_at: float | None = None
+    #: Not to be decided before this (backoff after a failed attempt).
+    not_before: float | None = None
+
+
+@dataclass(order=True)
+class _Entry:
+    sort_key: tuple[float, float, int]
+    job: Waiting = field(compare=False)
+
+
+class WaitingQueue:
+    """The waiting jobs of one job type (of one jobs partition)."""
+
+    def __init__(self) -> None:
+        self._seq = itertools.count()
+        # submitter -> heap of (-priority, since, seq)
+        self._by_submitter: dict[str, list[_Entry]] = {}
+        self._jobs: dict[str, Waiting] = {}
+        #: Jobs served per submitter (its virtual time), for the turns.
+        self._served: dict[str, int] = {}
+        self._delayed: list[tuple[float, int, Waiting]] = []
+        self._deadlines: list[tuple[float, int, str]] = []
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._jobs
+
+    def get(self, job_id: str) -> Waiting | None:
+        return self._jobs.get(job_id)
+
+    def add(self, job: Waiting) -> None:
+        if job.job_id in self._jobs:
+            self.discard(job.job_id)
+        self._jobs[job.job_id] = job
+        if job.deadline_at is not None:
+            heapq.heappush(self._deadlines, (job.deadline_at, next(self._seq), job.job_id))
+        if job.not_before is not None:
+            heapq.heappush(self._delayed, (job.not_before, next(self._seq), job))
+            return
+        self._enqueue(job)
+
+    def discard(self, job_id: str) -> Waiting | None:
+        """Remove a job (dispatched, cancelled, expired); lazily, O(1)."""
+        return self._jobs.pop(job_id, None)
+
+    def head(self, now: float) -> Waiting | None:
+        """The job to decide next: highest priority, then the submitter whose turn it is."""
+        self._release_due(now)
+        best: _Entry | None = None
+        best_key: tuple[float, int, float] | None = None
+        for submitter, heap in list(self._by_submitter.items()):
+            entry = self._top(submitter, heap)
+            if entry is None:
+                continue
+            key = (entry.sort_key[0], self._served.get(submitter, 0), entry.sort_key[1])
+            if best_key is None or key < best_key:
+                best, best_key = entry, key
+        return best.job if best else None
+
+    def take(self, job_id: str) -> Waiting | None:
+        """Remove a job that was dispatched: it counts as its submitter's turn."""
+        job = self.discard(job_id)
+        if job is not None:
+            self._served[job.submitter] = self._served.get(job.submitter, 0) + 1
+        return job
+
+    def expired(self, now: float) -> list[Waiting]:
+        """Pop every job whose deadline has passed, whatever its place in the queue."""
+        gone = []
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, _, job_id = heapq.heappop(self._deadlines)
+            job = self._jobs.get(job_id)
+            if job is not None and job.deadline_at is not None and job.deadline_at <= now:
+                gone.append(job)
+                self.discard(job_id)
+        return gone
+
+    def ordered(self, now: float) -> Iterator[Waiting]:
+        """Every waiting job in the order they would leave (for `/waiting`; O(n log n))."""
+        self._release_due(now)
+        ready = sorted(
+            (j for j in self._jobs.values() if j.not_before is None or j.not_before <= now),
+            key=lambda j: (-j.priority, j.since, j.job_id),
+        )
+        later = sorted(
+            (j for j in self._jobs.values() if j.not_before is not None and j.not_before > now),
+            key=lambda j: (j.not_before or 0.0, j.job_id),
+        )
+        yield from ready
+        yield from later
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _enqueue(self, job: Waiting) -> None:
+        heap = self._by_submitter.get(job.submitter)
+        if heap is None:
+            heap = self._by_submitter[job.submitter] = []
+            # A submitter that starts waiting joins the turns at the current minimum, so it
+            # neither jumps ahead of everyone for its idle past nor waits behind it.
+            active = [self._served.get(s, 0) for s in self._by_submitter if s != job.submitter]
+            floor = min(active, default=0)
+            self._served[job.submitter] = max(self._served.get(job.submitter, 0), floor)
+        heapq.heappush(heap, _Entry((-job.priority, job.since, next(self._seq)), job))
+
+    def _top(self, submitter: str, heap: list[_Entry]) -> _Entry | None:
+        while heap:
+            entry = heap[0]
+            if self._jobs.get(entry.job.job_id) is entry.job:
+                return entry
+            heapq.heappop(heap)  # dispatched, cancelled, expired or re-added since
+        del self._by_submitter[submitter]
+        return None
+
+    def _release_due(self, now: float) -> None:
+        while self._delayed and self._delayed[0][0] <= now:
+            _, _, job = heapq.heappop(self._delayed)
+            if self._jobs.get(job.job_id) is job:
+                self._enqueue(job)

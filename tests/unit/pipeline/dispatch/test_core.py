@@ -1,0 +1,508 @@
+"""DispatchCore: what the dispatcher writes for each input, in which phase, on a fake clock."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+
+import pytest
+
+from pipeline.dispatch.core import DispatchCore, Outbox
+from pipeline.dispatch.decide import Dispatcher
+from pipeline.events import (
+    DeadLetter,
+    DecisionOutcome,
+    DispatchDecision,
+    DispatchLoad,
+    HostAdmin,
+    HostMode,
+    JobControl,
+    JobState,
+    JobStatus,
+    JobSubmission,
+    QueuedJob,
+    StatusWriter,
+    VmStatus,
+)
+from pipeline.fleet.snapshots import SnapshotSource
+from pipeline.fleet.view import FleetView
+from pipeline.policy.registry import build_policy
+from pipeline.settings import PipelineSettings
+from pipeline.topics import load_topics
+from tests.unit.pipeline.fleet_builders import CONFIG as BUILDERS_CONFIG
+from tests.unit.pipeline.fleet_builders import FAST_VM, NOW, add_host, add_state, add_vm
+
+#: A job waits while no host has room, however long (the strictness is the policy's business,
+#: tested with it): the core's waiting paths are what these tests drive.
+CONFIG = dataclasses.replace(BUILDERS_CONFIG, hold_s=math.inf)
+
+TOPICS = load_topics(prefix="t.")
+P = 3  # the jobs partition of every test job
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class World:
+    """A fleet (two hosts, a VM of type io on each), a core, and what it wrote."""
+
+    def __init__(self, **settings: object) -> None:
+        self.clock = Clock()
+        self.view = FleetView()
+        for host, vm in (("h1", "a1"), ("h2", "b1")):
+            add_host(self.view, host)
+            add_vm(self.view, vm, host)
+            self.state(vm, host, 100.0)
+        snapshots = SnapshotSource(
+            self.view, CONFIG, min_rebuild_s=0.0, max_age_s=0.0, timer=lambda: 0.0
+        )
+        dispatcher = Dispatcher(
+            build_policy("io-aware", CONFIG), self.view, snapshots, random.Random(1)
+        )
+        self.settings = PipelineSettings(**settings)  # type: ignore[arg-type]
+        self.core = DispatchCore(
+            dispatcher, self.view, TOPICS, self.settings, self.clock, rng=random.Random(2)
+        )
+        self.core.assign(P)
+        self.core.recovered(P)
+        self.written = Outbox()
+        self.offset = 0
+
+    def state(self, vm: str, host: str, io_ops_per_s: float) -> None:
+        add_state(
+            self.view,
+            vm,
+            host,
+            io_ops_per_s=io_ops_per_s,
+            io_per_job=100.0,
+            last_telemetry_at=self.clock.now,
+            **FAST_VM,
+        )
+
+    # --- inputs -----------------------------------------------------------------------------
+
+    def submit(
+        self, job_id: str | None = "j1", key: bytes | None = None, **fields: object
+    ) -> Outbox:
+        job = JobSubmission(job_id=job_id, job_type="io", submitted_at=self.clock.now, **fields)
+        self.offset += 1
+        self.core.on_job(
+            P, self.offset, key if key is not None else job.key(), job.to_bytes(), self.clock.now
+        )
+        return self.take()
+
+    def guest(
+        self, job_id: str, state: JobState, vm: str, attempt: int = 1, **fields: object
+    ) -> Outbox:
+        job = JobSubmission(job_id=job_id, job_type="io", submitted_at=NOW)
+        status = JobStatus(
+            job_id=job_id,
+            state=state,
+            at=self.clock.now,
+            writer=StatusWriter.GUEST,
+            job=job,
+            attempt=attempt,
+            vm_id=vm,
+            host_id="h1" if vm == "a1" else "h2",
+            started_at=self.clock.now,
+            finished_at=self.clock.now if state is not JobState.RUNNING else None,
+            **fields,
+        )
+        self.core.on_status(P, status.key(), status.to_bytes(), 0)
+        return self.take()
+
+    def cancel(self, job_id: str) -> Outbox:
+        control = JobControl(job_id=job_id, requested_at=self.clock.now)
+        self.core.on_control(control.key(), control.to_bytes(), 0, 0)
+        return self.take()
+
+    def tick(self, after_s: float = 0.0) -> Outbox:
+        self.clock.now += after_s
+        self.core.tick()
+        return self.take()
+
+    def take(self) -> Outbox:
+        out = self.core.take()
+        self.written.first.extend(out.first)
+        self.written.then.extend(out.then)
+        return out
+
+    # --- reading what was written ------------------------------------------------------------
+
+    def latest(self, job_id: str) -> JobStatus:
+        records = [
+            r for r in self.written.first if r.topic == "t.job-status" and r.key == job_id.encode()
+        ]
+        assert records, f"no status for {job_id}"
+        assert all(r.partition == P for r in records)
+        return JobStatus.from_bytes(records[-1].value)
+
+
+def statuses(out: Outbox) -> list[JobStatus]:
+    return [
+        JobStatus.from_bytes(r.value) for r in out.first if r.topic == "t.job-status" and r.value
+    ]
+
+
+def decisions(out: Outbox) -> list[DispatchDecision]:
+    return [DispatchDecision.from_bytes(r.value) for r in out.first if r.topic == "t.decisions"]
+
+
+def queued(out: Outbox) -> list[tuple[str, QueuedJob]]:
+    return [(r.topic, QueuedJob.from_bytes(r.value)) for r in out.then]
+
+
+def dead_letters(out: Outbox) -> list[DeadLetter]:
+    return [DeadLetter.from_bytes(r.value) for r in out.first if r.topic == "t.dead-letters"]
+
+
+def forwarded(out: Outbox) -> list[bytes | None]:
+    return [r.key for r in out.first if r.topic == "t.completions"]
+
+
+# --- dispatching ----------------------------------------------------------------------------
+
+
+def test_a_job_is_recorded_as_dispatched_before_it_is_queued_and_counted_in_flight():
+    w = World()
+    out = w.submit("j1")
+    [status] = statuses(out)
+    [decision] = decisions(out)
+    [(topic, job)] = queued(out)
+    assert status.state is JobState.DISPATCHED and status.vm_id == job.vm_id
+    assert decision.outcome is DecisionOutcome.DISPATCHED and decision.vm_id == job.vm_id
+    assert [r.partition for r in out.first] == [P, P]  # the job's own partition
+    assert topic == f"t.queue.{job.vm_id}" and (job.attempt, job.status_partition) == (1, P)
+    assert w.core.snapshots.in_flight.count(job.vm_id) == 1
+
+
+def test_a_redelivered_job_is_sent_again_to_the_same_vm_and_never_decided_again():
+    w = World()
+    first = queued(w.submit("j1"))[0][1]
+    w.state("a1", "h1", 950.0)  # the other VM now looks better: no matter
+    again = w.submit("j1")
+    assert decisions(again) == [] and statuses(again) == []
+    assert [(j.vm_id, j.job_id) for _, j in queued(again)] == [(first.vm_id, "j1")]
+    assert w.core.counts.duplicates == 1
+
+
+def test_an_ended_job_resubmitted_within_the_horizon_does_nothing():
+    w = World()
+    vm = queued(w.submit("j1"))[0][1].vm_id
+    w.guest("j1", JobState.SUCCEEDED, vm, result={"ok": True})
+    assert not w.submit("j1")
+
+
+def test_a_key_that_is_not_the_job_id_is_refused_with_a_dead_letter():
+    w = World()
+    out = w.submit("j1", key=b"alias")
+    [letter] = dead_letters(out)
+    assert "not its job_id" in letter.reason and letter.source_partition == P
+    assert queued(out) == []
+
+
+def test_a_job_from_the_future_is_refused():
+    w = World()
+    job = JobSubmission(job_id="j1", job_type="io", submitted_at=NOW + 3600)  # an hour ahead
+    w.core.on_job(P, 1, job.key(), job.to_bytes(), NOW)
+    assert "in the future" in dead_letters(w.take())[0].reason
+
+
+def test_an_unknown_job_type_is_dead_lettered_with_its_status():
+    w = World()
+    job = JobSubmission(job_id="g1", job_type="gpu", submitted_at=NOW)
+    w.core.on_job(P, 1, job.key(), job.to_bytes(), NOW)
+    out = w.take()
+    assert statuses(out)[-1].state is JobState.DEAD_LETTERED
+    assert "no VM serves job type 'gpu'" in dead_letters(out)[0].reason
+
+
+# --- waiting --------------------------------------------------------------------------------
+
+
+def saturate(w: World) -> None:
+    """Dom0 measures both hosts over their limit (1000 ops/s): io-aware holds new jobs."""
+    w.state("a1", "h1", 1000.1)
+    w.state("b1", "h2", 1000.1)
+
+
+def test_a_job_with_no_host_waits_with_its_funnel_and_goes_when_one_frees():
+    w = World()
+    saturate(w)
+    out = w.submit("w1")
+    [status] = statuses(out)
+    assert status.state is JobState.WAITING
+    assert [(s.rule, s.remaining) for s in status.funnel][:4] == [
+        ("serve io", 2),
+        ("not stale", 2),
+        ("not at limit (hysteresis)", 0),
+        ("not does not fit", 0),
+    ]
+    assert decisions(out)[0].outcome is DecisionOutcome.WAITING
+    assert w.tick(0.25) == Outbox()  # still no host: nothing is written on each retry
+    w.state("b1", "h2", 100.0)
+    out = w.tick(0.25)
+    assert statuses(out)[-1].state is JobState.DISPATCHED
+    [decision] = decisions(out)
+    assert (decision.vm_id, decision.decision_count) == ("b1", 3)
+
+
+def test_a_waiting_job_past_its_deadline_expires_even_behind_a_blocked_one():
+    w = World()
+    saturate(w)
+    w.submit("first")
+    w.submit("late", deadline_s=2.0)
+    out = w.tick(2.5)
+    assert w.latest("late").state is JobState.EXPIRED
+    assert dead_letters(out)[0].job_id == "late"
+    assert w.latest("first").state is JobState.WAITING
+
+
+def test_a_full_queue_refuses_new_jobs():
+    w = World(max_waiting_per_partition=2)
+    saturate(w)
+    w.submit("w1")
+    w.submit("w2")
+    out = w.submit("w3")
+    assert statuses(out)[-1].state is JobState.DEAD_LETTERED
+    assert "queue full" in dead_letters(out)[0].reason
+
+
+def test_higher_priority_waiting_jobs_go_first():
+    w = World()
+    saturate(w)
+    w.submit("low", priority=1)
+    w.submit("high", priority=9)
+    w.state("a1", "h1", 100.0)  # room for one job (the backlog cap is the warm-up 2... )
+    out = w.tick(0.25)
+    assert next(s.job_id for s in statuses(out) if s.state is JobState.DISPATCHED) == "high"
+
+
+# --- guests' reports --------------------------------------------------------------------------
+
+
+def test_a_guests_run_counts_and_is_forwarded_to_the_stats_once_checked():
+    w = World()
+    vm = queued(w.submit("j1"))[0][1].vm_id
+    assert w.guest("j1", JobState.RUNNING, vm) == Outbox()  # adopted, nothing to write
+    out = w.guest("j1", JobState.SUCCEEDED, vm, result={"n": 1})
+    assert forwarded(out) == [vm.encode()]
+    assert w.core.snapshots.in_flight.count(vm) == 0
+    assert w.core.find("j1") is None  # ended
+
+
+def test_a_forged_or_late_report_is_refused_and_the_true_status_reasserted():
+    w = World()
+    vm = queued(w.submit("j1"))[0][1].vm_id
+    other = "b1" if vm == "a1" else "a1"
+    out = w.guest("j1", JobState.SUCCEEDED, other)  # another VM claims it
+    [letter] = dead_letters(out)
+    assert "but job j1 is dispatched" in letter.reason
+    assert statuses(out)[-1].state is JobState.DISPATCHED  # the true record is the latest again
+    assert forwarded(out) == []
+    unknown = w.guest("nobody", JobState.SUCCEEDED, vm)
+    assert "unknown here" in dead_letters(unknown)[0].reason
+    assert w.core.snapshots.in_flight.count(vm) == 1
+
+
+def test_a_failed_attempt_is_retried_after_a_backoff_on_another_vm_then_dead_lettered():
+    w = World(retry_backoff_s=1.0)
+    first = queued(w.submit("j1", max_attempts=2))[0][1]
+    # A guest reports a failed attempt that is not the job's last as `retrying` (not final).
+    out = w.guest("j1", JobState.RETRYING, first.vm_id, error="disk full")
+    retrying = statuses(out)[-1]
+    assert retrying.state is JobState.RETRYING and retrying.attempt == 2
+    assert retrying.retry_at is not None and retrying.retry_at <= NOW + 1.0
+    assert forwarded(out) == [first.vm_id.encode()]  # a failed run still counts as a run
+    out = w.tick(1.0)
+    [(_, second)] = queued(out)
+    assert second.attempt == 2 and second.vm_id != first.vm_id
+    out = w.guest("j1", JobState.FAILED, second.vm_id, attempt=2, error="disk full again")
+    final = statuses(out)[-1]
+    assert final.state is JobState.FAILED
+    assert final.errors == ["disk full", "disk full again"]
+    assert "failed after 2 attempt(s)" in dead_letters(out)[0].reason
+
+
+# --- cancellation -----------------------------------------------------------------------------
+
+
+def test_a_waiting_job_is_cancelled_at_once():
+    w = World()
+    saturate(w)
+    w.submit("w1")
+    out = w.cancel("w1")
+    assert statuses(out)[-1].state is JobState.CANCELLED
+    assert decisions(out)[-1].outcome is DecisionOutcome.CANCELLED
+    assert dead_letters(out) == []
+    w.state("a1", "h1", 100.0)
+    assert queued(w.tick(0.25)) == []
+
+
+def test_a_cancel_before_the_job_cancels_it_when_it_comes():
+    w = World()
+    w.cancel("early")
+    out = w.submit("early")
+    assert statuses(out)[-1].state is JobState.CANCELLED and queued(out) == []
+
+
+def test_a_dispatched_job_cancelled_ends_as_its_guest_says():
+    w = World()
+    vm = queued(w.submit("j1"))[0][1].vm_id
+    out = w.cancel("j1")
+    assert statuses(out)[-1].cancel_requested
+    # The guest saw the cancel (before starting it, or while it ran): cancelled.
+    w.guest("j1", JobState.CANCELLED, vm)
+    assert w.core.find("j1") is None
+    assert not forwarded(w.take())  # a skipped job is no run
+    # A cancel that reached the guest only after the job had finished changes nothing.
+    vm2 = queued(w.submit("j2"))[0][1].vm_id
+    w.cancel("j2")
+    out = w.guest("j2", JobState.SUCCEEDED, vm2, result={"done": True})
+    assert forwarded(out) == [vm2.encode()]
+    assert w.core.counts.by_outcome["succeeded"] == 1
+
+
+# --- stranded jobs, drains --------------------------------------------------------------------
+
+
+def test_jobs_on_a_vm_that_stopped_move_elsewhere_and_its_late_report_is_refused():
+    w = World()
+    first = queued(w.submit("j1"))[0][1]
+    add_vm(w.view, first.vm_id, "h1" if first.vm_id == "a1" else "h2", status=VmStatus.STOPPED)
+    out = w.tick(0.25)
+    revoke = [JobControl.from_bytes(r.value) for r in out.first if r.topic == "t.job-control"]
+    assert [(c.action, c.vm_id) for c in revoke] == [("revoke", first.vm_id)]
+    [(_, moved)] = queued(out)
+    assert moved.vm_id != first.vm_id and moved.attempt == 1
+    late = w.guest("j1", JobState.SUCCEEDED, first.vm_id)
+    assert dead_letters(late) and forwarded(late) == []
+    assert w.core.counts.moved == 1
+
+
+def test_a_draining_host_past_its_deadline_gives_up_its_unstarted_jobs_not_its_running_ones():
+    w = World()
+    saturate(w)
+    w.state("a1", "h1", 100.0)
+    unstarted = queued(w.submit("j1"))[0][1]
+    running = queued(w.submit("j2"))[0][1]
+    assert unstarted.vm_id == running.vm_id == "a1"
+    w.guest("j2", JobState.RUNNING, "a1")
+    w.view.put_admin(
+        HostAdmin(host_id="h1", mode=HostMode.DRAINING, deadline_at=NOW + 10, set_at=NOW)
+    )
+    w.state("b1", "h2", 100.0)
+    assert queued(w.tick(5.0)) == []  # before the deadline nothing moves
+    w.state("b1", "h2", 100.0)
+    out = w.tick(6.0)
+    assert [(j.job_id, j.vm_id) for _, j in queued(out)] == [("j1", "b1")]
+    assert w.core.find("j2").vm_id == "a1"
+
+
+def test_unstarted_jobs_of_a_silent_vm_move_after_the_lease():
+    w = World(lease_s=30.0)
+    first = queued(w.submit("j1"))[0][1]
+    # The fleet's telemetry keeps coming (the broker is up); only the guest says nothing.
+    for _ in range(29):
+        for vm, host in (("a1", "h1"), ("b1", "h2")):
+            w.state(vm, host, 100.0)
+        assert queued(w.tick(1.0)) == []
+    for vm, host in (("a1", "h1"), ("b1", "h2")):
+        w.state(vm, host, 100.0)
+    out = w.tick(2.0)
+    assert [j.vm_id for _, j in queued(out)] == ["b1" if first.vm_id == "a1" else "a1"]
+
+
+def test_a_broker_outage_does_not_count_against_a_vms_lease():
+    # As measured (broker-kill, seed 1, lease 60 s): job 103 dispatched to chaos-b-1 0.3 s
+    # before the broker was SIGKILLed; the broker served again 40 s later; chaos-b-1's guest
+    # ran the job 17 s after that, its reports landed 3 s later still, and meanwhile
+    # (60 s after its last report) the dispatcher moved the job to chaos-a-2, which ran it too:
+    # both guests reported it succeeded. Scaled down: a 30 s lease, a 20 s outage.
+    w = World(lease_s=30.0)
+    first = queued(w.submit("j1"))[0][1]
+    for _ in range(4):  # the outage: the dispatcher's clock goes on, nothing comes in
+        assert queued(w.tick(5.0)) == []
+    for _ in range(3):  # the broker is back: telemetry flows again; the guest is still slow
+        for vm, host in (("a1", "h1"), ("b1", "h2")):
+            w.state(vm, host, 100.0)
+        out = w.tick(4.0)
+        assert queued(out) == [], "moved 12 s after the outage, long before its lease"
+    assert w.core.find("j1").vm_id == first.vm_id
+    late = w.guest("j1", JobState.SUCCEEDED, first.vm_id)
+    assert dead_letters(late) == [] and len(forwarded(late)) == 1
+
+
+# --- recovery -----------------------------------------------------------------------------------
+
+
+def test_a_new_owner_replays_the_status_log_and_resends_what_was_dispatched_unstarted():
+    w = World()
+    saturate(w)
+    w.state("a1", "h1", 100.0)
+    unstarted = queued(w.submit("j1"))[0][1]
+    running = queued(w.submit("j2"))[0][1]
+    w.guest("j2", JobState.RUNNING, running.vm_id)
+    saturate(w)
+    w.submit("w1")
+    log = list(w.written.first)
+    log.append(next(r for r in w.written.first if r.key == b"j2"))  # order preserved below
+    guest_running = JobStatus(
+        job_id="j2",
+        state=JobState.RUNNING,
+        at=NOW,
+        writer=StatusWriter.GUEST,
+        job=JobSubmission(job_id="j2", job_type="io", submitted_at=NOW),
+        vm_id=running.vm_id,
+        host_id="h1",
+    )
+    records = [r for r in w.written.first if r.topic == "t.job-status"]
+    fresh = World()
+    fresh.core.revoke(P)
+    book = fresh.core.assign(P)
+    for record in records:
+        fresh.core.replay(P, record.value, record.key)
+    fresh.core.replay(P, guest_running.to_bytes(), guest_running.key())
+    fresh.core.recovered(P)
+    out = fresh.take()
+    assert [j.job_id for _, j in queued(out)] == [unstarted.job_id]  # j2 runs: not resent
+    assert {job_id: t.state for job_id, t in book.jobs.items()} == {
+        "j1": JobState.DISPATCHED,
+        "j2": JobState.RUNNING,
+        "w1": JobState.WAITING,
+    }
+    assert fresh.core.snapshots.in_flight.total() == 2
+
+
+def test_dispatch_load_is_published_per_partition_when_it_changes():
+    w = World(load_interval_s=0.25)
+    vm = queued(w.submit("j1"))[0][1].vm_id
+    out = w.tick(0.25)
+    [load] = [DispatchLoad.from_bytes(r.value) for r in out.first if r.topic == "t.dispatch-load"]
+    assert (load.partition, load.in_flight) == (P, {vm: 1})
+    assert [r for r in w.tick(0.25).first if r.topic == "t.dispatch-load"] == []
+
+
+def test_an_ended_job_is_tombstoned_after_the_horizon():
+    w = World(dedupe_horizon_s=60.0)
+    vm = queued(w.submit("j1"))[0][1].vm_id
+    w.guest("j1", JobState.SUCCEEDED, vm)
+    assert not [r for r in w.tick(30.0).first if r.value is None]
+    tombstones = [r for r in w.tick(31.0).first if r.value is None]
+    assert [(r.topic, r.key, r.partition) for r in tombstones] == [("t.job-status", b"j1", P)]
+    assert not w.core.books[P].knows("j1")  # forgotten: a resubmission would run again
+
+
+@pytest.mark.parametrize("value", [b"{", b"[]", b'{"job_id": "x"}'])
+def test_an_unreadable_status_record_is_dead_lettered_live_and_skipped_in_replay(value):
+    w = World()
+    w.core.on_status(P, b"x", value, 9)
+    assert dead_letters(w.take())[0].source_offset == 9
+    w.core.replay(P, value, b"x")  # no exception, nothing adopted
+    assert w.core.find("x") is None
