@@ -32,22 +32,25 @@ Selection, least expected response first (a job's response is its wait plus its 
    the least expected response of the eligible ones wins (the counts are the dispatcher's own,
    exact, so more choices help here, where stale reports would make them herd).
 3. Else a **scan** of every candidate (the rare, expensive path), then as in 1 or 2.
-4. Else, if the job has waited `hold_s` (the strictness) or longer, it goes **over a limit**: to
-   the fresh VM with room in its backlog whose host it overshoots least (relative to the limit),
-   then the soonest done. Else it **waits** at the dispatcher, with a reason counting why each
-   candidate was refused.
+4. Else, if the job has waited `hold_s` (the strictness) or longer **and the fleet as a whole
+   has room for it** (the hosts that serve its type are, summed, under their limits by at
+   least its rate), it goes **over a limit**: to the fresh VM with room in its backlog whose
+   host it overshoots least (relative to the limit), then the soonest done. Else it **waits**
+   at the dispatcher, with a reason counting why each candidate was refused.
 
-So while the offered I/O fits under the limits, hosts stay under them and jobs wait at most
-briefly for room; when it does not, `hold_s` bounds the wait and the overshoot goes where it
-hurts least.
+So while the offered I/O fits under the fleet's limits, hosts stay under theirs and a job waits
+for room at most about `hold_s`: past it, room scattered across hosts in pieces too small for
+the job (a packing problem, not a lack of capacity) is worth a brief local overshoot. When the
+fleet as a whole is at its limits, excess jobs wait (HAProxy's queue): sending them over the
+limits would serve them no sooner, only collapse the hosts they land on.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 from pipeline.events import CandidateView
 from pipeline.policy.base import (
@@ -75,7 +78,7 @@ from pipeline.policy.snapshot import FleetSnapshot, PolicyConfig, VmView
 from pipeline.policy.waiting import waiting
 
 #: Filters a job held `hold_s` may ignore when it goes over a limit.
-_LIMIT_FILTERS = frozenset({FitFilter.name, HysteresisFilter.name})
+_LIMIT_FILTERS = frozenset({FitFilter.name})
 
 
 def random_order(n: int, rng: random.Random) -> Iterator[int]:
@@ -123,6 +126,19 @@ def headroom_after(candidate: Candidate) -> float:
     return (limit - candidate.total_io_ops_per_s - (candidate.job_io_ops_per_s or 0.0)) / limit
 
 
+def fleet_room_ops_per_s(candidates: Iterable[Candidate]) -> float:
+    """Σ over the candidates' distinct hosts of (limit - the worse of demand now and Dom0's
+    meter), where positive: the room under the limits these hosts have together. Hosts
+    without a limit count none."""
+    room: dict[str, float] = {}
+    for candidate in candidates:
+        limit = candidate.limit_ops_per_s
+        if limit is not None:
+            used = max(candidate.total_io_ops_per_s, candidate.measured_io_ops_per_s)
+            room[candidate.host.host_id] = max(0.0, limit - used)
+    return sum(room.values())
+
+
 def _soonest(candidate: Candidate) -> float:
     response = candidate.expected_response_s
     return math.inf if response is None else response
@@ -140,6 +156,9 @@ class _Search:
     refused: list[tuple[Candidate, str]]
     rejections: dict[str, int]
     tested: set[str]
+    #: Every fresh candidate tested, eligible or not (the fleet's room is summed over their
+    #: hosts; a stale host's is unknown and takes no job anyway).
+    tested_candidates: list[Candidate] = field(default_factory=list)
 
     def record(self, cap: int, compared: Sequence[Candidate] = ()) -> CandidateRecord:
         """The decision's record, built when read: refused candidates up to the cap (less the
@@ -222,10 +241,15 @@ class IoAwarePolicy:
                 return self._start(snapshot, search, f"idle VM, {mode}")
             return self._queue(snapshot, search, f"behind a running job, best of {mode}")
 
-        # 4. Nowhere under a limit: hold the job, or after `hold_s` send it over one.
+        # 4. Nowhere under a limit: hold the job, or after `hold_s` send it over one if the
+        # fleet as a whole has room for it.
         waited_s = job.waited_s
         if search.over_limit and waited_s >= config.hold_s:
-            return self._overflow(snapshot, search, waited_s, config)
+            # A job nobody has measured yet is never sent over a limit: its cost is unknown.
+            rate = job_io_ops_per_s(snapshot, search.over_limit[0].vm)
+            room = fleet_room_ops_per_s(search.tested_candidates)
+            if rate is not None and room >= rate:
+                return self._overflow(snapshot, search, waited_s, room, config)
         views = search.record(config.max_recorded_candidates)
         return waiting(self.name, job, len(search.tested), search.rejections, views)
 
@@ -246,6 +270,8 @@ class IoAwarePolicy:
             if check.name not in _LIMIT_FILTERS:
                 only_the_limit = False
                 break
+        if verdict != FreshTelemetryFilter.name:
+            search.tested_candidates.append(candidate)
         if verdict is None:
             search.eligible.append(candidate)
             return
@@ -278,12 +304,18 @@ class IoAwarePolicy:
         return self._record(snapshot, search, chosen, reason)
 
     def _overflow(
-        self, snapshot: FleetSnapshot, search: _Search, waited_s: float, config: PolicyConfig
+        self,
+        snapshot: FleetSnapshot,
+        search: _Search,
+        waited_s: float,
+        room: float,
+        config: PolicyConfig,
     ) -> Decision:
         chosen = min(search.over_limit, key=lambda c: (-headroom_after(c), _soonest(c), c.vm.vm_id))
         reason = (
-            f"held {waited_s:.2f}s >= hold_s {config.hold_s:g}s with no host under its limit: "
-            f"host {chosen.host.host_id} overshoots least ({-headroom_after(chosen):.0%} over)"
+            f"held {waited_s:.2f}s >= hold_s {config.hold_s:g}s, no host has room alone, the "
+            f"fleet {room:.0f} ops/s: host {chosen.host.host_id} overshoots least "
+            f"({-headroom_after(chosen):.0%} over)"
         )
         search.eligible = [chosen]
         return self._record(snapshot, search, chosen, reason)

@@ -199,12 +199,22 @@ def test_normalize_keeps_what_the_submitter_gave():
 
 
 def test_a_job_held_past_its_hold_goes_over_the_limit_by_the_dispatchers_clock():
-    # h1 measures over its limit; io-aware holds a job hold_s (0.25 s by default), counted
-    # from its submission by the clock the dispatcher decides with.
-    view = fleet_of_one(io_ops_per_s=1000.1)
+    # h1 and h2 each run a job of another type asking 400 ops/s: a job of `io` (1000 ops/s)
+    # fits on neither alone, while the fleet has 600 + 600 of room. io-aware holds it hold_s
+    # (0.25 s by default), counted from its submission by the clock the dispatcher decides with.
+    view = FleetView()
+    for host_id, vm_id, other_id in (("h1", "a1", "o1"), ("h2", "b1", "o2")):
+        add_host(view, host_id)
+        add_vm(view, vm_id, host_id)
+        add_state(view, vm_id, host_id, io_ops_per_s=0.0, io_per_job=100.0, **FAST_VM)
+        add_vm(view, other_id, host_id, job_type="other")
+        add_state(view, other_id, host_id, io_ops_per_s=0.0, io_per_job=40.0, **FAST_VM)
     dispatcher = dispatcher_for(view)
+    for other_id in ("o1", "o2"):
+        dispatcher.snapshots.placed(other_id)  # the dispatcher's own job runs there
     fresh = dispatcher.decide(job("young", submitted_at=NOW - 0.2), NOW)
     assert fresh.waiting
+    assert fresh.decision.reason == "no eligible host among 2 candidates: 2 does not fit"
     held = dispatcher.decide(job("old", submitted_at=NOW - 0.25), NOW)
     assert held.decision.outcome is DecisionOutcome.DISPATCHED
     assert held.decision.reason.startswith("held 0.25s >= hold_s 0.25s")

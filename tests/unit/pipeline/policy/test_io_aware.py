@@ -129,49 +129,54 @@ def test_of_the_queues_the_soonest_done_wins() -> None:
 
 
 def test_a_job_that_fits_nowhere_waits_its_hold_then_goes_where_it_overshoots_least() -> None:
-    # h1: 800 + 600 on a 1000 limit is 40 % over; h2: 1700 + 600 on 2000 is 15 % over.
-    def snap():
-        return fleet(
+    # h1: 800 + 600 on a 1000 limit is 40 % over; h2: 1700 + 600 on 2000 is 15 % over. The
+    # fleet has 200 + 300 = 500 ops/s of room, less than the job's 600: it waits, however long.
+    # With h3's 400 more (900 >= 600) the room is there, scattered: after its hold it goes to
+    # the host it overshoots least.
+    def snap(with_h3: bool):
+        hosts = [
             host(
                 "h1", limit=1000.0, vms=[runs("a", 600.0), runs("o1", 800.0, "o1", outstanding=1)]
             ),
             host(
                 "h2", limit=2000.0, vms=[runs("b", 600.0), runs("o2", 1700.0, "o2", outstanding=1)]
             ),
-            config=PolicyConfig(hold_s=1.0),
-        )
+        ]
+        if with_h3:  # 600 + 600 > 1000: no room for the job alone either
+            hosts.append(host("h3", vms=[runs("c", 600.0), runs("o3", 600.0, "o3", outstanding=1)]))
+        return fleet(*hosts, config=PolicyConfig(hold_s=1.0))
 
-    assert decide(snap(), JobRequest("j", "t")).outcome is Outcome.WAITING  # never waited
-    young = decide(snap(), JobRequest("j", "t", waited_s=0.99))
-    assert young.outcome is Outcome.WAITING and "2 does not fit" in young.reason
-    held = snap()
+    assert decide(snap(True), JobRequest("j", "t")).outcome is Outcome.WAITING  # never waited
+    young = decide(snap(True), JobRequest("j", "t", waited_s=0.99))
+    assert young.outcome is Outcome.WAITING and "3 does not fit" in young.reason
+    full = decide(snap(False), JobRequest("j", "t", waited_s=100.0))
+    assert full.outcome is Outcome.WAITING  # the fleet is full: more overload serves no one
+    held = snap(True)
     decision = decide(held, JobRequest("j", "t", waited_s=1.0))
     assert decision.dispatched and decision.vm_id == "b"
-    assert decision.reason.startswith("held 1.00s >= hold_s 1s") and "15% over" in decision.reason
+    assert decision.reason.startswith("held 1.00s >= hold_s 1s")
+    assert "the fleet 900 ops/s" in decision.reason and "15% over" in decision.reason
     assert held.claims("b") == 1
 
 
 def test_a_strict_hold_never_sends_a_job_over_a_limit() -> None:
     snap = fleet(
         host("h1", vms=[runs("a", 600.0), runs("o", 800.0, "o", outstanding=1)]),
+        host("h2", vms=[runs("b", 1.0, "b")]),  # room enough, for another type
         config=PolicyConfig(hold_s=math.inf),
     )
-    old = JobRequest("j", "t", waited_s=1e6)
-    assert decide(snap, old).outcome is Outcome.WAITING
+    assert decide(snap, JobRequest("j", "t", waited_s=1e6)).outcome is Outcome.WAITING
 
 
-def test_hold_zero_sends_a_job_over_a_limit_at_once_but_prefers_room() -> None:
+def test_hold_zero_sends_a_job_over_a_limit_at_once_where_it_overshoots_least() -> None:
+    # h1 has 200 of room, h2 500: the fleet 700 >= 600, and h2 overshoots least (10 %).
     config = PolicyConfig(hold_s=0.0)
-    full = fleet(
-        host("h1", vms=[runs("a", 600.0), runs("o", 800.0, "o", outstanding=1)]), config=config
-    )
-    assert decide(full).vm_id == "a"
-    roomy = fleet(
+    snap = fleet(
         host("h1", vms=[runs("a", 600.0), runs("o", 800.0, "o", outstanding=1)]),
-        host("h2", vms=[runs("b", 600.0)]),
+        host("h2", vms=[runs("b", 600.0), runs("p", 500.0, "p", outstanding=1)]),
         config=config,
     )
-    assert decide(roomy).vm_id == "b"
+    assert decide(snap).vm_id == "b"
 
 
 def test_a_job_nobody_has_measured_runs_alone_on_its_host() -> None:
