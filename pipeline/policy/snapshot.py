@@ -86,7 +86,7 @@ class PolicyConfig:
     lag_limit_s: float = 15.0
     #: A VM may hold (queued behind its running job) at most the jobs it clears in this many
     #: seconds at its measured service rate; more wait at the dispatcher (HAProxy's maxqueue).
-    horizon_s: float = 0.25
+    horizon_s: float = 1.0
     #: Before a host's limit (or a VM's job I/O rate) is known, a VM is eligible only while it
     #: holds fewer jobs than this.
     warmup_outstanding_per_vm: int = 2

@@ -16,7 +16,9 @@ Faust acks a batch only after this body has handled it, so at-least-once holds.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -37,6 +39,9 @@ from pipeline.stats.windows import WindowConfig
 from pipeline.topics import Topics
 
 log = logging.getLogger(__name__)
+
+#: How often a batch's samples for VMs the fleet view does not place are checked again.
+RECHECK_S = 0.1
 
 #: The inputs, by logical topic name.
 INPUTS = ("io-samples", "completions")
@@ -119,14 +124,9 @@ class StatsAgent:
                 continue
             self._apply(changed, event, vm_id, item)
         if unsure:
-            # A VM's first samples may be read before its registration (another topic, another
-            # consumer): bring the fleet view up to date, then judge them.
-            current = self.view_current is not None and await self.view_current()
+            unsure, current = await self._recheck(unsure, changed)
             for event, vm_id, item in unsure:
-                why = self.misplaced(vm_id, item)
-                if why is None:
-                    self._apply(changed, event, vm_id, item)
-                    continue
+                why = self.misplaced(vm_id, item) or "misplaced"
                 if not current:
                     why += " (the fleet view could not be brought up to date to check again)"
                 await self.outputs.dead_letter_message(event.message, why, stage="vm_stats")
@@ -139,6 +139,34 @@ class StatsAgent:
                 await self.publish(vm_id, now, row)
             else:
                 self.unpublished.add(vm_id)
+
+    async def _recheck(
+        self,
+        unsure: list[tuple[EventT, str, StatsInput]],
+        changed: dict[str, tuple[VmStats, EventT]],
+    ) -> tuple[list[tuple[EventT, str, StatsInput]], bool]:
+        """Apply the events whose VM the fleet view places, once it is up to date; what is left.
+
+        A VM's first samples may be read before its registration: another topic, read by
+        another consumer, and written by its Dom0 a moment later (two partitions' batches are
+        acknowledged in no set order). So the view is brought up to date, and again every
+        `RECHECK_S`, until every event's VM is placed or `stats_view_wait_s` has passed (one wait
+        per batch, however many events in it are unsure). Returns the events still misplaced,
+        and whether the view could be brought up to date at all.
+        """
+        deadline = time.monotonic() + self.settings.stats_view_wait_s
+        while True:
+            current = self.view_current is not None and await self.view_current()
+            left = []
+            for event, vm_id, item in unsure:
+                if self.misplaced(vm_id, item) is None:
+                    self._apply(changed, event, vm_id, item)
+                else:
+                    left.append((event, vm_id, item))
+            if not left or not current or time.monotonic() >= deadline:
+                return left, current
+            unsure = left
+            await asyncio.sleep(RECHECK_S)
 
     def _apply(
         self,

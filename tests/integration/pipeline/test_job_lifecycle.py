@@ -142,7 +142,7 @@ def test_waiting_then_dispatched_then_succeeded_with_its_result(world, kafka_set
         what="the job waiting",
     )
     assert waiting.funnel and waiting.funnel[0].remaining == 2
-    assert waiting.funnel[-1].remaining == 0 and "over limit" in (waiting.reason or "")
+    assert waiting.funnel[-1].remaining == 0 and "at limit (hysteresis)" in (waiting.reason or "")
     free(fleet)
     done = vmlb(kafka_settings, "job", "wait", job_id, "--timeout", "60s", "--json")
     assert done.returncode == 0, done.stdout + done.stderr

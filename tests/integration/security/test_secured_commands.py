@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from pipeline.ops.broker.local import LocalCluster
+from pipeline.ops.demo.fleet import FLEET
 from pipeline.ops.ports import free_port, free_port_run
 from pipeline.settings import read_credentials_file
 from tests.integration.security.conftest import broker_log
@@ -91,7 +92,9 @@ def test_the_demo_runs_secured_with_a_principal_per_process(
     summary = json.loads(run.stdout.strip().splitlines()[-1])
     assert summary["submitted"] > 0 and summary["completed"] > 0, summary
     assert summary["dead_lettered"] == 0, summary
-    assert "secured: 18 principals provisioned" in run.stdout.replace("\n", "")
+    # A principal per host (Dom0) and per VM (guest), the worker's and the submitter's.
+    principals = len(FLEET) + sum(len(host.vms) for host in FLEET) + 2
+    assert f"secured: {principals} principals provisioned" in run.stdout.replace("\n", "")
 
     logs = Path(tmp_path, summary["logs"])
     passwords = [

@@ -213,6 +213,7 @@ def build(tmp_path: Path, stats_batch_max: int = 1) -> Harness:
             app_id=f"test-agents-{uuid.uuid4().hex[:8]}",
             data_dir=str(tmp_path / "data"),
             stale_after_s=3.0,
+            stats_view_wait_s=0.2,  # a sample for an unknown VM: a short real wait, then refused
             horizon_s=5.0,
             # Strict: a job waits for room however long it takes (these tests are about the
             # waiting itself, not about io-aware's hold).

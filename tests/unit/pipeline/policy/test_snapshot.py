@@ -90,7 +90,7 @@ def test_policy_config_defaults_are_documented_values() -> None:
         config.choices,
         config.hold_s,
         config.hysteresis,
-    ) == (3.0, 0.25, 2, 2, 0.25, 0.1)
+    ) == (3.0, 1.0, 2, 2, 0.25, 0.1)
 
 
 @pytest.mark.parametrize("value", [-0.1, float("nan"), "1", True])
