@@ -104,6 +104,10 @@ def fit_candidate(snapshot: FleetSnapshot, vm: VmView) -> Candidate:
         added = job_io_ops_per_s(snapshot, vm)
         if added is None and host.limit_ops_per_s is not None:
             added = unmeasured_job_io_ops_per_s(snapshot, vm)
+        if added is not None and host.limit_ops_per_s is not None:
+            # A job that alone asks more than its host's limit would fit nowhere, ever: it
+            # counts as the whole limit instead, so it runs on a host running nothing else.
+            added = min(added, host.limit_ops_per_s)
     return Candidate(
         vm=vm,
         host=host,
@@ -246,7 +250,10 @@ class IoAwarePolicy:
         waited_s = job.waited_s
         if search.over_limit and waited_s >= config.hold_s:
             # A job nobody has measured yet is never sent over a limit: its cost is unknown.
-            rate = job_io_ops_per_s(snapshot, search.over_limit[0].vm)
+            first = search.over_limit[0]
+            rate = job_io_ops_per_s(snapshot, first.vm)
+            if rate is not None and first.limit_ops_per_s is not None:
+                rate = min(rate, first.limit_ops_per_s)  # as the fit test counts it
             room = fleet_room_ops_per_s(search.tested_candidates)
             if rate is not None and room >= rate:
                 return self._overflow(snapshot, search, waited_s, room, config)

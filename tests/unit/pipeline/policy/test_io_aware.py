@@ -44,6 +44,19 @@ def decide(snapshot, job: JobRequest = JOB, seed: int = 1, policy: IoAwarePolicy
     return (policy or IoAwarePolicy()).decide(snapshot, job, random.Random(seed))
 
 
+def test_a_job_asking_more_than_any_limit_runs_alone_rather_than_never() -> None:
+    # Its jobs ask 1250 ops/s while they run, over h1's whole limit of 1000: it fits nowhere by
+    # the letter, so it counts as the whole limit and goes to a host that runs nothing else.
+    idle = fleet(host("h1", limit=1000.0, vms=[runs("a", 1250.0), runs("o", 10.0, "o")]))
+    decision = decide(idle)
+    assert decision.dispatched and decision.vm_id == "a"
+    busy = fleet(
+        host("h1", limit=1000.0, vms=[runs("a", 1250.0), runs("o", 10.0, "o", outstanding=1)]),
+        config=PolicyConfig(hold_s=math.inf),
+    )
+    assert decide(busy).outcome is Outcome.WAITING  # 10 + 1000 > 1000: not beside another job
+
+
 def test_random_order_is_a_permutation() -> None:
     rng = random.Random(3)
     assert sorted(random_order(50, rng)) == list(range(50))
