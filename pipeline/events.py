@@ -332,7 +332,12 @@ _HOST_SAMPLE_MARK = b'"vms"'
 
 
 def _read_host_sample(data: dict[str, Any]) -> TelemetryReading:
-    envelope = _HostSampleEnvelope.from_dict(data)
+    try:
+        envelope = _HostSampleEnvelope.model_validate(data)
+    except ValidationError as exc:
+        raise EventError(describe_validation_error("HostSample", exc)) from None
+    except Exception as exc:
+        raise EventError(f"HostSample: {type(exc).__name__}: {exc}") from None
     samples: list[IoSample] = []
     refused: list[str] = []
     first_at: dict[str, int] = {}
@@ -492,6 +497,21 @@ MIN_PRIORITY, MAX_PRIORITY, DEFAULT_PRIORITY = 0, 9, 4
 MAX_ATTEMPTS = 20
 
 
+def _finite_json(value: dict[str, Any]) -> dict[str, Any]:
+    """Refuse Infinity and NaN anywhere in a free JSON value (a payload, a result): JSON has
+    no such numbers, and pydantic-core reads them; re-encoded they would become null."""
+    stack: list[Any] = [value]
+    while stack:  # not recursive: nesting is bounded by the parser, but not by much
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("numbers must be finite (no Infinity or NaN)")
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return value
+
+
 def _bounded_payload(payload: dict[str, Any]) -> dict[str, Any]:
     if payload and len(to_json_bytes(payload)) > MAX_PAYLOAD_BYTES:
         raise ValueError(f"payload is over the {MAX_PAYLOAD_BYTES}-byte limit")
@@ -499,7 +519,7 @@ def _bounded_payload(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 #: A job's payload: any JSON object of at most `MAX_PAYLOAD_BYTES`, handed to its handler as is.
-Payload = Annotated[dict[str, Any], AfterValidator(_bounded_payload)]
+Payload = Annotated[dict[str, Any], AfterValidator(_finite_json), AfterValidator(_bounded_payload)]
 
 
 class JobSubmission(Event):
@@ -695,7 +715,7 @@ class JobStatus(Event):
     reason: Text | None = None
     #: For a waiting job: the candidates left after each rule, e.g. type 16 -> fresh 12 -> 0.
     funnel: list[FunnelStep] = Field(default_factory=list, max_length=32)
-    result: dict[str, Any] | None = None
+    result: Annotated[dict[str, Any], AfterValidator(_finite_json)] | None = None
     error: Text | None = None
     #: A failed job's every attempt's error, oldest first.
     errors: list[Text] = Field(default_factory=list, max_length=MAX_ATTEMPTS)
