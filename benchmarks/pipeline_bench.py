@@ -567,7 +567,7 @@ def telemetry(
     points: list[tuple[float, int]] = []
     dead = 0
     try:
-        deadline = time.monotonic() + 120 + total / 500
+        deadline = time.monotonic() + 120 + total / 200
         while time.monotonic() < deadline:
             worker.check_alive()
             try:
@@ -581,21 +581,27 @@ def telemetry(
                 break
             time.sleep(0.1)
         else:
-            raise RuntimeError(f"the worker handled {points[-1][1]} of {total} VM samples")
-        admin = KafkaAdminClient(client_id="vmlb-bench", **tel_kafka.to_kafka_python())
-        try:
+            # Not caught up in time: report the rate it sustained and what it reached.
+            log(f"  the worker read {points[-1][1]} of {total} VM samples in time; reporting that")
+        if points[-1][1] >= total:
+            admin = KafkaAdminClient(client_id="vmlb-bench", **tel_kafka.to_kafka_python())
+            try:
 
-            def committed() -> int:
-                offsets = admin.list_group_offsets({tel_app_id: None}).get(tel_app_id, {})
-                return sum(m.offset for tp, m in offsets.items() if tp.topic == topic)
+                def committed() -> int:
+                    offsets = admin.list_group_offsets({tel_app_id: None}).get(tel_app_id, {})
+                    return sum(m.offset for tp, m in offsets.items() if tp.topic == topic)
 
-            _wait(lambda: committed() >= len(records), 60, f"{len(records)} io-samples committed")
-        finally:
-            admin.close()
+                _wait(
+                    lambda: committed() >= len(records),
+                    60,
+                    f"{len(records)} io-samples committed",
+                )
+            finally:
+                admin.close()
     finally:
         worker.stop()
     floor = faust_floor(tel_kafka, topic, len(records), work)
-    moving = [p for p in points if p[1] > 0]
+    moving = [p for p in points if p[1] > 0] or points[-1:]
     first, last = moving[0], moving[-1]
     # The first poll that saw a count may have come up to one poll after the worker began;
     # the slope from there on is a rate over (almost) the whole catch-up.
@@ -604,6 +610,7 @@ def telemetry(
         "form": form,
         "telemetry_samples_per_s": rate,
         "telemetry_samples": total,
+        "telemetry_samples_read": last[1],
         "telemetry_records": len(records),
         "telemetry_vms": vms,
         "telemetry_vms_per_host": vms_per_host,
