@@ -10,7 +10,10 @@ The paper's steps 2 and 3 as a Faust agent. Its state, named here and nowhere el
   `vm_state_interval_s`; the timer publishes what changed in between.
 
 It takes its inputs in batches (`take_events`), writes each changed row once per batch, and
-dead-letters what it cannot use (any decoding error, a key that is not the event's vm_id).
+dead-letters what it cannot use (any decoding error, a key that is not the event's id). An
+io-samples record is an `IoSample` (one VM) or a `HostSample` (a host's VMs of one partition):
+a HostSample's entries are judged one by one, the good ones counted and the record
+dead-lettered once with every refused entry's reason (`Read`).
 Faust acks a batch only after this body has handled it, so at-least-once holds.
 """
 
