@@ -31,15 +31,48 @@ def kafka_for(broker: str | None, console: Console) -> KafkaSettings:
     return cluster.settings()
 
 
+def _met(ok: bool) -> str:
+    return "[green]yes[/]" if ok else "[red]no[/]"
+
+
+def _telemetry_rows(result: dict[str, Any], table: Table) -> None:
+    goal = result["goals"]["telemetry_samples_per_s_min"]
+    for form, report in result["telemetry"].items():
+        tel = report["telemetry_samples_per_s"]
+        table.add_row(
+            f"telemetry as {form} (vm_stats), VM samples/s",
+            f"{tel:,.0f} ({report['telemetry_records']:,} records "
+            f"for {report['telemetry_samples']:,} samples)",
+            f">= {goal:,.0f}" if form == "host-sample" else "",
+            _met(tel >= goal) if form == "host-sample" else "",
+        )
+        table.add_row(
+            f"telemetry as {form} / Faust floor (same backlog)",
+            f"{report['telemetry_vs_faust_noop']:.2f}x "
+            f"(floor {report['faust_noop_vm_samples_per_s']:,.0f} VM samples/s)",
+            "",
+            "",
+        )
+    if "telemetry_host_vs_io_sample" in result:
+        table.add_row(
+            "telemetry HostSample / IoSample",
+            f"{result['telemetry_host_vs_io_sample']:.2f}x",
+            "",
+            "",
+        )
+
+
 def print_table(result: dict[str, Any], console: Console) -> None:
     goals = result["goals"]
     table = Table(title="vmlb bench pipeline (same run, same broker)")
     for column in ("measure", "value", "goal", "met"):
         table.add_column(column)
+    if "dispatch_per_s" not in result:  # --telemetry-only
+        _telemetry_rows(result, table)
+        console.print(table)
+        return
     ratio = result["dispatch_vs_passthrough"]
-
-    def met(ok: bool) -> str:
-        return "[green]yes[/]" if ok else "[red]no[/]"
+    met = _met
 
     table.add_row("pass-through (aiokafka), msgs/s", f"{result['passthrough_per_s']:,.0f}", "", "")
     table.add_row(
@@ -65,19 +98,7 @@ def print_table(result: dict[str, Any], console: Console) -> None:
             if row["rate_per_s"] >= 1000
             else "",
         )
-    tel = result["telemetry_samples_per_s"]
-    table.add_row(
-        "telemetry (vm_stats), samples/s",
-        f"{tel:,.0f}",
-        f">= {goals['telemetry_samples_per_s_min']:,.0f}",
-        met(tel >= goals["telemetry_samples_per_s_min"]),
-    )
-    table.add_row(
-        "telemetry / Faust floor (same backlog)",
-        f"{result['telemetry_vs_faust_noop']:.2f}x (floor {result['faust_noop_per_s']:,.0f}/s)",
-        "",
-        "",
-    )
+    _telemetry_rows(result, table)
     table.add_row(
         f"worker RSS, 10 vs {result['registered_vms']} VMs",
         f"{result['rss_mib_10_vms']:.0f} / {result['rss_mib_many_vms']:.0f} MiB",

@@ -24,6 +24,7 @@ import base64
 import hashlib
 import math
 import uuid
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
@@ -186,6 +187,193 @@ class IoSample(Event):
         return math.floor(self.sampled_at / self.interval_s + 0.5)
 
 
+#: A HostSample carries at most this many VMs (a larger host is split into several records):
+#: with 200-character ids and 16-digit counters, 1,000 entries stay well under
+#: `MAX_MESSAGE_BYTES`.
+MAX_HOST_SAMPLE_VMS = 1000
+
+
+class VmIo(BaseModel):
+    """One VM's entry in a `HostSample`: an `IoSample` without the host and the time, which
+    the record gives once for all its VMs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    vm_id: Identifier
+    interval_s: PositiveSeconds
+    io_ops: Count
+    counters: IoCounters
+
+
+class HostSample(Event):
+    """Every VM of one host over one sampling interval, in one record (topic: io-samples).
+
+    What a Dom0 publishes instead of one `IoSample` per VM: `samples()` gives exactly the
+    IoSamples it stands for. Keyed by `host_id`, but written to the io-samples partition of its
+    VMs (Kafka's default partitioner of each `vm_id`), so everything about a VM still meets
+    its completions in one partition: a host's VMs are grouped by partition, one record per
+    group (and at most `MAX_HOST_SAMPLE_VMS` VMs each). The vm_stats agent refuses an entry
+    whose VM belongs to another partition.
+    """
+
+    key_field: ClassVar[str | None] = "host_id"
+
+    host_id: Identifier
+    sampled_at: EpochSeconds
+    vms: list[VmIo] = Field(min_length=1, max_length=MAX_HOST_SAMPLE_VMS)
+
+    @model_validator(mode="after")
+    def _one_entry_per_vm(self) -> Self:
+        if len({vm.vm_id for vm in self.vms}) != len(self.vms):
+            raise ValueError("a VM appears more than once in vms")
+        return self
+
+    def samples(self) -> list[IoSample]:
+        """The per-VM IoSamples this record carries (already validated: not checked again)."""
+        return [_io_sample(self.host_id, self.sampled_at, vm) for vm in self.vms]
+
+    @classmethod
+    def of(cls, samples: list[IoSample]) -> HostSample:
+        """The record of samples taken by one host at one time (ValueError otherwise)."""
+        if not samples:
+            raise ValueError("a HostSample needs at least one sample")
+        first = samples[0]
+        if any(s.host_id != first.host_id or s.sampled_at != first.sampled_at for s in samples):
+            raise ValueError("a HostSample's samples share one host_id and one sampled_at")
+        return cls(
+            host_id=first.host_id,
+            sampled_at=first.sampled_at,
+            vms=[
+                VmIo(vm_id=s.vm_id, interval_s=s.interval_s, io_ops=s.io_ops, counters=s.counters)
+                for s in samples
+            ],
+        )
+
+
+def _io_sample(host_id: str, sampled_at: float, vm: VmIo) -> IoSample:
+    return IoSample.model_construct(
+        schema_version=SCHEMA_VERSION,
+        host_id=host_id,
+        vm_id=vm.vm_id,
+        sampled_at=sampled_at,
+        interval_s=vm.interval_s,
+        io_ops=vm.io_ops,
+        counters=vm.counters,
+    )
+
+
+class _HostSampleEnvelope(Event):
+    """A HostSample with its entries unread: what must be valid before any entry counts."""
+
+    host_id: Identifier
+    sampled_at: EpochSeconds
+    vms: list[Any] = Field(min_length=1, max_length=MAX_HOST_SAMPLE_VMS)
+
+
+@dataclass(frozen=True)
+class TelemetryReading:
+    """What one io-samples message gave: the VM samples that are valid, and why any VM entry
+    was refused (`refused`, each naming its entry). An `IoSample` is one sample, never partly
+    refused; a `HostSample` (`host_sample`) may have good and bad entries."""
+
+    samples: list[IoSample]
+    refused: tuple[str, ...] = ()
+    #: A HostSample's host and time (None for an IoSample).
+    host_id: str | None = None
+    sampled_at: float | None = None
+
+    @property
+    def host_sample(self) -> bool:
+        return self.host_id is not None
+
+    @property
+    def entries(self) -> int:
+        return len(self.samples) + len(self.refused)
+
+
+def read_telemetry(raw: bytes | str | None) -> TelemetryReading:
+    """Decode one io-samples message, either form; total (EventError for an unusable message).
+
+    An `IoSample` is valid or refused whole. A `HostSample` whose envelope (`host_id`,
+    `sampled_at`, `schema_version`, a list of at most `MAX_HOST_SAMPLE_VMS` entries, no unknown
+    field) is invalid is refused whole; otherwise each VM entry is judged on its own: a bad or
+    repeated one is listed in `refused` and the others stand. A message is a HostSample when
+    it is a JSON object with a `vms` field.
+    """
+    if raw is None or len(raw) > MAX_MESSAGE_BYTES:
+        IoSample.from_bytes(raw)  # raises the reason
+    data = raw.encode() if isinstance(raw, str) else raw
+    if _HOST_SAMPLE_MARK in data:
+        try:  # the fast path: the whole record valid (pydantic parses and checks in Rust)
+            record = HostSample.model_validate_json(data)
+            return TelemetryReading(record.samples(), (), record.host_id, record.sampled_at)
+        except ValidationError:
+            pass
+        except Exception as exc:
+            raise EventError(f"HostSample: {type(exc).__name__}: {exc}") from None
+    else:
+        try:
+            return TelemetryReading([IoSample.model_validate_json(data)])
+        except ValidationError:
+            pass
+        except Exception as exc:
+            raise EventError(f"IoSample: {type(exc).__name__}: {exc}") from None
+    try:
+        parsed = from_json(data)
+    except ValueError as exc:
+        what = "HostSample" if _HOST_SAMPLE_MARK in data else "IoSample"
+        raise EventError(f"{what}: not JSON: {exc}") from None
+    if not isinstance(parsed, dict) or "vms" not in parsed:
+        return TelemetryReading([IoSample.from_dict(parsed)])
+    return _read_host_sample(parsed)
+
+
+_HOST_SAMPLE_MARK = b'"vms"'
+
+
+def _read_host_sample(data: dict[str, Any]) -> TelemetryReading:
+    try:
+        envelope = _HostSampleEnvelope.model_validate(data)
+    except ValidationError as exc:
+        raise EventError(describe_validation_error("HostSample", exc)) from None
+    except Exception as exc:
+        raise EventError(f"HostSample: {type(exc).__name__}: {exc}") from None
+    samples: list[IoSample] = []
+    refused: list[str] = []
+    first_at: dict[str, int] = {}
+    for index, entry in enumerate(envelope.vms):
+        try:
+            vm = VmIo.model_validate(entry)
+        except ValidationError as exc:
+            refused.append(describe_validation_error(f"vms[{index}]{_named(entry)}", exc))
+            continue
+        except Exception as exc:
+            refused.append(f"vms[{index}]: {type(exc).__name__}: {exc}"[:MAX_TEXT])
+            continue
+        if vm.vm_id in first_at:
+            refused.append(
+                f"vms[{index}] ({vm.vm_id}): repeated (first at vms[{first_at[vm.vm_id]}])"
+            )
+            continue
+        first_at[vm.vm_id] = index
+        samples.append(_io_sample(envelope.host_id, envelope.sampled_at, vm))
+    return TelemetryReading(samples, tuple(refused), envelope.host_id, envelope.sampled_at)
+
+
+def _named(entry: Any) -> str:
+    vm_id = entry.get("vm_id") if isinstance(entry, dict) else None
+    return f" ({vm_id[:200]})" if isinstance(vm_id, str) else ""
+
+
+def read_io_samples(raw: bytes | str | None) -> list[IoSample]:
+    """Every VM sample of one io-samples message, either form; EventError if any part of it
+    is invalid (for readers that take a message whole: calibration, reports)."""
+    reading = read_telemetry(raw)
+    if reading.refused:
+        raise EventError("HostSample: " + "; ".join(reading.refused)[:MAX_TEXT])
+    return reading.samples
+
+
 # --- Registries (compacted) --------------------------------------------------------------------
 
 
@@ -309,6 +497,21 @@ MIN_PRIORITY, MAX_PRIORITY, DEFAULT_PRIORITY = 0, 9, 4
 MAX_ATTEMPTS = 20
 
 
+def _finite_json(value: dict[str, Any]) -> dict[str, Any]:
+    """Refuse Infinity and NaN anywhere in a free JSON value (a payload, a result): JSON has
+    no such numbers, and pydantic-core reads them; re-encoded they would become null."""
+    stack: list[Any] = [value]
+    while stack:  # not recursive: nesting is bounded by the parser, but not by much
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("numbers must be finite (no Infinity or NaN)")
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return value
+
+
 def _bounded_payload(payload: dict[str, Any]) -> dict[str, Any]:
     if payload and len(to_json_bytes(payload)) > MAX_PAYLOAD_BYTES:
         raise ValueError(f"payload is over the {MAX_PAYLOAD_BYTES}-byte limit")
@@ -316,7 +519,7 @@ def _bounded_payload(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 #: A job's payload: any JSON object of at most `MAX_PAYLOAD_BYTES`, handed to its handler as is.
-Payload = Annotated[dict[str, Any], AfterValidator(_bounded_payload)]
+Payload = Annotated[dict[str, Any], AfterValidator(_finite_json), AfterValidator(_bounded_payload)]
 
 
 class JobSubmission(Event):
@@ -512,7 +715,7 @@ class JobStatus(Event):
     reason: Text | None = None
     #: For a waiting job: the candidates left after each rule, e.g. type 16 -> fresh 12 -> 0.
     funnel: list[FunnelStep] = Field(default_factory=list, max_length=32)
-    result: dict[str, Any] | None = None
+    result: Annotated[dict[str, Any], AfterValidator(_finite_json)] | None = None
     error: Text | None = None
     #: A failed job's every attempt's error, oldest first.
     errors: list[Text] = Field(default_factory=list, max_length=MAX_ATTEMPTS)
@@ -765,6 +968,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
         IoSample,
+        HostSample,
         HostRegistration,
         VmRegistration,
         JobSubmission,

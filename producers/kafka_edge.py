@@ -42,8 +42,12 @@ class BufferedPublisher:
         self.delivered = 0
         self.connected = False
 
-    def publish(self, topic: str, event: Event, *, compacted: bool = False) -> None:
-        self.outbox.put(topic, event.key(), event.to_bytes(), compacted=compacted)
+    def publish(
+        self, topic: str, event: Event, *, compacted: bool = False, partition: int | None = None
+    ) -> None:
+        self.outbox.put(
+            topic, event.key(), event.to_bytes(), compacted=compacted, partition=partition
+        )
 
     @property
     def dropped(self) -> int:
@@ -65,7 +69,12 @@ class BufferedPublisher:
         pending = self.outbox.take()
         for i, message in enumerate(pending):
             try:
-                future = producer.send(message.topic, value=message.value, key=message.key)
+                future = producer.send(
+                    message.topic,
+                    value=message.value,
+                    key=message.key,
+                    partition=message.partition,
+                )
             except KafkaError as exc:
                 # Metadata unavailable within max_block_ms: the broker is away. Keep the rest.
                 self._lost_broker(exc)

@@ -22,6 +22,8 @@ class Outgoing:
     compacted: bool = False
     #: Order of creation, so a stale compacted message put back never replaces a newer one.
     seq: int = 0
+    #: An explicit partition (a HostSample goes to its VMs' partition), or the key's.
+    partition: int | None = None
 
 
 class Outbox:
@@ -36,10 +38,18 @@ class Outbox:
         #: Messages dropped because the buffer was full (only non-compacted ones).
         self.dropped = 0
 
-    def put(self, topic: str, key: bytes | None, value: bytes, *, compacted: bool = False) -> None:
+    def put(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        *,
+        compacted: bool = False,
+        partition: int | None = None,
+    ) -> None:
         with self._lock:
             self._seq += 1
-            message = Outgoing(topic, key, value, compacted, self._seq)
+            message = Outgoing(topic, key, value, compacted, self._seq, partition)
             if compacted:
                 self._latest.pop((topic, key), None)
                 self._latest[(topic, key)] = message

@@ -38,6 +38,7 @@ from pipeline.errors import EventError, VmlbError
 from pipeline.events import (
     DeadLetter,
     DispatchDecision,
+    HostSample,
     IoSample,
     JobCompletion,
     JobStatus,
@@ -222,9 +223,10 @@ def read_back(kafka: KafkaSettings, fleet: ChaosFleet) -> Observed:
         queued=queued,
         completions=[done for done, _ in parse("completions", JobCompletion)],
         dead_letters=[letter for letter, _ in parse("dead-letters", DeadLetter)],
-        samples=[
+        samples=[  # both forms: Dom0 publishes HostSamples (or IoSamples, --per-vm-samples)
             (sample.host_id, record.timestamp / 1000.0)
-            for sample, record in parse("io-samples", IoSample)
+            for cls in (IoSample, HostSample)
+            for sample, record in parse("io-samples", cls)
         ],
     )
 

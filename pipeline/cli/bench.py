@@ -146,6 +146,25 @@ def sim(
 @click.option("--vms", default=1000, show_default=True, help="registered VMs for the RSS measure")
 @click.option("--samples", default=100_000, show_default=True, help="telemetry samples to load")
 @click.option(
+    "--telemetry-form",
+    type=click.Choice(["both", "io-sample", "host-sample"]),
+    default="both",
+    show_default=True,
+    help="how the telemetry phase's samples travel: an IoSample per VM, HostSamples, or both "
+    "in turn (their ratio is reported)",
+)
+@click.option(
+    "--telemetry-vms", default=1000, show_default=True, help="VMs the telemetry samples are of"
+)
+@click.option(
+    "--telemetry-vms-per-host",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="VMs per Dom0 in the telemetry phase",
+)
+@click.option("--telemetry-only", is_flag=True, help="run the telemetry phase alone")
+@click.option(
     "--complete/--no-complete",
     default=False,
     help="emulated guests complete queued jobs (jobs may then wait: backlog cap)",
@@ -165,6 +184,10 @@ def pipeline_bench(
     jobs: int,
     vms: int,
     samples: int,
+    telemetry_form: str,
+    telemetry_vms: int,
+    telemetry_vms_per_host: int,
+    telemetry_only: bool,
     complete: bool,
     workers: int,
 ) -> None:
@@ -178,6 +201,9 @@ def pipeline_bench(
         raise ConfigError(f"--rates: not numbers: {rates!r}") from None
     if not rate_list or jobs < 1 or vms <= 40:
         raise ConfigError("--rates needs a rate, --jobs >= 1, --vms > 40")
+    if telemetry_vms < 1 or samples < telemetry_vms:
+        raise ConfigError("--telemetry-vms needs >= 1, and --samples at least one per VM")
+    forms = ("io-sample", "host-sample") if telemetry_form == "both" else (telemetry_form,)
     kafka = kafka_for(broker, console)
     log = (lambda _: None) if as_json else (lambda text: console.print(f"[dim]{text}[/]"))
     options = BenchOptions(
@@ -186,6 +212,10 @@ def pipeline_bench(
         rate_seconds=rate_seconds,
         vms=vms,
         telemetry_samples=samples,
+        telemetry_vms=telemetry_vms,
+        telemetry_vms_per_host=telemetry_vms_per_host,
+        telemetry_forms=forms,
+        telemetry_only=telemetry_only,
         complete=complete,
         workers=workers,
     )

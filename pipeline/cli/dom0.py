@@ -61,7 +61,12 @@ def _vm_types(
     type=click.IntRange(min=1),
     default=10_000,
     show_default=True,
-    help="samples kept while the broker is away; older ones are dropped and counted",
+    help="telemetry records kept while the broker is away; older ones are dropped and counted",
+)
+@click.option(
+    "--per-vm-samples",
+    is_flag=True,
+    help="publish one IoSample per VM per interval (the first format) instead of HostSamples",
 )
 @click.option(
     "--vms-stopped-on-exit",
@@ -77,9 +82,11 @@ def dom0(
     vm_types: dict[str, str],
     max_buffered: int,
     vms_stopped_on_exit: bool,
+    per_vm_samples: bool,
 ) -> None:
-    """Sample each VM's I/O counters every interval and publish IoSample, HostRegistration and
-    VmRegistration events. Stops cleanly on SIGTERM/SIGINT."""
+    """Sample each VM's I/O counters every interval and publish HostSample (one per io-samples
+    partition of the host's VMs), HostRegistration and VmRegistration events. Stops cleanly on
+    SIGTERM/SIGINT."""
     from producers.telemetry.dom0 import Dom0
     from producers.telemetry.sampler import SamplerConfig
     from producers.telemetry.sources import open_source
@@ -98,6 +105,7 @@ def dom0(
         open_source(source, call_timeout_s=min(max(interval / 2, 1.0), 5.0)),
         max_buffered=max_buffered,
         vms_stopped_on_exit=vms_stopped_on_exit,
+        per_vm_samples=per_vm_samples,
     )
     stop = threading.Event()
     stop_on_signals(stop)

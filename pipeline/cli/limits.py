@@ -10,7 +10,14 @@ from rich.table import Table
 
 from pipeline.cli.common import KafkaSettings, console, err_console, kafka_options
 from pipeline.errors import EventError, VmlbError
-from pipeline.events import IoSample, LimitField, LimitScope, LimitSetting, LimitSource
+from pipeline.events import (
+    IoSample,
+    LimitField,
+    LimitScope,
+    LimitSetting,
+    LimitSource,
+    read_io_samples,
+)
 from pipeline.stats.calibrate import calibrate as calibrate_samples
 from pipeline.topics import topics_of
 from pipeline.topics.reader import read_topics
@@ -50,7 +57,7 @@ def _read_samples(
     skipped = 0
     for record in records:
         try:
-            samples.append(IoSample.from_bytes(record.value))
+            samples.extend(read_io_samples(record.value))  # an IoSample or a HostSample
         except EventError:
             skipped += 1  # the pipeline dead-letters these; calibration ignores them
     if skipped:

@@ -68,6 +68,9 @@ class PipelineMetrics:
         self.counts: Tally[str] = Tally()
         #: Events the vm_stats agent handled, by input topic (logical name), for /status.
         self.stats_events: Tally[str] = Tally()
+        #: VM samples the vm_stats agent read (an IoSample is one, a HostSample one per VM
+        #: entry), for /status.
+        self.stats_vm_samples = 0
         #: job_type -> (reason, decided_at) of its latest waiting decision (for /waiting).
         self.waiting_reasons: dict[str, tuple[str, float]] = {}
         #: job_type -> (finished_at, response_s), oldest first (for the web page's percentiles).
@@ -188,6 +191,11 @@ class PipelineMetrics:
             ["topic"],
             registry=registry,
         )
+        self.stats_vm_samples_total = Counter(
+            "vmlb_stats_vm_samples",
+            "VM samples read by the vm_stats agent (an IoSample is one, a HostSample one per VM)",
+            registry=registry,
+        )
         self.consumer_lag = Gauge(
             "vmlb_consumer_lag_messages",
             "messages not yet consumed, by topic",
@@ -238,10 +246,13 @@ class PipelineMetrics:
         self.dead_letters.labels(stage=stage).inc()
         self.counts["dead_letters"] += 1
 
-    def count_stats_events(self, handled: Mapping[str, int]) -> None:
+    def count_stats_events(self, handled: Mapping[str, int], vm_samples: int = 0) -> None:
         for topic, count in handled.items():
             self.stats_events[topic] += count
             self.stats_events_total.labels(topic=topic).inc(count)
+        if vm_samples:
+            self.stats_vm_samples += vm_samples
+            self.stats_vm_samples_total.inc(vm_samples)
 
     # --- state, at scrape time ----------------------------------------------------------------
 

@@ -10,18 +10,22 @@ The paper's steps 2 and 3 as a Faust agent. Its state, named here and nowhere el
   `vm_state_interval_s`; the timer publishes what changed in between.
 
 It takes its inputs in batches (`take_events`), writes each changed row once per batch, and
-dead-letters what it cannot use (any decoding error, a key that is not the event's vm_id).
+dead-letters what it cannot use (any decoding error, a key that is not the event's id). An
+io-samples record is an `IoSample` (one VM) or a `HostSample` (a host's VMs of one partition):
+a HostSample's entries are judged one by one, the good ones counted and the record
+dead-lettered once with every refused entry's reason (`Read`).
 Faust acks a batch only after this body has handled it, so at-least-once holds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass, field
 
 import faust
 from faust.types import TP, EventT
@@ -31,12 +35,13 @@ from pipeline.edge.json_table import JsonTable
 from pipeline.edge.metrics import PipelineMetrics
 from pipeline.edge.outputs import Outputs
 from pipeline.errors import EventError, RowError
-from pipeline.events import IoSample, JobCompletion
+from pipeline.events import IoSample, JobCompletion, TelemetryReading, read_telemetry
 from pipeline.fleet.view import FleetView
 from pipeline.settings import PipelineSettings
 from pipeline.stats.vm_stats import VmStats
 from pipeline.stats.windows import WindowConfig
 from pipeline.topics import Topics
+from pipeline.topics.partitioning import partition_for_key
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,31 @@ RECHECK_S = 0.1
 INPUTS = ("io-samples", "completions")
 
 StatsInput = IoSample | JobCompletion
+
+
+@dataclass
+class Read:
+    """One input message as `StatsAgent.parse` read it: its inputs by VM, and what of it was
+    refused (dead-lettered once, with every reason, after the batch)."""
+
+    event: EventT
+    #: Its place in the stream, so dead letters keep the inputs' order.
+    order: int
+    items: list[tuple[str, StatsInput]]
+    refused: list[str] = field(default_factory=list)
+    #: VM samples it carried, valid or not (an IoSample is one; completions none).
+    vm_samples: int = 0
+    #: A HostSample's host (None for the other inputs).
+    host_id: str | None = None
+
+    def reason(self) -> str:
+        if self.host_id is None:  # a single input: its reason as it is
+            return "; ".join(self.refused)
+        whole = self.vm_samples
+        kept = whole - len(self.refused)
+        head = f"HostSample of {self.host_id}: {len(self.refused)} of {whole} VM entries refused"
+        head += f", {kept} counted" if kept else " (none counted)"
+        return f"{head}: " + "; ".join(self.refused)
 
 
 class StatsAgent:
@@ -85,6 +115,12 @@ class StatsAgent:
         self._logical = {topics.name(name): name for name in INPUTS}
         self._source = outputs.raw_topic(*self._logical)
         self._vm_state = outputs.raw_topic(topics.name("vm-state"))
+        #: io-samples' partition count: which partition each VM's samples belong to.
+        self.partitions = topics.partitions("io-samples")
+        #: vm_id -> its partition (murmur2 in Python costs ~6 µs a call; bounded, as ids
+        #: come from outside).
+        self._owner = functools.lru_cache(maxsize=65_536)(self._partition_of)
+        self._order = 0
         self.rows: dict[str, VmStats] = {}
         self.last_published: dict[str, float] = {}
         self.unpublished: set[str] = set()
@@ -109,28 +145,41 @@ class StatsAgent:
         # vm_id -> the row and the last event that changed it (its partition)
         changed: dict[str, tuple[VmStats, EventT]] = {}
         handled: Counter[str] = Counter()
-        #: Events for a VM the fleet view places elsewhere or not at all, as it stands.
-        unsure: list[tuple[EventT, str, StatsInput]] = []
+        vm_samples = 0
+        #: Inputs the fleet view places elsewhere or not at all, as it stands.
+        unsure: list[tuple[Read, str, StatsInput]] = []
+        #: Messages with something refused (a HostSample's entries, a misplaced input).
+        partly: list[Read] = []
         for event in events:
             message = event.message
             handled[self._logical.get(message.topic, "other")] += 1
             try:
-                vm_id, item = self.parse(message)
+                read = self.parse(event)
             except EventError as exc:
                 await self.outputs.dead_letter_message(message, str(exc), stage="vm_stats")
                 continue
-            if self.misplaced(vm_id, item) is not None:
-                unsure.append((event, vm_id, item))
-                continue
-            self._apply(changed, event, vm_id, item)
+            vm_samples += read.vm_samples
+            if read.refused:
+                partly.append(read)
+            for vm_id, item in read.items:
+                if self.misplaced(vm_id, item) is not None:
+                    unsure.append((read, vm_id, item))
+                    continue
+                self._apply(changed, event, vm_id, item)
         if unsure:
             unsure, current = await self._recheck(unsure, changed)
-            for event, vm_id, item in unsure:
+            for read, vm_id, item in unsure:
                 why = self.misplaced(vm_id, item) or "misplaced"
                 if not current:
                     why += " (the fleet view could not be brought up to date to check again)"
-                await self.outputs.dead_letter_message(event.message, why, stage="vm_stats")
-        self.metrics.count_stats_events(handled)
+                if not read.refused:
+                    partly.append(read)
+                read.refused.append(why)
+        for read in sorted(partly, key=lambda r: r.order):
+            await self.outputs.dead_letter_message(
+                read.event.message, read.reason(), stage="vm_stats"
+            )
+        self.metrics.count_stats_events(handled, vm_samples)
         now = self.clock()
         for vm_id, (row, event) in changed.items():
             with writing_for(event):  # faust-streaming#497: see pipeline.edge.faust_compat
@@ -142,9 +191,9 @@ class StatsAgent:
 
     async def _recheck(
         self,
-        unsure: list[tuple[EventT, str, StatsInput]],
+        unsure: list[tuple[Read, str, StatsInput]],
         changed: dict[str, tuple[VmStats, EventT]],
-    ) -> tuple[list[tuple[EventT, str, StatsInput]], bool]:
+    ) -> tuple[list[tuple[Read, str, StatsInput]], bool]:
         """Apply the events whose VM the fleet view places, once it is up to date; what is left.
 
         A VM's first samples may be read before its registration: another topic, read by
@@ -158,11 +207,11 @@ class StatsAgent:
         while True:
             current = self.view_current is not None and await self.view_current()
             left = []
-            for event, vm_id, item in unsure:
+            for read, vm_id, item in unsure:
                 if self.misplaced(vm_id, item) is None:
-                    self._apply(changed, event, vm_id, item)
+                    self._apply(changed, read.event, vm_id, item)
                 else:
-                    left.append((event, vm_id, item))
+                    left.append((read, vm_id, item))
             if not left or not current or time.monotonic() >= deadline:
                 return left, current
             unsure = left
@@ -181,19 +230,32 @@ class StatsAgent:
             if isinstance(item, JobCompletion):  # once per job: apply() skips repeats
                 self.metrics.job_finished(item.job_type, item.response_s, item.finished_at)
 
-    def parse(self, message: Any) -> tuple[str, StatsInput]:
-        """The VM an input is about and the input; EventError for anything unusable.
+    def parse(self, event: EventT) -> Read:
+        """What one input message says, by VM; EventError if none of it is usable.
+
+        An io-samples message is an `IoSample` or a `HostSample` (`pipeline.events.
+        read_telemetry`). A HostSample's bad entries are refused one by one (`Read.refused`)
+        and its good ones stand: one VM's unreadable counters say nothing against its
+        neighbours'. So is an entry whose VM belongs to another io-samples partition than the
+        record's: counted here it would split the VM's row between two partitions (and two
+        workers). The record itself must be keyed by its host_id.
 
         An event stamped further in the future than `max_clock_skew_s` is refused: one sample
         from an hour ahead would otherwise move the fleet's telemetry watermark and make every
         other host look stale, and one completion from next year would reset a VM's windows.
         """
+        message = event.message
+        self._order += 1
         topic = self._logical.get(message.topic)
-        item: StatsInput
         if topic == "io-samples":
-            item = IoSample.from_bytes(message.value)
+            reading = read_telemetry(message.value)
+            if reading.host_sample:
+                return self._host_sample(event, reading)
+            [item] = reading.samples
+            at = item.sampled_at
         elif topic == "completions":
             item = JobCompletion.from_bytes(message.value)
+            at = item.finished_at
         else:
             raise EventError(f"vm_stats: not an input topic: {message.topic}")
         vm_id = item.vm_id
@@ -201,14 +263,47 @@ class StatsAgent:
             raise EventError(
                 f"message key {message.key[:100]!r} is not its vm_id {vm_id!r}; key by vm_id"
             )
-        at = item.sampled_at if isinstance(item, IoSample) else item.finished_at
+        self._refuse_future(type(item).__name__, at)
+        return Read(event, self._order, [(vm_id, item)], vm_samples=int(topic == "io-samples"))
+
+    def _host_sample(self, event: EventT, reading: TelemetryReading) -> Read:
+        message = event.message
+        host_id = reading.host_id or ""
+        if message.key is not None and message.key != host_id.encode():
+            raise EventError(
+                f"HostSample: message key {message.key[:100]!r} is not its host_id "
+                f"{host_id!r}; key by host_id"
+            )
+        self._refuse_future("HostSample", reading.sampled_at or 0.0)
+        read = Read(
+            event,
+            self._order,
+            [],
+            refused=list(reading.refused),
+            vm_samples=reading.entries,
+            host_id=host_id,
+        )
+        for sample in reading.samples:
+            owner = self._owner(sample.vm_id)
+            if message.partition is not None and owner != message.partition:
+                read.refused.append(
+                    f"{sample.vm_id}: its samples belong to partition {owner} of "
+                    f"{message.topic} (its vm_id's), not {message.partition}"
+                )
+                continue
+            read.items.append((sample.vm_id, sample))
+        return read
+
+    def _partition_of(self, vm_id: str) -> int:
+        return partition_for_key(vm_id, self.partitions)
+
+    def _refuse_future(self, what: str, at: float) -> None:
         ahead_s = at - self.clock()
         if ahead_s > self.settings.max_clock_skew_s:
             raise EventError(
-                f"{type(item).__name__}: stamped {ahead_s:.0f}s in the future "
+                f"{what}: stamped {ahead_s:.0f}s in the future "
                 f"(more than VMLB_MAX_CLOCK_SKEW_S={self.settings.max_clock_skew_s:g})"
             )
-        return vm_id, item
 
     def misplaced(self, vm_id: str, item: StatsInput) -> str | None:
         """Why the fleet view says `item` cannot be about `vm_id`, or None.

@@ -12,11 +12,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from kafka.partitioner.default import murmur2
-
 from pipeline.errors import EventError
 from pipeline.events import JobStatus
 from pipeline.settings import KafkaSettings
+from pipeline.topics.partitioning import partition_for_key
 from pipeline.topics.reader import read_topics
 from pipeline.topics.spec import Topics
 
@@ -27,7 +26,7 @@ def partition_of(job_id: str, partitions: int) -> int | None:
         parts = job_id.rsplit(".", 2)
         if len(parts) == 3 and parts[1].isdigit():
             return int(parts[1])
-    return (murmur2(job_id.encode()) & 0x7FFFFFFF) % partitions
+    return partition_for_key(job_id, partitions)
 
 
 def latest_status(

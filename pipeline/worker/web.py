@@ -84,6 +84,7 @@ def register(pipeline: Pipeline) -> None:
                         pipeline.dispatcher.snapshots.rebuild_cost_s * 1000, 3
                     ),
                     "stats_events": dict(pipeline.metrics.stats_events),
+                    "stats_vm_samples": pipeline.metrics.stats_vm_samples,
                     "job_partitions": sorted(core.books),
                     "batches": service.batches,
                     "lag": service.lag(),

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 
 from kafka.errors import KafkaError
 
-from pipeline.events import HostRegistration, VmRegistration, VmStatus
+from pipeline.events import HostRegistration, IoSample, VmRegistration, VmStatus
 from pipeline.settings import KafkaSettings
 from pipeline.topics import Topics, ensure_topic
 from producers.kafka_edge import BufferedPublisher, RegistryReader
 from producers.outbox import Outbox
+from producers.telemetry.host_samples import host_samples
 from producers.telemetry.sampler import Sampler, SamplerConfig
 from producers.telemetry.source import TelemetrySource
 
@@ -30,7 +31,9 @@ log = logging.getLogger(__name__)
 @dataclass
 class Dom0Stats:
     ticks: int = 0
+    #: VM samples published (in either form) and the io-samples records that carried them.
     samples: int = 0
+    records: int = 0
     registrations: int = 0
     source_errors: int = 0
     #: Readings of a VM present but without counters (its hypervisor call overran or answered
@@ -49,6 +52,7 @@ class Dom0:
         clock: Callable[[], float] = time.time,
         max_buffered: int = 10_000,
         vms_stopped_on_exit: bool = False,
+        per_vm_samples: bool = False,
     ) -> None:
         self.settings = settings
         self.topics = topics
@@ -62,6 +66,9 @@ class Dom0:
         )
         self.registry = RegistryReader(settings, topics.name("vms"))
         self.vms_stopped_on_exit = vms_stopped_on_exit
+        #: Publish one IoSample per VM (the first format) instead of HostSamples.
+        self.per_vm_samples = per_vm_samples
+        self._partitions = topics.partitions("io-samples")
         self.stats = Dom0Stats()
         # Queue topics known to exist, and registrations waiting for theirs.
         self._queues_ready: set[str] = set()
@@ -136,10 +143,23 @@ class Dom0:
             log.info("dom0 %s: %s %s", self.config.host_id, change.vm_id, change.kind)
         for registration in [*self._held.values(), *result.registrations]:
             self._register(registration)
-        for sample in result.samples:
-            self.publisher.publish(self._io_samples, sample)
-        self.stats.samples += len(result.samples)
+        self._publish_samples(result.samples)
         self.publisher.pump()
+
+    def _publish_samples(self, samples: list[IoSample]) -> None:
+        """This tick's samples: HostSamples (one per partition of the host's VMs), or one
+        IoSample per VM with `per_vm_samples`. A record is the outbox's unit: when a long
+        broker outage overflows it, the oldest records go, whole."""
+        if self.per_vm_samples:
+            for sample in samples:
+                self.publisher.publish(self._io_samples, sample)
+            self.stats.records += len(samples)
+        else:
+            records = host_samples(samples, self._partitions)
+            for partition, record in records:
+                self.publisher.publish(self._io_samples, record, partition=partition)
+            self.stats.records += len(records)
+        self.stats.samples += len(samples)
 
     def _log_unmetered(self, now: set[str], sampled: set[str]) -> None:
         """Say when a VM's counters go missing and when they are back, not every tick."""

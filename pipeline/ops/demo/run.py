@@ -26,7 +26,14 @@ from rich.live import Live
 from rich.text import Text
 
 from pipeline.errors import VmlbError
-from pipeline.events import DeadLetter, IoSample, JobCompletion, JobSubmission, QueuedJob
+from pipeline.events import (
+    DeadLetter,
+    HostSample,
+    IoSample,
+    JobCompletion,
+    JobSubmission,
+    QueuedJob,
+)
 from pipeline.ops.broker.local import LocalCluster
 from pipeline.ops.demo.fleet import (
     FLEET,
@@ -394,7 +401,10 @@ def _summary(kafka: KafkaSettings, waiting: set[str]) -> dict[str, Any]:
         dead_letters=parse(DeadLetter, "dead-letters"),
         waiting=waiting,
         queued=queued,
-        samples=parse(IoSample, "io-samples"),
+        samples=[  # both forms: Dom0 publishes HostSamples (or IoSamples, --per-vm-samples)
+            *parse(IoSample, "io-samples"),
+            *(s for record in parse(HostSample, "io-samples") for s in record.samples()),
+        ],
         limits=limits,
         submitted_at=submitted_at,
         unread=set(submitted) - taken,

@@ -3,7 +3,8 @@
 Each class of bad message an outside check found (issue #12) is sent to each topic: nesting
 deep enough to blow a recursive parser, a value near the broker's size limit, bytes that are
 not JSON, non-finite and unbounded numbers, keys that are not the payload's id, timestamps from
-the future, forged reports (a completion or a status for a job never dispatched to that VM, a
+the future, HostSamples bad as a whole or in one VM entry (or on another VM's partition), forged
+reports (a completion or a status for a job never dispatched to that VM, a
 sample claiming another VM's host), a registration naming a queue topic that is not its own. Then:
 the worker and the guest are still up, a canary job still goes through within seconds, every
 refused message has its dead letter (by source topic and offset), and what `/hosts` says of the
@@ -36,6 +37,7 @@ from pipeline.events import (
 from pipeline.settings import KafkaSettings
 from pipeline.topics import Topics
 from pipeline.topics.jobs import wait_for_status
+from pipeline.topics.partitioning import partition_for_key
 from tests.integration.pipeline.conftest import FleetDriver, read_topic, wait_for
 from tests.integration.pipeline.test_dispatch import FAST, hosts_by_id
 
@@ -58,6 +60,52 @@ def sample(vm_id: str, host_id: str, **fields: object) -> dict:
         counters=IoCounters(block_rd_reqs=10),
     ).model_dump(mode="json")  # fmt: skip
     return {**base, **fields}
+
+
+def host_sample(host_id: str, *entries: dict, **fields: object) -> bytes:
+    """A HostSample's JSON, its entries as given (each an IoSample's per-VM fields)."""
+    return json.dumps(
+        {"schema_version": 1, "host_id": host_id, "sampled_at": NOW(), "vms": list(entries)}
+        | fields
+    ).encode()
+
+
+def entry(vm_id: str, **fields: object) -> dict:
+    base = sample(vm_id, "h1")
+    return {k: base[k] for k in ("vm_id", "interval_s", "io_ops", "counters")} | fields
+
+
+def bad_host_samples(topics: Topics) -> list[tuple[str, bytes | None, bytes, int | None]]:
+    """HostSample garbage: (logical topic, key, value, partition: a1's, unless None)."""
+    partitions = topics.partitions("io-samples")
+    a1 = partition_for_key("a1", partitions)
+    ghost = next(
+        f"ghost{i}" for i in range(1000) if partition_for_key(f"ghost{i}", partitions) == a1
+    )
+    deep_vms = b'{"host_id": "h1", "sampled_at": 1.0, "vms": ' + deep() + b"}"
+    return [
+        ("io-samples", b"h1", host_sample("h1", entry("a1", io_ops=2**64)), a1),
+        ("io-samples", b"h1", host_sample("h1", entry("a1", interval_s=0.0)), a1),
+        ("io-samples", b"h1", host_sample("h1", entry("a1"), entry("a1")), a1),  # repeated
+        ("io-samples", b"h9", host_sample("h9", entry("a1")), a1),  # another host's VM
+        ("io-samples", b"h1", host_sample("h1", entry(ghost)), a1),  # unregistered
+        ("io-samples", b"h1", host_sample("h1", "not an entry", [1], None), a1),
+        (
+            "io-samples",
+            b"h1",
+            host_sample("h1", entry("a1")),
+            (a1 + 1) % partitions,
+        ),  # not a1's partition
+        ("io-samples", b"other", host_sample("h1", entry("a1")), a1),  # key != host_id
+        ("io-samples", b"h1", host_sample("h1", entry("a1"), sampled_at=NOW() + 3600), a1),
+        ("io-samples", b"h1", host_sample("h1", entry("a1"), sampled_at=1e308), a1),
+        ("io-samples", b"h1", host_sample("h1"), a1),  # no VMs
+        ("io-samples", b"h1", host_sample("h1", *[entry(f"v{i}") for i in range(1001)]), a1),
+        ("io-samples", b"h1", host_sample("no spaces", entry("a1")), a1),
+        ("io-samples", b"h1", host_sample("h1", entry("a1"), extra=1), a1),
+        ("io-samples", b"h1", host_sample("h1", entry("a1"), vms={"a1": 1}), a1),
+        ("io-samples", b"h1", deep_vms, a1),
+    ]
 
 
 def bad_messages(topics: Topics) -> list[tuple[str, bytes | None, bytes]]:
@@ -161,9 +209,10 @@ def test_hostile_input_on_every_topic_is_dead_lettered_and_nothing_breaks(
             max_request_size=1_048_576, **kafka_settings.to_kafka_python_producer()
         )
         sent = []
-        for logical, key, value in bad_messages(topics):
+        hostile = [(*message, None) for message in bad_messages(topics)]
+        for logical, key, value, partition in [*hostile, *bad_host_samples(topics)]:
             name = logical if "." in logical else topics.name(logical)
-            metadata = producer.send(name, key=key, value=value).get(timeout=30)
+            metadata = producer.send(name, key=key, value=value, partition=partition).get(30)
             sent.append((name, metadata.partition, metadata.offset))
         producer.close()
 

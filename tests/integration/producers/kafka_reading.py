@@ -1,7 +1,8 @@
 """Reading what the producers wrote, for assertions (a helper, not a test).
 
 `wait_for` consumes a topic from the beginning until a condition over everything read so far
-holds, or a generous timeout passes (then the test fails with what was read). Waiting for a
+holds, or a generous timeout passes (then the test fails with what was read). Read as
+`IoSample`, io-samples gives every VM sample of either form (an IoSample, a HostSample's VMs). Waiting for a
 condition, not for a time, keeps the tests deterministic on a slow machine.
 """
 
@@ -13,7 +14,7 @@ from typing import TypeVar
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
-from pipeline.events import Event
+from pipeline.events import Event, IoSample, read_io_samples
 from pipeline.settings import KafkaSettings
 
 E = TypeVar("E", bound=Event)
@@ -49,7 +50,10 @@ class TopicReader:
             for record in records:
                 self.raw.append((record.key, record.value))
                 self._partitions.add(record.partition)
-                self.events.append(self.event_type.from_bytes(record.value))
+                if self.event_type is IoSample:  # either form: a HostSample is several
+                    self.events.extend(read_io_samples(record.value))  # type: ignore[arg-type]
+                else:
+                    self.events.append(self.event_type.from_bytes(record.value))
         return self.events
 
     def partitions_seen(self) -> set[int]:

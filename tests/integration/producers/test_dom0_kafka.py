@@ -12,9 +12,17 @@ from pathlib import Path
 
 import libvirt
 
-from pipeline.events import HostRegistration, HostStatus, IoSample, VmRegistration, VmStatus
+from pipeline.events import (
+    HostRegistration,
+    HostSample,
+    HostStatus,
+    IoSample,
+    VmRegistration,
+    VmStatus,
+)
 from pipeline.settings import KafkaSettings
 from pipeline.topics import Topics
+from pipeline.topics.partitioning import partition_for_key
 from producers.telemetry.dom0 import Dom0
 from producers.telemetry.libvirt_source import LibvirtSource
 from producers.telemetry.sampler import SamplerConfig
@@ -48,8 +56,15 @@ def test_dom0_command_publishes_samples_registrations_and_creates_queues(
         )
         assert all(s.host_id == "node1" and s.io_ops >= 0 and s.interval_s > 0 for s in got)
         assert {s.vm_id for s in got if s.io_ops == 0} == {"nodev1"}
-        for raw_key, _ in samples.raw:
-            assert raw_key is not None and raw_key.decode() in every_vm  # keyed by vm_id
+        # One HostSample per tick and partition of the host's VMs, keyed by the host, each in
+        # its VMs' partition (where their completions go).
+        for raw_key, raw in samples.raw:
+            record = HostSample.from_bytes(raw)
+            assert raw_key == b"node1" == record.host_id.encode()
+        partitions = topics.partitions("io-samples")
+        owners = {partition_for_key(vm, partitions) for vm in every_vm}
+        assert samples.partitions_seen() == owners
+        assert len(samples.raw) < len(got)  # fewer records than samples
         registered = latest(vms.wait_for(lambda ev: len(latest(ev)) == 3, what="three VMs"))
         assert {vm: r.job_type for vm, r in registered.items()} == {
             "web1": "io-heavy", "batch1": "mixed", "nodev1": "cpu-heavy",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import random
+import time
 import uuid
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -251,6 +252,17 @@ async def until(predicate: Callable[[], Any], what: str) -> None:
         if predicate():
             return
         await asyncio.sleep(0)  # a turn of the loop, not a wait for time
+    raise AssertionError(f"the agent did not get to: {what}")
+
+
+async def until_settled(predicate: Callable[[], Any], what: str, timeout_s: float = 10.0) -> None:
+    """`until`, for an agent that waits on purpose in real time (the stats agent re-checking
+    samples it cannot place yet): poll every 10 ms, fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
     raise AssertionError(f"the agent did not get to: {what}")
 
 

@@ -28,7 +28,9 @@ class SlowThenFineProducer:
     def __init__(self) -> None:
         self.sends = 0
 
-    def send(self, topic: str, value: bytes, key: bytes | None) -> Delivered:
+    def send(
+        self, topic: str, value: bytes, key: bytes | None, partition: int | None = None
+    ) -> Delivered:
         self.sends += 1
         if self.sends == 1:
             raise KafkaTimeoutError("Failed to update metadata after 1.0 secs.")

@@ -7,8 +7,11 @@ import json
 import pytest
 
 from pipeline.events import (
+    HostSample,
+    IoSample,
     VmState,
 )
+from pipeline.topics.partitioning import partition_for_key
 from tests.unit.pipeline.worker_harness import (
     NOW,
     build,
@@ -17,6 +20,7 @@ from tests.unit.pipeline.worker_harness import (
     io_sample,
     put_from,
     until,
+    until_settled,
 )
 
 
@@ -231,3 +235,139 @@ async def test_a_vms_first_samples_read_before_its_registration_are_counted_not_
     assert h.producer.dead_letters() == []
     assert h.read_throughs == 1
     assert list(h.vm_stats) == ["a1"]
+
+
+# --- HostSample: one record for a host's VMs ------------------------------------------------
+
+#: a1, b1 and c1 belong to partition 5 of io-samples (6 partitions); a2 to partition 3.
+P5 = 5
+
+
+def host_sample(*samples: IoSample) -> bytes:
+    return HostSample.of(list(samples)).to_bytes()
+
+
+def test_the_vms_these_tests_use_are_where_they_say():
+    assert {partition_for_key(vm, 6) for vm in ("a1", "b1", "c1")} == {P5}
+    assert partition_for_key("a2", 6) == 3
+
+
+@in_loop
+async def test_a_host_sample_counts_every_vm_it_carries(tmp_path):
+    h = build(tmp_path)
+    async with h.agents["vm_stats"].test_context() as agent:
+        for second in range(3):
+            h.clock.now = NOW + second
+            record = host_sample(
+                io_sample("a1", NOW + second, 100), io_sample("b1", NOW + second, 40)
+            )
+            await put_from(agent, "t.io-samples", b"h1", record, partition=P5)
+            await until(
+                lambda n=second: len(h.producer.on("vm-state")) == 2 * (n + 1), "both VMs' state"
+            )
+    states = {
+        vm: VmState.from_bytes(v)
+        for vm, v in ((k.decode(), v) for k, v in h.producer.on("vm-state"))
+    }
+    assert (states["a1"].io_ops_per_s, states["b1"].io_ops_per_s) == (100.0, 40.0)
+    assert {s.host_id for s in states.values()} == {"h1"}
+    assert h.producer.dead_letters() == []
+    assert sorted(h.vm_stats) == ["a1", "b1"]
+    assert h.pipeline.metrics.stats_vm_samples == 6
+    assert h.pipeline.metrics.stats_events["io-samples"] == 3
+    # Each row goes to the changelog partition of the record that carried it.
+    assert {partition for partition, _, _ in h.producer.changelog_of("vm_stats")} == {P5}
+
+
+@in_loop
+async def test_a_host_samples_bad_vm_entries_are_dead_lettered_once_and_the_good_ones_count(
+    tmp_path,
+):
+    h = build(tmp_path)
+    data = json.loads(
+        host_sample(io_sample("a1", NOW, 10), io_sample("b1", NOW, 20), io_sample("a2", NOW, 30))
+    )
+    data["vms"][1]["io_ops"] = "twenty"  # b1: unreadable
+    raw = json.dumps(data).encode()
+    async with h.agents["vm_stats"].test_context() as agent:
+        await put_from(agent, "t.io-samples", b"h1", raw, partition=P5)
+        await until(lambda: h.producer.on("vm-state"), "the good entry counted")
+    [letter] = h.producer.dead_letters()
+    assert letter.reason == (
+        "HostSample of h1: 2 of 3 VM entries refused, 1 counted: "
+        "vms[1] (b1): io_ops: Input should be a valid integer; "
+        "a2: its samples belong to partition 3 of t.io-samples (its vm_id's), not 5"
+    )
+    assert (letter.source_partition, letter.payload) == (P5, raw.decode())
+    assert list(h.vm_stats) == ["a1"]
+    assert h.pipeline.metrics.stats_vm_samples == 3
+
+
+@pytest.mark.parametrize(
+    ("key", "change", "reason"),
+    [
+        (b"h2", {}, "HostSample: message key b'h2' is not its host_id 'h1'; key by host_id"),
+        (b"h1", {"sampled_at": NOW + 3600}, "HostSample: stamped 3600s in the future"),
+        (b"h1", {"vms": "a1"}, "HostSample: vms: Input should be a valid list"),
+    ],
+)
+@in_loop
+async def test_a_host_sample_with_a_bad_envelope_counts_nothing(tmp_path, key, change, reason):
+    h = build(tmp_path)
+    raw = json.dumps({**json.loads(host_sample(io_sample("a1", NOW, 10))), **change}).encode()
+    async with h.agents["vm_stats"].test_context() as agent:
+        await put_from(agent, "t.io-samples", key, raw, partition=P5)
+        await put_from(agent, "t.io-samples", b"c1", io_sample("c1", NOW, 5).to_bytes())
+        await until(lambda: h.producer.on("vm-state"), "the good sample after the bad one")
+    [letter] = h.producer.dead_letters()
+    assert letter.reason.startswith(reason)
+    assert list(h.vm_stats) == ["c1"]
+
+
+@in_loop
+async def test_a_host_samples_entries_are_checked_against_their_registrations(tmp_path):
+    # As an IoSample would be: unknown VMs and VMs registered elsewhere are refused, and a VM
+    # whose registration arrives while the agent brings the view up to date is counted.
+    h = build(tmp_path)
+    h.host("h1")
+    h.vm("a1", "h1")
+    h.vm("b1", "h9")
+    h.ready()
+    h.on_read_through = lambda: h.vm("c3", "h1")  # read while the agent waits
+    record = host_sample(*(io_sample(vm, NOW, 10) for vm in ("a1", "b1", "c1", "c3")))
+    async with h.agents["vm_stats"].test_context() as agent:
+        await put_from(agent, "t.io-samples", b"h1", record, partition=P5)
+        # The agent re-checks the two it cannot place for `stats_view_wait_s` (0.2 s here).
+        await until_settled(lambda: h.producer.dead_letters(), "the refused entries")
+    [letter] = h.producer.dead_letters()
+    assert letter.reason == (
+        "HostSample of h1: 2 of 4 VM entries refused, 2 counted: "
+        "IoSample: VM b1 is registered on h9, not on h1; IoSample: VM c1 is not registered"
+    )
+    assert sorted(h.vm_stats) == ["a1", "c3"]
+    assert h.read_throughs >= 1
+
+
+@in_loop
+async def test_both_forms_in_one_batch_write_each_vm_once(tmp_path):
+    h = build(tmp_path, stats_batch_max=3)
+    h.clock.now = NOW + 2
+    async with h.agents["vm_stats"].test_context() as agent:
+        await put_from(
+            agent, "t.io-samples", b"a1", io_sample("a1", NOW, 10).to_bytes(), partition=P5
+        )
+        both = host_sample(io_sample("a1", NOW + 1, 10), io_sample("b1", NOW + 1, 10))
+        await put_from(agent, "t.io-samples", b"h1", both, partition=P5)
+        await put_from(
+            agent, "t.io-samples", b"b1", io_sample("b1", NOW + 2, 10).to_bytes(), partition=P5
+        )
+        await until(lambda: len(h.producer.on("vm-state")) == 2, "one vm-state per VM")
+    assert sorted(h.producer.changelog_of("vm_stats")) == [
+        (P5, b'"a1"', False),
+        (P5, b'"b1"', False),
+    ]
+    assert (h.vm_stats["a1"]["last_telemetry_at"], h.vm_stats["b1"]["last_telemetry_at"]) == (
+        NOW + 1,
+        NOW + 2,
+    )
+    assert h.pipeline.metrics.stats_vm_samples == 4

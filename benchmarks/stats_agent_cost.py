@@ -1,0 +1,93 @@
+"""vm_stats CPU per VM sample, in process (no broker, no Faust consumer): IoSample vs HostSample.
+
+A diagnostic for docs/evaluation.md (Telemetry at fleet scale): the agent's `handle` over
+batches of one interval each, built with the unit tests' harness (a recording producer), so it
+measures the per-VM work (decode, windows, the row write, the vm-state record) and not Faust's
+per-record consumer path. CPU time of this process only. Run from the repository root:
+
+    .venv/bin/python -m benchmarks.stats_agent_cost
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.events import HostSample, IoSample
+from pipeline.topics.partitioning import partition_for_key
+from tests.unit.pipeline.worker_harness import NOW, build, io_sample
+
+VMS, INTERVALS, VMS_PER_HOST, PARTITIONS = 200, 50, 50, 6
+
+
+@dataclass
+class Message:
+    topic: str
+    key: bytes | None
+    value: bytes
+    partition: int
+
+
+class Event:
+    """What `handle` reads of a Faust event (weak-referenceable, as `writing_for` needs)."""
+
+    def __init__(self, message: Message) -> None:
+        self.message = message
+
+
+def interval(form: str, at: float) -> list[Any]:
+    samples = [io_sample(f"v{i}", at, 50, host_id=f"th{i // VMS_PER_HOST}") for i in range(VMS)]
+    if form == "io-sample":
+        return [
+            Event(
+                Message(
+                    "t.io-samples",
+                    s.key(),
+                    s.to_bytes(),
+                    partition_for_key(s.vm_id, PARTITIONS),
+                )
+            )
+            for s in samples
+        ]
+    groups: dict[tuple[str, int], list[IoSample]] = {}
+    for s in samples:
+        groups.setdefault((s.host_id, partition_for_key(s.vm_id, PARTITIONS)), []).append(s)
+    return [
+        Event(Message("t.io-samples", host.encode(), HostSample.of(group).to_bytes(), p))
+        for (host, p), group in groups.items()
+    ]
+
+
+async def measure(form: str) -> str:
+    h = build(Path(tempfile.mkdtemp()), stats_batch_max=1000)
+    for i in range(VMS // VMS_PER_HOST):
+        h.host(f"th{i}")
+    for i in range(VMS):
+        h.vm(f"v{i}", f"th{i // VMS_PER_HOST}")
+    h.ready()
+    batches = [interval(form, NOW + t) for t in range(INTERVALS)]
+    started = time.process_time()
+    for t, batch in enumerate(batches):
+        h.clock.now = NOW + t + 0.5
+        await h.pipeline.stats.handle(batch)
+    cpu_s = time.process_time() - started
+    samples = VMS * INTERVALS
+    assert not h.producer.dead_letters()
+    return (
+        f"{form}: {sum(map(len, batches))} records for {samples} VM samples, "
+        f"{cpu_s / samples * 1e6:.0f} µs CPU per VM sample ({samples / cpu_s:,.0f}/s); "
+        f"{len(h.producer.changelog)} row writes, {len(h.producer.on('vm-state'))} vm-state"
+    )
+
+
+async def main() -> None:
+    for form in ("io-sample", "host-sample"):
+        print(await measure(form))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
