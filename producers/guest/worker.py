@@ -37,7 +37,7 @@ from typing import Any
 
 from kafka.errors import KafkaError, KafkaTimeoutError
 
-from pipeline.errors import EventError
+from pipeline.errors import ConfigError, EventError
 from pipeline.events import (
     MAX_ATTEMPTS,
     MAX_RESULT_BYTES,
@@ -195,6 +195,9 @@ class GuestWorker:
             ensure_topic(self.settings, self.topics.queue_topic(self.vm_id), timeout_s=10.0)
         except (TopicAuthorizationFailedError, ClusterAuthorizationFailedError):
             log.info("guest %s: may not create %s; its Dom0 does", self.vm_id, self.queue_topic)
+            return False
+        except ConfigError as exc:  # more replicas than brokers: said once, then wait for it
+            log.error("guest %s: %s", self.vm_id, exc)
             return False
         return True
 
