@@ -39,6 +39,10 @@ def worker(
     """
     from pipeline.edge.faust_compat import quiet_worker
     from pipeline.worker.app import create_app
+    from pipeline.worker.logs import limit_kafka_client_logs
+
+    # A broker outage: each kind of Kafka client error once per 10 s, not ten a second per loop.
+    limit_kafka_client_logs()
 
     pipeline_settings = load_pipeline_settings(
         policy=policy, web_port=web_port, data_dir=data_dir, app_id=app_id

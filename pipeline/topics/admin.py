@@ -114,7 +114,7 @@ def apply_topics(
                 found = described.get(spec.name, {}).get("partitions", [])
                 if len(found) != spec.partitions:
                     drift.append(f"partitions: declared {spec.partitions}, actual {len(found)}")
-                replicas = min((len(p.get("replicas", [])) for p in found), default=0)
+                replicas = min((len(p.get("replica_nodes", [])) for p in found), default=0)
                 if found and replicas != spec.replication_factor:
                     drift.append(
                         f"replication_factor: declared {spec.replication_factor}, actual {replicas}"
