@@ -38,11 +38,11 @@ def worker(
     ...; see pipeline/settings.py for all of them and their defaults).
     """
     from pipeline.edge.faust_compat import quiet_worker
+    from pipeline.worker import kafka_outage
     from pipeline.worker.app import create_app
-    from pipeline.worker.logs import limit_kafka_client_logs
 
-    # A broker outage: each kind of Kafka client error once per 10 s, not ten a second per loop.
-    limit_kafka_client_logs()
+    # Through a broker outage: reconnects back off, each kind of client error logged once per 10 s.
+    kafka_outage.install()
 
     pipeline_settings = load_pipeline_settings(
         policy=policy, web_port=web_port, data_dir=data_dir, app_id=app_id

@@ -58,6 +58,7 @@ from producers.guest.busy import BusyMeter
 from producers.guest.completed import CompletedJobs
 from producers.guest.handlers import Handler
 from producers.guest.io import IoChannel, MeteredIoChannel
+from producers.kafka_edge import close_producer
 
 log = logging.getLogger(__name__)
 
@@ -238,10 +239,7 @@ class GuestWorker:
                     log.debug("guest %s: closing %s: %s", self.vm_id, name, exc)
                 setattr(self, name, None)
         if self._producer is not None:
-            try:
-                self._producer.close(timeout=5)
-            except Exception as exc:
-                log.debug("guest %s: closing the producer: %s", self.vm_id, exc)
+            close_producer(self._producer, 5.0, f"guest {self.vm_id}")
             self._producer = None
 
     # --- control ------------------------------------------------------------------------------
