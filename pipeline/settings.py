@@ -177,10 +177,19 @@ class KafkaSettings(BaseSettings):
         time), so a retried send's duplicate changes nothing. The callers also replace a
         producer whose delivery failed. `tests/integration/producers/test_outage.py` checks that
         a producer delivers again after an outage longer than its delivery timeout.
+
+        One request in flight per broker (kafka-python then keeps a partition's order through
+        retries): without idempotence, a producer with several in flight retries a failed batch
+        after later ones, so records land out of order. Seen when a broker of three was killed
+        (`vmlb bench chaos --scenario replicated-broker-kill`): a guest's `running` record was
+        appended again after its `succeeded`, and the compacted job-status topic said the job
+        was still running (counted lost). With one in flight a retried record can still be
+        duplicated, but only next to itself, which its readers ignore.
         """
         return {
             "acks": "all",
             "enable_idempotence": False,
+            "max_in_flight_requests_per_connection": 1,
             **self.to_kafka_python(),
             **options,
         }

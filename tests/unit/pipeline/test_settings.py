@@ -171,3 +171,12 @@ def test_more_in_sync_replicas_than_replicas_is_refused_at_start(monkeypatch):
     monkeypatch.setenv("VMLB_REPLICATION_FACTOR", "0")
     with pytest.raises(ConfigError, match="VMLB_REPLICATION_FACTOR"):
         load_kafka_settings()
+
+
+def test_kafka_python_producers_write_to_every_replica_and_keep_order_through_retries():
+    options = KafkaSettings().to_kafka_python_producer(linger_ms=5)
+    assert options["acks"] == "all"
+    # Without idempotence only one request in flight keeps retried records in order.
+    assert options["enable_idempotence"] is False
+    assert options["max_in_flight_requests_per_connection"] == 1
+    assert options["linger_ms"] == 5
