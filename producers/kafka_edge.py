@@ -161,7 +161,8 @@ class BufferedPublisher:
             log.info("%s: Kafka at %s reachable again", self.client_id, self.settings.broker)
             self.connected = True
 
-    def _on_failed(self, exc: Exception, message: Outgoing) -> None:
+    def _on_failed(self, message: Outgoing, exc: Exception) -> None:
+        # kafka-python calls an errback added with arguments as errback(*arguments, exception).
         self.connected = False
         self._failed_deliveries += 1
         log.debug("%s: delivery to %s failed: %s", self.client_id, message.topic, exc)

@@ -491,10 +491,10 @@ class GuestWorker:
                 raise Released("publish")
 
     def _replace_producer(self) -> None:
-        try:
-            self._producer.close(timeout=1)
-        except Exception as exc:
-            log.debug("guest %s: closing a failed producer: %s", self.vm_id, exc)
+        # Stopped for good (close_producer), so that none of its held records is delivered
+        # later, behind what the new producer sends: kafka-python's close() alone would raise
+        # and leave it sending.
+        close_producer(self._producer, 1.0, f"guest {self.vm_id}")
         try:
             self._producer = self._new_producer()
         except KafkaError as exc:

@@ -72,7 +72,8 @@ class Sender:
         self.alive = False
         for future in self.producer.pending:
             for errback, args in future.errbacks:
-                errback(KafkaTimeoutError("Producer is closed forcefully."), *args)
+                # As kafka.future.Future: functools.partial(errback, *args)(exception).
+                errback(*args, KafkaTimeoutError("Producer is closed forcefully."))
         self.producer.pending.clear()
 
     def join(self, timeout: float) -> None:
