@@ -136,7 +136,7 @@ class GuestWorker:
             log.info("guest %s: consuming %s", self.vm_id, self.queue_topic)
             while not stop.is_set():
                 self._poll_control()
-                records = self._consumer.poll(timeout_ms=500, max_records=1)
+                records = self._poll_queue(stop)
                 for partition, batch in records.items():
                     for record in batch:
                         self._process(partition, record, stop)
@@ -186,6 +186,19 @@ class GuestWorker:
                 self._close()
                 stop.wait(2.0)
         return False
+
+    def _poll_queue(self, stop: threading.Event) -> dict[Any, list[Any]]:
+        """The next record of the queue, if any. kafka-python 3.0.12's `poll()` can raise a
+        connection error while the broker is away (a coordinator lookup whose metadata refresh
+        was refused): that is an outage, not the guest's end; the consumer polls again."""
+        try:
+            return self._consumer.poll(timeout_ms=500, max_records=1)  # type: ignore[no-any-return]
+        except KafkaError as exc:
+            log.warning(
+                "guest %s: polling %s: %s; polling again", self.vm_id, self.queue_topic, exc
+            )
+            stop.wait(1.0)
+            return {}
 
     def _ensure_queue(self) -> bool:
         """Create this VM's queue topic if it is missing; False if this guest may not. On a
