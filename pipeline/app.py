@@ -11,7 +11,9 @@ from typing import Any
 
 def __getattr__(name: str) -> Any:
     if name == "app":
+        from pipeline.worker import kafka_outage
         from pipeline.worker.app import default_pipeline
 
+        kafka_outage.install()  # as `vmlb worker` does
         return default_pipeline().app
     raise AttributeError(name)

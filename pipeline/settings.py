@@ -11,6 +11,11 @@ Environment:
     VMLB_SSL_CAFILE
     VMLB_TOPIC_PREFIX             prepended to every topic name (default `vmlb.`; tests isolate with it)
     VMLB_CREDENTIALS              a credentials file (below) whose values win over the variables above
+    VMLB_REPLICATION_FACTOR       replicas of every topic vmlb creates: topics.yaml's, the worker's
+                                  changelogs, Faust's own, the per-VM queues (default: topics.yaml's
+                                  `replication_factor`, 1, for a single broker)
+    VMLB_MIN_INSYNC_REPLICAS      `min.insync.replicas` of every topic vmlb creates (default: unset,
+                                  the broker's, 1); with acks=all, a write needs this many replicas
 
 A credentials file is a dotenv file of the variables above (`vmlb broker start --secure` and
 `vmlb acl provision` write them, mode 0600). Passwords are `SecretStr`: they reach the client
@@ -56,6 +61,13 @@ CREDENTIALS_FILE_KEYS = {
 CREDENTIALS_ENV = "VMLB_CREDENTIALS"
 
 
+#: Settings of how topics are made: passed on to child processes (not written to credentials).
+REPLICATION_KEYS = {
+    "VMLB_REPLICATION_FACTOR": "replication_factor",
+    "VMLB_MIN_INSYNC_REPLICAS": "min_insync_replicas",
+}
+
+
 #: The longest pause between two reconnects of a kafka-python client (see to_kafka_python).
 RECONNECT_BACKOFF_MAX_MS = 1000
 
@@ -72,6 +84,15 @@ class KafkaSettings(BaseSettings):
     sasl_password: SecretStr | None = None
     ssl_cafile: str | None = None
     topic_prefix: str = Field("vmlb.", pattern=r"^[A-Za-z0-9._-]*$")
+    # How the topics vmlb creates are replicated (pipeline.topics.admin.as_deployed applies both to
+    # every topic it creates). Here, not in topics.yaml alone, because Dom0s and guests create
+    # queue topics and the worker its changelogs, all of them from these settings.
+    replication_factor: int | None = Field(
+        None, ge=1, le=32, description="replicas of every topic vmlb creates (unset: topics.yaml's)"
+    )
+    min_insync_replicas: int | None = Field(
+        None, ge=1, le=32, description="min.insync.replicas of every topic (unset: the broker's)"
+    )
 
     @field_validator("broker")
     @classmethod
@@ -97,6 +118,20 @@ class KafkaSettings(BaseSettings):
             ]
             if missing:
                 raise ValueError(f"{self.security_protocol} needs {', '.join(missing)}")
+        return self
+
+    @model_validator(mode="after")
+    def _insync_within_replicas(self) -> KafkaSettings:
+        # More in-sync replicas required than exist: every acks=all write would be refused.
+        if (
+            self.replication_factor is not None
+            and self.min_insync_replicas is not None
+            and self.min_insync_replicas > self.replication_factor
+        ):
+            raise ValueError(
+                f"VMLB_MIN_INSYNC_REPLICAS ({self.min_insync_replicas}) is more than "
+                f"VMLB_REPLICATION_FACTOR ({self.replication_factor}): no write could succeed"
+            )
         return self
 
     @property
@@ -142,10 +177,19 @@ class KafkaSettings(BaseSettings):
         time), so a retried send's duplicate changes nothing. The callers also replace a
         producer whose delivery failed. `tests/integration/producers/test_outage.py` checks that
         a producer delivers again after an outage longer than its delivery timeout.
+
+        One request in flight per broker (kafka-python then keeps a partition's order through
+        retries): without idempotence, a producer with several in flight retries a failed batch
+        after later ones, so records land out of order. Seen when a broker of three was killed
+        (`vmlb bench chaos --scenario replicated-broker-kill`): a guest's `running` record was
+        appended again after its `succeeded`, and the compacted job-status topic said the job
+        was still running (counted lost). With one in flight a retried record can still be
+        duplicated, but only next to itself, which its readers ignore.
         """
         return {
             "acks": "all",
             "enable_idempotence": False,
+            "max_in_flight_requests_per_connection": 1,
             **self.to_kafka_python(),
             **options,
         }
@@ -207,10 +251,20 @@ class KafkaSettings(BaseSettings):
         VMLB_SASL_USERNAME must not survive into a child meant to run with another principal.
         """
         env = dict(os.environ if base is None else base)
-        for key in (*CREDENTIALS_FILE_KEYS, CREDENTIALS_ENV):
+        for key in (*CREDENTIALS_FILE_KEYS, *REPLICATION_KEYS, CREDENTIALS_ENV):
             env.pop(key, None)
         env.update(self.to_env())
+        # Replication too: a child creates topics (queues, changelogs) as this process would.
+        env.update(self.replication_env())
         return env
+
+    def replication_env(self) -> dict[str, str]:
+        """VMLB_REPLICATION_FACTOR and VMLB_MIN_INSYNC_REPLICAS, those that are set."""
+        return {
+            key: str(getattr(self, field))
+            for key, field in REPLICATION_KEYS.items()
+            if getattr(self, field) is not None
+        }
 
 
 def _revealed(secret: SecretStr) -> str:

@@ -97,23 +97,27 @@ class BufferedPublisher:
                 log.warning("%s: flush did not complete: %s", self.client_id, exc)
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Deliver what is buffered within `timeout_s`; what is not is reported, not raised."""
+        """Deliver what is buffered within `timeout_s`; what is not is one warning, not raised."""
         try:
             self.pump()
-            self.flush(timeout_s)
         except Exception as exc:
             log.warning("%s: last delivery on close failed: %s", self.client_id, exc)
+        # Closing delivers what the producer holds, or gives it back to the outbox (its futures
+        # fail): so the count below is every message that did not reach Kafka.
+        self._discard_producer(timeout_s)
         self._report_drops()
         if self.outbox:
-            log.warning("%s: %d message(s) undelivered at close", self.client_id, len(self.outbox))
-        self._discard_producer(timeout_s)
+            log.warning(
+                "%s: %d message(s) undelivered at close: Kafka at %s did not take them within %g s",
+                self.client_id,
+                len(self.outbox),
+                self.settings.broker,
+                timeout_s,
+            )
 
     def _discard_producer(self, timeout_s: float = 1.0) -> None:
         if self._producer is not None:
-            try:
-                self._producer.close(timeout=timeout_s)
-            except Exception as exc:
-                log.debug("%s: closing the producer: %s", self.client_id, exc)
+            close_producer(self._producer, timeout_s, self.client_id)
             self._producer = None
 
     # --- internals ----------------------------------------------------------------------------
@@ -166,7 +170,8 @@ class BufferedPublisher:
             log.info("%s: Kafka at %s reachable again", self.client_id, self.settings.broker)
             self.connected = True
 
-    def _on_failed(self, exc: Exception, message: Outgoing) -> None:
+    def _on_failed(self, message: Outgoing, exc: Exception) -> None:
+        # kafka-python calls an errback added with arguments as errback(*arguments, exception).
         self.connected = False
         self._failed_deliveries += 1
         log.debug("%s: delivery to %s failed: %s", self.client_id, message.topic, exc)
@@ -180,6 +185,37 @@ class BufferedPublisher:
                 self.outbox.dropped,
             )
             self._reported_dropped = self.outbox.dropped
+
+
+def close_producer(producer: Any, timeout_s: float, client_id: str) -> None:
+    """Close a kafka-python producer within about `timeout_s`, whatever it still holds; never
+    raises. The records it could not deliver fail their futures (their errbacks run).
+
+    Workaround, kafka-python 3.0.12: `KafkaProducer.close(timeout)` flushes first (since
+    dpkp/kafka-python#2537) and, when records are still undelivered (the broker is away), raises
+    KafkaTimeoutError before it stops its I/O thread. The producer stays open; at exit its
+    `__del__` closes it again, fails again, and Python prints "Exception ignored in:
+    KafkaProducer.__del__" with a traceback (a Dom0 stopped during a broker outage did). After a
+    failed close, the I/O thread is stopped the way close() itself stops it once its timeout has
+    passed (`_sender.force_close()`, which fails the pending records), and the second close has
+    nothing left to flush. Tested in tests/unit/producers/test_kafka_edge.py and, on a real
+    broker, tests/integration/producers/test_dom0_kafka.py.
+    """
+    try:
+        producer.close(timeout=timeout_s)
+        return
+    except Exception as exc:
+        log.debug(
+            "%s: close within %g s failed (%s): stopping the producer", client_id, timeout_s, exc
+        )
+    sender = getattr(producer, "_sender", None)
+    try:
+        if sender is not None:
+            sender.force_close()
+            sender.join(timeout_s)
+        producer.close(timeout=0)
+    except Exception as exc:  # nothing more can be done; the process is stopping it anyway
+        log.warning("%s: producer not closed: %s", client_id, exc)
 
 
 class RegistryReader:

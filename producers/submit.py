@@ -28,6 +28,7 @@ from pipeline.settings import KafkaSettings
 from pipeline.topics import Topics, topics_of
 from pipeline.topics.jobs import latest_status, wait_for_status
 from producers.errors import JobFailed, SubmitError
+from producers.kafka_edge import close_producer
 
 # --- parsing (pure) -----------------------------------------------------------------------------
 
@@ -272,7 +273,8 @@ class Submitter:
         try:
             self.flush(timeout_s)
         finally:
-            self._producer.close(timeout=timeout_s)
+            # Never raises (kafka-python's close would, and hide the SubmitError above).
+            close_producer(self._producer, timeout_s, "vmlb-submit")
 
     def __enter__(self) -> Submitter:
         return self

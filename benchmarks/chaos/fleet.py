@@ -8,11 +8,13 @@
   as the demo starts them; each runs its guests and Dom0 as children and restarts them when they
   die), and its `vmlb worker` processes (`pipeline.ops.worker_process.WorkerProcess`).
 
-A run's topics all get the scenario's replication factor (3 on three nodes): `topics.yaml`'s
-topics, each VM's queue topic, the vm_stats changelog and Faust's assignor topic, created here
-before any process could create them at replication 1. `io-samples` and `job-status` use the
-broker's append time as record timestamps, so the accounting can tell when a Dom0 or a guest
-delivered again after an outage.
+A run's topics all get the scenario's replication (3 replicas, `min.insync.replicas` 2 on three
+nodes) from the run's `KafkaSettings` (VMLB_REPLICATION_FACTOR, VMLB_MIN_INSYNC_REPLICAS, passed
+to every process): `topics.yaml`'s topics, each VM's queue topic, the worker's changelog and
+Faust's assignor topic, created here first (tests/integration/test_replication.py checks that
+every one of them, and every topic the processes create, is replicated so). `io-samples` and
+`job-status` use the broker's append time as record timestamps, so the accounting can tell when
+a Dom0 or a guest delivered again after an outage.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from pipeline.ops.demo.processes import Children, tail
 from pipeline.ops.ports import free_port_run
 from pipeline.ops.worker_process import WorkerProcess
 from pipeline.settings import KafkaSettings
-from pipeline.topics import Topics, TopicSpec, apply_topics, changelog_specs, load_topics
+from pipeline.topics import Topics, TopicSpec, apply_topics, load_topics, worker_topic_specs
 
 #: Topics whose record timestamps are the broker's append time (see the module docstring).
 APPEND_TIME_TOPICS = ("io-samples", "job-status")
@@ -98,35 +100,21 @@ class ChaosFleet:
     # --- topics -------------------------------------------------------------------------------
 
     def topic_specs(self) -> list[TopicSpec]:
-        """Every topic of the run, at the scenario's replication factor."""
-        replicas = self.scenario.replication_factor
+        """Every topic of the run (the settings' replication is applied as they are created)."""
         specs = []
         for logical, spec in self.topics.specs.items():
             config = dict(spec.config)
             if logical in APPEND_TIME_TOPICS:
                 config["message.timestamp.type"] = "LogAppendTime"
             specs.append(
-                spec.model_copy(
-                    update={
-                        "name": self.topics.name(logical),
-                        "replication_factor": replicas,
-                        "config": config,
-                    }
-                )
+                spec.model_copy(update={"name": self.topics.name(logical), "config": config})
             )
         specs += [self.topics.queue_topic(vm_id) for vm_id in vm_ids()]
-        specs += changelog_specs(self.app_id, self.topics.partitions("io-samples"))
-        specs.append(TopicSpec(name=f"{self.app_id}-__assignor-__leader", partitions=1,
-                               replication_factor=1))  # fmt: skip
-        return [
-            spec.model_copy(update={"replication_factor": replicas})
-            if spec.replication_factor != replicas
-            else spec
-            for spec in specs
-        ]
+        specs += worker_topic_specs(self.app_id, self.kafka, self.topics)
+        return specs
 
     def create_topics(self) -> None:
-        apply_topics(self.kafka, self.topic_specs(), allow_fewer_replicas=False, timeout_s=60.0)
+        apply_topics(self.kafka, self.topic_specs(), timeout_s=60.0)
 
     def delete_topics(self) -> None:
         from kafka.admin import KafkaAdminClient
@@ -144,7 +132,8 @@ class ChaosFleet:
     # --- processes ----------------------------------------------------------------------------
 
     def _env(self) -> dict[str, str]:
-        return {"VMLB_BROKER": self.kafka.broker, "VMLB_TOPIC_PREFIX": self.kafka.topic_prefix}
+        env = {"VMLB_BROKER": self.kafka.broker, "VMLB_TOPIC_PREFIX": self.kafka.topic_prefix}
+        return {**env, **self.kafka.replication_env()}
 
     def start_hosts(self) -> None:
         for host in FLEET:

@@ -74,7 +74,13 @@ def run_once(
 ) -> dict[str, Any]:
     """One seeded run of `scenario`; its counts and fault times as a plain dict."""
     tag = f"{time.strftime('%m%d%H%M%S')}{uuid.uuid4().hex[:4]}"
-    kafka = KafkaSettings(broker=brokers.bootstrap(scenario.nodes), topic_prefix=f"chaos.{tag}.")
+    kafka = KafkaSettings(
+        broker=brokers.bootstrap(scenario.nodes),
+        topic_prefix=f"chaos.{tag}.",
+        # Every process of the run creates its topics from these (VMLB_REPLICATION_FACTOR...).
+        replication_factor=scenario.replication_factor,
+        min_insync_replicas=scenario.min_insync_replicas,
+    )
     run_dir = options.results_dir / f"{scenario.name}-{options.seed}-{tag}"
     fleet = ChaosFleet(kafka, scenario, run_dir, app_id=f"vmlb-chaos-{tag}")
     load = SteadyLoad(

@@ -130,6 +130,11 @@ class Scenario:
         return self.nodes
 
     @property
+    def min_insync_replicas(self) -> int | None:
+        """A write waits for 2 of 3 replicas (one broker may die); unset on a single node."""
+        return self.nodes - 1 if self.nodes >= 3 else None
+
+    @property
     def faults_broker(self) -> bool:
         return any(f.kind.hits_broker for f in self.faults)
 

@@ -81,6 +81,13 @@ def start(data_dir: Path | None, secure: bool, port: int | None, nodes: str) -> 
 
 
 def _print_usage(cluster: LocalCluster) -> None:
+    if len(cluster.nodes) > 1:
+        # Without these the project's topics would get topics.yaml's single replica.
+        replicas = len(cluster.nodes)
+        console.print(
+            f"  replicate with: export VMLB_REPLICATION_FACTOR={replicas} "
+            f"VMLB_MIN_INSYNC_REPLICAS={replicas - 1}"
+        )
     if not cluster.secure:
         console.print(f"  use it with:   export VMLB_BROKER={cluster.bootstrap}")
         return

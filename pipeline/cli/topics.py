@@ -33,10 +33,25 @@ def topics() -> None:
     show_default=True,
 )
 @click.option("--dry-run", is_flag=True, help="say what would be created; change nothing")
-def apply(settings: KafkaSettings, path: Path, dry_run: bool) -> None:
-    """Create missing topics; report drift in partitions and configs. Safe to run again."""
+@click.option(
+    "--allow-fewer-replicas",
+    is_flag=True,
+    help="on a cluster with fewer brokers than a topic's replicas, create it with one replica "
+    "per broker (min.insync.replicas lowered to match) instead of refusing",
+)
+def apply(settings: KafkaSettings, path: Path, dry_run: bool, allow_fewer_replicas: bool) -> None:
+    """Create missing topics; report drift in partitions, replicas and configs. Safe to run again.
+
+    Replicas: each topic's `replication_factor` in topics.yaml, or VMLB_REPLICATION_FACTOR for
+    all of them; VMLB_MIN_INSYNC_REPLICAS sets every topic's `min.insync.replicas`.
+    """
     declared = load_topics(path, prefix=settings.topic_prefix)
-    reports = apply_topics(settings, declared.all_specs(), dry_run=dry_run)
+    reports = apply_topics(
+        settings,
+        declared.all_specs(),
+        dry_run=dry_run,
+        allow_fewer_replicas=allow_fewer_replicas,
+    )
     table = Table("topic", "action", "details", title=f"topics on {settings.broker}")
     for report in reports:
         table.add_row(

@@ -6,7 +6,7 @@ import click
 
 from pipeline.cli.common import KafkaSettings, console, kafka_options
 from pipeline.settings import load_pipeline_settings
-from pipeline.topics import apply_topics, changelog_specs, load_topics
+from pipeline.topics import apply_topics, worker_topic_specs
 
 
 @click.command("worker")
@@ -38,7 +38,11 @@ def worker(
     ...; see pipeline/settings.py for all of them and their defaults).
     """
     from pipeline.edge.faust_compat import quiet_worker
+    from pipeline.worker import kafka_outage
     from pipeline.worker.app import create_app
+
+    # Through a broker outage: reconnects back off, each kind of client error logged once per 10 s.
+    kafka_outage.install()
 
     pipeline_settings = load_pipeline_settings(
         policy=policy, web_port=web_port, data_dir=data_dir, app_id=app_id
@@ -46,9 +50,9 @@ def worker(
     pipeline = create_app(settings, pipeline_settings)
     # Create the tables' changelogs before Faust starts: when Faust creates them itself while its
     # consumer subscribes, the consumer's metadata can miss them, and every agent writing a table
-    # then crashes with PartitionsMismatch for the life of the process (seen in CI).
-    partitions = load_topics(prefix=settings.topic_prefix).partitions("io-samples")
-    apply_topics(settings, changelog_specs(pipeline_settings.app_id, partitions))
+    # then crashes with PartitionsMismatch for the life of the process (seen in CI). Its leader
+    # topic too, so that it gets VMLB_MIN_INSYNC_REPLICAS (Faust gives it no config).
+    apply_topics(settings, worker_topic_specs(pipeline_settings.app_id, settings, pipeline.topics))
     console.print(
         f"worker {pipeline_settings.app_id}: policy {pipeline.dispatcher.policy.name}, "
         f"queries on http://{pipeline_settings.web_host}:{pipeline_settings.web_port}/hosts"

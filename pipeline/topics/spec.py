@@ -95,6 +95,9 @@ class Topics:
     specs: dict[str, TopicSpec]
     queue_template: TopicSpec
     prefix: str = ""
+    #: `defaults.replication_factor`: the replicas of the topics topics.yaml does not list (the
+    #: worker's changelogs, Faust's leader topic) unless VMLB_REPLICATION_FACTOR says otherwise.
+    replication_factor: int = 1
 
     def name(self, logical: str) -> str:
         """The full topic name of a declared topic, e.g. `jobs` -> `vmlb.jobs`."""
@@ -152,7 +155,12 @@ def load_topics(path: Path | str = DEFAULT_TOPICS_FILE, prefix: str = "") -> Top
             f"(partition p of each belongs to one dispatcher): {listed}"
         )
     template = _resolve(parsed.queue_template.name, parsed.queue_template, defaults)
-    return Topics(specs=specs, queue_template=template, prefix=prefix)
+    return Topics(
+        specs=specs,
+        queue_template=template,
+        prefix=prefix,
+        replication_factor=defaults.replication_factor,
+    )
 
 
 def _resolve(name: str, entry: _TopicEntry, defaults: _Defaults) -> TopicSpec:

@@ -35,7 +35,7 @@ from pipeline.settings import (
     load_pipeline_settings,
 )
 from pipeline.stats.agent import StatsAgent
-from pipeline.topics import Topics, topics_of
+from pipeline.topics import Topics, replication_factor, topics_of
 from pipeline.worker import web
 from pipeline.worker.state import Pipeline
 
@@ -52,7 +52,7 @@ def create_app(
     policy_config = settings.policy_config()
     policy = build_policy(settings.policy, policy_config)  # an unknown name fails here, at start
 
-    app = faust_app(kafka, settings, topics.partitions("io-samples"))
+    app = faust_app(kafka, settings, topics)
     metrics = PipelineMetrics()
     outputs = Outputs(app, topics, metrics, clock)
 
@@ -138,7 +138,7 @@ def queue_topic_check(topics: Topics) -> Callable[[VmRegistration], None]:
     return check
 
 
-def faust_app(kafka: KafkaSettings, settings: PipelineSettings, partitions: int) -> faust.App:
+def faust_app(kafka: KafkaSettings, settings: PipelineSettings, topics: Topics) -> faust.App:
     return faust.App(
         settings.app_id,
         broker=kafka.to_faust_url(),
@@ -148,8 +148,11 @@ def faust_app(kafka: KafkaSettings, settings: PipelineSettings, partitions: int)
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_enabled=True,
-        topic_partitions=partitions,
+        topic_partitions=topics.partitions("io-samples"),
         topic_allow_declare=True,
+        # The topics Faust declares itself (changelogs, its leader topic) get the deployment's
+        # replicas; `vmlb worker` creates them first (worker_topic_specs), min.insync included.
+        topic_replication_factor=replication_factor(kafka, topics),
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         broker_session_timeout=settings.session_timeout_s,

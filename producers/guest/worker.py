@@ -37,7 +37,7 @@ from typing import Any
 
 from kafka.errors import KafkaError, KafkaTimeoutError
 
-from pipeline.errors import EventError
+from pipeline.errors import ConfigError, EventError
 from pipeline.events import (
     MAX_ATTEMPTS,
     MAX_RESULT_BYTES,
@@ -58,6 +58,7 @@ from producers.guest.busy import BusyMeter
 from producers.guest.completed import CompletedJobs
 from producers.guest.handlers import Handler
 from producers.guest.io import IoChannel, MeteredIoChannel
+from producers.kafka_edge import close_producer
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ class GuestWorker:
             log.info("guest %s: consuming %s", self.vm_id, self.queue_topic)
             while not stop.is_set():
                 self._poll_control()
-                records = self._consumer.poll(timeout_ms=500, max_records=1)
+                records = self._poll_queue(stop)
                 for partition, batch in records.items():
                     for record in batch:
                         self._process(partition, record, stop)
@@ -186,6 +187,19 @@ class GuestWorker:
                 stop.wait(2.0)
         return False
 
+    def _poll_queue(self, stop: threading.Event) -> dict[Any, list[Any]]:
+        """The next record of the queue, if any. kafka-python 3.0.12's `poll()` can raise a
+        connection error while the broker is away (a coordinator lookup whose metadata refresh
+        was refused): that is an outage, not the guest's end; the consumer polls again."""
+        try:
+            return self._consumer.poll(timeout_ms=500, max_records=1)  # type: ignore[no-any-return]
+        except KafkaError as exc:
+            log.warning(
+                "guest %s: polling %s: %s; polling again", self.vm_id, self.queue_topic, exc
+            )
+            stop.wait(1.0)
+            return {}
+
     def _ensure_queue(self) -> bool:
         """Create this VM's queue topic if it is missing; False if this guest may not. On a
         secured cluster a guest may not create topics (its Dom0 does)."""
@@ -195,6 +209,9 @@ class GuestWorker:
             ensure_topic(self.settings, self.topics.queue_topic(self.vm_id), timeout_s=10.0)
         except (TopicAuthorizationFailedError, ClusterAuthorizationFailedError):
             log.info("guest %s: may not create %s; its Dom0 does", self.vm_id, self.queue_topic)
+            return False
+        except ConfigError as exc:  # more replicas than brokers: said once, then wait for it
+            log.error("guest %s: %s", self.vm_id, exc)
             return False
         return True
 
@@ -235,10 +252,7 @@ class GuestWorker:
                     log.debug("guest %s: closing %s: %s", self.vm_id, name, exc)
                 setattr(self, name, None)
         if self._producer is not None:
-            try:
-                self._producer.close(timeout=5)
-            except Exception as exc:
-                log.debug("guest %s: closing the producer: %s", self.vm_id, exc)
+            close_producer(self._producer, 5.0, f"guest {self.vm_id}")
             self._producer = None
 
     # --- control ------------------------------------------------------------------------------
@@ -490,10 +504,10 @@ class GuestWorker:
                 raise Released("publish")
 
     def _replace_producer(self) -> None:
-        try:
-            self._producer.close(timeout=1)
-        except Exception as exc:
-            log.debug("guest %s: closing a failed producer: %s", self.vm_id, exc)
+        # Stopped for good (close_producer), so that none of its held records is delivered
+        # later, behind what the new producer sends: kafka-python's close() alone would raise
+        # and leave it sending.
+        close_producer(self._producer, 1.0, f"guest {self.vm_id}")
         try:
             self._producer = self._new_producer()
         except KafkaError as exc:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from kafka.errors import KafkaError
 
+from pipeline.errors import ConfigError
 from pipeline.events import HostRegistration, IoSample, VmRegistration, VmStatus
 from pipeline.settings import KafkaSettings
 from pipeline.topics import Topics, ensure_topic
@@ -207,6 +208,10 @@ class Dom0:
         del self._topic_jobs[vm_id]
         try:
             created = job.result()
+        except ConfigError as exc:  # more replicas than brokers: the operator's to fix
+            self._topic_retry_at[vm_id] = time.monotonic() + 30.0
+            log.error("dom0 %s: queue topic for %s refused: %s", self.config.host_id, vm_id, exc)
+            return False
         except (KafkaError, OSError) as exc:
             self._topic_retry_at[vm_id] = time.monotonic() + 5.0
             log.warning(

@@ -149,3 +149,34 @@ def test_a_password_handed_to_a_client_is_masked_in_every_log_record(caplog):
     assert "sasl_plain_password" in caplog.text
     assert "never-logged-pw" not in caplog.text
     assert "**********" in caplog.text
+
+
+def test_replication_settings_come_from_the_environment_and_reach_children(monkeypatch):
+    monkeypatch.setenv("VMLB_REPLICATION_FACTOR", "3")
+    monkeypatch.setenv("VMLB_MIN_INSYNC_REPLICAS", "2")
+    settings = load_kafka_settings()
+    assert (settings.replication_factor, settings.min_insync_replicas) == (3, 2)
+    env = KafkaSettings(replication_factor=1, min_insync_replicas=None).child_environment(
+        {"VMLB_REPLICATION_FACTOR": "3", "VMLB_MIN_INSYNC_REPLICAS": "2"}
+    )
+    # The child creates topics as this process would, not as the inherited variables say.
+    assert env["VMLB_REPLICATION_FACTOR"] == "1" and "VMLB_MIN_INSYNC_REPLICAS" not in env
+
+
+def test_more_in_sync_replicas_than_replicas_is_refused_at_start(monkeypatch):
+    monkeypatch.setenv("VMLB_REPLICATION_FACTOR", "2")
+    monkeypatch.setenv("VMLB_MIN_INSYNC_REPLICAS", "3")
+    with pytest.raises(ConfigError, match="VMLB_MIN_INSYNC_REPLICAS \\(3\\) is more than"):
+        load_kafka_settings()
+    monkeypatch.setenv("VMLB_REPLICATION_FACTOR", "0")
+    with pytest.raises(ConfigError, match="VMLB_REPLICATION_FACTOR"):
+        load_kafka_settings()
+
+
+def test_kafka_python_producers_write_to_every_replica_and_keep_order_through_retries():
+    options = KafkaSettings().to_kafka_python_producer(linger_ms=5)
+    assert options["acks"] == "all"
+    # Without idempotence only one request in flight keeps retried records in order.
+    assert options["enable_idempotence"] is False
+    assert options["max_in_flight_requests_per_connection"] == 1
+    assert options["linger_ms"] == 5
