@@ -91,7 +91,9 @@ class OutageProducer:
         self._sender = Sender(self)
         self.closed = False
 
-    def send(self, topic: str, value: bytes, key: bytes | None) -> Pending:
+    def send(
+        self, topic: str, value: bytes, key: bytes | None, partition: int | None = None
+    ) -> Pending:
         self.pending.append(Pending())
         return self.pending[-1]
 
