@@ -121,12 +121,18 @@ def unmeasured_job_io_ops_per_s(snapshot: FleetSnapshot, vm: VmView) -> float:
 def vm_running_io_ops_per_s(snapshot: FleetSnapshot, vm: VmView) -> float:
     """What the VM asks of its host's channel now: its job's rate while it holds one, else 0.
 
-    A VM whose job rate is unknown counts as `unmeasured_job_io_ops_per_s` (never nothing).
+    A VM whose job rate is unknown counts as `unmeasured_job_io_ops_per_s` (never nothing). A
+    job that alone asks more than its host's limit counts as the whole limit, as the fit test
+    counts it (`pipeline.policy.io_aware.fit_candidate`): its host is full, not over, so it
+    takes no job beside it but may queue the next behind it.
     """
     if snapshot.outstanding(vm) == 0:
         return 0.0
     rate = job_io_ops_per_s(snapshot, vm)
-    return unmeasured_job_io_ops_per_s(snapshot, vm) if rate is None else rate
+    if rate is None:
+        rate = unmeasured_job_io_ops_per_s(snapshot, vm)
+    limit = snapshot.host(vm.host_id).limit_ops_per_s
+    return rate if limit is None else min(rate, limit)
 
 
 def running_io_ops_per_s(snapshot: FleetSnapshot, host: HostView) -> float:

@@ -55,6 +55,13 @@ def test_a_job_asking_more_than_any_limit_runs_alone_rather_than_never() -> None
         config=PolicyConfig(hold_s=math.inf),
     )
     assert decide(busy).outcome is Outcome.WAITING  # 10 + 1000 > 1000: not beside another job
+    # Running alone, it fills its host (1000 of 1000, not over): the next one queues behind it.
+    behind = fleet(
+        host("h1", limit=1000.0, vms=[runs("a", 1250.0, outstanding=1)]),
+        config=PolicyConfig(hold_s=math.inf, horizon_s=1.0),
+    )
+    queued = decide(behind)
+    assert queued.dispatched and queued.vm_id == "a"
 
 
 def test_random_order_is_a_permutation() -> None:
