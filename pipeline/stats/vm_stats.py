@@ -182,7 +182,13 @@ class VmStats:
     # --- outputs ----------------------------------------------------------------------------
 
     def io_ops_per_s(self, now: float) -> float:
-        return self.windows["io_ops"].rate_per_s(now)
+        """Dom0's meter over the rate window as of the VM's newest sample (never later than
+        `now`). A row catching up on a backlog (a worker restarted after an outage reads its
+        samples from the past) must not read as idle because the window at `now` holds none of
+        them yet; a VM gone silent shows as telemetry age (stale), never as an idle meter."""
+        window = self.windows["io_ops"]
+        at = now if window.latest_at is None else min(now, window.latest_at)
+        return window.rate_per_s(at)
 
     def load_jobs_per_s(self, now: float) -> float:
         """Eq. 1: jobs completed per second over the rate window (or since first seen)."""
