@@ -86,7 +86,11 @@ def test_a_short_demo_loses_nothing_and_keeps_hosts_under_their_limits(kafka_boo
         )
         if status.state == "succeeded"
     }
-    assert completed == succeeded  # every checked run is a job's success
+    # Every forwarded completion is a job's success. The converse needs a drain: a success the
+    # worker had not read yet when the demo stopped it is forwarded by the next worker to own
+    # the partition (at-least-once), so a loaded machine may end a demo with a few unforwarded
+    # (`vmlb bench chaos` drains, and checks both ways).
+    assert completed <= succeeded, completed - succeeded
     assert len(submitted) == summary["submitted"]
     assert completed <= submitted and len(completed) == summary["completed"]
 
