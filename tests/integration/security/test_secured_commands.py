@@ -101,7 +101,7 @@ def test_the_demo_runs_secured_with_a_principal_per_process(
         read_credentials_file(path)["sasl_password"]
         for path in (logs / "credentials").glob("*.env")
     ] + [read_credentials_file(secure_cluster.admin_credentials_file)["sasl_password"]]
-    assert len(passwords) == 19
+    assert len(passwords) == principals + 1  # and the admin's
     outputs = [run.stdout + run.stderr] + [
         p.read_text(errors="replace") for p in logs.glob("*.log")
     ]
