@@ -70,6 +70,7 @@ from pipeline.policy.filters import (
     WarmupFilter,
 )
 from pipeline.policy.load import (
+    capped_at_limit,
     job_io_ops_per_s,
     running_io_ops_per_s,
     unmeasured_job_io_ops_per_s,
@@ -104,10 +105,8 @@ def fit_candidate(snapshot: FleetSnapshot, vm: VmView) -> Candidate:
         added = job_io_ops_per_s(snapshot, vm)
         if added is None and host.limit_ops_per_s is not None:
             added = unmeasured_job_io_ops_per_s(snapshot, vm)
-        if added is not None and host.limit_ops_per_s is not None:
-            # A job that alone asks more than its host's limit would fit nowhere, ever: it
-            # counts as the whole limit instead, so it runs on a host running nothing else.
-            added = min(added, host.limit_ops_per_s)
+        if added is not None:
+            added = capped_at_limit(snapshot, vm, added)
     return Candidate(
         vm=vm,
         host=host,
@@ -252,8 +251,8 @@ class IoAwarePolicy:
             # A job nobody has measured yet is never sent over a limit: its cost is unknown.
             first = search.over_limit[0]
             rate = job_io_ops_per_s(snapshot, first.vm)
-            if rate is not None and first.limit_ops_per_s is not None:
-                rate = min(rate, first.limit_ops_per_s)  # as the fit test counts it
+            if rate is not None:
+                rate = capped_at_limit(snapshot, first.vm, rate)  # as the fit test counts it
             room = fleet_room_ops_per_s(search.tested_candidates)
             if rate is not None and room >= rate:
                 return self._overflow(snapshot, search, waited_s, room, config)

@@ -131,6 +131,12 @@ def vm_running_io_ops_per_s(snapshot: FleetSnapshot, vm: VmView) -> float:
     rate = job_io_ops_per_s(snapshot, vm)
     if rate is None:
         rate = unmeasured_job_io_ops_per_s(snapshot, vm)
+    return capped_at_limit(snapshot, vm, rate)
+
+
+def capped_at_limit(snapshot: FleetSnapshot, vm: VmView, rate: float) -> float:
+    """A job's rate as io-aware counts it: never more than its host's whole limit (a job that
+    alone asks more would fit nowhere, ever; it runs on a host running nothing else)."""
     limit = snapshot.host(vm.host_id).limit_ops_per_s
     return rate if limit is None else min(rate, limit)
 
