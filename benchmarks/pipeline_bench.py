@@ -2,7 +2,7 @@
 
 One run, fresh topic prefix and app id, topics deleted at the end:
 
-1. pass-through baseline: aiokafka consumes a jobs-like topic (6 partitions, pre-loaded with the
+1. pass-through baseline: aiokafka consumes a jobs-like topic (as many partitions as `jobs`, pre-loaded with the
    same JobSubmission bytes) and produces each value to one queue-like topic -> passthrough_per_s;
    then the Faust floor, a do-nothing Faust agent over the same topic -> faust_noop_jobs_per_s
    (benchmarks.faust_floor: what Faust's per-message path alone costs here);

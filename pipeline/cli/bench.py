@@ -174,7 +174,7 @@ def sim(
     type=click.IntRange(1, 6),
     default=1,
     show_default=True,
-    help="workers sharing the 6 job partitions while dispatching",
+    help="workers sharing the jobs topic's partitions (topics.yaml: 12) while dispatching",
 )
 def pipeline_bench(
     as_json: bool,

@@ -40,6 +40,9 @@ from pipeline.topics import Topics
 
 log = logging.getLogger(__name__)
 
+#: How often a queue topic the cluster does not have yet is asked for again.
+QUEUE_METADATA_RETRY_S = 0.25
+
 
 def instance_id(settings: PipelineSettings) -> str:
     """The static group member id: stable across restarts with the same data dir."""
@@ -91,6 +94,8 @@ class DispatchService(Service):
         #: Partitions whose offsets were consumed but not yet committed.
         self._pending: dict[TopicPartition, int] = {}
         self._metadata_asked_at = 0.0
+        #: Queue topics the producer's metadata tracks.
+        self._tracked: set[str] = set()
         #: The next offset to consume, per jobs partition (for the lag).
         self._next: dict[TopicPartition, int] = {}
         self.batches = 0
@@ -372,16 +377,22 @@ class DispatchService(Service):
     def queue_ready(self, topic: str) -> bool:
         """Whether a queue topic exists on the cluster (else a send would block on metadata).
 
-        An unknown topic is asked for again at most once a second (aiokafka refreshes the
-        metadata of topics it already tracks only every `metadata_max_age_ms`)."""
+        A topic not tracked yet is added at once (aiokafka then asks for it in its next
+        metadata request); one tracked but still missing is asked for again at most every
+        `QUEUE_METADATA_RETRY_S` (aiokafka refreshes tracked topics only every
+        `metadata_max_age_ms`)."""
         producer = self._producer
         if producer is None:
             return False
-        if producer.client.cluster.partitions_for_topic(topic):
+        client = producer.client
+        if client.cluster.partitions_for_topic(topic):
             return True
+        if topic not in self._tracked:
+            self._tracked.add(topic)
+            client.add_topic(topic)
+            return False
         now = time.monotonic()
-        if now - self._metadata_asked_at >= 1.0:
+        if now - self._metadata_asked_at >= QUEUE_METADATA_RETRY_S:
             self._metadata_asked_at = now
-            producer.client.add_topic(topic)
-            producer.client.force_metadata_update()
+            client.force_metadata_update()
         return False

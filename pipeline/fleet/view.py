@@ -203,35 +203,29 @@ class FleetView:
         setting = self.limits.get(limit_key(scope, target, field, source))
         return setting.value if setting else None
 
+    def _sourced(
+        self, scope: LimitScope, target: str, field: LimitField, reported: tuple[str, float | None]
+    ) -> Sourced:
+        """The operator's override, else what the fleet `reported`, else the calibrated value."""
+        return _first(
+            ("operator", self._limit(scope, target, field, LimitSource.OPERATOR)),
+            reported,
+            ("calibrated", self._limit(scope, target, field, LimitSource.CALIBRATED)),
+        )
+
     def host_limit(self, host_id: str) -> Sourced:
         """Operator override, else the limit its Dom0 was configured with, else calibrated."""
         registration = self.hosts.get(host_id)
-        return _first(
-            (
-                "operator",
-                self._limit(LimitScope.HOST, host_id, LimitField.IO_LIMIT, LimitSource.OPERATOR),
-            ),
-            ("configured", registration.io_limit_ops_per_s if registration else None),
-            (
-                "calibrated",
-                self._limit(LimitScope.HOST, host_id, LimitField.IO_LIMIT, LimitSource.CALIBRATED),
-            ),
+        configured = registration.io_limit_ops_per_s if registration else None
+        return self._sourced(
+            LimitScope.HOST, host_id, LimitField.IO_LIMIT, ("configured", configured)
         )
 
     def vm_io_per_job(self, vm_id: str) -> Sourced:
         """Operator override, else the pipeline's running estimate, else calibrated."""
         state = self.vm_states.get(vm_id)
-        return _first(
-            (
-                "operator",
-                self._limit(LimitScope.VM, vm_id, LimitField.IO_PER_JOB, LimitSource.OPERATOR),
-            ),
-            ("measured", state.io_per_job if state else None),
-            (
-                "calibrated",
-                self._limit(LimitScope.VM, vm_id, LimitField.IO_PER_JOB, LimitSource.CALIBRATED),
-            ),
-        )
+        measured = state.io_per_job if state else None
+        return self._sourced(LimitScope.VM, vm_id, LimitField.IO_PER_JOB, ("measured", measured))
 
     def running_vms(self) -> Iterable[VmRegistration]:
         """VMs registered running on a host that is registered up. A VM naming a host nobody

@@ -154,6 +154,7 @@ def faust_app(kafka: KafkaSettings, settings: PipelineSettings, topics: Topics) 
         # replicas; `vmlb worker` creates them first (worker_topic_specs), min.insync included.
         topic_replication_factor=replication_factor(kafka, topics),
         consumer_auto_offset_reset="earliest",
+        TableManager="pipeline.edge.faust_compat:PromptTableManager",
         producer_acks=-1,
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),

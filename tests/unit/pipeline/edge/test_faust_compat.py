@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 
 import faust
 import pytest
+from faust.tables import TableManager
 
-from pipeline.edge.faust_compat import quiet_worker
+from pipeline.edge.faust_compat import PromptTableManager, quiet_worker
 
 
 @pytest.fixture
@@ -37,3 +39,34 @@ def test_quiet_worker_leaves_the_root_logger_at_its_level(root_logger):
     worker.on_setup_root_logger(root_logger, logging.WARNING)
     assert root_logger.level == logging.WARNING
     assert not logging.getLogger("aiokafka.producer.producer").isEnabledFor(logging.DEBUG)
+
+
+def test_faust_table_manager_pauses_a_second_before_recovery():
+    # The upstream behaviour PromptTableManager exists for: if this fails, drop the workaround.
+    assert "self.sleep(1.0)" in inspect.getsource(TableManager.on_start)
+
+
+def test_prompt_table_manager_starts_recovery_without_the_pause():
+    app = faust.App(
+        "compat-tables",
+        loop=asyncio.new_event_loop(),
+        TableManager="pipeline.edge.faust_compat:PromptTableManager",
+    )
+    manager = app.tables
+    assert isinstance(manager, PromptTableManager)
+    steps: list[str] = []
+
+    async def no_pause(seconds: float) -> None:
+        raise AssertionError(f"paused {seconds} s")
+
+    async def channels() -> None:
+        steps.append("channels")
+
+    async def recovery() -> None:
+        steps.append("recovery")
+
+    manager.sleep = no_pause
+    manager._update_channels = channels
+    manager.recovery.start = recovery
+    app.loop.run_until_complete(manager.on_start())
+    assert steps == ["channels", "recovery"]
