@@ -15,6 +15,7 @@ for FIFO); its waits (submit to dispatch) are shown beside, as their p99 alone i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -58,8 +59,8 @@ class Fairness:
             "fair_p99_response_s": self.fair.p99_response_s,
             "fifo_p50_response_s": self.fifo.p50_response_s,
             "fifo_p99_response_s": self.fifo.p99_response_s,
-            "fair_ratio": self.fair_ratio,
-            "fifo_ratio": self.fifo_ratio,
+            "fair_ratio": _finite(self.fair_ratio),
+            "fifo_ratio": _finite(self.fifo_ratio),
             "alone_p99_wait_s": self.alone.p99_wait_s,
             "fair_p99_wait_s": self.fair.p99_wait_s,
             "fifo_p99_wait_s": self.fifo.p99_wait_s,
@@ -76,8 +77,8 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("fair_p99_response_s", "fair p99 (s)", "{:.3f}"),
     ("fifo_p50_response_s", "FIFO p50 (s)", "{:.3f}"),
     ("fifo_p99_response_s", "FIFO p99 (s)", "{:.3f}"),
-    ("fair_ratio", "fair p99 / alone", "{:.2f}"),
-    ("fifo_ratio", "FIFO p99 / alone", "{:.2f}"),
+    ("fair_ratio", "fair p99 / alone", "{}"),
+    ("fifo_ratio", "FIFO p99 / alone", "{}"),
     ("alone_p99_wait_s", "wait p99 alone (s)", "{:.3f}"),
     ("fair_p99_wait_s", "wait p99 fair (s)", "{:.3f}"),
     ("fifo_p99_wait_s", "wait p99 FIFO (s)", "{:.3f}"),
@@ -85,7 +86,11 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 
 
 def _ratio(with_others: float, alone: float) -> float:
-    return with_others / alone if alone > 0 else float("inf")
+    return with_others / alone if alone > 0 else math.inf
+
+
+def _finite(value: float) -> float | None:
+    return None if math.isinf(value) else value  # JSON has no infinity
 
 
 def without_fair_queueing(scenario: Scenario) -> Scenario:
@@ -138,4 +143,10 @@ def compare(
 
 
 def fairness_table(rows: Sequence[Fairness]) -> str:
-    return table(COLUMNS, [row.row() for row in rows])
+    shown = []
+    for row in rows:
+        data = row.row()
+        for ratio in ("fair_ratio", "fifo_ratio"):
+            data[ratio] = "-" if data[ratio] is None else f"{data[ratio]:.2f}"
+        shown.append(data)
+    return table(COLUMNS, shown)
