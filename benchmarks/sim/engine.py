@@ -5,9 +5,12 @@ the dispatcher learning of a completion, telemetry sampling ticks, telemetry del
 tick's samples, after the delay), dispatcher retry ticks, and capacity changes. The dispatcher
 calls the *same* policy code as the live pipeline (`pipeline.policy`), over snapshots that the
 live pipeline's own aggregation, fleet view and claim code build from delayed telemetry
-(`view`), and keeps waiting jobs per job type, retrying the oldest of each type every
-`retry_interval_s` and whenever it learns that a job completed (a completion frees room). A job
-whose type already has jobs waiting waits behind them: first come, first served per type.
+(`view`), and keeps waiting jobs per job type in the live dispatcher's own queue
+(`pipeline.dispatch.waiting.WaitingQueue`: priority, then the submitters' turns, then age;
+deadlines), retrying the head of each type every `retry_interval_s` and whenever it learns that
+a job completed (a completion frees room). A job whose type already has jobs waiting joins them
+and waits its turn: with one submitter at one priority, first come, first served per type. A
+dispatched waiting job counts as its submitter's turn (`WaitingQueue.take`), as live.
 
 A job's end reaches the dispatcher `completion_delay_s` after it happens, on the guest's own
 path (its `JobStatus`, then the `JobCompletion` the dispatcher forwards), not with Dom0's next
@@ -29,15 +32,16 @@ import heapq
 import math
 import random
 import time
-from collections import deque
 from collections.abc import Callable
 
 from benchmarks.sim.arrivals import Arrival, generate
 from benchmarks.sim.fleet import Job, SimHost, SimVm
 from benchmarks.sim.oracle import OraclePolicy
-from benchmarks.sim.results import RunResult, percentile
+from benchmarks.sim.results import RunResult, SubmitterResult, percentile
 from benchmarks.sim.scenario import ORACLE, Scenario
 from benchmarks.sim.view import DispatcherView, Sample
+from pipeline.dispatch.book import ANONYMOUS
+from pipeline.dispatch.waiting import Waiting, WaitingQueue
 from pipeline.policy.base import Policy
 from pipeline.policy.decision import JobRequest, Outcome
 from pipeline.policy.registry import build_policy
@@ -106,11 +110,13 @@ class Simulation:
         self.end_s = scenario.duration_s + scenario.drain_s
         self._heap: list[tuple[float, int, int, object, object]] = []
         self._seq = 0
-        self.waiting: dict[str, deque[Job]] = {}
+        #: Per job type, its waiting jobs (by `str(job_id)`, as live), in the order they leave.
+        self.waiting: dict[str, WaitingQueue] = {}
         # Per job type: the snapshot (and its claim count) over which its head was last refused,
-        # and when (see `_unchanged_since_refused`).
+        # when, and whether that head was then within its hold (see `_unchanged_since_refused`).
         self._refused: dict[str, tuple[object, int]] = {}
         self._refused_at: dict[str, float] = {}
+        self._refused_strict: dict[str, bool] = {}
         self._last_snapshot: object = None
         self._last_snapshot_claims = 0
         self.expired = 0
@@ -190,56 +196,87 @@ class Simulation:
             cpu_s=arrival.cpu_s,
             io_ops=arrival.io_ops,
             deadline_at=None if deadline_s is None else arrival.at_s + deadline_s,
+            submitter=arrival.submitter,
+            priority=arrival.priority,
         )
         self.jobs.append(job)
         queue = self.waiting.get(job.job_type)
         if queue:
-            # Jobs of its type already wait: it waits behind them (first come, first served
-            # per type, as a queue at the dispatcher should), and the oldest is tried first.
-            queue.append(job)
+            # Jobs of its type already wait: it joins them and waits its turn (with one
+            # submitter at one priority, behind them all), and the head is tried first.
+            queue.add(self._waiting(job))
             self._retry_type(job.job_type, queue)
         else:
             outcome = self._decide(job)
             if outcome is Outcome.WAITING:
-                self.waiting.setdefault(job.job_type, deque()).append(job)
+                self.waiting.setdefault(job.job_type, WaitingQueue()).add(self._waiting(job))
             elif outcome is Outcome.REJECTED:
+                job.rejected = True
                 self.rejected += 1
         if index + 1 < len(self.arrivals):
             self._push(self.arrivals[index + 1].at_s, _ARRIVAL, index + 1)
+
+    def _waiting(self, job: Job) -> Waiting:
+        """The job as the live dispatcher queues it (`PartitionBook.adopt`): its submitter, or
+        the anonymous one; with fair queueing off, everyone is the anonymous one."""
+        fair = self.scenario.dispatcher.fair_queueing
+        return Waiting(
+            job_id=str(job.job_id),
+            priority=job.priority,
+            submitter=(job.submitter or ANONYMOUS) if fair else ANONYMOUS,
+            since=job.submitted_at,
+            deadline_at=job.deadline_at,
+        )
 
     def _on_retry(self, _a: object, _b: object) -> None:
         self._retry_waiting()
         self._push(self.now + self.scenario.dispatcher.retry_interval_s, _RETRY)
 
     def _retry_waiting(self) -> None:
-        # Oldest first per job type; a type with no eligible host stops at its head and does
+        # Head first per job type; a type with no eligible host stops at its head and does
         # not hold up the others (the pipeline's retry agent does the same).
         for job_type, queue in self.waiting.items():
             self._retry_type(job_type, queue)
 
-    def _retry_type(self, job_type: str, queue: deque[Job]) -> None:
-        while queue and queue[0].deadline_at is not None and queue[0].deadline_at <= self.now:
-            queue.popleft().expired = True
+    def _retry_type(self, job_type: str, queue: WaitingQueue) -> None:
+        for gone in queue.expired(self.now):
+            self.jobs[int(gone.job_id)].expired = True
             self.expired += 1
-        if not queue or self._unchanged_since_refused(job_type, queue[0]):
+        head = queue.head(self.now)
+        if head is None or self._unchanged_since_refused(job_type, self.jobs[int(head.job_id)]):
             return
-        while queue:
-            if self._decide(queue[0]) is not Outcome.DISPATCHED:
+        while head is not None:
+            job = self.jobs[int(head.job_id)]
+            if self._decide(job) is not Outcome.DISPATCHED:
                 self._refused[job_type] = (self._last_snapshot, self._last_snapshot_claims)
                 self._refused_at[job_type] = self.now
+                self._refused_strict[job_type] = self.now < self._hold_ends(job)
                 return
-            queue.popleft()
+            queue.take(head.job_id)
+            head = queue.head(self.now)
+
+    def _hold_ends(self, job: Job) -> float:
+        return job.submitted_at + self.scenario.dispatcher.hold_s
 
     def _unchanged_since_refused(self, job_type: str, head: Job) -> bool:
-        """The type's head was refused over this very snapshot, unchanged since, and its hold
-        has not run out in between: deciding again would refuse it again (saves the cost of
-        re-deciding on every completion notice while the cached snapshot stands)."""
+        """The type's head was refused over this very snapshot, unchanged since, and no hold
+        has run out that would change the answer: deciding again would refuse it again (saves
+        the cost of re-deciding on every completion notice while the cached snapshot stands).
+
+        A hold that changes the answer: the head's ran out since the refusal, or the head is
+        past its hold where the job refused was within its own. The head may be another job
+        than the one refused (an expiry, a turn or a priority put it first): a policy reads of a
+        job only its type and whether it has waited its hold, and refuses a job within its hold
+        wherever it refuses one past it."""
         refused = self._refused.get(job_type)
         snapshot = self.view.snapshot(self.now)
         if refused is None or refused[0] is not snapshot or refused[1] != snapshot.claims_made:
             return False
-        hold_ends = head.submitted_at + self.scenario.dispatcher.hold_s
-        return not (self._refused_at.get(job_type, self.now) < hold_ends <= self.now)
+        hold_ends = self._hold_ends(head)
+        if hold_ends > self.now:
+            return True  # within its hold: refused like the job refused, whichever it was
+        ran_out_since = self._refused_at[job_type] < hold_ends
+        return not (ran_out_since or self._refused_strict[job_type])
 
     # --- the fleet --------------------------------------------------------------------------
 
@@ -398,7 +435,36 @@ def summarise(sim: Simulation, wall_s: float) -> RunResult:
         per_host_overload_s={
             host.host_id: host.overload_s for host in sim.hosts[: sim.scenario.plot_hosts]
         },
+        submitters=by_submitter(sim) if sim.scenario.submitters else {},
     )
+
+
+def by_submitter(sim: Simulation) -> dict[str, SubmitterResult]:
+    """Each submitter's responses and waits (submit to dispatch), counted as `summarise` does:
+    an unfinished job with its age at the end, an expired one not at all (a rejected one has
+    a response, its age, and no wait)."""
+    end_s = sim.end_s
+    grouped: dict[str, list[Job]] = {}
+    for job in sim.jobs:
+        grouped.setdefault(job.submitter or ANONYMOUS, []).append(job)
+    results = {}
+    for name, jobs in sorted(grouped.items()):
+        responses: list[float] = []
+        waits: list[float] = []
+        expired = completed = 0
+        for job in jobs:
+            if job.expired:
+                expired += 1
+                continue
+            if job.finished_at is not None:
+                completed += 1
+            responses.append((job.finished_at or end_s) - job.submitted_at)
+            if job.dispatched_at is not None:
+                waits.append(job.dispatched_at - job.submitted_at)
+            elif not job.rejected:
+                waits.append(end_s - job.submitted_at)
+        results[name] = SubmitterResult.of(responses, waits, len(jobs), expired, completed)
+    return results
 
 
 def sweep_label(policy_name: str, hold_s: float) -> str:

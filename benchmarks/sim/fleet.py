@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from benchmarks.sim.channel import lost_goodput_ops_per_s
 from benchmarks.sim.channel import speed as channel_speed
+from pipeline.events import DEFAULT_PRIORITY
 
 #: Work left below this (in full-speed seconds) counts as done: float noise, not work.
 DONE_EPS_S = 1e-9
@@ -38,12 +39,17 @@ class Job:
     cpu_s: float
     io_ops: float
     deadline_at: float | None = None
+    #: Who submitted it (None: no one named) and its priority, as on a live `JobSubmission`.
+    submitter: str | None = None
+    priority: int = DEFAULT_PRIORITY
     dispatched_at: float | None = None
     #: The VM it was dispatched to.
     vm_id: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
     expired: bool = False
+    #: Refused outright (no VM serves its type).
+    rejected: bool = False
     #: Full-speed seconds of work left (the job is at `cpu_s - remaining_s` of its run).
     remaining_s: float = 0.0
 

@@ -1,4 +1,7 @@
-"""Reports of several runs of one scenario: a markdown table, JSON, and PNG plots.
+"""Reports of several runs of one scenario: markdown tables, JSON, and PNG plots.
+
+The tables: one row per run; and, when the scenario names submitters, one row per run and
+submitter (its responses and its waits at the dispatcher).
 
 Plots (matplotlib, Agg backend, no display needed):
 - `tradeoff.png`: p99 response against overload, io-aware's strictness sweep as a curve (each
@@ -12,6 +15,7 @@ policies at their own settings only.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,18 +42,47 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+#: The per-submitter table (scenarios with `submitters`), one row per policy and submitter.
+SUBMITTER_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("policy", "policy", "{}"),
+    ("submitter", "submitter", "{}"),
+    ("submitted", "submitted", "{}"),
+    ("completed", "completed", "{}"),
+    ("expired", "expired", "{}"),
+    ("mean_response_s", "mean (s)", "{:.3f}"),
+    ("p50_response_s", "p50 (s)", "{:.3f}"),
+    ("p99_response_s", "p99 (s)", "{:.3f}"),
+    ("p50_wait_s", "wait p50 (s)", "{:.3f}"),
+    ("p99_wait_s", "wait p99 (s)", "{:.3f}"),
+)
+
+
 def as_json(results: Sequence[RunResult]) -> dict[str, Any]:
     return {result.policy: result.summary() for result in results}
 
 
+def table(columns: Sequence[tuple[str, str, str]], rows: Sequence[dict[str, Any]]) -> str:
+    """A markdown table of `rows` (dicts), the first column left-aligned, the others right."""
+    header = "| " + " | ".join(title for _, title, _ in columns) + " |"
+    rule = "|" + "|".join(" --- " if i == 0 else " ---: " for i in range(len(columns))) + "|"
+    lines = [
+        "| " + " | ".join(fmt.format(row[key]) for key, _, fmt in columns) + " |" for row in rows
+    ]
+    return "\n".join([header, rule, *lines])
+
+
 def markdown_table(results: Sequence[RunResult]) -> str:
-    header = "| " + " | ".join(title for _, title, _ in COLUMNS) + " |"
-    rule = "|" + "|".join(" --- " if i == 0 else " ---: " for i in range(len(COLUMNS))) + "|"
-    rows = []
-    for result in results:
-        data = result.summary()
-        rows.append("| " + " | ".join(fmt.format(data[key]) for key, _, fmt in COLUMNS) + " |")
-    return "\n".join([header, rule, *rows])
+    return table(COLUMNS, [result.summary() for result in results])
+
+
+def submitter_table(results: Sequence[RunResult]) -> str:
+    """Per policy and submitter: responses and waits ("" when no run names submitters)."""
+    rows = [
+        {"policy": result.policy, "submitter": name, **dataclasses.asdict(figures)}
+        for result in results
+        for name, figures in result.submitters.items()
+    ]
+    return table(SUBMITTER_COLUMNS, rows) if rows else ""
 
 
 def write_report(results: Sequence[RunResult], out_dir: Path, plots: bool = True) -> list[Path]:
@@ -57,9 +90,12 @@ def write_report(results: Sequence[RunResult], out_dir: Path, plots: bool = True
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     scenario = results[0].scenario if results else "?"
-    table = out_dir / "results.md"
-    table.write_text(f"# Scenario `{scenario}`\n\n{markdown_table(results)}\n")
-    written.append(table)
+    markdown = out_dir / "results.md"
+    per_submitter = submitter_table(results)
+    if per_submitter:
+        per_submitter = f"\n## Per submitter\n\n{per_submitter}\n"
+    markdown.write_text(f"# Scenario `{scenario}`\n\n{markdown_table(results)}\n{per_submitter}")
+    written.append(markdown)
     data = out_dir / "results.json"
     data.write_text(json.dumps(as_json(results), indent=2, sort_keys=True) + "\n")
     written.append(data)

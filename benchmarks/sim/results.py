@@ -5,6 +5,10 @@ submitted job: a job not finished when the run ends counts with its age at the e
 bound of its response time), so a policy cannot look fast by leaving its worst jobs unfinished.
 Throughput counts jobs finished while jobs were still arriving, per second of that period.
 
+Per submitter (scenarios with `submitters`): the same response figures over its own jobs, and
+its waiting time, submit to dispatch (what fairness is about: time spent at the dispatcher's
+queue; a job never dispatched counts with its age at the end, an expired one not at all).
+
 Overload, as live (`benchmarks.sim.fleet`): `overload_s` sums over hosts the seconds of
 telemetry intervals (1 s) in which the I/O the guests asked of the host exceeded its limit;
 `lost_goodput_ops` the I/O operations collapse cost (what a saturated host would have delivered
@@ -27,6 +31,37 @@ def percentile(sorted_values: Sequence[float], fraction: float) -> float:
         return 0.0
     rank = max(1, math.ceil(fraction * len(sorted_values)))
     return sorted_values[rank - 1]
+
+
+@dataclass
+class SubmitterResult:
+    """One submitter's jobs in one run."""
+
+    submitted: int
+    completed: int
+    expired: int
+    mean_response_s: float
+    p50_response_s: float
+    p99_response_s: float
+    p50_wait_s: float
+    p99_wait_s: float
+
+    @classmethod
+    def of(cls, responses_s: list[float], waits_s: list[float], submitted: int, expired: int,
+           completed: int) -> SubmitterResult:  # fmt: skip
+        """From the responses (completed, and unfinished at their age) and waits, unsorted."""
+        responses_s = sorted(responses_s)
+        waits_s = sorted(waits_s)
+        return cls(
+            submitted=submitted,
+            completed=completed,
+            expired=expired,
+            mean_response_s=sum(responses_s) / len(responses_s) if responses_s else 0.0,
+            p50_response_s=percentile(responses_s, 0.50),
+            p99_response_s=percentile(responses_s, 0.99),
+            p50_wait_s=percentile(waits_s, 0.50),
+            p99_wait_s=percentile(waits_s, 0.99),
+        )
 
 
 @dataclass
@@ -63,12 +98,16 @@ class RunResult:
     series: dict[str, list[tuple[float, float]]] = field(default_factory=dict, repr=False)
     limits_ops_per_s: dict[str, float] = field(default_factory=dict, repr=False)
     per_host_overload_s: dict[str, float] = field(default_factory=dict, repr=False)
+    #: Per submitter, when the scenario names submitters (else empty, and not in the JSON).
+    submitters: dict[str, SubmitterResult] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """The numbers, without the bulky series (what `--json` prints)."""
         data = asdict(self)
         for bulky in ("responses_s", "series", "limits_ops_per_s", "per_host_overload_s"):
             data.pop(bulky)
+        if not self.submitters:
+            data.pop("submitters")
         if math.isinf(self.hold_s):
             data["hold_s"] = None  # strict: JSON has no infinity
         data["lost_goodput_pct"] = self.lost_goodput_pct

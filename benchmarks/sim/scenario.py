@@ -1,9 +1,10 @@
 """Simulation scenarios: YAML files validated into frozen pydantic models.
 
 A scenario describes the fleet (hosts, their I/O capacity, their VMs and the one job type each
-serves), the job types (CPU seconds and I/O operations per job), the arrivals, the telemetry
-path (sampling, delay, outages, windows), the dispatcher's settings, and timed events (a host's
-capacity changing). Files live in `benchmarks/scenarios/<name>.yaml` and are passed by name or
+serves), the job types (CPU seconds and I/O operations per job), the arrivals, optionally who
+submits them (`submitters`: each with a share of the arrivals or arrivals of its own, a priority,
+a mix of job types, a stretch of time), the telemetry path (sampling, delay, outages, windows),
+the dispatcher's settings, and timed events (a host's capacity changing). Files live in `benchmarks/scenarios/<name>.yaml` and are passed by name or
 by path. Unknown keys are refused with the key's full path, like every vmlb config.
 
 This module owns the scenario format only; the model is `benchmarks.sim.engine`.
@@ -12,15 +13,22 @@ This module owns the scenario format only; the model is `benchmarks.sim.engine`.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 
 from pipeline.errors import ConfigError
-from pipeline.events import describe_validation_error
+from pipeline.events import (
+    DEFAULT_PRIORITY,
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    Identifier,
+    describe_validation_error,
+)
 from pipeline.policy.registry import POLICY_NAMES
 from pipeline.policy.snapshot import PolicyConfig
 from pipeline.stats.windows import WindowConfig
@@ -125,6 +133,36 @@ class Arrivals(_Model):
         return self
 
 
+class Submitter(_Model):
+    """Who submits a stream of jobs (the live `JobSubmission.submitter`), at which priority.
+
+    Its jobs are either a `share` of the scenario's `arrivals` or `arrivals` of its own (the same
+    shape), confined to [from_s, to_s); `job_types` reweights the mix of its jobs (default: the
+    scenario's weights). A scenario without submitters has one anonymous one, at the default
+    priority, as live jobs without a submitter are.
+    """
+
+    name: Identifier
+    share: float | None = Field(None, gt=0, le=1)
+    arrivals: Arrivals | None = None
+    priority: Annotated[int, Strict(), Field(ge=MIN_PRIORITY, le=MAX_PRIORITY)] = DEFAULT_PRIORITY
+    #: Job type -> relative weight, for this submitter's jobs only.
+    job_types: dict[str, Positive] | None = Field(None, min_length=1)
+    from_s: NonNegative = 0.0
+    to_s: Positive | None = None
+
+    @model_validator(mode="after")
+    def _one_source_and_a_stretch(self) -> Self:
+        if (self.share is None) == (self.arrivals is None):
+            raise ValueError("give exactly one of share (of the scenario's arrivals) and arrivals")
+        if self.to_s is not None and self.to_s <= self.from_s:
+            raise ValueError(f"to_s {self.to_s:g} must be after from_s {self.from_s:g}")
+        return self
+
+    def submits_at(self, at_s: float) -> bool:
+        return self.from_s <= at_s and (self.to_s is None or at_s < self.to_s)
+
+
 class IoPerJobSource(StrEnum):
     MEASURED = "measured"  # ratio of windowed sums of delivered telemetry, as the pipeline does
     CALIBRATED = "calibrated"  # the true mean, as if measured at setup (paper Table 2)
@@ -181,6 +219,10 @@ class Dispatcher(_Model):
     #: io-aware's strictness (`PolicyConfig.hold_s`); `inf` never sends a job over a limit.
     hold_s: float = Field(_POLICY.hold_s, ge=0)
     hysteresis: float = Field(_POLICY.hysteresis, ge=0, lt=1)
+    #: Waiting jobs' submitters take turns (`WaitingQueue`, as live); false: every job waits
+    #: as one submitter would, oldest first within a priority (the baseline fairness is
+    #: measured against). Results still name each job's submitter.
+    fair_queueing: bool = True
 
     def policy_config(self) -> PolicyConfig:
         return PolicyConfig(
@@ -213,7 +255,9 @@ class Scenario(_Model):
     job_types: dict[str, JobType] = Field(min_length=1)
     hosts: list[HostGroup] = Field(min_length=1)
     channel: Channel = Channel()
-    arrivals: Arrivals
+    #: Required unless every submitter has arrivals of its own.
+    arrivals: Arrivals | None = None
+    submitters: list[Submitter] = Field(default_factory=list)
     telemetry: Telemetry = Telemetry()
     dispatcher: Dispatcher = Dispatcher()
     events: list[CapacityChange] = Field(default_factory=list)
@@ -243,7 +287,29 @@ class Scenario(_Model):
         unknown = [name for name in self.policies if name not in SIM_POLICY_NAMES]
         if unknown:
             raise ValueError(f"policies: unknown {unknown}; valid: {', '.join(SIM_POLICY_NAMES)}")
+        self._check_submitters()
         return self
+
+    def _check_submitters(self) -> None:
+        names = [submitter.name for submitter in self.submitters]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"submitters: each name once; repeated: {', '.join(twice)}")
+        for i, submitter in enumerate(self.submitters):
+            for job_type in submitter.job_types or {}:
+                if job_type not in self.job_types:
+                    raise ValueError(f"submitters.{i}.job_types: unknown job type {job_type!r}")
+        sharing = [s for s in self.submitters if s.share is not None]
+        if self.arrivals is None and (sharing or not self.submitters):
+            raise ValueError("arrivals: required (unless every submitter has arrivals of its own)")
+        if self.arrivals is not None and self.submitters and not sharing:
+            raise ValueError(
+                "arrivals: no submitter takes a share of them; give submitters a share, "
+                "or drop the scenario's arrivals"
+            )
+        total = sum(s.share or 0.0 for s in sharing)
+        if sharing and not math.isclose(total, 1.0, abs_tol=1e-9):
+            raise ValueError(f"submitters: the shares of the arrivals add up to {total:g}, not 1")
 
     def host_ids(self) -> list[str]:
         """Host ids in order: h000, h001, ... (wider when there are more hosts)."""
@@ -254,18 +320,30 @@ class Scenario(_Model):
     def fleet_capacity_ops_per_s(self) -> float:
         return sum(group.count * group.capacity_ops_per_s for group in self.hosts)
 
-    def mean_io_per_job(self) -> float:
-        total_weight = sum(t.weight for t in self.job_types.values())
-        return sum(t.weight * t.io_ops for t in self.job_types.values()) / total_weight
+    def job_type_weights(self, submitter: Submitter | None = None) -> dict[str, float]:
+        """The mix of job types (name -> weight) of `submitter`'s jobs, or of all jobs."""
+        if submitter is not None and submitter.job_types is not None:
+            return dict(submitter.job_types)
+        return {name: spec.weight for name, spec in self.job_types.items()}
 
-    def base_rate_per_s(self) -> float:
-        if self.arrivals.rate_per_s is not None:
-            return self.arrivals.rate_per_s
-        assert self.arrivals.offered_load is not None
-        mean_io = self.mean_io_per_job()
+    def mean_io_per_job(self, weights: Mapping[str, float] | None = None) -> float:
+        mix = weights if weights is not None else self.job_type_weights()
+        total_weight = sum(mix.values())
+        return sum(w * self.job_types[name].io_ops for name, w in mix.items()) / total_weight
+
+    def base_rate_per_s(
+        self, arrivals: Arrivals | None = None, weights: Mapping[str, float] | None = None
+    ) -> float:
+        """Jobs per second of `arrivals` (default: the scenario's), whose jobs mix `weights`."""
+        arrivals = arrivals if arrivals is not None else self.arrivals
+        assert arrivals is not None
+        if arrivals.rate_per_s is not None:
+            return arrivals.rate_per_s
+        assert arrivals.offered_load is not None
+        mean_io = self.mean_io_per_job(weights)
         if mean_io == 0:
             raise ConfigError(f"scenario {self.name}: offered_load needs job types with io_ops > 0")
-        return self.arrivals.offered_load * self.fleet_capacity_ops_per_s() / mean_io
+        return arrivals.offered_load * self.fleet_capacity_ops_per_s() / mean_io
 
 
 def parse_scenario(data: object, source: str) -> Scenario:

@@ -61,6 +61,13 @@ def bench() -> None:
     default=None,
     help="also time io-aware's decide() at 100 vs 10,000 hosts (default: on for scale-10k)",
 )
+@click.option(
+    "--fairness",
+    is_flag=True,
+    help="scenarios with submitters: also run each submitter alone and everyone with fair "
+    "queueing off (FIFO), and print each submitter's p99 with everyone over its p99 alone",
+)
+@click.option("--seed", type=int, default=None, help="override the scenario's seed")
 def sim(
     scenario_ref: str,
     policies: str | None,
@@ -69,18 +76,26 @@ def sim(
     no_plots: bool,
     sweep: bool,
     decision_cost: bool | None,
+    fairness: bool,
+    seed: int | None,
 ) -> None:
     """Simulate a scenario under each policy and the oracle: response times, overload (I/O asked
-    per 1 s interval over the limit), goodput lost, decision cost; and io-aware's trade-off."""
+    per 1 s interval over the limit), goodput lost, decision cost; and io-aware's trade-off.
+    A scenario with submitters also gets a table per submitter (responses, waits)."""
     from benchmarks.sim.arrivals import generate
     from benchmarks.sim.cost import decision_cost as measure_cost
     from benchmarks.sim.engine import run, sweep_label
+    from benchmarks.sim.fairness import compare, fairness_table
     from benchmarks.sim.report import as_json as results_json
-    from benchmarks.sim.report import markdown_table, write_report
+    from benchmarks.sim.report import markdown_table, submitter_table, write_report
     from benchmarks.sim.scenario import ORACLE, load_scenario
     from pipeline.policy.registry import build_policies
 
     scenario = load_scenario(scenario_ref)
+    if seed is not None:
+        scenario = scenario.model_copy(update={"seed": seed})
+    if fairness and not scenario.submitters:
+        raise ConfigError(f"--fairness: scenario {scenario.name} names no submitters")
     names = _policy_list(policies) or scenario.policies
     build_policies([name for name in names if name != ORACLE])  # every unknown name at once
     arrivals = generate(scenario)
@@ -106,6 +121,17 @@ def sim(
                 for hold_s in scenario.hold_sweep_s:
                     simulate(name, hold_s)
     output: dict[str, Any] = results_json(results)
+    compared = []
+    if fairness:
+        compared = compare(
+            scenario,
+            names,
+            arrivals,
+            together={r.policy: r for r in results if r.policy in names},
+            progress=None if as_json else lambda step: console.print(f"[dim]fairness: {step}[/]"),
+        )
+        for row in compared:
+            output[row.policy].setdefault("fairness", {})[row.submitter] = row.row()
     measure = decision_cost if decision_cost is not None else scenario.name == "scale-10k"
     cost = None
     if measure:
@@ -119,6 +145,13 @@ def sim(
         }
     target = out_dir if out_dir is not None else DEFAULT_RESULTS_DIR / scenario.name
     written = write_report(results, target, plots=not no_plots)
+    if compared:
+        fairness_md = target / "fairness.md"
+        fairness_md.write_text(
+            f"# Fairness across submitters: `{scenario.name}` (seed {scenario.seed})\n\n"
+            f"{fairness_table(compared)}\n"
+        )
+        written.append(fairness_md)
     if cost is not None:
         (target / "decision_cost.json").write_text(
             json.dumps(output["io-aware"]["decision_cost"], indent=2) + "\n"
@@ -127,6 +160,12 @@ def sim(
         click.echo(json.dumps(output, sort_keys=True))
         return
     click.echo(markdown_table(results))
+    per_submitter = submitter_table(results)
+    if per_submitter:
+        click.echo("\nPer submitter (wait: submit to dispatch):\n" + per_submitter)
+    if compared:
+        click.echo("\nFairness (the same jobs alone, with everyone taking turns, FIFO):")
+        click.echo(fairness_table(compared))
     if cost is not None:
         console.print(
             f"io-aware decide(): {cost.small_us:.1f} µs at {cost.small_hosts} hosts, "

@@ -3,9 +3,10 @@
 Excess jobs wait at the dispatcher (HAProxy's queue) rather than overload a host, per job type, so
 a type with no eligible host never holds up another. Within a type (Slurm's priorities, then fair
 share): the highest `priority` first; among equal priorities, submitters take turns (start-time
-fair queueing: each submitter's virtual time counts the jobs served for it, and a submitter that
-starts waiting joins at the current minimum, so a flood from one submitter delays another's jobs
-by at most one of the flooder's per turn); then the oldest first. A job backing off after a
+fair queueing: each submitter's virtual time counts the jobs served for it, a submitter that
+starts waiting joins at the current minimum, and the counts start afresh whenever nobody waits,
+so a flood from one submitter delays another's jobs by at most one of the flooder's per turn);
+then the oldest first. A job backing off after a
 failed attempt (`not_before`) is held aside until it is due and never blocks the others.
 
 Pure and shared by the live dispatcher and the simulator; time is passed in.
@@ -73,7 +74,9 @@ class WaitingQueue:
 
     def discard(self, job_id: str) -> Waiting | None:
         """Remove a job (dispatched, cancelled, expired); lazily, O(1)."""
-        return self._jobs.pop(job_id, None)
+        job = self._jobs.pop(job_id, None)
+        self._afresh_if_idle()
+        return job
 
     def head(self, now: float) -> Waiting | None:
         """The job to decide next: highest priority, then the submitter whose turn it is."""
@@ -91,9 +94,10 @@ class WaitingQueue:
 
     def take(self, job_id: str) -> Waiting | None:
         """Remove a job that was dispatched: it counts as its submitter's turn."""
-        job = self.discard(job_id)
+        job = self._jobs.pop(job_id, None)
         if job is not None:
             self._served[job.submitter] = self._served.get(job.submitter, 0) + 1
+        self._afresh_if_idle()
         return job
 
     def expired(self, now: float) -> list[Waiting]:
@@ -142,6 +146,15 @@ class WaitingQueue:
             heapq.heappop(heap)  # dispatched, cancelled, expired or re-added since
         del self._by_submitter[submitter]
         return None
+
+    def _afresh_if_idle(self) -> None:
+        # Nobody waits: the turns start afresh (start-time fair queueing resets its virtual
+        # time when idle). A submitter's count only ever grows and one that starts waiting
+        # joins at the *active* minimum, so a count kept from an earlier busy spell would put
+        # it behind a newcomer by all its past turns.
+        if not self._jobs:
+            self._served.clear()
+            self._by_submitter.clear()
 
     def _release_due(self, now: float) -> None:
         while self._delayed and self._delayed[0][0] <= now:

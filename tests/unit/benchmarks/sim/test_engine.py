@@ -1,5 +1,7 @@
 """The simulator's model on small cases with hand-checked answers: the channel, the definition of
-overload, the dispatcher's view of completions, the per-type queue, and the oracle."""
+overload, the dispatcher's view of completions, the per-type queue (the live `WaitingQueue`:
+oldest first for one submitter, turns across submitters, priorities, deadlines), the results per
+submitter, and the oracle."""
 
 from __future__ import annotations
 
@@ -10,6 +12,9 @@ import pytest
 from benchmarks.sim.arrivals import Arrival
 from benchmarks.sim.engine import Simulation, run, sweep_label
 from benchmarks.sim.scenario import parse_scenario
+from pipeline.dispatch.book import ANONYMOUS
+from pipeline.dispatch.waiting import WaitingQueue
+from pipeline.events import DEFAULT_PRIORITY
 from pipeline.policy.registry import build_policy
 
 
@@ -170,8 +175,122 @@ def test_a_job_whose_type_already_waits_waits_behind_it() -> None:
     sim = hogged(math.inf)
     assert sim.result.waiting == 2 and sim.result.lost == 0
     [queue] = [q for q in sim.waiting.values() if q]
-    assert [job.job_id for job in queue] == [1, 2]  # in the order they came
+    assert isinstance(queue, WaitingQueue)  # the live dispatcher's own queue
+    assert [w.job_id for w in queue.ordered(sim.now)] == ["1", "2"]  # in the order they came
+    assert queue.head(sim.now) == queue.get("1")
+    assert {w.submitter for w in queue.ordered(sim.now)} == {ANONYMOUS}
     assert sim.jobs[1].dispatched_at is None
+
+
+def test_a_refused_head_is_not_decided_again_over_the_same_snapshot() -> None:
+    sim = hogged(math.inf)
+    sim._retry_waiting()  # the snapshot may be rebuilt (it aged): one decision at most
+    decided = sim.decisions
+    sim._retry_waiting()
+    sim._retry_waiting()
+    assert sim.decisions == decided  # the fast path: same snapshot, same answer
+    sim.now += 10.0  # the snapshot ages out: rebuilt, so the head is decided again
+    sim._retry_waiting()
+    assert sim.decisions == decided + 1
+
+
+def test_a_waiting_job_past_its_deadline_expires_and_is_counted() -> None:
+    types = {
+        "hog": {"cpu_s": 100.0, "io_ops": 50_000, "size": "fixed"},
+        "io": {"cpu_s": 1.0, "io_ops": 10, "size": "fixed"},
+    }
+    data = scenario(
+        [(1000.0, ["hog", "io"])],
+        job_types=types,
+        dispatcher={"hold_s": math.inf, "deadline_s": 2.0},
+    )
+    arrivals = [
+        Arrival(0.1, "hog", 100.0, 50_000.0),
+        Arrival(0.5, "io", 1.0, 10.0),
+        Arrival(0.6, "io", 1.0, 10.0),
+    ]
+    sim = Simulation(parse_scenario(data, "test"), build_policy("io-aware"), arrivals)
+    result = sim.run()
+    assert result.expired == 2 and result.waiting == 0 and result.lost == 0
+    assert [job.expired for job in sim.jobs] == [False, True, True]
+
+
+# --- submitters: turns, FIFO without them, priorities -----------------------------------------
+
+FLOOD = {"io": {"cpu_s": 0.5, "io_ops": 250, "size": "fixed"}}
+
+
+def flooded(fair: bool = True, victim_priority: int = DEFAULT_PRIORITY) -> tuple[Simulation, str]:
+    """One host (capacity 1000, limit 900) with two VMs; jobs of 0.5 s asking 500 ops/s, so
+    one runs at a time (two would ask 1000) and io-aware holds the rest at the dispatcher.
+    The flooder submits 20 jobs in 0.2 s, the victim 3 at 1.0, 1.1 and 1.2 s. Returns the
+    simulation and the submitters in dispatch order (f: flooder, V: victim)."""
+    data = scenario([(1000.0, ["io", "io"])], job_types=FLOOD)
+    data["telemetry"] = {"io_per_job": "calibrated"}
+    data["dispatcher"] = {"fair_queueing": fair}
+    del data["arrivals"]
+    data["submitters"] = [
+        {"name": "flooder", "arrivals": {"rate_per_s": 1.0}},
+        {"name": "victim", "arrivals": {"rate_per_s": 1.0}, "priority": victim_priority},
+    ]
+    arrivals = [Arrival(0.01 * i, "io", 0.5, 250.0, "flooder") for i in range(20)]
+    arrivals += [
+        Arrival(1.0 + 0.1 * i, "io", 0.5, 250.0, "victim", victim_priority) for i in range(3)
+    ]
+    arrivals.sort(key=lambda job: job.at_s)
+    sim = Simulation(parse_scenario(data, "test"), build_policy("io-aware"), arrivals)
+    sim.result = sim.run()  # type: ignore[attr-defined]
+    never = math.inf
+    order = sorted(
+        sim.jobs,
+        key=lambda job: (never if job.dispatched_at is None else job.dispatched_at, job.job_id),
+    )
+    return sim, "".join("V" if job.submitter == "victim" else "f" for job in order)
+
+
+def test_waiting_submitters_take_turns() -> None:
+    # Two flooder jobs are placed at once (one runs, one queues behind it on the VM); the
+    # next leaves the wait at 0.55 s: the flooder's first turn. The victim starts waiting at
+    # 1.0 and joins the turns level with the flooder; the flooder's job is older, so it goes
+    # first (1.05 s), then they alternate: one flooder job per victim turn, no more.
+    sim, order = flooded()
+    assert order == "fff" + "fVfVfV" + "f" * 14
+    assert sim.result.lost == 0 and sim.result.completed == 23
+
+
+def test_without_fair_queueing_the_victim_waits_behind_the_whole_flood() -> None:
+    _, order = flooded(fair=False)
+    assert order == "f" * 20 + "VVV"
+
+
+def test_higher_priority_jobs_leave_the_wait_first() -> None:
+    sim, order = flooded(victim_priority=DEFAULT_PRIORITY + 1)
+    assert order == "fff" + "VVV" + "f" * 17
+    victim = [job for job in sim.jobs if job.submitter == "victim"]
+    # The first dispatch after each arrival goes to the victim: every 0.5 s from 1.05 s.
+    assert [round(job.dispatched_at or 0, 6) for job in victim] == [1.05, 1.55, 2.05]
+
+
+def test_results_per_submitter() -> None:
+    sim, _ = flooded()
+    figures = sim.result.submitters
+    assert set(figures) == {"flooder", "victim"}
+    victim = figures["victim"]
+    assert victim.submitted == victim.completed == 3 and victim.expired == 0
+    waits = sorted((job.dispatched_at or 0) - job.submitted_at for job in sim.jobs[20:])
+    assert victim.p99_wait_s == pytest.approx(waits[-1])  # nearest rank of 3: the largest
+    assert victim.p50_wait_s == pytest.approx(waits[1])
+    responses_s = sorted((job.finished_at or 0) - job.submitted_at for job in sim.jobs[20:])
+    assert victim.p99_response_s == pytest.approx(responses_s[-1])
+    assert figures["flooder"].submitted == 20
+    summary = sim.result.summary()
+    assert summary["submitters"]["victim"]["p99_wait_s"] == pytest.approx(waits[-1])
+
+
+def test_a_scenario_without_submitters_reports_none() -> None:
+    sim = hogged(math.inf)
+    assert sim.result.submitters == {}
+    assert "submitters" not in sim.result.summary()
 
 
 def test_a_job_nobody_has_measured_is_not_sent_over_a_limit_however_long_it_waits() -> None:

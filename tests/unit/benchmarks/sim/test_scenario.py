@@ -1,4 +1,5 @@
-"""Scenario files: the shipped ones load, errors name the key, runs are deterministic."""
+"""Scenario files: the shipped ones load, errors name the key, runs are deterministic; submitters
+are validated (one source of jobs each, shares adding up, known job types, a priority in range)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,15 @@ TINY = load_scenario("tiny")
 
 def test_shipped_scenarios_load() -> None:
     names = available_scenarios()
-    for required in ("mixed-io", "burst", "stale-telemetry", "host-degraded", "scale-10k"):
+    for required in (
+        "mixed-io",
+        "burst",
+        "stale-telemetry",
+        "host-degraded",
+        "scale-10k",
+        "fairness-flood",
+        "priority-overload",
+    ):
         assert required in names
         assert load_scenario(required).name == required
     assert sum(group.count for group in load_scenario("scale-10k").hosts) == 10_000
@@ -57,6 +66,109 @@ def test_rate_must_be_given_once() -> None:
     data["arrivals"]["rate_per_s"] = 3.0
     with pytest.raises(ConfigError, match="exactly one of offered_load and rate_per_s"):
         parse_scenario(data, "bad.yaml")
+
+
+# --- submitters ---------------------------------------------------------------------------------
+
+FLOOD = load_scenario("fairness-flood")
+
+
+def flood_data() -> dict:
+    return FLOOD.model_dump(mode="json", exclude_none=True)
+
+
+def shared_data(*shares: float) -> dict:
+    data = flood_data()
+    data["arrivals"] = {"rate_per_s": 5.0}
+    data["submitters"] = [{"name": f"s{i}", "share": share} for i, share in enumerate(shares)]
+    return data
+
+
+def test_shipped_fairness_scenarios_name_their_submitters() -> None:
+    assert [s.name for s in FLOOD.submitters] == ["victim", "flooder"]
+    flooder = FLOOD.submitters[1]
+    assert flooder.submits_at(20.0) and not flooder.submits_at(50.0)
+    priority = load_scenario("priority-overload")
+    assert {s.name: s.priority for s in priority.submitters} == {"batch": 2, "interactive": 8}
+    assert TINY.submitters == [] and TINY.dispatcher.fair_queueing
+
+
+def test_a_submitter_takes_a_share_or_has_arrivals_not_both_nor_neither() -> None:
+    data = flood_data()
+    data["submitters"][0]["share"] = 0.5
+    with pytest.raises(ConfigError, match=r"submitters\.0: .*exactly one of share .* and arrivals"):
+        parse_scenario(data, "bad.yaml")
+    data = flood_data()
+    del data["submitters"][1]["arrivals"]
+    with pytest.raises(ConfigError, match=r"submitters\.1: .*exactly one of share"):
+        parse_scenario(data, "bad.yaml")
+
+
+def test_shares_must_add_up_to_one() -> None:
+    assert [s.share for s in parse_scenario(shared_data(0.25, 0.75), "ok").submitters] == [
+        0.25,
+        0.75,
+    ]
+    with pytest.raises(ConfigError, match=r"shares of the arrivals add up to 0\.9, not 1"):
+        parse_scenario(shared_data(0.4, 0.5), "bad.yaml")
+
+
+def test_the_scenarios_arrivals_are_required_unless_every_submitter_has_its_own() -> None:
+    data = shared_data(1.0)
+    del data["arrivals"]
+    with pytest.raises(ConfigError, match="arrivals: required"):
+        parse_scenario(data, "bad.yaml")
+    data = TINY.model_dump(mode="json")
+    del data["arrivals"]
+    with pytest.raises(ConfigError, match="arrivals: required"):
+        parse_scenario(data, "bad.yaml")
+    data = flood_data()
+    data["arrivals"] = {"rate_per_s": 5.0}  # nobody would submit them
+    with pytest.raises(ConfigError, match="no submitter takes a share"):
+        parse_scenario(data, "bad.yaml")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("priority", 12, r"submitters\.0\.priority: Input should be less than or equal to 9"),
+        ("priority", -1, r"submitters\.0\.priority: Input should be greater than or equal to 0"),
+        ("priority", "high", r"submitters\.0\.priority: Input should be a valid integer"),
+        ("priority", 4.0, r"submitters\.0\.priority: Input should be a valid integer"),
+        ("name", "a b", r"submitters\.0\.name: String should match pattern"),
+        ("job_types", {"gpu": 1}, r"submitters\.0\.job_types: unknown job type 'gpu'"),
+        ("job_types", {"heavy": 0}, r"submitters\.0\.job_types\.heavy: Input should be greater"),
+        ("to_s", 0.0, r"submitters\.0\.to_s: Input should be greater than 0"),
+        ("colour", "red", r"submitters\.0\.colour: Extra inputs are not permitted"),
+    ],
+)
+def test_a_bad_submitter_field_is_named(field: str, value: object, message: str) -> None:
+    data = flood_data()
+    data["submitters"][0][field] = value
+    with pytest.raises(ConfigError, match=message):
+        parse_scenario(data, "bad.yaml")
+
+
+def test_a_stretch_ends_after_it_starts_and_names_are_unique() -> None:
+    data = flood_data()
+    data["submitters"][1]["to_s"] = 10
+    with pytest.raises(ConfigError, match=r"submitters\.1: .*to_s 10 must be after from_s 20"):
+        parse_scenario(data, "bad.yaml")
+    data = flood_data()
+    data["submitters"][1]["name"] = "victim"
+    with pytest.raises(ConfigError, match="each name once; repeated: victim"):
+        parse_scenario(data, "bad.yaml")
+
+
+def test_offered_load_of_a_submitter_counts_its_own_mix() -> None:
+    data = flood_data()
+    data["submitters"][0]["job_types"] = {"light": 1}
+    scenario = parse_scenario(data, "ok")
+    victim = scenario.submitters[0]
+    assert victim.arrivals is not None
+    rate = scenario.base_rate_per_s(victim.arrivals, scenario.job_type_weights(victim))
+    # 15% of 8000 ops/s in light jobs of 20 ops: 60 jobs/s.
+    assert rate == pytest.approx(0.15 * 8000 / 20)
 
 
 def test_unknown_scenario_name_lists_known_ones() -> None:
@@ -116,6 +228,15 @@ def test_cli_json_on_tiny_scenario(tmp_path: Path) -> None:
             assert key in numbers
         assert numbers["lost"] == 0
     assert (tmp_path / "results.md").read_text().count("| io-aware |") == 1
+
+
+def test_cli_fairness_on_a_scenario_without_submitters_is_refused(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["bench", "sim", "--scenario", "tiny", "--fairness", "--out", str(tmp_path)]
+    )
+    assert result.exit_code != 0
+    assert isinstance(result.exception, ConfigError)
+    assert "names no submitters" in str(result.exception)
 
 
 def test_cli_unknown_policies_all_named(tmp_path: Path) -> None:

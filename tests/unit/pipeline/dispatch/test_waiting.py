@@ -78,3 +78,16 @@ def test_the_display_order_lists_ready_jobs_then_those_backing_off():
     queue.add(job("later", 1.0, not_before=99.0))
     queue.add(job("now", 2.0))
     assert [w.job_id for w in queue.ordered(10.0)] == ["now", "later"]
+
+
+def test_turns_start_afresh_once_nobody_waits():
+    # "me" was served 20 times in an earlier busy spell; the queue then emptied. A flooder
+    # that starts waiting later must not get 20 turns in a row before "me" for that history.
+    queue = WaitingQueue()
+    for n in range(20):
+        queue.add(job(f"old{n}", float(n), submitter="me"))
+    assert len(drain(queue)) == 20 and not queue
+    for n in range(50):
+        queue.add(job(f"flood{n}", 100.0 + n, submitter="flood"))
+    queue.add(job("mine", 160.0, submitter="me"))
+    assert drain(queue, now=200.0).index("mine") <= 1
