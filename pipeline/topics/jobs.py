@@ -42,15 +42,8 @@ def latest_status(
     for partitions in tries:
         latest = None
         for record in read_topics(settings, [topic], partitions=partitions, timeout_s=timeout_s):
-            if record.key != key:
-                continue
-            if record.value is None:
-                latest = None
-                continue
-            try:
-                latest = JobStatus.from_bytes(record.value)
-            except EventError:
-                continue
+            if record.key == key:
+                latest = _after(latest, record.value)
         if latest is not None:
             return latest
     return None
@@ -89,16 +82,9 @@ def wait_for_status(
         while True:
             for records in consumer.poll(timeout_ms=200).values():
                 for record in records:
-                    if record.key != key:
-                        continue
-                    seen = True
-                    if record.value is None:
-                        latest = None
-                        continue
-                    try:
-                        latest = JobStatus.from_bytes(record.value)
-                    except EventError:
-                        continue
+                    if record.key == key:
+                        seen = True
+                        latest = _after(latest, record.value)
             if latest is not None and done(latest):
                 return latest
             if time.monotonic() >= deadline:
@@ -111,3 +97,14 @@ def wait_for_status(
                 ends = consumer.end_offsets(parts)
     finally:
         consumer.close()
+
+
+def _after(latest: JobStatus | None, value: bytes | None) -> JobStatus | None:
+    """A job's latest status once one more of its records is read: a tombstone clears it, a
+    record that does not parse leaves it as it was."""
+    if value is None:
+        return None
+    try:
+        return JobStatus.from_bytes(value)
+    except EventError:
+        return latest
