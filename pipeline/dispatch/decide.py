@@ -21,6 +21,7 @@ from pipeline.events import (
     DecisionOutcome,
     DispatchDecision,
     FunnelStep,
+    JobStatus,
     JobSubmission,
     QueuedJob,
 )
@@ -151,6 +152,20 @@ class Dispatcher:
             reason="fleet view not caught up yet",
         )
         return DispatchResult(event)
+
+    def behind(self, job: JobSubmission, now: float, head: JobStatus) -> DispatchResult:
+        """A new job whose type has jobs waiting that still cannot go joins them, to leave in
+        its turn (priority, submitter's turn, age) rather than take room freed for them; why
+        they wait is the first one's reason and funnel."""
+        event = DispatchDecision(
+            job_id=job.job_id or "",
+            job_type=job.job_type,
+            decided_at=now,
+            policy=self.policy.name,
+            outcome=DecisionOutcome.WAITING,
+            reason=f"behind waiting {job.job_type} jobs; the first: {head.reason}",
+        )
+        return DispatchResult(event, funnel=tuple(head.funnel))
 
     def refuse(
         self,
