@@ -125,13 +125,24 @@ def markdown_table(rows: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_report(runs: list[dict[str, Any]], target: Path, header: str) -> list[Path]:
+def write_report(
+    runs: list[dict[str, Any]],
+    target: Path,
+    header: str,
+    failed: list[dict[str, Any]] | None = None,
+) -> list[Path]:
+    """results.json (every run, and the runs that failed) and results.md (the table)."""
     target.mkdir(parents=True, exist_ok=True)
     rows = summarize(runs)
+    failed = failed or []
     as_json = target / "results.json"
-    as_json.write_text(json.dumps({"scenarios": rows, "runs": runs}, indent=2) + "\n")
+    as_json.write_text(
+        json.dumps({"scenarios": rows, "runs": runs, "failed_runs": failed}, indent=2) + "\n"
+    )
+    lines = [f"- {r['scenario']} seed {r['seed']}: run failed: {r['error']}" for r in failed]
+    failures = "\n\nRuns that failed:\n\n" + "\n".join(lines) if lines else ""
     table = target / "results.md"
-    table.write_text(f"{header}\n\n{markdown_table(rows)}\n")
+    table.write_text(f"{header}\n\n{markdown_table(rows)}{failures}\n")
     return [as_json, table]
 
 

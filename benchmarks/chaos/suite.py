@@ -20,7 +20,7 @@ from benchmarks.chaos.fleet import Brokers
 from benchmarks.chaos.report import defects, summarize, write_report
 from benchmarks.chaos.run import RunOptions, run_once
 from benchmarks.chaos.scenarios import Scenario
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, VmlbError
 
 LOG_DIR = Path(".vmlb") / "chaos"
 
@@ -54,6 +54,7 @@ def run_chaos(
     load_at_start = os.getloadavg()
     started = time.monotonic()
     results: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
     try:
         for scenario in scenarios:
             for k in range(runs):
@@ -61,10 +62,19 @@ def run_chaos(
                 console.print(
                     f"[bold]chaos[/] {scenario.name} run {k + 1}/{runs} (seed {seed + k})"
                 )
-                result = run_once(
-                    scenario, options, brokers, lambda text: console.print(f"[dim]{text}[/]")
-                )
+                try:
+                    result = run_once(
+                        scenario, options, brokers, lambda text: console.print(f"[dim]{text}[/]")
+                    )
+                except VmlbError as exc:
+                    # The harness itself could not go on (e.g. a restarted broker that never
+                    # came back): the run is reported as failed, the others still count.
+                    console.print(f"[red]  run failed: {exc}[/]")
+                    failed.append({"scenario": scenario.name, "seed": seed + k, "error": str(exc)})
+                    continue
                 results.append(result)
+                # Every finished run is on disk at once: a long invocation cut short keeps them.
+                write_report(results, out_dir, f"(partial: {len(results)} runs so far)", failed)
                 console.print(
                     f"[dim]  {result['submitted']} submitted, {result['completed']} completed, "
                     f"{result['lost']} lost, {result['stranded']} stranded "
@@ -79,11 +89,13 @@ def run_chaos(
         f"load average {load_at_start[0]:.1f} at start, {load_at_end[0]:.1f} at end, "
         f"{os.cpu_count()} cores; {time.monotonic() - started:.0f} s"
     )
-    written = write_report(results, out_dir, header)
+    written = write_report(results, out_dir, header, failed)
     console.print(f"[dim]wrote {', '.join(str(p) for p in written)}[/]")
     return {
         "scenarios": rows,
         "runs": results,
-        "defects": defects(rows),
+        "defects": defects(rows)
+        + [f"{run['scenario']} seed {run['seed']}: run failed: {run['error']}" for run in failed],
+        "failed_runs": failed,
         "load_average": {"start": load_at_start, "end": load_at_end},
     }
