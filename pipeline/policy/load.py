@@ -91,10 +91,8 @@ def job_io_ops_per_s(snapshot: FleetSnapshot, vm: VmView) -> float | None:
     VM's own). A job of a type costs what its type costs; one VM's own figures rest on its own
     jobs (a ratio over a minute's, a mean over a few seconds'), a few percent off either way,
     and a fit judged within a few percent of a limit turns such noise into overloads one way
-    and refusals the other. Without them (io_per_job waits for `io_per_job_min_jobs`
-    completions), the type's measured I/O per busy second, Dom0's meter over the guests' busy
-    fractions pooled over its VMs (`FleetSnapshot.type_io_ops_per_busy_s`); None if none of
-    them has run lately.
+    and refusals the other. Without them, the VM's measured I/O per busy second (Dom0's meter
+    over the guest's busy fraction); None if it has not run.
     """
     return snapshot.memo(("job_io_ops_per_s", vm.vm_id), lambda: _job_io_ops_per_s(snapshot, vm))
 
@@ -104,11 +102,9 @@ def _job_io_ops_per_s(snapshot: FleetSnapshot, vm: VmView) -> float | None:
     service_s = snapshot.type_service_s(vm.job_type) or vm.service_s
     if io_per_job is not None and service_s:
         return io_per_job / service_s
-    # Before io_per_job is known: what the type's jobs were measured asking per busy second,
-    # pooled over its VMs, so a VM that has not run yet is not taken for one whose job may ask
-    # its host's whole limit (cold start) while its peers' jobs have shown what they ask.
-    # (The VM's own meter is part of the pool: None means no VM of the type has run lately.)
-    return snapshot.type_io_ops_per_busy_s(vm.job_type)
+    if vm.busy_fraction > 0 and vm.io_ops_per_s > 0:
+        return vm.io_ops_per_s / vm.busy_fraction
+    return None
 
 
 def unmeasured_job_io_ops_per_s(snapshot: FleetSnapshot, vm: VmView) -> float:

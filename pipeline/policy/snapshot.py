@@ -164,7 +164,6 @@ class FleetSnapshot:
         "_hosts",
         "_idle",
         "_idle_at",
-        "_io_per_busy_s",
         "_median_io_per_job",
         "_memo",
         "_service_s",
@@ -221,17 +220,6 @@ class FleetSnapshot:
                 busy[vm.job_type] = busy.get(vm.job_type, 0.0) + vm.busy_fraction
                 load[vm.job_type] = load.get(vm.job_type, 0.0) + vm.load_jobs_per_s
         self._service_s: dict[str, float] = {t: busy[t] / load[t] for t in busy}
-        # Pooled the same way: Σ Dom0-measured I/O rate / Σ busy fraction over the type's VMs
-        # that ran lately, the I/O one of its jobs asks per second of its run. Known seconds
-        # after a type's first jobs end, long before any VM has the completions io_per_job
-        # waits for (20 by default, which a VM of one-second jobs takes half a minute to reach).
-        io_busy: dict[str, float] = {}
-        io_rate: dict[str, float] = {}
-        for vm in self._vms.values():
-            if vm.busy_fraction > 0 and vm.io_ops_per_s > 0:
-                io_busy[vm.job_type] = io_busy.get(vm.job_type, 0.0) + vm.busy_fraction
-                io_rate[vm.job_type] = io_rate.get(vm.job_type, 0.0) + vm.io_ops_per_s
-        self._io_per_busy_s: dict[str, float] = {t: io_rate[t] / io_busy[t] for t in io_busy}
         self._claims: dict[str, int] = {}
         #: Claims made on this snapshot so far: a caller can tell it changed since it last asked.
         self.claims_made = 0
@@ -378,11 +366,6 @@ class FleetSnapshot:
         """
         known = [s for s in (vm.service_s, self._service_s.get(vm.job_type)) if s is not None]
         return max(known) if known else None
-
-    def type_io_ops_per_busy_s(self, job_type: str) -> float | None:
-        """I/O per busy second of the type's VMs that ran lately, pooled (Dom0's meter over the
-        guests' busy fractions); None if none did."""
-        return self._io_per_busy_s.get(job_type)
 
     def type_service_s(self, job_type: str) -> float | None:
         """Mean service time of the type's jobs, pooled over its VMs (None: none ran lately)."""

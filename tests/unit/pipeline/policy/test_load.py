@@ -131,25 +131,3 @@ def test_demand_now_counts_each_vm_holding_a_job_once_whatever_its_queue() -> No
     snap.claim("c")
     assert running_io_ops_per_s(snap, snap.host("h1")) == pytest.approx(1700.0)
     assert running_io_ops_per_s(snap, snap.host("h2")) == pytest.approx(1000.0)
-
-
-def test_before_io_per_job_is_known_a_job_asks_what_its_types_jobs_were_measured_asking() -> None:
-    # No VM has the completions io_per_job waits for; "a" ran (Dom0 measured 300 ops/s over a
-    # busy fraction of 0.5: 600 ops/s while busy), "b" of the same type has not run yet, "c"
-    # (another type) ran nothing. "b" counts as asking what "a"'s jobs asked, not as unknown.
-    snapshot = fleet(
-        host(
-            "h1",
-            limit=1000.0,
-            vms=[
-                vm("a", load=1.0, busy=0.5, io_ops_per_s=300.0),
-                vm("b"),
-                vm("c", "other"),
-            ],
-        ),
-        host("h2", limit=1000.0, vms=[vm("d", load=2.0, busy=0.25, io_ops_per_s=100.0)]),
-    )
-    # Pooled over a and d: (300 + 100) / (0.5 + 0.25).
-    assert job_io_ops_per_s(snapshot, snapshot.vm("b")) == pytest.approx(400.0 / 0.75)
-    assert job_io_ops_per_s(snapshot, snapshot.vm("a")) == pytest.approx(400.0 / 0.75)
-    assert job_io_ops_per_s(snapshot, snapshot.vm("c")) is None
