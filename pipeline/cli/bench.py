@@ -59,7 +59,8 @@ def bench() -> None:
 @click.option(
     "--decision-cost/--no-decision-cost",
     default=None,
-    help="also time io-aware's decide() at 100 vs 10,000 hosts (default: on for scale-10k)",
+    help="also time io-aware's decide() at 100 vs 10,000 hosts, on a fleet with room and on one "
+    "at its limits where every job waits (default: on for scale-10k)",
 )
 @click.option(
     "--fairness",
@@ -142,6 +143,9 @@ def sim(
             "small_us": cost.small_us,
             "large_us": cost.large_us,
             "ratio": cost.ratio,
+            "waiting_small_us": cost.waiting_small_us,
+            "waiting_large_us": cost.waiting_large_us,
+            "waiting_ratio": cost.waiting_ratio,
         }
     target = out_dir if out_dir is not None else DEFAULT_RESULTS_DIR / scenario.name
     written = write_report(results, target, plots=not no_plots)
@@ -171,6 +175,13 @@ def sim(
             f"io-aware decide(): {cost.small_us:.1f} µs at {cost.small_hosts} hosts, "
             f"{cost.large_us:.1f} µs at {cost.large_hosts} hosts: ratio {cost.ratio:.2f}"
         )
+        if cost.waiting_ratio is not None:
+            console.print(
+                f"io-aware decide(), fleet at its limits (every job waits): "
+                f"{cost.waiting_small_us:.1f} µs at {cost.small_hosts} hosts, "
+                f"{cost.waiting_large_us:.1f} µs at {cost.large_hosts} hosts: "
+                f"ratio {cost.waiting_ratio:.2f}"
+            )
     console.print(f"[dim]wrote {', '.join(str(path) for path in written)}[/]")
 
 

@@ -75,6 +75,7 @@ from pipeline.policy.load import (
     running_io_ops_per_s,
     unmeasured_job_io_ops_per_s,
 )
+from pipeline.policy.scan import Judged, TypeScan
 from pipeline.policy.snapshot import FleetSnapshot, PolicyConfig, VmView
 from pipeline.policy.waiting import waiting
 
@@ -147,6 +148,12 @@ def _soonest(candidate: Candidate) -> float:
     return math.inf if response is None else response
 
 
+def overflow_order(candidate: Candidate) -> tuple[float, float, str]:
+    """Where a job held past `hold_s` goes first: the host it overshoots least (relative to
+    the limit), then the soonest done, then the VM's id."""
+    return (-headroom_after(candidate), _soonest(candidate), candidate.vm.vm_id)
+
+
 @dataclass
 class _Search:
     """What one decision has tested so far."""
@@ -162,6 +169,11 @@ class _Search:
     #: Every fresh candidate tested, eligible or not (the fleet's room is summed over their
     #: hosts; a stale host's is unknown and takes no job anyway).
     tested_candidates: list[Candidate] = field(default_factory=list)
+    #: VMs judged by the type's scan (`pipeline.policy.scan`), when the decision used it.
+    scanned: int = 0
+
+    def tested_count(self) -> int:
+        return max(len(self.tested), self.scanned)
 
     def record(self, cap: int, compared: Sequence[Candidate] = ()) -> CandidateRecord:
         """The decision's record, built when read: refused candidates up to the cap (less the
@@ -203,13 +215,19 @@ class IoAwarePolicy:
         config = snapshot.config
         search = _Search([], [], [], {}, set())
         mode = "p2c" if config.choices == 2 else f"p{config.choices}c"
+        # The type's scan on this snapshot, if a decision made one: its verdicts stand in for
+        # judging a VM again (the same answer, at the cost of a lookup).
+        scan = snapshot.memoized(self._scan_key(job.job_type))
+        if scan is not None:
+            assert isinstance(scan, TypeScan)
+            scan.refresh()
 
         # 1. An idle VM where the job fits.
         idle: Sequence[VmView] = snapshot.idle_candidates(job.job_type)
         if job.avoid and len(vms) < len(snapshot.candidates(job.job_type)):
             idle = [vm for vm in idle if vm.vm_id not in job.avoid]
         for index in random_order(len(idle), rng):
-            self._test(snapshot, idle[index], search, config)
+            self._test(snapshot, idle[index], search, config, scan)
             if len(search.eligible) >= config.choices or len(search.tested) >= config.probe_limit:
                 break
         if search.eligible:
@@ -223,16 +241,31 @@ class IoAwarePolicy:
             if vms[index].vm_id in search.tested:
                 continue
             probes += 1
-            self._test(snapshot, vms[index], search, config)
+            self._test(snapshot, vms[index], search, config, scan)
             if search.eligible and search.eligible[-1].outstanding_jobs <= 1:
                 break  # only its running job ahead: no busy VM can do better
+        scan_index: TypeScan | None = None
         if not search.eligible:
-            # 3. Nothing among the probes: scan the rest, so a few eligible hosts among many
-            # full ones are still found (the scan is the rare, expensive path).
-            for vm in vms:
-                if vm.vm_id not in search.tested:
-                    self._test(snapshot, vm, search, config)
-            mode = f"after scanning {len(search.tested)}"
+            # 3. Nothing among the probes: judge the rest, so a few eligible hosts among many
+            # full ones are still found. Every VM of the type, judged once per snapshot and
+            # re-judged only where a claim landed since (`pipeline.policy.scan`): while the
+            # fleet is at its limits every retry comes here, and a fresh scan each time would
+            # cost O(fleet) per decision.
+            if len(vms) == len(snapshot.candidates(job.job_type)):
+                scan_index = scan or self._scan(snapshot, job.job_type, vms)
+                search.eligible = scan_index.eligible()
+                search.rejections = dict(scan_index.rejections)
+                for refused in scan_index.refused(search.tested):
+                    if len(search.refused) >= config.max_recorded_candidates:
+                        break
+                    search.refused.append(refused)
+                search.scanned = tested = len(scan_index)
+            else:  # some VMs are to be avoided: judge the others afresh (a rare path)
+                for vm in vms:
+                    if vm.vm_id not in search.tested:
+                        self._test(snapshot, vm, search, config, scan)
+                tested = len(search.tested)
+            mode = f"after scanning {tested}"
         else:
             mode = f"{probes} probed"
         if search.eligible:
@@ -247,24 +280,42 @@ class IoAwarePolicy:
         # 4. Nowhere under a limit: hold the job, or after `hold_s` send it over one if the
         # fleet as a whole has room for it.
         waited_s = job.waited_s
-        if search.over_limit and waited_s >= config.hold_s:
+        if waited_s >= config.hold_s:
+            if scan_index is not None:
+                chosen = scan_index.best_over_limit()
+            else:
+                chosen = min(search.over_limit, key=overflow_order, default=None)
             # A job nobody has measured yet is never sent over a limit: its cost is unknown.
-            first = search.over_limit[0]
-            rate = job_io_ops_per_s(snapshot, first.vm)
-            if rate is not None:
-                rate = capped_at_limit(snapshot, first.vm, rate)  # as the fit test counts it
-            room = fleet_room_ops_per_s(search.tested_candidates)
-            if rate is not None and room >= rate:
-                return self._overflow(snapshot, search, waited_s, room, config)
+            rate = None if chosen is None else job_io_ops_per_s(snapshot, chosen.vm)
+            if chosen is not None and rate is not None:
+                rate = capped_at_limit(snapshot, chosen.vm, rate)  # as the fit test counts it
+                if scan_index is not None:
+                    room = scan_index.room_ops_per_s()
+                else:
+                    room = fleet_room_ops_per_s(search.tested_candidates)
+                if room >= rate:
+                    return self._overflow(snapshot, search, chosen, waited_s, room, config)
         views = search.record(config.max_recorded_candidates)
-        return waiting(self.name, job, len(search.tested), search.rejections, views)
+        return waiting(self.name, job, search.tested_count(), search.rejections, views)
 
     # --- the steps --------------------------------------------------------------------------
 
-    def _test(
-        self, snapshot: FleetSnapshot, vm: VmView, search: _Search, config: PolicyConfig
-    ) -> None:
-        search.tested.add(vm.vm_id)
+    def _scan_key(self, job_type: str) -> tuple[str, int, str]:
+        # Per policy instance: the hysteresis state behind its verdicts is this instance's.
+        return ("io-aware type scan", id(self), job_type)
+
+    def _scan(self, snapshot: FleetSnapshot, job_type: str, vms: Sequence[VmView]) -> TypeScan:
+        """The type's scan on this snapshot: built by judging every VM (once per snapshot), kept
+        in the snapshot's memo; it re-judges itself where claims land (`TypeScan.refresh`)."""
+        config = snapshot.config
+        return snapshot.memo(
+            self._scan_key(job_type),
+            lambda: TypeScan(
+                snapshot, vms, lambda vm: self._judge(snapshot, vm, config), overflow_order
+            ),
+        )
+
+    def _judge(self, snapshot: FleetSnapshot, vm: VmView, config: PolicyConfig) -> Judged:
         candidate = fit_candidate(snapshot, vm)
         verdict = None
         only_the_limit = True  # refused by nothing but the limit filters (so far)
@@ -276,13 +327,28 @@ class IoAwarePolicy:
             if check.name not in _LIMIT_FILTERS:
                 only_the_limit = False
                 break
-        if verdict != FreshTelemetryFilter.name:
+        return Judged(candidate, verdict, only_the_limit, verdict != FreshTelemetryFilter.name)
+
+    def _test(
+        self,
+        snapshot: FleetSnapshot,
+        vm: VmView,
+        search: _Search,
+        config: PolicyConfig,
+        scan: TypeScan | None,
+    ) -> None:
+        search.tested.add(vm.vm_id)
+        judged = None if scan is None else scan.result(vm.vm_id)
+        if judged is None:
+            judged = self._judge(snapshot, vm, config)
+        candidate, verdict = judged.candidate, judged.verdict
+        if judged.fresh:
             search.tested_candidates.append(candidate)
         if verdict is None:
             search.eligible.append(candidate)
             return
         search.rejections[verdict] = search.rejections.get(verdict, 0) + 1
-        if only_the_limit:
+        if judged.only_the_limit:
             search.over_limit.append(candidate)
         if len(search.refused) < config.max_recorded_candidates:
             search.refused.append((candidate, verdict))
@@ -313,11 +379,11 @@ class IoAwarePolicy:
         self,
         snapshot: FleetSnapshot,
         search: _Search,
+        chosen: Candidate,
         waited_s: float,
         room: float,
         config: PolicyConfig,
     ) -> Decision:
-        chosen = min(search.over_limit, key=lambda c: (-headroom_after(c), _soonest(c), c.vm.vm_id))
         reason = (
             f"held {waited_s:.2f}s >= hold_s {config.hold_s:g}s, no host has room alone, the "
             f"fleet {room:.0f} ops/s: host {chosen.host.host_id} overshoots least "
@@ -330,5 +396,5 @@ class IoAwarePolicy:
         self, snapshot: FleetSnapshot, search: _Search, chosen: Candidate, reason: str
     ) -> Decision:
         examined = search.record(snapshot.config.max_recorded_candidates, search.eligible)
-        tested = len(search.tested)
+        tested = search.tested_count()
         return dispatched(self.name, snapshot, chosen, reason, examined, tested, search.rejections)

@@ -158,6 +158,7 @@ class FleetSnapshot:
 
     __slots__ = (
         "_by_type",
+        "_claimed_hosts",
         "_claims",
         "_host_memo",
         "_hosts",
@@ -222,6 +223,8 @@ class FleetSnapshot:
         self._claims: dict[str, int] = {}
         #: Claims made on this snapshot so far: a caller can tell it changed since it last asked.
         self.claims_made = 0
+        # The host of each claim, in order (`hosts_claimed_since`).
+        self._claimed_hosts: list[str] = []
         # job type -> VMs holding no job, and each one's position there (built on first use).
         self._idle: dict[str, list[VmView]] = {}
         self._idle_at: dict[str, dict[str, int]] = {}
@@ -286,6 +289,7 @@ class FleetSnapshot:
             raise KeyError(f"claim on VM {vm_id!r}, which is not in the snapshot")
         self._claims[vm_id] = self._claims.get(vm_id, 0) + count
         self.claims_made += 1
+        self._claimed_hosts.append(vm.host_id)
         self._host_memo.pop(vm.host_id, None)
         positions = self._idle_at.get(vm.job_type)
         if positions is None:
@@ -307,6 +311,11 @@ class FleetSnapshot:
             positions[vm_id] = len(self._idle[vm.job_type])
             self._idle[vm.job_type].append(vm)
 
+    def hosts_claimed_since(self, claims_made: int) -> Sequence[str]:
+        """The hosts of the claims made after the first `claims_made` (in order, repeats kept):
+        where a value derived before may have changed since (see `pipeline.policy.scan`)."""
+        return self._claimed_hosts[claims_made:]
+
     def outstanding(self, vm: VmView) -> int:
         """Jobs on the VM not finished: as reported, plus local claims (a release, a negative
         claim, never takes it below zero)."""
@@ -321,6 +330,10 @@ class FleetSnapshot:
         except KeyError:
             value = self._memo[key] = compute()
             return value
+
+    def memoized(self, key: object) -> object | None:
+        """What `memo(key, ...)` computed on this snapshot, if it did (else None)."""
+        return self._memo.get(key)
 
     def host_memo(self, host_id: str, key: object, compute: Callable[[], T]) -> T:
         """`compute()` once per snapshot and host until a claim lands on one of its VMs."""

@@ -1,0 +1,103 @@
+"""The type scan: io-aware's look at every VM of a type, kept current by the snapshot's claims,
+decides as a fresh look at every VM would."""
+
+from __future__ import annotations
+
+import random
+
+from pipeline.policy.decision import JobRequest, Outcome
+from pipeline.policy.io_aware import IoAwarePolicy
+from pipeline.policy.snapshot import FleetSnapshot, HostView, PolicyConfig, VmView
+from pipeline.policy.testing import fleet, host, vm
+
+STRICT = PolicyConfig(hold_s=float("inf"), horizon_s=0.1)
+
+
+def runs(vm_id: str, rate: float, outstanding: int = 0, job_type: str = "t") -> VmView:
+    """A VM whose jobs take 0.1 s and ask `rate` ops/s while they run."""
+    return vm(vm_id, job_type, load=1.0, busy=0.1, io_per_job=rate * 0.1, outstanding=outstanding)
+
+
+def full_host(host_id: str) -> HostView:
+    # x runs a job asking 600 and holds a second (its backlog cap is 2): full; y is idle, but
+    # its job would take the host to 1200 > 1000.
+    return host(
+        host_id, limit=1000.0, vms=[runs(f"{host_id}-x", 600.0, 2), runs(f"{host_id}-y", 600.0)]
+    )
+
+
+def test_a_release_on_one_host_opens_it_to_the_next_decision_over_the_same_snapshot() -> None:
+    policy = IoAwarePolicy()
+    snapshot = fleet(*(full_host(f"h{i}") for i in range(20)), config=STRICT)
+    first = policy.decide(snapshot, JobRequest("j1", "t"), random.Random(1))
+    assert first.outcome is Outcome.WAITING and first.tested == 40  # every VM judged
+    snapshot.claim("h7-x", -2)  # h7's x finished both its jobs: h7 runs nothing
+    second = policy.decide(snapshot, JobRequest("j2", "t"), random.Random(2))
+    assert second.dispatched and second.host_id == "h7"
+    # The placement is a claim too: h7 runs 600 now, no job fits beside it, one may queue
+    # behind it (its VM's backlog cap is 2), and then h7 is full again.
+    third = policy.decide(snapshot, JobRequest("j3", "t"), random.Random(3))
+    assert third.dispatched and third.vm_id == second.vm_id
+    fourth = policy.decide(snapshot, JobRequest("j4", "t"), random.Random(4))
+    assert fourth.outcome is Outcome.WAITING
+
+
+def random_fleet(rng: random.Random) -> list[HostView]:
+    hosts = []
+    for h in range(24):
+        vms = [
+            runs(
+                f"h{h}-v{i}", rng.choice((100.0, 300.0, 600.0)), rng.randrange(3), ("a", "b")[i % 2]
+            )
+            for i in range(4)
+        ]
+        hosts.append(host(f"h{h}", limit=rng.choice((800.0, 1000.0, 1500.0)), vms=vms))
+    return hosts
+
+
+class FreshLooks(IoAwarePolicy):
+    """io-aware that never reuses a scan: each decision that scans judges every VM afresh."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.looks = 0
+
+    def _scan_key(self, job_type: str) -> tuple[str, int, str]:
+        self.looks += 1
+        return ("fresh look", self.looks, job_type)
+
+
+def test_decisions_over_a_scan_kept_by_claims_match_fresh_looks_at_the_fleet() -> None:
+    # Two policies decide over two copies of one snapshot, the same claims and releases landing
+    # on both in between: one keeps its scans current by the claims, the other judges every VM
+    # afresh each time. Same inputs, same random draws: the same answers.
+    rng = random.Random(11)
+    hosts = random_fleet(rng)
+    config = PolicyConfig(hold_s=0.25, horizon_s=0.3)
+    kept_policy, fresh_policy = IoAwarePolicy(), FreshLooks()
+    kept = FleetSnapshot(hosts, taken_at=1_000.0, config=config)
+    fresh = FleetSnapshot(hosts, taken_at=1_000.0, config=config)
+    vm_ids = [v.vm_id for h in hosts for v in h.vms]
+    outcomes = set()
+    for step in range(400):
+        if rng.random() < 0.5:  # a job ended somewhere, or another dispatcher's job started
+            vm_id = rng.choice(vm_ids)
+            count = -1 if kept.outstanding(kept.vm(vm_id)) and rng.random() < 0.7 else 1
+            kept.claim(vm_id, count)
+            fresh.claim(vm_id, count)
+        job = JobRequest(f"j{step}", rng.choice(("a", "b")), waited_s=rng.choice((0.0, 1.0)))
+        got = kept_policy.decide(kept, job, random.Random(step))
+        want = fresh_policy.decide(fresh, job, random.Random(step))
+        assert (got.outcome, got.vm_id, got.tested) == (want.outcome, want.vm_id, want.tested)
+        assert dict(got.refused) == dict(want.refused)
+        assert got.reason == want.reason
+        outcomes.add((got.outcome, "over" in got.reason, "scanning" in got.reason))
+    assert fresh_policy.looks > 0
+    # The run went through every path: dispatched after probing and after a scan, waiting,
+    # and sent over a limit after a hold.
+    assert {
+        (Outcome.DISPATCHED, False, False),
+        (Outcome.DISPATCHED, False, True),
+        (Outcome.WAITING, False, False),
+        (Outcome.DISPATCHED, True, False),
+    } <= outcomes
