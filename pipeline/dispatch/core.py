@@ -139,6 +139,11 @@ class DispatchCore:
         self._load_topic = topics.name("dispatch-load")
         self._published_load: dict[int, dict[str, int]] = {}
         self._load_published_at = 0.0
+        #: Per partition in replay: guest reports refused and not yet followed by a later
+        #: record of the same job (job id -> offset, key, value, reason), judged at `recovered`.
+        self._refused_in_replay: dict[
+            int, dict[str, tuple[int | None, bytes | None, bytes, str]]
+        ] = {}
 
     # --- ownership --------------------------------------------------------------------------
 
@@ -149,13 +154,17 @@ class DispatchCore:
             book = self.books[partition] = PartitionBook(partition, self.snapshots)
         return book
 
-    def replay(self, partition: int, value: bytes | None, key: bytes | None) -> None:
+    def replay(
+        self, partition: int, value: bytes | None, key: bytes | None, offset: int | None = None
+    ) -> None:
         """One record of the partition's status log, in log order (recovery)."""
         book = self.books[partition]
+        refused = self._refused_in_replay.setdefault(partition, {})
         if value is None:  # a tombstone: the job was forgotten
             if key is not None:
                 job_id = key.decode(errors="replace")
                 book.finished.pop(job_id, None)
+                refused.pop(job_id, None)
             return
         try:
             status = JobStatus.from_bytes(value)
@@ -164,13 +173,21 @@ class DispatchCore:
             return
         tracked = book.get(status.job_id)
         if status.writer is StatusWriter.GUEST and not self._matches(tracked, status):
-            return  # a report the dispatcher refused when it came (and re-asserted after)
+            # Refused. If its dispatcher saw it live, it dead-lettered it and re-asserted the
+            # true record after it; if not (written while no one owned the partition, or the
+            # owner crashed in between), this report is still the job's latest: see `recovered`.
+            refused[status.job_id] = (offset, key, value, self._mismatch(book, tracked, status))
+            return
+        refused.pop(status.job_id, None)
         book.adopt(status, self.clock())
 
     def recovered(self, partition: int) -> None:
-        """The partition's log is replayed: re-send the jobs recorded as dispatched and not yet
-        started (a crash may have come between the record and the queued job)."""
+        """The partition's log is replayed: judge the refused reports still standing as a job's
+        latest record, and re-send the jobs recorded as dispatched and not yet started (a crash
+        may have come between the record and the queued job)."""
         book = self.books[partition]
+        for job_id, (offset, key, value, why) in self._refused_in_replay.pop(partition, {}).items():
+            self._refuse(book, job_id, offset, key, value, why)
         for tracked in list(book.jobs.values()):
             if tracked.state is JobState.DISPATCHED:
                 self._send_queued(book, tracked)
@@ -179,6 +196,7 @@ class DispatchCore:
     def revoke(self, partition: int) -> None:
         """The partition moved to another worker: forget its book."""
         book = self.books.pop(partition, None)
+        self._refused_in_replay.pop(partition, None)
         if book is not None:
             book.release_all()
         self.view.own_partitions(self.books)
@@ -269,11 +287,8 @@ class DispatchCore:
         self._heard_at = now
         tracked = book.get(status.job_id)
         if not self._matches(tracked, status):
-            self.counts.rejected_status += 1
             why = self._mismatch(book, tracked, status)
-            self._dead_letter(topic, partition, offset, key, value, why, job_id=status.job_id)
-            if tracked is not None:
-                self._write(book, tracked.status)  # the latest record must be the true one
+            self._refuse(book, status.job_id, offset, key, value, why)
             return
         assert tracked is not None and status.vm_id is not None
         book.guest_silent_s[status.vm_id] = 0.0
@@ -765,6 +780,28 @@ class DispatchCore:
             self._dead_letter(
                 topic, book.partition, offset, key, value, status.reason or "", job_id=status.job_id
             )
+
+    def _refuse(
+        self,
+        book: PartitionBook,
+        job_id: str,
+        offset: int | None,
+        key: bytes | None,
+        value: bytes,
+        why: str,
+    ) -> None:
+        """A guest's report that does not count: dead-letter it and make the job's latest
+        record the true one again (its current status; none, for a job never seen here). A job
+        that already ended keeps the report as its latest record until it is forgotten: its
+        final record is not kept in memory."""
+        self.counts.rejected_status += 1
+        topic = self._names["job-status"]
+        self._dead_letter(topic, book.partition, offset, key, value, why, job_id=job_id)
+        tracked = book.get(job_id)
+        if tracked is not None:
+            self._write(book, tracked.status)
+        elif job_id not in book.finished:
+            self.out.first.append(Record(topic, job_id.encode(), None, book.partition))
 
     def _decision(self, book: PartitionBook, decision: DispatchDecision) -> None:
         if self.metrics is not None:

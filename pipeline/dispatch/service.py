@@ -280,7 +280,7 @@ class DispatchService(Service):
                 for tp, records in batch.items():
                     for record in records:
                         if record.offset < ends[tp]:
-                            self.core.replay(tp.partition, record.value, record.key)
+                            self.core.replay(tp.partition, record.value, record.key, record.offset)
                             count += 1
                     if records and records[-1].offset + 1 >= ends[tp]:
                         left.discard(tp)

@@ -5,7 +5,8 @@ deep enough to blow a recursive parser, a value near the broker's size limit, by
 not JSON, non-finite and unbounded numbers, keys that are not the payload's id, timestamps from
 the future, HostSamples bad as a whole or in one VM entry (or on another VM's partition), forged
 reports (a completion or a status for a job never dispatched to that VM, a
-sample claiming another VM's host), a registration naming a queue topic that is not its own. Then:
+sample claiming another VM's host; a forged status also before the worker starts, read in its
+recovery), a registration naming a queue topic that is not its own. Then:
 the worker and the guest are still up, a canary job still goes through within seconds, every
 refused message has its dead letter (by source topic and offset), and what `/hosts` says of the
 VM the garbage claimed to be is finite and unchanged.
@@ -36,7 +37,7 @@ from pipeline.events import (
 )
 from pipeline.settings import KafkaSettings
 from pipeline.topics import Topics
-from pipeline.topics.jobs import wait_for_status
+from pipeline.topics.jobs import latest_status, wait_for_status
 from pipeline.topics.partitioning import partition_for_key
 from tests.integration.pipeline.conftest import FleetDriver, read_topic, wait_for
 from tests.integration.pipeline.test_dispatch import FAST, hosts_by_id
@@ -108,6 +109,19 @@ def bad_host_samples(topics: Topics) -> list[tuple[str, bytes | None, bytes, int
     ]
 
 
+def forged_status(job_id: str) -> JobStatus:
+    """A guest's `succeeded` for a job never submitted."""
+    return JobStatus(
+        job_id=job_id,
+        state=JobState.SUCCEEDED,
+        at=NOW(),
+        writer=StatusWriter.GUEST,
+        job=JobSubmission(job_id=job_id, job_type="io", submitted_at=NOW()),
+        vm_id="a1",
+        host_id="h1",
+    )
+
+
 def bad_messages(topics: Topics) -> list[tuple[str, bytes | None, bytes]]:
     """(logical topic or queue topic name, key, value) of every hostile message."""
     generic = [(b"k", deep()), (b"k", huge()), (b"k", b"\xff\xfe not json")]
@@ -150,19 +164,7 @@ def bad_messages(topics: Topics) -> list[tuple[str, bytes | None, bytes]]:
                 outcome="succeeded",
             ).to_bytes(),
         ),
-        (
-            "job-status",
-            b"never",
-            JobStatus(
-                job_id="never",
-                state=JobState.SUCCEEDED,
-                at=now,
-                writer=StatusWriter.GUEST,
-                job=JobSubmission(job_id="never", job_type="io", submitted_at=now),
-                vm_id="a1",
-                host_id="h1",
-            ).to_bytes(),
-        ),
+        ("job-status", b"never", forged_status("never").to_bytes()),
         (
             "vms",
             b"a2",
@@ -193,6 +195,13 @@ def test_hostile_input_on_every_topic_is_dead_lettered_and_nothing_breaks(
     fleet.vm("a1", "h1", "io")
     fleet.report("a1", 100, jobs_per_s=5)
     fleet.flush()
+    early = KafkaProducer(**kafka_settings.to_kafka_python_producer())
+    forged = forged_status("before-start")
+    metadata = early.send(topics.name("job-status"), key=forged.key(), value=forged.to_bytes()).get(
+        30
+    )
+    early.close()
+    sent = [(metadata.topic, metadata.partition, metadata.offset)]  # judged in recovery
     worker = start_worker(**FAST)
     guest = subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli.main", "guest", "--broker", kafka_settings.broker,
@@ -208,7 +217,6 @@ def test_hostile_input_on_every_topic_is_dead_lettered_and_nothing_breaks(
         producer = KafkaProducer(
             max_request_size=1_048_576, **kafka_settings.to_kafka_python_producer()
         )
-        sent = []
         hostile = [(*message, None) for message in bad_messages(topics)]
         for logical, key, value, partition in [*hostile, *bad_host_samples(topics)]:
             name = logical if "." in logical else topics.name(logical)
@@ -245,6 +253,12 @@ def test_hostile_input_on_every_topic_is_dead_lettered_and_nothing_breaks(
         assert [vm["vm_id"] for vm in after["vms"]] == [vm["vm_id"] for vm in before["vms"]]
         assert "h9" not in hosts_by_id(worker)  # no phantom host from a forged sample
         assert after["limit_ops_per_s"] == before["limit_ops_per_s"]
+        # A job never submitted has no status, forged or not (the dispatcher tombstones it).
+        for job_id in ("never", "before-start"):
+            wait_for(
+                lambda job_id=job_id: latest_status(kafka_settings, topics, job_id) is None,
+                what=f"no status for {job_id}",
+            )
     finally:
         guest.send_signal(signal.SIGTERM)
         guest.wait(timeout=30)

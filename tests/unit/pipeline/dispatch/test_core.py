@@ -480,6 +480,58 @@ def test_a_new_owner_replays_the_status_log_and_resends_what_was_dispatched_unst
     assert fresh.core.snapshots.in_flight.total() == 2
 
 
+def guest_report(job_id: str, state: JobState, vm: str, attempt: int = 1) -> JobStatus:
+    return JobStatus(
+        job_id=job_id,
+        state=state,
+        at=NOW,
+        writer=StatusWriter.GUEST,
+        job=JobSubmission(job_id=job_id, job_type="io", submitted_at=NOW),
+        attempt=attempt,
+        vm_id=vm,
+        host_id="h1" if vm == "a1" else "h2",
+    )
+
+
+def test_a_refused_report_still_latest_in_replay_is_dead_lettered_and_overwritten():
+    """A forged report written while no dispatcher owned the partition (or whose owner crashed
+    before re-asserting) is judged by the next owner: dead-lettered, the true record back."""
+    w = World()
+    vm = queued(w.submit("j1"))[0][1].vm_id
+    other = "b1" if vm == "a1" else "a1"
+    log = [(r.value, r.key) for r in w.written.first if r.topic == "t.job-status"]
+    forged_for_j1 = guest_report("j1", JobState.SUCCEEDED, other)
+    forged_unknown = guest_report("never", JobState.SUCCEEDED, vm)
+    refused_then_reasserted = guest_report("j1", JobState.FAILED, other, attempt=3)
+    log += [
+        (refused_then_reasserted.to_bytes(), b"j1"),
+        (w.latest("j1").to_bytes(), b"j1"),  # its owner re-asserted the true record
+        (forged_unknown.to_bytes(), b"never"),
+        (forged_for_j1.to_bytes(), b"j1"),  # ... and crashed before re-asserting this time
+    ]
+    fresh = World()
+    fresh.core.revoke(P)
+    fresh.core.assign(P)
+    for offset, (value, key) in enumerate(log):
+        fresh.core.replay(P, value, key, offset)
+    fresh.core.recovered(P)
+    out = fresh.take()
+    letters = {(d.job_id, d.source_offset) for d in dead_letters(out)}
+    assert letters == {("never", len(log) - 2), ("j1", len(log) - 1)}
+    assert [
+        (r.key, r.value) for r in out.first if r.topic == "t.job-status" and r.value is None
+    ] == [(b"never", None)]  # a job never submitted has no status
+    assert fresh.latest("j1").state is JobState.DISPATCHED and fresh.latest("j1").vm_id == vm
+    assert forwarded(out) == []
+
+
+def test_a_report_for_a_job_never_submitted_is_tombstoned_live():
+    w = World()
+    out = w.guest("never", JobState.SUCCEEDED, "a1")
+    assert "unknown here" in dead_letters(out)[0].reason
+    assert [(r.key, r.value) for r in out.first if r.topic == "t.job-status"] == [(b"never", None)]
+
+
 def test_dispatch_load_is_published_per_partition_when_it_changes():
     w = World(load_interval_s=0.25)
     vm = queued(w.submit("j1"))[0][1].vm_id
