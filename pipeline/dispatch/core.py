@@ -262,7 +262,26 @@ class DispatchCore:
                 dead_letter=(topic, offset, key, value),
             )
             return
+        if self.ready() and self.head(job.job_type, now) is not None:
+            # Jobs of its type wait already: they go first (any room freed is theirs, not the
+            # newest arrival's); if some still wait, it joins them and leaves in its turn.
+            self._retry(now, job_types={job.job_type})
+            head = self.head(job.job_type, now)
+            if head is not None:
+                self._wait(book, job, self.dispatcher.behind(job, now, head.status), now)
+                return
         self._decide(book, job, attempt=1, now=now, message=(topic, offset, key, value))
+
+    def head(self, job_type: str, now: float) -> Tracked | None:
+        """The waiting job of `job_type` to be decided next, over the owned partitions."""
+        best: tuple[Waiting, Tracked] | None = None
+        for book in self.books.values():
+            queue = book.waiting.get(job_type)
+            head = queue.head(now) if queue else None
+            tracked = book.get(head.job_id) if head is not None else None
+            if head and tracked and (best is None or _before(head, best[0])):
+                best = (head, tracked)
+        return best[1] if best else None
 
     # --- guests' status records ---------------------------------------------------------------
 
@@ -494,33 +513,7 @@ class DispatchCore:
                 self.metrics.job_waited(job.job_type, now - (job.submitted_at or now))
             return True
         if outcome is DecisionOutcome.WAITING:
-            if self.metrics is not None:
-                self.metrics.still_waiting(result.decision)
-            status = self._status(
-                job,
-                JobState.WAITING,
-                now,
-                attempt=attempt,
-                reason=result.decision.reason,
-                funnel=list(result.funnel),
-                errors=list(tracked.status.errors) if tracked else None,
-            )
-            if tracked is None or tracked.state is not JobState.WAITING:
-                # It starts waiting (new, retrying, moved): record it, and its decision.
-                self._write(book, status)
-                self._decision(book, result.decision)
-                self.counts.outcome("waiting")
-            elif (
-                status.reason != tracked.status.reason
-                and now - (tracked.waiting_written_at or 0.0) >= self.settings.waiting_rewrite_s
-            ):
-                # Still waiting, for a new reason: rewritten now and then, not on every retry.
-                self._write(book, status)
-            waiting = book.get(job.job_id)
-            if waiting is not None:
-                waiting.decisions = count
-                if waiting.waiting_written_at is None or waiting.status is status:
-                    waiting.waiting_written_at = now
+            self._wait(book, job, result, now, attempt=attempt, tracked=tracked, count=count)
             return False
         # Refused: expired, or no VM serves the type.
         state = JobState.EXPIRED if outcome is DecisionOutcome.EXPIRED else JobState.DEAD_LETTERED
@@ -533,13 +526,58 @@ class DispatchCore:
         self.counts.outcome(outcome.value)
         return True
 
-    def _retry(self, now: float) -> None:
-        """Decide waiting jobs again, per job type across the owned partitions: the best head
-        (priority, then its submitter's turn, then age) first, until one still waits, which
-        blocks its type (later ones would wait too) but not the other types."""
+    def _wait(
+        self,
+        book: PartitionBook,
+        job: JobSubmission,
+        result: DispatchResult,
+        now: float,
+        *,
+        attempt: int = 1,
+        tracked: Tracked | None = None,
+        count: int = 1,
+    ) -> None:
+        """The job waits (for the reason in `result`): recorded when it starts waiting or its
+        reason changes (now and then), indexed in its partition's wait."""
+        assert job.job_id is not None
+        if self.metrics is not None:
+            self.metrics.still_waiting(result.decision)
+        status = self._status(
+            job,
+            JobState.WAITING,
+            now,
+            attempt=attempt,
+            reason=result.decision.reason,
+            funnel=list(result.funnel),
+            errors=list(tracked.status.errors) if tracked else None,
+        )
+        if tracked is None or tracked.state is not JobState.WAITING:
+            # It starts waiting (new, retrying, moved): record it, and its decision.
+            self._write(book, status)
+            self._decision(book, result.decision)
+            self.counts.outcome("waiting")
+        elif (
+            status.reason != tracked.status.reason
+            and now - (tracked.waiting_written_at or 0.0) >= self.settings.waiting_rewrite_s
+        ):
+            # Still waiting, for a new reason: rewritten now and then, not on every retry.
+            self._write(book, status)
+        waiting = book.get(job.job_id)
+        if waiting is not None:
+            waiting.decisions = count
+            if waiting.waiting_written_at is None or waiting.status is status:
+                waiting.waiting_written_at = now
+
+    def _retry(self, now: float, job_types: set[str] | None = None) -> None:
+        """Decide waiting jobs again (of `job_types`, default every type), per job type across
+        the owned partitions: the best head (priority, then its submitter's turn, then age)
+        first, until one still waits, which blocks its type (later ones would wait too) but
+        not the other types."""
         heads: dict[str, list[tuple[PartitionBook, WaitingQueue]]] = {}
         for book in self.books.values():
             for job_type, queue in list(book.waiting.items()):
+                if job_types is not None and job_type not in job_types:
+                    continue
                 if not queue:
                     book.waiting.pop(job_type, None)
                     continue

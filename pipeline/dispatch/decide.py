@@ -21,6 +21,7 @@ from pipeline.events import (
     DecisionOutcome,
     DispatchDecision,
     FunnelStep,
+    JobStatus,
     JobSubmission,
     QueuedJob,
 )
@@ -142,15 +143,25 @@ class Dispatcher:
 
     def not_ready(self, job: JobSubmission, now: float) -> DispatchResult:
         """A job that arrives before the fleet view has caught up waits; it is never rejected."""
-        event = DispatchDecision(
+        return DispatchResult(self._waits(job, now, "fleet view not caught up yet"))
+
+    def behind(self, job: JobSubmission, now: float, head: JobStatus) -> DispatchResult:
+        """A new job whose type has jobs waiting that still cannot go joins them, to leave in
+        its turn (priority, submitter's turn, age) rather than take room freed for them; why
+        they wait is the first one's reason and funnel."""
+        reason = f"behind waiting {job.job_type} jobs; the first: {head.reason}"
+        return DispatchResult(self._waits(job, now, reason), funnel=tuple(head.funnel))
+
+    def _waits(self, job: JobSubmission, now: float, reason: str) -> DispatchDecision:
+        """A waiting decision made without asking the policy."""
+        return DispatchDecision(
             job_id=job.job_id or "",
             job_type=job.job_type,
             decided_at=now,
             policy=self.policy.name,
             outcome=DecisionOutcome.WAITING,
-            reason="fleet view not caught up yet",
+            reason=reason,
         )
-        return DispatchResult(event)
 
     def refuse(
         self,

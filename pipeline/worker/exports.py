@@ -116,7 +116,9 @@ def type_waiting(pipeline: Pipeline, now: float) -> list[TypeWaiting]:
 
 
 def waiting_by_type(pipeline: Pipeline) -> dict[str, dict[str, Any]]:
-    """Per waiting job type: how many, the oldest one's wait, and why (its newest record)."""
+    """Per waiting job type: how many, the oldest one's wait, and why: the reason of the job
+    to go next (the one the policy refused last; those behind it wait for it), else of the
+    newest record (every job of the type backing off)."""
     now = pipeline.clock()
     newest: dict[str, Tracked] = {}
     for _, tracked in pipeline.core.waiting():
@@ -126,7 +128,7 @@ def waiting_by_type(pipeline: Pipeline) -> dict[str, dict[str, Any]]:
             newest[job_type] = tracked
     answer = {}
     for waiting in type_waiting(pipeline, now):
-        latest = newest.get(waiting.job_type)
+        latest = pipeline.core.head(waiting.job_type, now) or newest.get(waiting.job_type)
         answer[waiting.job_type] = {
             "count": waiting.jobs,
             "oldest_waiting_s": round(waiting.oldest_age_s, 3),

@@ -284,6 +284,24 @@ def test_higher_priority_waiting_jobs_go_first():
     assert next(s.job_id for s in statuses(out) if s.state is JobState.DISPATCHED) == "high"
 
 
+def test_a_new_job_waits_behind_those_of_its_type_and_never_takes_their_room():
+    w = World()
+    saturate(w)
+    w.submit("old")
+    # Still blocked: the newcomer joins the wait, saying what it waits behind.
+    [behind] = statuses(w.submit("new"))
+    assert behind.state is JobState.WAITING
+    assert behind.reason is not None and behind.reason.startswith(
+        "behind waiting io jobs; the first: no eligible host"
+    )
+    assert behind.funnel == w.latest("old").funnel
+    # Room frees between two retries and a third job arrives: the oldest goes first.
+    w.state("a1", "h1", 100.0)
+    out = w.submit("newest")
+    dispatched = [s.job_id for s in statuses(out) if s.state is JobState.DISPATCHED]
+    assert dispatched and dispatched == ["old", "new", "newest"][: len(dispatched)]
+
+
 # --- guests' reports --------------------------------------------------------------------------
 
 
