@@ -169,8 +169,9 @@ def test_prometheus_scrapes_a_worker_and_answers_an_operator_s_queries(
     refused = prometheus.by(
         "filter", 'sum by (filter) (vmlb_decision_refusals_total{outcome="waiting"})'
     )
-    # Each batch job starting to wait is counted by the filter that refused it.
-    assert refused.get("at limit (hysteresis)", 0) >= 3, refused
+    # The first batch job is refused by the filter; those arriving while it waits wait behind it
+    # (refused by no filter) unless a retry judged them first.
+    assert refused.get("at limit (hysteresis)", 0) >= 1, refused
     # The fleet's guests report completions 0.3 s after submission: p99 lies in (0.25, 0.5].
     p99 = wait_for(
         lambda: prometheus.by(
