@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from pipeline.dispatch.waiting import Waiting, WaitingQueue
+from pipeline.dispatch.waiting import Turns, Waiting, WaitingQueue
 from pipeline.events import JobState, JobStatus
 
 #: Whose jobs have no submitter: they share one turn in the fair queue.
@@ -76,6 +76,8 @@ class PartitionBook:
     #: the same way.
     queued_s: dict[tuple[str, str, int], float] = field(default_factory=dict)
     finished: dict[str, float] = field(default_factory=dict)
+    #: Per job type, the submitters' turns, shared with the dispatcher's other partitions.
+    turns: dict[str, Turns] = field(default_factory=dict)
     _finished_order: deque[tuple[float, str]] = field(default_factory=deque)
 
     # --- lookups ----------------------------------------------------------------------------
@@ -138,7 +140,11 @@ class PartitionBook:
                 self.placements.placed(new_vm)
         if waits:
             job = status.job
-            self.waiting.setdefault(job.job_type, WaitingQueue()).add(
+            queue = self.waiting.get(job.job_type)
+            if queue is None:
+                turns = self.turns.setdefault(job.job_type, Turns())
+                queue = self.waiting[job.job_type] = WaitingQueue(turns)
+            queue.add(
                 Waiting(
                     job_id=job_id,
                     priority=job.priority,
@@ -169,11 +175,15 @@ class PartitionBook:
         return gone
 
     def release_all(self) -> None:
-        """The partition moves away: count its in-flight jobs out of this worker's snapshots."""
+        """The partition moves away: count its in-flight jobs out of this worker's snapshots,
+        and its waiting jobs out of the turns it shares with the other partitions."""
         for vm_id, jobs in self.on_vm.items():
             for _ in jobs:
                 self.placements.released(vm_id)
         self.on_vm.clear()
+        for queue in self.waiting.values():
+            queue.clear()
+        self.waiting.clear()
 
     # --- internals --------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from typing import Any
 
 from pipeline.dispatch.book import PartitionBook, Tracked
 from pipeline.dispatch.decide import Dispatcher, DispatchResult, normalize, queued_job
-from pipeline.dispatch.waiting import Waiting, WaitingQueue
+from pipeline.dispatch.waiting import Turns, Waiting, WaitingQueue
 from pipeline.edge.metrics import PipelineMetrics
 from pipeline.errors import EventError
 from pipeline.events import (
@@ -137,6 +137,8 @@ class DispatchCore:
         }
         self._control_topic = topics.name("job-control")
         self._load_topic = topics.name("dispatch-load")
+        #: Per job type, the submitters' turns over every owned partition's wait.
+        self._turns: dict[str, Turns] = {}
         self._published_load: dict[int, dict[str, int]] = {}
         self._load_published_at = 0.0
         #: Per partition in replay: guest reports refused and not yet followed by a later
@@ -151,7 +153,9 @@ class DispatchCore:
         """Start a partition's book (before its status log is replayed into it)."""
         book = self.books.get(partition)
         if book is None:
-            book = self.books[partition] = PartitionBook(partition, self.snapshots)
+            book = self.books[partition] = PartitionBook(
+                partition, self.snapshots, turns=self._turns
+            )
         return book
 
     def replay(
@@ -279,7 +283,7 @@ class DispatchCore:
             queue = book.waiting.get(job_type)
             head = queue.head(now) if queue else None
             tracked = book.get(head.job_id) if head is not None else None
-            if head and tracked and (best is None or _before(head, best[0])):
+            if head and tracked and (best is None or _before(head, best[0], queue.turns)):
                 best = (head, tracked)
         return best[1] if best else None
 
@@ -587,7 +591,7 @@ class DispatchCore:
                 best = None
                 for book, queue in queues:
                     head = queue.head(now)
-                    if head is not None and (best is None or _before(head, best[2])):
+                    if head is not None and (best is None or _before(head, best[2], queue.turns)):
                         best = (book, queue, head)
                 if best is None:
                     break
@@ -974,6 +978,12 @@ class DispatchCore:
 __all__ = ["DispatchCore", "DispatchResult", "Outbox", "Record"]
 
 
-def _before(a: Waiting, b: Waiting) -> bool:
-    """Whether waiting job `a` goes before `b` (heads of two partitions' queues)."""
-    return (-a.priority, a.since, a.job_id) < (-b.priority, b.since, b.job_id)
+def _before(a: Waiting, b: Waiting, turns: Turns) -> bool:
+    """Whether waiting job `a` goes before `b` (heads of two partitions' queues of one type):
+    priority, then whose turn it is (the type's turns are shared by the partitions), then age."""
+    return (-a.priority, turns.of(a.submitter), a.since, a.job_id) < (
+        -b.priority,
+        turns.of(b.submitter),
+        b.since,
+        b.job_id,
+    )

@@ -39,16 +39,56 @@ class _Entry:
     job: Waiting = field(compare=False)
 
 
-class WaitingQueue:
-    """The waiting jobs of one job type (of one jobs partition)."""
+class Turns:
+    """Submitters' turns (start-time fair queueing's virtual times) for one job type, shared
+    by every `WaitingQueue` that holds jobs of it in one dispatcher, so that the turns hold
+    across a worker's jobs partitions, not only within each."""
 
     def __init__(self) -> None:
+        #: Jobs served per submitter since the type last had nothing waiting.
+        self.served: dict[str, int] = {}
+        #: Jobs waiting per submitter, over every queue sharing these turns.
+        self._waiting: dict[str, int] = {}
+
+    def of(self, submitter: str) -> int:
+        return self.served.get(submitter, 0)
+
+    def joined(self, submitter: str) -> None:
+        """One more job of `submitter` waits. A submitter that starts waiting joins the turns
+        at the minimum of those waiting, so it neither jumps ahead of everyone for its idle
+        past nor waits behind it."""
+        if not self._waiting.get(submitter):
+            floor = min((self.of(s) for s in self._waiting), default=0)
+            self.served[submitter] = max(self.of(submitter), floor)
+        self._waiting[submitter] = self._waiting.get(submitter, 0) + 1
+
+    def left(self, submitter: str, *, served: bool) -> None:
+        """A job of `submitter` left the wait: dispatched (`served`: its turn), or gone."""
+        if served:
+            self.served[submitter] = self.of(submitter) + 1
+        left = self._waiting.get(submitter, 0) - 1
+        if left > 0:
+            self._waiting[submitter] = left
+        else:
+            self._waiting.pop(submitter, None)
+        if not self._waiting:
+            # Nobody waits: the turns start afresh (start-time fair queueing resets its virtual
+            # time when idle); a count kept from an earlier busy spell would put a returning
+            # submitter behind a newcomer by all its past turns.
+            self.served.clear()
+
+
+class WaitingQueue:
+    """The waiting jobs of one job type (of one jobs partition); `turns` shared with the
+    dispatcher's other queues of the type (its own by default)."""
+
+    def __init__(self, turns: Turns | None = None) -> None:
         self._seq = itertools.count()
         # submitter -> heap of (-priority, since, seq)
         self._by_submitter: dict[str, list[_Entry]] = {}
         self._jobs: dict[str, Waiting] = {}
         #: Jobs served per submitter (its virtual time), for the turns.
-        self._served: dict[str, int] = {}
+        self.turns = turns if turns is not None else Turns()
         self._delayed: list[tuple[float, int, Waiting]] = []
         self._deadlines: list[tuple[float, int, str]] = []
 
@@ -65,6 +105,7 @@ class WaitingQueue:
         if job.job_id in self._jobs:
             self.discard(job.job_id)
         self._jobs[job.job_id] = job
+        self.turns.joined(job.submitter)
         if job.deadline_at is not None:
             heapq.heappush(self._deadlines, (job.deadline_at, next(self._seq), job.job_id))
         if job.not_before is not None:
@@ -75,8 +116,15 @@ class WaitingQueue:
     def discard(self, job_id: str) -> Waiting | None:
         """Remove a job (dispatched, cancelled, expired); lazily, O(1)."""
         job = self._jobs.pop(job_id, None)
+        if job is not None:
+            self.turns.left(job.submitter, served=False)
         self._afresh_if_idle()
         return job
+
+    def clear(self) -> None:
+        """Remove every job (its partition moved away): none of them counts as served."""
+        for job_id in list(self._jobs):
+            self.discard(job_id)
 
     def head(self, now: float) -> Waiting | None:
         """The job to decide next: highest priority, then the submitter whose turn it is."""
@@ -87,7 +135,7 @@ class WaitingQueue:
             entry = self._top(submitter, heap)
             if entry is None:
                 continue
-            key = (entry.sort_key[0], self._served.get(submitter, 0), entry.sort_key[1])
+            key = (entry.sort_key[0], self.turns.of(submitter), entry.sort_key[1])
             if best_key is None or key < best_key:
                 best, best_key = entry, key
         return best.job if best else None
@@ -96,7 +144,7 @@ class WaitingQueue:
         """Remove a job that was dispatched: it counts as its submitter's turn."""
         job = self._jobs.pop(job_id, None)
         if job is not None:
-            self._served[job.submitter] = self._served.get(job.submitter, 0) + 1
+            self.turns.left(job.submitter, served=True)
         self._afresh_if_idle()
         return job
 
@@ -128,14 +176,7 @@ class WaitingQueue:
     # --- internals --------------------------------------------------------------------------
 
     def _enqueue(self, job: Waiting) -> None:
-        heap = self._by_submitter.get(job.submitter)
-        if heap is None:
-            heap = self._by_submitter[job.submitter] = []
-            # A submitter that starts waiting joins the turns at the current minimum, so it
-            # neither jumps ahead of everyone for its idle past nor waits behind it.
-            active = [self._served.get(s, 0) for s in self._by_submitter if s != job.submitter]
-            floor = min(active, default=0)
-            self._served[job.submitter] = max(self._served.get(job.submitter, 0), floor)
+        heap = self._by_submitter.setdefault(job.submitter, [])
         heapq.heappush(heap, _Entry((-job.priority, job.since, next(self._seq)), job))
 
     def _top(self, submitter: str, heap: list[_Entry]) -> _Entry | None:
@@ -148,12 +189,8 @@ class WaitingQueue:
         return None
 
     def _afresh_if_idle(self) -> None:
-        # Nobody waits: the turns start afresh (start-time fair queueing resets its virtual
-        # time when idle). A submitter's count only ever grows and one that starts waiting
-        # joins at the *active* minimum, so a count kept from an earlier busy spell would put
-        # it behind a newcomer by all its past turns.
+        # Nothing waits here: drop the heaps' leftovers (the turns reset in `Turns.left`).
         if not self._jobs:
-            self._served.clear()
             self._by_submitter.clear()
 
     def _release_due(self, now: float) -> None:

@@ -302,6 +302,38 @@ def test_a_new_job_waits_behind_those_of_its_type_and_never_takes_their_room():
     assert dispatched and dispatched == ["old", "new", "newest"][: len(dispatched)]
 
 
+def test_submitters_take_turns_across_the_partitions_of_a_worker():
+    w = World()
+    w.core.assign(4)
+    w.core.recovered(4)
+    saturate(w)
+    flood = [f"flood-{i}" for i in range(6)]
+    for offset, job_id in enumerate(flood):  # all in partition 4, all older than the victim's
+        job = JobSubmission(
+            job_id=job_id, job_type="io", submitted_at=w.clock.now, submitter="flooder"
+        )
+        w.core.on_job(4, offset, job.key(), job.to_bytes(), w.clock.now)
+        w.clock.now += 0.01
+    w.submit("victim", submitter="victim")  # partition 3
+    w.take()
+    for vm, host in (("a1", "h1"), ("b1", "h2")):
+        w.state(vm, host, 100.0)
+    order = [
+        JobStatus.from_bytes(r.value).job_id
+        for r in w.core.take().first
+        if r.topic == "t.job-status" and JobStatus.from_bytes(r.value).state is JobState.DISPATCHED
+    ]
+    w.core.tick()
+    order += [
+        JobStatus.from_bytes(r.value).job_id
+        for r in w.core.take().first
+        if r.topic == "t.job-status" and JobStatus.from_bytes(r.value).state is JobState.DISPATCHED
+    ]
+    # Turns shared by the partitions: the flooder's oldest, then the victim (not 7th, behind
+    # every older flooder job, as when the heads were merged by age alone).
+    assert order[:2] == ["flood-0", "victim"]
+
+
 # --- guests' reports --------------------------------------------------------------------------
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.dispatch.waiting import Waiting, WaitingQueue
+from pipeline.dispatch.waiting import Turns, Waiting, WaitingQueue
 
 
 def job(job_id: str, since: float, priority: int = 4, submitter: str = "-", **kw: float) -> Waiting:
@@ -91,3 +91,28 @@ def test_turns_start_afresh_once_nobody_waits():
         queue.add(job(f"flood{n}", 100.0 + n, submitter="flood"))
     queue.add(job("mine", 160.0, submitter="me"))
     assert drain(queue, now=200.0).index("mine") <= 1
+
+
+def test_queues_sharing_turns_count_a_submitters_jobs_in_either():
+    turns = Turns()
+    here, there = WaitingQueue(turns), WaitingQueue(turns)
+    for n in range(3):
+        here.add(job(f"f{n}", float(n), submitter="flooder"))
+    here.take("f0")  # the flooder had a turn in one partition
+    there.add(job("v", 10.0, submitter="victim"))  # joins at the flooder's count, in another
+    assert turns.of("victim") == turns.of("flooder") == 1
+    here.take("f1")
+    assert turns.of("flooder") > turns.of("victim")  # the victim's turn now, in either queue
+
+
+def test_a_cleared_queue_leaves_the_shared_turns_and_they_restart_when_nobody_waits():
+    turns = Turns()
+    moved, kept = WaitingQueue(turns), WaitingQueue(turns)
+    moved.add(job("a", 1.0, submitter="s"))
+    kept.add(job("b", 2.0, submitter="t"))
+    kept.take("b")
+    assert turns.of("t") == 1
+    moved.clear()  # its partition moved away: nothing waits anywhere now
+    assert turns.served == {}
+    kept.add(job("c", 3.0, submitter="t"))
+    assert turns.of("t") == 0
