@@ -413,6 +413,11 @@ def _queued_report(
         if job_id in wanted and job_id not in queued:
             queued[job_id] = record.timestamp
     missing = wanted - set(queued)
+    if not queued or not jobs:
+        raise RuntimeError(
+            f"none of the {len(ids)} jobs found on the queue topics ({len(jobs)} on jobs): "
+            "the queue topics grew by jobs not sent in this pass"
+        )
     first_submit = min(jobs.values())
     last_queued = max(queued.values())
     latencies = [queued[j] - jobs[j] for j in queued if j in jobs]
@@ -723,6 +728,9 @@ def run_bench(
             # Nothing completes in the benchmark, so each VM's backlog cap is the warm-up
             # cap: set far above the jobs sent, so that no job waits (this measures speed).
             "VMLB_WARMUP_OUTSTANDING_PER_VM": "1000000000",
+            # No guest takes a job (without --complete): the dispatcher would move every VM's
+            # unstarted jobs after the lease, queueing them again, which is not a dispatch.
+            "VMLB_LEASE_S": "1000000000",
         }
         worker = WorkerProcess(kafka, app_id, work / "worker", env=worker_env, loglevel="warning")
         group.workers.append(worker)

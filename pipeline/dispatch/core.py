@@ -49,6 +49,7 @@ from pipeline.events import (
     JobSubmission,
     StatusWriter,
     VmStatus,
+    trusted,
 )
 from pipeline.fleet.snapshots import SnapshotSource
 from pipeline.fleet.view import FleetView
@@ -751,7 +752,8 @@ class DispatchCore:
         back through `JobStatus.from_bytes`)."""
         assert job.job_id is not None
         given = {k: v for k, v in fields.items() if v is not None}
-        return JobStatus.model_construct(
+        return trusted(
+            JobStatus,
             schema_version=1,
             job_id=job.job_id,
             state=state,
