@@ -33,7 +33,7 @@ import random
 from collections.abc import Callable, Iterable, Sequence
 
 from benchmarks.sim.fleet import Job, SimVm
-from pipeline.events import CandidateView
+from pipeline.events import CandidateView, trusted
 from pipeline.policy.base import rejected
 from pipeline.policy.decision import Decision, JobRequest, Outcome
 from pipeline.policy.snapshot import FleetSnapshot
@@ -98,7 +98,8 @@ class OraclePolicy:
     def _dispatch(self, snapshot: FleetSnapshot, vm: SimVm, reason: str, job: Job) -> Decision:
         host = vm.host
         snapshot.claim(vm.vm_id)
-        candidate = CandidateView.model_construct(
+        candidate = trusted(
+            CandidateView,
             vm_id=vm.vm_id,
             host_id=host.host_id,
             total_io_ops_per_s=host.demand_ops_per_s,

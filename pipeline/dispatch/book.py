@@ -72,9 +72,11 @@ class PartitionBook:
     #: Per VM with jobs here: the time its guest has said nothing, counted only while the
     #: dispatcher heard from the fleet (a broker outage is nobody's silence).
     guest_silent_s: dict[str, float] = field(default_factory=dict)
-    #: Per unstarted job, keyed (job_id, vm_id, attempt): its time in that VM's queue, counted
-    #: the same way.
-    queued_s: dict[tuple[str, str, int], float] = field(default_factory=dict)
+    #: Seconds this book has heard from the fleet (the clock silence and queueing are told by).
+    heard_clock_s: float = 0.0
+    #: Per unstarted job: the VM and attempt it is queued for, and `heard_clock_s` then. A tick
+    #: costs O(VMs) this way: only a silent VM's jobs are looked at.
+    queued_at: dict[str, tuple[str, int, float]] = field(default_factory=dict)
     finished: dict[str, float] = field(default_factory=dict)
     #: Per job type, the submitters' turns, shared with the dispatcher's other partitions.
     turns: dict[str, Turns] = field(default_factory=dict)
@@ -107,6 +109,12 @@ class PartitionBook:
         was_waiting = tracked is not None and tracked.state in _WAITING
         if tracked is not None:
             self._unindex(tracked)
+        if status.state is JobState.DISPATCHED and status.vm_id is not None:
+            queued = self.queued_at.get(job_id)
+            if queued is None or queued[:2] != (status.vm_id, status.attempt):
+                self.queued_at[job_id] = (status.vm_id, status.attempt, self.heard_clock_s)
+        else:
+            self.queued_at.pop(job_id, None)
         if status.terminal:
             self.jobs.pop(job_id, None)
             if old_vm is not None:
@@ -184,6 +192,7 @@ class PartitionBook:
         for queue in self.waiting.values():
             queue.clear()
         self.waiting.clear()
+        self.queued_at.clear()
 
     # --- internals --------------------------------------------------------------------------
 

@@ -49,6 +49,7 @@ from pipeline.events import (
     JobSubmission,
     StatusWriter,
     VmStatus,
+    trusted,
 )
 from pipeline.fleet.snapshots import SnapshotSource
 from pipeline.fleet.view import FleetView
@@ -718,8 +719,8 @@ class DispatchCore:
         fleet (`_heard_s`); after a restart they start again from zero, so a recovered job
         gets a whole lease before it is moved for silence."""
         lease = self.settings.lease_s
+        book.heard_clock_s += heard_s
         silent_s = {vm_id: book.guest_silent_s.get(vm_id, 0.0) + heard_s for vm_id in book.on_vm}
-        queued_s: dict[tuple[str, str, int], float] = {}
         for vm_id, job_ids in list(book.on_vm.items()):
             registration = self.view.vms.get(vm_id)
             host = self.view.hosts.get(registration.host_id) if registration else None
@@ -735,26 +736,30 @@ class DispatchCore:
                 and (admin.deadline_at is None or now >= admin.deadline_at)
             )
             silent = silent_s[vm_id] > lease
+            if not (gone or draining or silent):
+                continue  # the common case: nothing to look at job by job
             for job_id in list(job_ids):
                 tracked = book.get(job_id)
                 if tracked is None:
                     continue
                 status = tracked.status
                 unstarted = status.state is JobState.DISPATCHED
-                old = False
-                if unstarted:
-                    key = (job_id, vm_id, status.attempt)
-                    queued_s[key] = book.queued_s.get(key, 0.0) + heard_s
-                    old = queued_s[key] > lease
                 if gone:
                     why = "stopped" if registration is not None else "left the fleet"
                     self._move(book, tracked, f"VM {vm_id} {why}", now)
                 elif unstarted and draining:
                     self._move(book, tracked, f"host of VM {vm_id} is draining", now)
-                elif old and silent:
+                elif unstarted and self._queued_s(book, tracked, vm_id) > lease:
                     self._move(book, tracked, f"VM {vm_id} has not taken jobs for {lease:g}s", now)
         book.guest_silent_s = silent_s
-        book.queued_s = queued_s
+
+    @staticmethod
+    def _queued_s(book: PartitionBook, tracked: Tracked, vm_id: str) -> float:
+        """How long an unstarted job has been in `vm_id`'s queue, in heard-from time."""
+        queued = book.queued_at.get(tracked.status.job_id)
+        if queued is None or queued[:2] != (vm_id, tracked.status.attempt):
+            return 0.0
+        return book.heard_clock_s - queued[2]
 
     def _move(self, book: PartitionBook, tracked: Tracked, why: str, now: float) -> None:
         status = tracked.status
@@ -793,7 +798,8 @@ class DispatchCore:
         back through `JobStatus.from_bytes`)."""
         assert job.job_id is not None
         given = {k: v for k, v in fields.items() if v is not None}
-        return JobStatus.model_construct(
+        return trusted(
+            JobStatus,
             schema_version=1,
             job_id=job.job_id,
             state=state,

@@ -24,6 +24,7 @@ from pipeline.events import (
     JobStatus,
     JobSubmission,
     QueuedJob,
+    trusted,
 )
 from pipeline.fleet.snapshots import SnapshotSource
 from pipeline.fleet.view import FleetView
@@ -190,7 +191,8 @@ class Dispatcher:
         self, job: JobSubmission, now: float, decision: Decision, attempt: int, count: int
     ) -> DispatchDecision:
         assert job.job_id is not None
-        return DispatchDecision.model_construct(
+        return trusted(
+            DispatchDecision,
             schema_version=1,
             job_id=job.job_id,
             job_type=job.job_type,
@@ -237,7 +239,8 @@ def queued_job(
     errors: list[str] | None = None,
 ) -> QueuedJob:
     assert job.job_id is not None and job.submitted_at is not None
-    return QueuedJob.model_construct(
+    return trusted(
+        QueuedJob,
         schema_version=1,
         job_id=job.job_id,
         job_type=job.job_type,

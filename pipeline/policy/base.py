@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
-from pipeline.events import CandidateView
+from pipeline.events import CandidateView, trusted
 from pipeline.policy.decision import Decision, JobRequest, Outcome, record
 from pipeline.policy.snapshot import FleetSnapshot, HostView, PolicyConfig, VmView
 
@@ -60,7 +60,8 @@ class Candidate:
         self, eligible: bool, rejected_by: str | None = None, weight: float | None = None
     ) -> CandidateView:
         # Built from this decision's own numbers: no validation needed (model_construct).
-        return CandidateView.model_construct(
+        return trusted(
+            CandidateView,
             vm_id=self.vm.vm_id,
             host_id=self.host.host_id,
             total_io_ops_per_s=self.total_io_ops_per_s,

@@ -469,6 +469,26 @@ def test_unstarted_jobs_of_a_silent_vm_move_after_the_lease():
     assert [j.vm_id for _, j in queued(out)] == ["b1" if first.vm_id == "a1" else "a1"]
 
 
+def test_a_job_queued_later_on_a_silent_vm_waits_its_own_lease():
+    w = World(lease_s=30.0)
+    saturate(w)
+    w.state("a1", "h1", 100.0)  # only a1 has room: both jobs go there
+    early = queued(w.submit("j1"))[0][1]
+    for _ in range(20):
+        w.state("a1", "h1", 100.0)
+        w.tick(1.0)
+    late = queued(w.submit("j2"))[0][1]
+    assert early.vm_id == late.vm_id == "a1"
+    moved = []
+    for _ in range(25):  # a1's guest stays silent; b1 opens to take what is moved
+        for vm, host in (("a1", "h1"), ("b1", "h2")):
+            w.state(vm, host, 100.0)
+        moved += [(j.job_id, w.clock.now - NOW) for _, j in queued(w.tick(1.0))]
+    # j1 moves once its 30 s in a1's queue are up; j2, queued 20 s later, is not moved yet.
+    assert [job for job, _ in moved] == ["j1"], moved
+    assert 30.0 < moved[0][1] <= 32.0
+
+
 def test_a_broker_outage_does_not_count_against_a_vms_lease():
     # As measured (broker-kill, seed 1, lease 60 s): job 103 dispatched to chaos-b-1 0.3 s
     # before the broker was SIGKILLed; the broker served again 40 s later; chaos-b-1's guest
