@@ -546,9 +546,11 @@ def telemetry(
     and every sample is counted (not refused for an unknown VM); then a worker starts on those
     topics and its count of VM samples read (/status `stats_vm_samples`) is polled. `form`
     says how the samples travel: an IoSample each, or HostSamples (a host's VMs of one
-    partition per record). The rate is the slope from the first count that moved to the one
-    that reached every sample; the worker's consumer group must then have committed every
-    record's offset (nothing handled was left uncommitted).
+    partition per record). The rate is the samples read over the time the worker spent reading
+    them, by its own clock (/status `stats_vm_samples_s`: from the start of its first batch to
+    the end of its latest), so a backlog read between two polls still has a rate; the worker's
+    consumer group must then have committed every record's offset (nothing handled was left
+    uncommitted).
     """
     from kafka.admin import KafkaAdminClient
 
@@ -593,6 +595,7 @@ def telemetry(
     )
     points: list[tuple[float, int]] = []
     dead = 0
+    reading_s = 0.0
     try:
         deadline = time.monotonic() + 120 + total / 200
         while time.monotonic() < deadline:
@@ -601,6 +604,7 @@ def telemetry(
                 status = worker.status()
                 handled = status.get("stats_vm_samples", 0)
                 dead = status.get("dead_letters", 0)
+                reading_s = status.get("stats_vm_samples_s", 0.0)
             except OSError:
                 handled = dead = 0  # not serving yet
             points.append((time.monotonic(), handled))
@@ -628,21 +632,18 @@ def telemetry(
     finally:
         worker.stop()
     floor = faust_floor(tel_kafka, topic, len(records), work)
-    moving = [p for p in points if p[1] > 0] or points[-1:]
-    first, last = moving[0], moving[-1]
-    # The first poll that saw a count may have come up to one poll after the worker began;
-    # the slope from there on is a rate over (almost) the whole catch-up.
-    rate = (last[1] - first[1]) / max(1e-3, last[0] - first[0])
+    read = points[-1][1]
+    rate = read / reading_s if reading_s > 0 else 0.0
     return {
         "form": form,
         "telemetry_samples_per_s": rate,
         "telemetry_samples": total,
-        "telemetry_samples_read": last[1],
+        "telemetry_samples_read": read,
         "telemetry_records": len(records),
         "telemetry_vms": vms,
         "telemetry_vms_per_host": vms_per_host,
         "telemetry_dead_letters": dead,
-        "telemetry_catch_up_s": last[0] - first[0],
+        "telemetry_catch_up_s": reading_s,
         "telemetry_produce_per_s": total / max(1e-3, produce_s),
         "faust_noop_per_s": floor,
         "faust_noop_vm_samples_per_s": floor * total / len(records),

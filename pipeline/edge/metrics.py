@@ -71,6 +71,11 @@ class PipelineMetrics:
         #: VM samples the vm_stats agent read (an IoSample is one, a HostSample one per VM
         #: entry), for /status.
         self.stats_vm_samples = 0
+        #: Monotonic seconds when the first batch with VM samples began, and when the latest
+        #: one was done: the time spent reading them, for a catch-up rate that does not
+        #: depend on how often someone polls /status.
+        self.stats_vm_samples_first_s: float | None = None
+        self.stats_vm_samples_last_s: float | None = None
         #: job_type -> (reason, decided_at) of its latest waiting decision (for /waiting).
         self.waiting_reasons: dict[str, tuple[str, float]] = {}
         #: job_type -> (finished_at, response_s), oldest first (for the web page's percentiles).
@@ -253,6 +258,18 @@ class PipelineMetrics:
         if vm_samples:
             self.stats_vm_samples += vm_samples
             self.stats_vm_samples_total.inc(vm_samples)
+
+    def vm_samples_read_between(self, began_s: float, done_s: float) -> None:
+        if self.stats_vm_samples_first_s is None:
+            self.stats_vm_samples_first_s = began_s
+        self.stats_vm_samples_last_s = done_s
+
+    @property
+    def stats_vm_samples_s(self) -> float:
+        """Seconds from the start of the first batch with VM samples to the end of the latest."""
+        if self.stats_vm_samples_first_s is None or self.stats_vm_samples_last_s is None:
+            return 0.0
+        return self.stats_vm_samples_last_s - self.stats_vm_samples_first_s
 
     # --- state, at scrape time ----------------------------------------------------------------
 

@@ -142,6 +142,7 @@ class StatsAgent:
             await self.handle(events)
 
     async def handle(self, events: list[EventT]) -> None:
+        began_s = time.monotonic()
         # vm_id -> the row and the last event that changed it (its partition)
         changed: dict[str, tuple[VmStats, EventT]] = {}
         handled: Counter[str] = Counter()
@@ -188,6 +189,8 @@ class StatsAgent:
                 await self.publish(vm_id, now, row)
             else:
                 self.unpublished.add(vm_id)
+        if vm_samples:
+            self.metrics.vm_samples_read_between(began_s, time.monotonic())
 
     async def _recheck(
         self,

@@ -85,6 +85,7 @@ def register(pipeline: Pipeline) -> None:
                     ),
                     "stats_events": dict(pipeline.metrics.stats_events),
                     "stats_vm_samples": pipeline.metrics.stats_vm_samples,
+                    "stats_vm_samples_s": round(pipeline.metrics.stats_vm_samples_s, 6),
                     "job_partitions": sorted(core.books),
                     "batches": service.batches,
                     "lag": service.lag(),

@@ -275,6 +275,14 @@ async def test_a_host_sample_counts_every_vm_it_carries(tmp_path):
     assert sorted(h.vm_stats) == ["a1", "b1"]
     assert h.pipeline.metrics.stats_vm_samples == 6
     assert h.pipeline.metrics.stats_events["io-samples"] == 3
+    # The time spent reading them spans the three batches (a catch-up rate for the benchmark).
+    metrics = h.pipeline.metrics
+    assert metrics.stats_vm_samples_first_s is not None
+    assert metrics.stats_vm_samples_last_s is not None
+    assert metrics.stats_vm_samples_last_s > metrics.stats_vm_samples_first_s
+    assert metrics.stats_vm_samples_s == (
+        metrics.stats_vm_samples_last_s - metrics.stats_vm_samples_first_s
+    )
     # Each row goes to the changelog partition of the record that carried it.
     assert {partition for partition, _, _ in h.producer.changelog_of("vm_stats")} == {P5}
 
