@@ -149,8 +149,14 @@ class Dispatcher:
     def behind(self, job: JobSubmission, now: float, head: JobStatus) -> DispatchResult:
         """A new job whose type has jobs waiting that still cannot go joins them, to leave in
         its turn (priority, submitter's turn, age) rather than take room freed for them; why
-        they wait is the first one's reason and funnel."""
-        reason = f"behind waiting {job.job_type} jobs; the first: {head.reason}"
+        they wait is the first one's reason and funnel. The first may itself have joined the
+        wait behind another that has left since: its reason is the one that job waited for,
+        said once (not "behind ...; the first: behind ...")."""
+        behind = f"behind waiting {job.job_type} jobs; the first: "
+        root = head.reason or "waiting"
+        while root.startswith(behind):
+            root = root.removeprefix(behind)
+        reason = behind + root
         return DispatchResult(self._waits(job, now, reason), funnel=tuple(head.funnel))
 
     def _waits(self, job: JobSubmission, now: float, reason: str) -> DispatchDecision:

@@ -302,6 +302,20 @@ def test_a_new_job_waits_behind_those_of_its_type_and_never_takes_their_room():
     assert dispatched and dispatched == ["old", "new", "newest"][: len(dispatched)]
 
 
+def test_a_job_behind_one_that_waits_behind_another_says_the_first_reason_once():
+    w = World()
+    saturate(w)
+    w.submit("old", deadline_s=2.0)
+    w.submit("new")
+    w.tick(2.5)  # "old" expires: "new", which waited behind it, is now the first
+    assert w.latest("old").state is JobState.EXPIRED
+    [third] = statuses(w.submit("third"))
+    assert third.state is JobState.WAITING
+    assert third.reason is not None
+    assert third.reason.count("behind waiting") == 1, third.reason
+    assert third.reason.startswith("behind waiting io jobs; the first: no eligible host")
+
+
 def test_submitters_take_turns_across_the_partitions_of_a_worker():
     w = World()
     w.core.assign(4)
