@@ -13,7 +13,8 @@ acknowledged and offsets committed (`pipeline.dispatch.core` says what and in wh
   (the durable state: no local table is needed), then followed live, with all of `job-control`.
 - Each batch: consume, decide, produce phase one (status, decisions, dead letters, ...), wait
   for the broker, produce phase two (queued jobs), wait, commit. A failed produce is retried
-  (holding dispatch) until it succeeds; nothing is committed before.
+  (holding dispatch) until it succeeds, on a new producer (`pipeline.dispatch.producer`);
+  nothing is committed before.
 
 One asyncio lock serialises the batch loop, the side records, the clock and the rebalance
 callbacks, so the core sees one input at a time.
@@ -33,7 +34,8 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 from mode import Service
 
-from pipeline.dispatch.core import DispatchCore, Record
+from pipeline.dispatch.core import DispatchCore
+from pipeline.dispatch.producer import RenewableProducer
 from pipeline.edge.metrics import PipelineMetrics
 from pipeline.settings import KafkaSettings, PipelineSettings
 from pipeline.topics import Topics
@@ -86,7 +88,7 @@ class DispatchService(Service):
         self.lock = asyncio.Lock()
         #: Set once the first assignment is recovered (for /status and tests).
         self.recovered = asyncio.Event()
-        self._producer: AIOKafkaProducer | None = None
+        self.producer = RenewableProducer(self._new_producer)
         self._jobs: AIOKafkaConsumer | None = None
         self._side: AIOKafkaConsumer | None = None
         self._side_assigned: set[TopicPartition] = set()
@@ -94,8 +96,6 @@ class DispatchService(Service):
         #: Partitions whose offsets were consumed but not yet committed.
         self._pending: dict[TopicPartition, int] = {}
         self._metadata_asked_at = 0.0
-        #: Queue topics the producer's metadata tracks.
-        self._tracked: set[str] = set()
         #: The next offset to consume, per jobs partition (for the lag).
         self._next: dict[TopicPartition, int] = {}
         self.batches = 0
@@ -103,18 +103,20 @@ class DispatchService(Service):
 
     # --- lifecycle ----------------------------------------------------------------------------
 
-    async def on_start(self) -> None:
-        options = self.kafka.to_aiokafka()
-        self._producer = AIOKafkaProducer(
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
             client_id="vmlb-dispatcher",
             acks="all",
             enable_idempotence=True,
             linger_ms=self.settings.produce_linger_ms,
             max_batch_size=256 * 1024,
             request_timeout_ms=int(self.settings.session_timeout_s * 1000) + 5000,
-            **options,
+            **self.kafka.to_aiokafka(),
         )
-        await self._producer.start()
+
+    async def on_start(self) -> None:
+        options = self.kafka.to_aiokafka()
+        await self.producer.start()
         self._side = AIOKafkaConsumer(
             client_id="vmlb-dispatcher-side",
             group_id=None,
@@ -150,8 +152,7 @@ class DispatchService(Service):
         for client in (self._jobs, self._side):
             if client is not None:
                 await client.stop()
-        if self._producer is not None:
-            await self._producer.stop()
+        await self.producer.stop()
 
     async def _partitions_of(self, consumer: AIOKafkaConsumer, topic: str) -> set[int]:
         for _ in range(100):
@@ -315,43 +316,8 @@ class DispatchService(Service):
         out = self.core.take()
         if not out:
             return
-        await self._produce_until_acked(out.first)
-        await self._produce_until_acked(out.then)
-
-    async def _produce_until_acked(self, records: list[Record]) -> None:
-        """Produce and wait for every acknowledgement; on failure, produce the rest again."""
-        assert self._producer is not None
-        backoff_s = 0.2
-        while records:
-            futures = []
-            try:
-                for record in records:
-                    futures.append(
-                        await self._producer.send(
-                            record.topic, record.value, key=record.key, partition=record.partition
-                        )
-                    )
-                results = await asyncio.gather(*futures, return_exceptions=True)
-            except KafkaError as exc:
-                log.warning("dispatcher: produce failed (%s); retrying in %.1fs", exc, backoff_s)
-                await asyncio.sleep(backoff_s)
-                backoff_s = min(5.0, backoff_s * 2)
-                continue
-            failed = [
-                r
-                for r, result in zip(records, results, strict=False)
-                if isinstance(result, Exception)
-            ]
-            if failed:
-                log.warning(
-                    "dispatcher: %d of %d records not acknowledged (%s); producing them again",
-                    len(failed),
-                    len(records),
-                    next(r for r in results if isinstance(r, Exception)),
-                )
-                await asyncio.sleep(backoff_s)
-                backoff_s = min(5.0, backoff_s * 2)
-            records = failed
+        await self.producer.until_acked(out.first)
+        await self.producer.until_acked(out.then)
 
     async def _commit(self) -> None:
         if not self._pending or self._jobs is None:
@@ -381,14 +347,14 @@ class DispatchService(Service):
         metadata request); one tracked but still missing is asked for again at most every
         `QUEUE_METADATA_RETRY_S` (aiokafka refreshes tracked topics only every
         `metadata_max_age_ms`)."""
-        producer = self._producer
+        producer = self.producer.current
         if producer is None:
             return False
         client = producer.client
         if client.cluster.partitions_for_topic(topic):
             return True
-        if topic not in self._tracked:
-            self._tracked.add(topic)
+        if topic not in self.producer.tracked:
+            self.producer.tracked.add(topic)
             client.add_topic(topic)
             return False
         now = time.monotonic()

@@ -88,6 +88,7 @@ def register(pipeline: Pipeline) -> None:
                     "stats_vm_samples_s": round(pipeline.metrics.stats_vm_samples_s, 6),
                     "job_partitions": sorted(core.books),
                     "batches": service.batches,
+                    "producer_renewals": service.producer.renewals,
                     "lag": service.lag(),
                     "time": pipeline.clock(),
                 }

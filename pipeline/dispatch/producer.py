@@ -1,0 +1,109 @@
+"""The dispatcher's idempotent producer, renewed whenever a record it sent was not acknowledged.
+
+aiokafka 0.14's idempotent producer numbers each partition's batches. When a batch fails for
+good (an outage, a leader that moved), the number it took is not given back, so the next batch
+to that partition arrives with a gap and the broker answers `OutOfOrderSequenceNumber`, to that
+batch and every later one: the producer never delivers to that partition again (aiokafka#1017,
+open; Java's producer bumps its epoch and resets the sequences, KAFKA-12152). Seen in
+`vmlb bench chaos --scenario broker-stop`: after a 25 s stop the dispatcher re-sent the same two
+records every 5 s for the rest of the run and dispatched nothing more.
+
+So a failed send is never retried on the same producer: `renew()` stops it and starts another,
+with a new producer id and fresh sequences, and the records are produced again there. The
+readers of every record the dispatcher writes are idempotent (status and queue records by job
+id and attempt), so a record the old producer did land, then sent again, is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from pipeline.dispatch.core import Record
+
+log = logging.getLogger(__name__)
+
+#: How long a stopped producer may take to give up what it still holds.
+STOP_TIMEOUT_S = 5.0
+
+
+class RenewableProducer:
+    """One `AIOKafkaProducer` at a time, made by `factory`; `renew()` swaps it for a new one."""
+
+    def __init__(self, factory: Callable[[], AIOKafkaProducer]) -> None:
+        self.factory = factory
+        self.current: AIOKafkaProducer | None = None
+        #: Topics whose metadata the producer tracks (queue topics): a new one is told them.
+        self.tracked: set[str] = set()
+        #: Producers replaced since start (for /status and tests).
+        self.renewals = 0
+
+    async def start(self) -> None:
+        self.current = self.factory()
+        await self.current.start()
+        for topic in self.tracked:
+            self.current.client.add_topic(topic)
+
+    async def stop(self) -> None:
+        if self.current is not None:
+            old, self.current = self.current, None
+            await _stop(old)
+
+    async def renew(self, why: str) -> None:
+        """Replace the producer: what the old one still holds is given up (the caller sends
+        it again on the new one)."""
+        old = self.current
+        log.warning("dispatcher: producing again on a new producer (%s)", why)
+        self.current = None
+        if old is not None:
+            await _stop(old)
+        await self.start()
+        self.renewals += 1
+
+    async def until_acked(self, records: Sequence[Record]) -> None:
+        """Produce and wait for every acknowledgement; what failed is produced again, in its
+        order, on a new producer, after a back-off (0.2 s doubling to 5 s), until all landed."""
+        backoff_s = 0.2
+        while records:
+            try:
+                results = await self.send_all(records)
+            except KafkaError as exc:
+                why = f"a send failed: {exc!r}"
+                failed = list(records)
+            else:
+                failed = [
+                    record
+                    for record, result in zip(records, results, strict=True)
+                    if isinstance(result, Exception)
+                ]
+                first = next((r for r in results if isinstance(r, Exception)), None)
+                why = f"{len(failed)} of {len(records)} record(s) not acknowledged: {first!r}"
+            if failed:
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(5.0, backoff_s * 2)
+                await self.renew(why)
+            records = failed
+
+    async def send_all(self, records: Sequence[Record]) -> list[Any]:
+        """Send every record and wait for each answer: its RecordMetadata or its exception."""
+        producer = self.current
+        assert producer is not None, "producer not started"
+        futures = [
+            await producer.send(
+                record.topic, record.value, key=record.key, partition=record.partition
+            )
+            for record in records
+        ]
+        return list(await asyncio.gather(*futures, return_exceptions=True))
+
+
+async def _stop(producer: AIOKafkaProducer) -> None:
+    try:
+        await asyncio.wait_for(producer.stop(), STOP_TIMEOUT_S)
+    except Exception as exc:  # a producer that cannot even stop is dropped all the same
+        log.warning("dispatcher: the old producer did not stop cleanly (%r)", exc)
