@@ -253,10 +253,12 @@ class ChaosFleet:
         return _child(self.hosts[host_id].process.pid, "dom0", "--host-id", host_id)
 
     def stop(self) -> None:
-        for worker in self.workers:
-            with contextlib.suppress(Exception):
-                worker.stop(timeout_s=20)
-        self.children.stop_all()
+        try:
+            for worker in self.workers:
+                with contextlib.suppress(Exception):
+                    worker.stop(timeout_s=20)
+        finally:
+            self.children.stop_all()
 
 
 def _child(parent: int, command: str, flag: str, value: str) -> int | None:

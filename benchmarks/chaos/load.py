@@ -53,9 +53,9 @@ class SteadyLoad:
     def done(self) -> bool:
         return self._thread is not None and not self._thread.is_alive()
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 150) -> None:
         self._stop.set()
-        self.join(timeout_s=150)
+        self.join(timeout_s)
 
     def resend(self, job_ids: list[str]) -> None:
         """Submit these jobs again (same ids, submitted now); wait for the broker."""

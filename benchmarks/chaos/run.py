@@ -91,6 +91,7 @@ def run_once(
     faults: list[Fault] = []
     started = time.monotonic()
     drained = "not reached"
+    finished = False
     try:
         fleet.create_topics()
         fleet.start_hosts()
@@ -121,13 +122,18 @@ def run_once(
             load.resend(missing)
         drained = _drain(kafka, load, follower, fleet)
         observed = read_back(kafka, fleet)
+        finished = True
     finally:
-        follower.close()
-        load.stop()
-        fleet.stop()
-        if brokers.external is not None:
-            with contextlib.suppress(Exception):
-                fleet.delete_topics()
+        # Each step runs even if one before it raised (a Ctrl-C or SIGTERM during a broker
+        # outage interrupted the load's flush, and the fleet was left running): an ExitStack
+        # runs them last-registered first, re-raising at the end.
+        with contextlib.ExitStack() as cleanup:
+            if brokers.external is not None:
+                cleanup.callback(_quietly, fleet.delete_topics)
+            cleanup.callback(fleet.stop)
+            # Interrupted, the load's last flush may wait for a broker that is down: not long.
+            cleanup.callback(load.stop, timeout_s=150 if finished else 5)
+            cleanup.callback(follower.close)
     observed.submitted = [
         j for j in observed.submitted if (j.job_id or "").startswith(load.run_tag)
     ]
@@ -200,6 +206,11 @@ def _drain(
         return f"bounded at {DRAIN_MAX_S:.0f} s"
     finally:
         consumer.close()
+
+
+def _quietly(step: Callable[[], None]) -> None:
+    with contextlib.suppress(Exception):
+        step()
 
 
 def read_back(kafka: KafkaSettings, fleet: ChaosFleet) -> Observed:
