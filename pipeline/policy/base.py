@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from pipeline.events import CandidateView, trusted
@@ -42,6 +42,11 @@ class Candidate:
     service_s: float | None = None
     #: The host's I/O rate as Dom0 measured it (None: read it from the host view).
     measured_io: float | None = None
+    #: `score()`'s records, built once per candidate: a candidate judged once per snapshot
+    #: (io-aware's probes, `pipeline.policy.scan`) is recorded by many decisions.
+    _views: dict[tuple[bool, str | None, float | None], CandidateView] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @property
     def measured_io_ops_per_s(self) -> float:
@@ -59,7 +64,15 @@ class Candidate:
     def score(
         self, eligible: bool, rejected_by: str | None = None, weight: float | None = None
     ) -> CandidateView:
-        # Built from this decision's own numbers: no validation needed (model_construct).
+        # Built from this decision's own numbers: no validation needed (model_construct). The
+        # record is shared by every decision that reads it, so nobody may change it.
+        key = (eligible, rejected_by, weight)
+        view = self._views.get(key)
+        if view is None:
+            view = self._views[key] = self._view(eligible, rejected_by, weight)
+        return view
+
+    def _view(self, eligible: bool, rejected_by: str | None, weight: float | None) -> CandidateView:
         return trusted(
             CandidateView,
             vm_id=self.vm.vm_id,

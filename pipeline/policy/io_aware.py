@@ -316,6 +316,19 @@ class IoAwarePolicy:
         )
 
     def _judge(self, snapshot: FleetSnapshot, vm: VmView, config: PolicyConfig) -> Judged:
+        """The VM as judged on this snapshot: once, until a claim lands on its host.
+
+        A verdict depends only on the snapshot and the VM's host (the argument of
+        `pipeline.policy.scan`), so the probes of later decisions on the same snapshot reuse
+        it: at full load a decision probes `probe_limit` busy VMs, and judging each afresh was
+        most of its cost (`benchmarks/dispatch_cost.py`)."""
+        return snapshot.host_memo(
+            vm.host_id,
+            ("io-aware judged", id(self), vm.vm_id),
+            lambda: self._judge_afresh(snapshot, vm, config),
+        )
+
+    def _judge_afresh(self, snapshot: FleetSnapshot, vm: VmView, config: PolicyConfig) -> Judged:
         candidate = fit_candidate(snapshot, vm)
         verdict = None
         only_the_limit = True  # refused by nothing but the limit filters (so far)

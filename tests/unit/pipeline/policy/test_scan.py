@@ -7,6 +7,7 @@ import random
 
 from pipeline.policy.decision import JobRequest, Outcome
 from pipeline.policy.io_aware import IoAwarePolicy
+from pipeline.policy.scan import Judged
 from pipeline.policy.snapshot import FleetSnapshot, HostView, PolicyConfig, VmView
 from pipeline.policy.testing import fleet, host, vm
 
@@ -56,25 +57,43 @@ def random_fleet(rng: random.Random) -> list[HostView]:
 
 
 class FreshLooks(IoAwarePolicy):
-    """io-aware that never reuses a scan: each decision that scans judges every VM afresh."""
+    """io-aware that never reuses a verdict: each decision judges every VM it looks at afresh
+    (no scan kept, no probe's verdict remembered)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.looks = 0
+        self.judged = 0
 
     def _scan_key(self, job_type: str) -> tuple[str, int, str]:
         self.looks += 1
         return ("fresh look", self.looks, job_type)
 
+    def _judge(self, snapshot: FleetSnapshot, vm: VmView, config: PolicyConfig) -> Judged:
+        self.judged += 1
+        return self._judge_afresh(snapshot, vm, config)
 
-def test_decisions_over_a_scan_kept_by_claims_match_fresh_looks_at_the_fleet() -> None:
+
+class CountedLooks(IoAwarePolicy):
+    """io-aware as it is, counting the VMs it judged afresh."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.judged = 0
+
+    def _judge_afresh(self, snapshot: FleetSnapshot, vm: VmView, config: PolicyConfig) -> Judged:
+        self.judged += 1
+        return super()._judge_afresh(snapshot, vm, config)
+
+
+def test_decisions_over_verdicts_kept_by_claims_match_fresh_looks_at_the_fleet() -> None:
     # Two policies decide over two copies of one snapshot, the same claims and releases landing
-    # on both in between: one keeps its scans current by the claims, the other judges every VM
-    # afresh each time. Same inputs, same random draws: the same answers.
+    # on both in between: one keeps its verdicts (its probes' and its scans') current by the
+    # claims, the other judges every VM afresh each time. Same inputs, same random draws: the same answers.
     rng = random.Random(11)
     hosts = random_fleet(rng)
     config = PolicyConfig(hold_s=0.25, horizon_s=0.3)
-    kept_policy, fresh_policy = IoAwarePolicy(), FreshLooks()
+    kept_policy, fresh_policy = CountedLooks(), FreshLooks()
     kept = FleetSnapshot(hosts, taken_at=1_000.0, config=config)
     fresh = FleetSnapshot(hosts, taken_at=1_000.0, config=config)
     vm_ids = [v.vm_id for h in hosts for v in h.vms]
@@ -91,8 +110,22 @@ def test_decisions_over_a_scan_kept_by_claims_match_fresh_looks_at_the_fleet() -
         assert (got.outcome, got.vm_id, got.tested) == (want.outcome, want.vm_id, want.tested)
         assert dict(got.refused) == dict(want.refused)
         assert got.reason == want.reason
+        # The records too, field by field: the compared ones as the fresh look has them; each
+        # refused example as a fresh look at that VM now (a scan keeps its refused VMs in no
+        # particular order, so the two may pick other examples), but for the chosen host, on
+        # which the decision has claimed since.
+        assert [c for c in got.candidates if c.eligible] == [
+            c for c in want.candidates if c.eligible
+        ]
+        for example in (c for c in got.candidates if not c.eligible):
+            if example.host_id == got.host_id:
+                continue
+            judged = fresh_policy._judge_afresh(fresh, fresh.vm(example.vm_id), config)
+            assert example == judged.candidate.score(False, judged.verdict)
         outcomes.add((got.outcome, "over" in got.reason, "scanning" in got.reason))
     assert fresh_policy.looks > 0
+    # ... at a fraction of the judging: a verdict is remembered until a claim lands on its host.
+    assert kept_policy.judged < fresh_policy.judged / 2
     # The run went through every path: dispatched after probing and after a scan, waiting,
     # and sent over a limit after a hold.
     assert {
