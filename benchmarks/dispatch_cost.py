@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import os
 import pstats
 import random
 import time
@@ -178,7 +179,7 @@ def run(shape: str, count: int, profile: bool) -> float:
             cpu_s += time.process_time() - started
     assert core.counts.by_outcome.get("dispatched") == count, core.counts.by_outcome
     if profiler:
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(35)
+        pstats.Stats(profiler).sort_stats(os.environ.get("SORT", "cumulative")).print_stats(35)
     print(
         f"{shape}: {count} jobs, {records / count:.1f} records per job, "
         f"{cpu_s / count * 1e6:.0f} µs CPU per job ({count / cpu_s:,.0f} jobs/s)"
