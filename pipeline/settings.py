@@ -401,7 +401,7 @@ class PipelineSettings(BaseSettings):
         5.0,
         gt=0,
         description="before refusing a sample for an unknown VM, wait this long at most for "
-        "the fleet view to read its registration",
+        "the fleet view to read its registration (after a wait in vain, none for 9x as long)",
     )
     # Dispatch.
     stale_after_s: float = Field(

@@ -47,6 +47,11 @@ log = logging.getLogger(__name__)
 
 #: How often a batch's samples for VMs the fleet view does not place are checked again.
 RECHECK_S = 0.1
+#: After a wait for registrations that did not come, the agent does not wait again for this
+#: many times that wait's length: at most a tenth of its time goes to waiting for VMs nobody
+#: registers. A stream of samples for unknown VMs (a misconfigured Dom0, or forged) would
+#: otherwise hold every batch `stats_view_wait_s`, and the whole fleet's telemetry with it.
+FUTILE_WAIT_BACKOFF = 9.0
 
 #: The inputs, by logical topic name.
 INPUTS = ("io-samples", "completions")
@@ -124,6 +129,9 @@ class StatsAgent:
         self.rows: dict[str, VmStats] = {}
         self.last_published: dict[str, float] = {}
         self.unpublished: set[str] = set()
+        #: Monotonic time before which a batch does not wait for registrations (see
+        #: `FUTILE_WAIT_BACKOFF`); it still brings the view up to date once.
+        self.impatient_until = 0.0
 
     def register(self) -> StatsAgent:
         self.app.agent(self._source, name="vm_stats")(self.run)
@@ -203,10 +211,14 @@ class StatsAgent:
         another consumer, and written by its Dom0 a moment later (two partitions' batches are
         acknowledged in no set order). So the view is brought up to date, and again every
         `RECHECK_S`, until every event's VM is placed or `stats_view_wait_s` has passed (one wait
-        per batch, however many events in it are unsure). Returns the events still misplaced,
-        and whether the view could be brought up to date at all.
+        per batch, however many events in it are unsure). A wait that ends with VMs still
+        unplaced makes the next batches impatient for `FUTILE_WAIT_BACKOFF` times its length:
+        they bring the view up to date once and refuse what it still does not place. Returns
+        the events still misplaced, and whether the view could be brought up to date at all.
         """
-        deadline = time.monotonic() + self.settings.stats_view_wait_s
+        started = time.monotonic()
+        patient = started >= self.impatient_until
+        deadline = started + (self.settings.stats_view_wait_s if patient else 0.0)
         while True:
             current = self.view_current is not None and await self.view_current()
             left = []
@@ -215,7 +227,17 @@ class StatsAgent:
                     self._apply(changed, read.event, vm_id, item)
                 else:
                     left.append((read, vm_id, item))
-            if not left or not current or time.monotonic() >= deadline:
+            now = time.monotonic()
+            if not left or not current or now >= deadline:
+                if left and patient:
+                    self.impatient_until = now + FUTILE_WAIT_BACKOFF * (now - started)
+                    log.warning(
+                        "vm_stats: %d input(s) for VMs the fleet view does not place after "
+                        "%.1fs; not waiting for registrations for the next %.0fs",
+                        len(left),
+                        now - started,
+                        self.impatient_until - now,
+                    )
                 return left, current
             unsure = left
             await asyncio.sleep(RECHECK_S)

@@ -11,6 +11,7 @@ from pipeline.events import (
     IoSample,
     VmState,
 )
+from pipeline.stats import agent as stats_agent
 from pipeline.topics.partitioning import partition_for_key
 from tests.unit.pipeline.worker_harness import (
     NOW,
@@ -354,6 +355,39 @@ async def test_a_host_samples_entries_are_checked_against_their_registrations(tm
     )
     assert sorted(h.vm_stats) == ["a1", "c3"]
     assert h.read_throughs >= 1
+
+
+@in_loop
+async def test_after_a_futile_wait_for_registrations_the_next_batches_look_once(
+    tmp_path, monkeypatch
+):
+    # A stream of samples for VMs nobody registers must not hold every batch (and the whole
+    # fleet's telemetry) for stats_view_wait_s: after one wait that ended with a VM still
+    # unknown, a batch brings the view up to date once and refuses what it still does not
+    # place. A VM registered by then still counts. (The backoff made long: no clock in it.)
+    monkeypatch.setattr(stats_agent, "FUTILE_WAIT_BACKOFF", 1_000.0)
+    h = build(tmp_path)
+    h.host("h1")
+    h.vm("a1", "h1")
+    h.ready()
+
+    def refused() -> list[str]:
+        return [letter.reason for letter in h.producer.dead_letters()]
+
+    async with h.agents["vm_stats"].test_context() as agent:
+        await put_from(agent, "t.io-samples", b"x0", io_sample("x0", NOW, 10).to_bytes())
+        await until_settled(lambda: len(refused()) == 1, "the first unknown VM refused")
+        waited = h.read_throughs
+        assert waited > 1  # it looked again every RECHECK_S for stats_view_wait_s (0.2 s)
+        for i in range(1, 4):
+            sample = io_sample(f"x{i}", NOW, 10)
+            await put_from(agent, "t.io-samples", sample.key(), sample.to_bytes())
+            await until_settled(lambda i=i: len(refused()) == 1 + i, f"x{i} refused")
+        assert h.read_throughs == waited + 3  # one look each, no wait
+        h.on_read_through = lambda: h.vm("c3", "h1")  # registered by the time it looks
+        await put_from(agent, "t.io-samples", b"c3", io_sample("c3", NOW, 10).to_bytes())
+        await until_settled(lambda: "c3" in h.vm_stats, "c3 counted")
+    assert refused() == [f"IoSample: VM x{i} is not registered" for i in range(4)]
 
 
 @in_loop
