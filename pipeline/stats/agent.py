@@ -23,7 +23,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -52,6 +52,9 @@ RECHECK_S = 0.1
 #: registers. A stream of samples for unknown VMs (a misconfigured Dom0, or forged) would
 #: otherwise hold every batch `stats_view_wait_s`, and the whole fleet's telemetry with it.
 FUTILE_WAIT_BACKOFF = 9.0
+#: VMs remembered as not placed after a wait (their inputs get one look, never a wait: a
+#: VM Dom0 meters but cannot register, having no job type, sends a sample every interval).
+UNPLACED_REMEMBERED = 65_536
 
 #: The inputs, by logical topic name.
 INPUTS = ("io-samples", "completions")
@@ -132,6 +135,8 @@ class StatsAgent:
         #: Monotonic time before which a batch does not wait for registrations (see
         #: `FUTILE_WAIT_BACKOFF`); it still brings the view up to date once.
         self.impatient_until = 0.0
+        #: VMs still not placed when a wait for them ended (oldest first, bounded).
+        self.unplaced: OrderedDict[str, None] = OrderedDict()
 
     def register(self) -> StatsAgent:
         self.app.agent(self._source, name="vm_stats")(self.run)
@@ -212,23 +217,32 @@ class StatsAgent:
         acknowledged in no set order). So the view is brought up to date, and again every
         `RECHECK_S`, until every event's VM is placed or `stats_view_wait_s` has passed (one wait
         per batch, however many events in it are unsure). A wait that ends with VMs still
-        unplaced makes the next batches impatient for `FUTILE_WAIT_BACKOFF` times its length:
-        they bring the view up to date once and refuse what it still does not place. Returns
-        the events still misplaced, and whether the view could be brought up to date at all.
+        unplaced makes the next batches impatient for `FUTILE_WAIT_BACKOFF` times its length,
+        and those VMs' later inputs for good (`unplaced`, until the view places them): one
+        look at the view brought up to date, then refused. Returns the events still
+        misplaced, and whether the view could be brought up to date at all.
         """
         started = time.monotonic()
-        patient = started >= self.impatient_until
+        patient = started >= self.impatient_until and any(
+            vm_id not in self.unplaced for _, vm_id, _ in unsure
+        )
         deadline = started + (self.settings.stats_view_wait_s if patient else 0.0)
         while True:
             current = self.view_current is not None and await self.view_current()
             left = []
             for read, vm_id, item in unsure:
                 if self.misplaced(vm_id, item) is None:
+                    self.unplaced.pop(vm_id, None)
                     self._apply(changed, read.event, vm_id, item)
                 else:
                     left.append((read, vm_id, item))
             now = time.monotonic()
             if not left or not current or now >= deadline:
+                for _, vm_id, _ in left if current else ():
+                    self.unplaced[vm_id] = None
+                    self.unplaced.move_to_end(vm_id)
+                while len(self.unplaced) > UNPLACED_REMEMBERED:
+                    self.unplaced.popitem(last=False)
                 if left and patient:
                     self.impatient_until = now + FUTILE_WAIT_BACKOFF * (now - started)
                     log.warning(

@@ -391,6 +391,33 @@ async def test_after_a_futile_wait_for_registrations_the_next_batches_look_once(
 
 
 @in_loop
+async def test_a_vm_that_stayed_unplaced_after_a_wait_is_never_waited_for_again(
+    tmp_path, monkeypatch
+):
+    # A VM its Dom0 meters but cannot register (no job type) sends a sample every interval:
+    # one wait for it, then one look per sample. Another unknown VM still gets its wait.
+    monkeypatch.setattr(stats_agent, "FUTILE_WAIT_BACKOFF", 0.0)
+    h = build(tmp_path)
+    h.host("h1")
+    h.ready()
+
+    async def send(vm_id: str, at: float) -> int:
+        """Read-throughs the sample cost before it was refused."""
+        before, letters = h.read_throughs, len(h.producer.dead_letters())
+        sample = io_sample(vm_id, at, 10)
+        await put_from(agent, "t.io-samples", sample.key(), sample.to_bytes())
+        await until_settled(
+            lambda: len(h.producer.dead_letters()) > letters, f"{vm_id}'s sample refused"
+        )
+        return h.read_throughs - before
+
+    async with h.agents["vm_stats"].test_context() as agent:
+        assert await send("untyped", NOW) > 1
+        assert [await send("untyped", NOW + t) for t in range(1, 4)] == [1, 1, 1]
+        assert await send("other", NOW) > 1
+
+
+@in_loop
 async def test_both_forms_in_one_batch_write_each_vm_once(tmp_path):
     h = build(tmp_path, stats_batch_max=3)
     h.clock.now = NOW + 2
