@@ -165,7 +165,7 @@ def run(shape: str, count: int, profile: bool) -> float:
         if profiler:
             profiler.disable()
         cpu_s += time.process_time() - started
-        records += len(out.first) + len(out.then)
+        records += len(out.decisions) + len(out.first) + len(out.then)
         if shape == "complete":
             (queued,) = out.then
             status_key, status_value = succeeded(queued.value, clock.now)
@@ -173,7 +173,8 @@ def run(shape: str, count: int, profile: bool) -> float:
             if profiler:
                 profiler.enable()
             core.on_status(partition, status_key, status_value, offset)
-            records += len(core.take().first)
+            after = core.take()
+            records += len(after.decisions) + len(after.first)
             if profiler:
                 profiler.disable()
             cpu_s += time.process_time() - started

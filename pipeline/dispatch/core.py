@@ -13,11 +13,14 @@ Inputs, from `pipeline.dispatch.service` (which does the I/O):
   publish this dispatcher's in-flight counts (`dispatch-load`);
 - a rebalance (`assign` / `replay` / `recovered` / `revoke`).
 
-Outputs go to an `Outbox` in two phases: `first` (status records, decisions, dead letters,
-completions, control records, loads) and `then` (the queued jobs). The service produces
-`first`, waits for the broker's acknowledgement, then `then`, then commits the consumed jobs
-offsets: "this job went to VM X" is durable before the job can be seen in X's queue, a queued job
-always has its decision, and a job's offset is committed only after both. A crash anywhere
+Outputs go to an `Outbox` in three phases: `decisions` (the intent), `first` (status records,
+dead letters, completions, control records, loads) and `then` (the queued jobs). The service
+produces each phase and waits for the broker's acknowledgement of all of it before the next,
+then commits the consumed jobs' offsets: a status record that says "this job went to VM X" is
+durable only after its decision, the job can be seen in X's queue only after both, and a job's
+offset is committed only after all three. (With decisions and status records in one phase, a
+crash after the broker took the status but before it took the decision left a queued job
+without its decision: `vmlb bench chaos --scenario broker-outage-long`.) A crash anywhere
 replays from the status log: a job recorded as dispatched is sent again to the same VM (the guest
 recognises it by id and attempt), never decided again.
 """
@@ -73,11 +76,12 @@ class Record:
 
 @dataclass
 class Outbox:
+    decisions: list[Record] = field(default_factory=list)
     first: list[Record] = field(default_factory=list)
     then: list[Record] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.first or self.then)
+        return bool(self.decisions or self.first or self.then)
 
 
 @dataclass
@@ -857,7 +861,7 @@ class DispatchCore:
         self.recent.append(decision)
         if len(self.recent) > self.settings.recent_decisions:
             del self.recent[: len(self.recent) - self.settings.recent_decisions]
-        self.out.first.append(
+        self.out.decisions.append(
             Record(self._names["decisions"], decision.key(), decision.to_bytes(), book.partition)
         )
 

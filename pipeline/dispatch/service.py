@@ -11,8 +11,8 @@ acknowledged and offsets committed (`pipeline.dispatch.core` says what and in wh
   partitions back at once, without a rebalance or waiting out its old session.
 - On assignment, each new partition's `job-status` log is read to its end into the core's book
   (the durable state: no local table is needed), then followed live, with all of `job-control`.
-- Each batch: consume, decide, produce phase one (status, decisions, dead letters, ...), wait
-  for the broker, produce phase two (queued jobs), wait, commit. A failed produce is retried
+- Each batch: consume, decide, produce the decisions, wait for the broker, produce the status
+  records (and dead letters, ...), wait, produce the queued jobs, wait, commit. A failed produce is retried
   (holding dispatch) until it succeeds, on a new producer (`pipeline.dispatch.producer`);
   nothing is committed before.
 
@@ -316,6 +316,7 @@ class DispatchService(Service):
         out = self.core.take()
         if not out:
             return
+        await self.producer.until_acked(out.decisions)
         await self.producer.until_acked(out.first)
         await self.producer.until_acked(out.then)
 

@@ -129,6 +129,7 @@ class World:
 
     def take(self) -> Outbox:
         out = self.core.take()
+        self.written.decisions.extend(out.decisions)
         self.written.first.extend(out.first)
         self.written.then.extend(out.then)
         return out
@@ -151,7 +152,7 @@ def statuses(out: Outbox) -> list[JobStatus]:
 
 
 def decisions(out: Outbox) -> list[DispatchDecision]:
-    return [DispatchDecision.from_bytes(r.value) for r in out.first if r.topic == "t.decisions"]
+    return [DispatchDecision.from_bytes(r.value) for r in out.decisions]
 
 
 def queued(out: Outbox) -> list[tuple[str, QueuedJob]]:
@@ -169,15 +170,20 @@ def forwarded(out: Outbox) -> list[bytes | None]:
 # --- dispatching ----------------------------------------------------------------------------
 
 
-def test_a_job_is_recorded_as_dispatched_before_it_is_queued_and_counted_in_flight():
+def test_a_job_is_decided_then_recorded_as_dispatched_then_queued_and_counted_in_flight():
+    # Three phases, each acknowledged before the next (the service): a status record that
+    # says "dispatched" never stands without its decision, a queued job never without both.
     w = World()
     out = w.submit("j1")
     [status] = statuses(out)
     [decision] = decisions(out)
     [(topic, job)] = queued(out)
+    assert [r.topic for r in out.decisions] == ["t.decisions"]
+    assert [r.topic for r in out.first] == ["t.job-status"]
     assert status.state is JobState.DISPATCHED and status.vm_id == job.vm_id
     assert decision.outcome is DecisionOutcome.DISPATCHED and decision.vm_id == job.vm_id
-    assert [r.partition for r in out.first] == [P, P]  # the job's own partition
+    # The job's own partition:
+    assert [r.partition for r in out.decisions + out.first] == [P, P]
     assert topic == f"t.queue.{job.vm_id}" and (job.attempt, job.status_partition) == (1, P)
     assert w.core.snapshots.in_flight.count(job.vm_id) == 1
 
