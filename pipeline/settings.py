@@ -175,8 +175,10 @@ class KafkaSettings(BaseSettings):
         idempotence off 4 of 4 recover. Every vmlb record is idempotent at its reader (status
         records are compacted by job id, guests recognise jobs by id and attempt, samples by
         time), so a retried send's duplicate changes nothing. The callers also replace a
-        producer whose delivery failed. `tests/integration/producers/test_outage.py` checks that
-        a producer delivers again after an outage longer than its delivery timeout.
+        producer whose delivery failed (`tests/integration/producers/test_guest_after_outage.py`
+        checks that a guest delivers again after an outage longer than its delivery timeout).
+        The guest, which replaces its producer after every failed delivery, turns idempotence
+        on (`producers.guest.worker`): its job-end records are what must not appear twice.
 
         One request in flight per broker (kafka-python then keeps a partition's order through
         retries): without idempotence, a producer with several in flight retries a failed batch

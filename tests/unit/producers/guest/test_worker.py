@@ -52,3 +52,23 @@ def test_a_connection_error_from_poll_is_ridden_out(tmp_path, monkeypatch):
     monkeypatch.setattr(worker, "_connect", connected)
     worker.run(stop)  # returns once stopped, instead of raising the connection error
     assert consumer.polls == 2
+
+
+def test_the_guests_producer_is_idempotent_with_one_request_in_flight(tmp_path, monkeypatch):
+    # A retried end record must not be appended twice (the broker recognises the retry), and
+    # stay in order: see GuestWorker._new_producer.
+    made: list[dict[str, Any]] = []
+    monkeypatch.setattr("kafka.KafkaProducer", lambda **options: made.append(options))
+    worker = GuestWorker(
+        KafkaSettings(),
+        load_topics(prefix="t."),
+        "vm1",
+        mixed,
+        LocalDiskIoChannel(tmp_path / "io"),
+        CompletedJobs(tmp_path / "done"),
+    )
+    worker._new_producer()
+    [options] = made
+    assert options["enable_idempotence"] is True
+    assert options["max_in_flight_requests_per_connection"] == 1
+    assert options["acks"] == "all"
