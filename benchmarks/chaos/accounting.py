@@ -120,6 +120,9 @@ class FaultTimes:
     left_to_dispatch: int
     dom0s_back_s: float | None = None
     guests_back_s: float | None = None
+    #: Guests that had a job to run after `until`: with none, `guests_back_s` does not apply
+    #: (a replicated cluster served every job before the killed node came back).
+    guests_with_work: int = 0
     note: str | None = None
 
 
@@ -325,14 +328,16 @@ def fault_times(
         )
         if fault.kind.startswith("broker"):
             times.dom0s_back_s = _round(_slowest_back(observed.samples, fault.until))
-            times.guests_back_s = _round(_slowest_guest(observed, fault.until))
+            slowest, times.guests_with_work = _slowest_guest(observed, fault.until)
+            times.guests_back_s = _round(slowest)
         results.append(times)
     return results
 
 
-def _slowest_guest(observed: Observed, until: float) -> float | None:
+def _slowest_guest(observed: Observed, until: float) -> tuple[float | None, int]:
     """The slowest guest to deliver again, among those that had a job to run after `until`:
-    from when it had one (and the broker was back) to its first record appended after that."""
+    from when it had one (and the broker was back) to its first record appended after that
+    (None if one never did), and how many guests had a job to run then."""
     ended: dict[tuple[str, str], float] = {}
     appended: dict[str, list[float]] = defaultdict(list)
     for record in observed.statuses:
@@ -352,9 +357,9 @@ def _slowest_guest(observed: Observed, until: float) -> float | None:
     for vm_id, since in work_from.items():
         after = [at for at in appended.get(vm_id, []) if at >= since]
         if not after:
-            return None
+            return None, len(work_from)
         delays.append(min(after) - since)
-    return max(delays) if delays else None
+    return (max(delays) if delays else None), len(work_from)
 
 
 @dataclass(frozen=True)

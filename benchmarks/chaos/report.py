@@ -69,6 +69,8 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             relevant = faults
             if key in _BROKER_ONLY:
                 relevant = [f for f in faults if f["kind"].startswith("broker")]
+                if key == "guests_back_s":  # not after a fault that left no guest a job to run
+                    relevant = [f for f in relevant if f.get("guests_with_work", 1)]
             elif key == "first_dispatch_s":  # not after a fault that left nothing to dispatch
                 relevant = [f for f in faults if f.get("left_to_dispatch", 1)]
             row[key] = _spread([f[key] for f in relevant])

@@ -331,12 +331,20 @@ def test_after_a_broker_fault_the_slowest_dom0_and_guest_to_deliver_again():
     (times,) = account(run, [broker]).faults
     assert times.dom0s_back_s == pytest.approx(2.5)
     assert times.guests_back_s == pytest.approx(2.0)
+    assert times.guests_with_work == 2
+
+    # Every job ended before the broker's return: no guest had one to run, no time applies
+    # (not "never": the replicated cluster served them all while the node was down).
+    (times,) = account(observed(statuses=[*statuses[:2], done_a3], samples=samples,
+                                queued=[idle, queued("a")]), [broker]).faults  # fmt: skip
+    assert (times.guests_back_s, times.guests_with_work) == (None, 0)
 
     # A Dom0 that never delivered again, a guest that never ran its job: no time ("never").
     silent = observed(statuses=statuses[:2], samples=samples[:3], queued=[held])
     (times,) = account(silent, [broker]).faults
     assert times.dom0s_back_s is None
     assert times.guests_back_s is None
+    assert times.guests_with_work == 1
 
 
 def test_a_fault_after_every_job_was_dispatched_leaves_nothing_to_dispatch():

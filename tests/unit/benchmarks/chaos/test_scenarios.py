@@ -148,3 +148,19 @@ def test_the_report_sums_runs_and_spreads_fault_times():
     table = markdown_table(rows)
     assert "| worker-kill | 2 | 20 | 20 | 1 |" in table  # runs, submitted, completed, lost
     assert "| 3.0 / 4.0 |" in table and "9.0 / 12.0 (1 never)" in table
+
+
+def test_a_broker_fault_that_left_no_guest_a_job_has_no_guest_time_not_never():
+    served = {**fault("broker-kill", None, 2.0, back=1.0), "guests_back_s": None}
+    silent = {**served, "guests_with_work": 2}
+    rows = summarize(
+        [
+            run("replicated-broker-kill", faults=[{**served, "guests_with_work": 0}]),
+            run("broker-kill", faults=[silent]),
+        ]
+    )
+    assert rows["replicated-broker-kill"]["guests_back_s"] is None  # "-" in the table
+    assert rows["broker-kill"]["guests_back_s"]["never"] == 1
+    table = markdown_table(rows)
+    assert table.splitlines()[2].endswith("| 1.0 | - |")
+    assert table.splitlines()[3].endswith("| 1.0 | never |")
