@@ -289,6 +289,34 @@ async def test_a_host_sample_counts_every_vm_it_carries(tmp_path):
 
 
 @in_loop
+async def test_samples_are_never_counted_without_the_time_spent_reading_them(tmp_path):
+    # /status may be read while a batch awaits its writes: there, a count of samples read with
+    # no reading time yet gave the benchmark a rate of 0 (CI failed on it). Looked at from
+    # inside every await of the batch (a vm-state publish), the two move together.
+    h = build(tmp_path)
+    h.host("h1")
+    h.vm("a1", "h1")
+    h.vm("b1", "h1")
+    h.ready()
+    seen: list[tuple[int, float]] = []
+    stats = h.pipeline.stats
+    publish = stats.publish
+
+    async def watched(*args, **kwargs):
+        metrics = h.pipeline.metrics
+        seen.append((metrics.stats_vm_samples, metrics.stats_vm_samples_s))
+        return await publish(*args, **kwargs)
+
+    stats.publish = watched
+    async with h.agents["vm_stats"].test_context() as agent:
+        record = host_sample(io_sample("a1", NOW, 100), io_sample("b1", NOW, 40))
+        await put_from(agent, "t.io-samples", b"h1", record, partition=P5)
+        await until(lambda: len(h.producer.on("vm-state")) == 2, "both VMs' state")
+    assert seen and all(count == 0 or reading_s > 0 for count, reading_s in seen), seen
+    assert h.pipeline.metrics.stats_vm_samples == 2 and h.pipeline.metrics.stats_vm_samples_s > 0
+
+
+@in_loop
 async def test_a_host_samples_bad_vm_entries_are_dead_lettered_once_and_the_good_ones_count(
     tmp_path,
 ):
