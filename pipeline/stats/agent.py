@@ -179,6 +179,8 @@ class StatsAgent:
                 if self.misplaced(vm_id, item) is not None:
                     unsure.append((read, vm_id, item))
                     continue
+                if self.unplaced:
+                    self.unplaced.pop(vm_id, None)  # placed now: a later move gets its wait
                 self._apply(changed, event, vm_id, item)
         if unsure:
             unsure, current = await self._recheck(unsure, changed)

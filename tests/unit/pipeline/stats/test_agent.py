@@ -430,9 +430,12 @@ async def test_a_vm_that_stayed_unplaced_after_a_wait_is_never_waited_for_again(
     h.ready()
 
     async def send(vm_id: str, at: float) -> int:
+        return await send_from(vm_id, at, "h1")
+
+    async def send_from(vm_id: str, at: float, host_id: str) -> int:
         """Read-throughs the sample cost before it was refused."""
         before, letters = h.read_throughs, len(h.producer.dead_letters())
-        sample = io_sample(vm_id, at, 10)
+        sample = io_sample(vm_id, at, 10, host_id=host_id)
         await put_from(agent, "t.io-samples", sample.key(), sample.to_bytes())
         await until_settled(
             lambda: len(h.producer.dead_letters()) > letters, f"{vm_id}'s sample refused"
@@ -443,6 +446,13 @@ async def test_a_vm_that_stayed_unplaced_after_a_wait_is_never_waited_for_again(
         assert await send("untyped", NOW) > 1
         assert [await send("untyped", NOW + t) for t in range(1, 4)] == [1, 1, 1]
         assert await send("other", NOW) > 1
+        # Once placed it is forgotten: its samples from another host (a migration read before
+        # its new registration) get their wait again.
+        h.vm("untyped", "h1")
+        sample = io_sample("untyped", NOW + 5, 10)
+        await put_from(agent, "t.io-samples", sample.key(), sample.to_bytes())
+        await until_settled(lambda: "untyped" in h.vm_stats, "untyped counted once registered")
+        assert await send_from("untyped", NOW + 6, "h2") > 1
 
 
 @in_loop
