@@ -32,6 +32,13 @@ def _lose_a_batch(producer: AIOKafkaProducer, tp: TopicPartition) -> None:
     producer._txn_manager.increment_sequence_number(tp, 1)
 
 
+def _producer(kafka: KafkaSettings, **options: object) -> AIOKafkaProducer:
+    """The dispatcher's kind of producer (idempotent, every replica), `options` on top."""
+    return AIOKafkaProducer(
+        acks="all", enable_idempotence=True, **{**kafka.to_aiokafka(), **options}
+    )
+
+
 async def _values(kafka: KafkaSettings, tp: TopicPartition) -> list[bytes]:
     consumer = AIOKafkaConsumer(auto_offset_reset="earliest", **kafka.to_aiokafka())
     await consumer.start()
@@ -55,7 +62,7 @@ def test_records_refused_for_a_sequence_gap_land_on_a_new_producer(
     tp = TopicPartition(topic, 0)
 
     def factory() -> AIOKafkaProducer:
-        return AIOKafkaProducer(acks="all", enable_idempotence=True, **kafka_settings.to_aiokafka())
+        return _producer(kafka_settings)
 
     async def scenario() -> None:
         producer = RenewableProducer(factory)
@@ -105,12 +112,9 @@ def test_a_new_producer_that_cannot_reach_the_cluster_is_tried_again_not_raised(
     def factory() -> AIOKafkaProducer:
         nonlocal made
         made += 1
-        options = kafka_settings.to_aiokafka()
-        if made in (2, 3):
-            options["bootstrap_servers"] = "127.0.0.1:9"  # discard: refused at once
-        return AIOKafkaProducer(
-            acks="all", enable_idempotence=True, request_timeout_ms=2000, **options
-        )
+        if made in (2, 3):  # the discard port: refused at once
+            return _producer(kafka_settings, bootstrap_servers="127.0.0.1:9")
+        return _producer(kafka_settings)
 
     async def scenario() -> None:
         producer = RenewableProducer(factory)

@@ -33,8 +33,8 @@ class RefusedThenEmpty:
         pass
 
 
-def test_a_connection_error_from_poll_is_ridden_out(tmp_path, monkeypatch):
-    worker = GuestWorker(
+def guest(tmp_path) -> GuestWorker:
+    return GuestWorker(
         KafkaSettings(),
         load_topics(prefix="t."),
         "vm1",
@@ -42,6 +42,10 @@ def test_a_connection_error_from_poll_is_ridden_out(tmp_path, monkeypatch):
         LocalDiskIoChannel(tmp_path / "io"),
         CompletedJobs(tmp_path / "done"),
     )
+
+
+def test_a_connection_error_from_poll_is_ridden_out(tmp_path, monkeypatch):
+    worker = guest(tmp_path)
     stop = threading.Event()
     consumer = RefusedThenEmpty(stop)
 
@@ -59,15 +63,7 @@ def test_the_guests_producer_is_idempotent_with_one_request_in_flight(tmp_path, 
     # stay in order: see GuestWorker._new_producer.
     made: list[dict[str, Any]] = []
     monkeypatch.setattr("kafka.KafkaProducer", lambda **options: made.append(options))
-    worker = GuestWorker(
-        KafkaSettings(),
-        load_topics(prefix="t."),
-        "vm1",
-        mixed,
-        LocalDiskIoChannel(tmp_path / "io"),
-        CompletedJobs(tmp_path / "done"),
-    )
-    worker._new_producer()
+    guest(tmp_path)._new_producer()
     [options] = made
     assert options["enable_idempotence"] is True
     assert options["max_in_flight_requests_per_connection"] == 1
