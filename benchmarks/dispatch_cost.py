@@ -31,23 +31,20 @@ from pipeline.dispatch.core import DispatchCore
 from pipeline.dispatch.decide import Dispatcher
 from pipeline.edge.metrics import PipelineMetrics
 from pipeline.events import (
-    HostRegistration,
     JobState,
     JobStatus,
     JobSubmission,
     QueuedJob,
     StatusWriter,
-    VmRegistration,
-    VmState,
 )
 from pipeline.fleet.snapshots import SnapshotSource
 from pipeline.fleet.view import FleetView
 from pipeline.policy.registry import build_policy
 from pipeline.settings import PipelineSettings
 from pipeline.topics import load_topics
+from tests.unit.pipeline.fleet_builders import NOW, add_host, add_state, add_vm
 
 HOSTS, VMS_PER_HOST, JOB_TYPE, PARTITIONS = 8, 4, "bench", 12
-NOW = 1_000_000.0
 
 
 class Clock:
@@ -58,33 +55,23 @@ class Clock:
         return self.now
 
 
-def fleet(clock: Clock) -> FleetView:
-    topics = load_topics(prefix="b.")
+def fleet() -> FleetView:
+    """The pipeline benchmark's fleet: limits far above the load, fresh telemetry (at NOW)."""
     view = FleetView()
     for h in range(HOSTS):
-        host = HostRegistration(host_id=f"h{h}", io_limit_ops_per_s=1e9, registered_at=NOW)
-        view.apply("hosts", host.key(), host.to_bytes())
+        add_host(view, f"h{h}", io_limit=1e9)
         for v in range(VMS_PER_HOST):
             vm_id = f"h{h}-vm{v}"
-            vm = VmRegistration(
-                vm_id=vm_id,
-                host_id=f"h{h}",
-                job_type=JOB_TYPE,
-                queue_topic=topics.queue_topic(vm_id).name,
-                registered_at=NOW,
-            )
-            view.apply("vms", vm.key(), vm.to_bytes())
-            state = VmState(
-                vm_id=vm_id,
-                host_id=f"h{h}",
-                updated_at=clock.now,
-                last_telemetry_at=clock.now,
+            add_vm(view, vm_id, f"h{h}", job_type=JOB_TYPE)
+            add_state(
+                view,
+                vm_id,
+                f"h{h}",
                 io_ops_per_s=10.0,
                 io_per_job=10.0,
                 load_jobs_per_s=10.0,
                 busy_fraction=0.1,
             )
-            view.apply("vm-state", state.key(), state.to_bytes())
     return view
 
 
@@ -101,7 +88,7 @@ def core_of(view: FleetView, clock: Clock) -> DispatchCore:
     core = DispatchCore(
         dispatcher,
         view,
-        load_topics(prefix="b."),
+        load_topics(prefix="t."),
         settings,
         clock,
         rng=random.Random(2),
@@ -149,7 +136,7 @@ def succeeded(record_value: bytes, at: float) -> tuple[bytes, bytes]:
 def run(shape: str, count: int, profile: bool) -> float:
     """CPU µs per job (deciding it, and, for `complete`, taking its guest's report)."""
     clock = Clock()
-    view = fleet(clock)
+    view = fleet()
     core = core_of(view, clock)
     jobs = submissions(count, clock.now)
     profiler = cProfile.Profile() if profile else None
