@@ -493,6 +493,7 @@ class PipelineSettings(BaseSettings):
             horizon_s=self.horizon_s,
             warmup_outstanding_per_vm=self.warmup_outstanding_per_vm,
             hold_s=self.hold_s,
+            meter_window_s=self.rate_window_s,
         )
 
     def window_config(self) -> WindowConfig:

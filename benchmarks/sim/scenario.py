@@ -224,8 +224,10 @@ class Dispatcher(_Model):
     #: measured against). Results still name each job's submitter.
     fair_queueing: bool = True
 
-    def policy_config(self) -> PolicyConfig:
+    def policy_config(self, meter_window_s: float = _POLICY.meter_window_s) -> PolicyConfig:
+        """The policy's tunables; `meter_window_s` is the telemetry's rate window."""
         return PolicyConfig(
+            meter_window_s=meter_window_s,
             stale_after_s=self.stale_after_s,
             lag_limit_s=self.lag_limit_s,
             horizon_s=self.horizon_s,

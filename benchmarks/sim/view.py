@@ -58,8 +58,8 @@ class DispatcherView:
         self, scenario: Scenario, vms: list[tuple[str, str, str]], limits: dict[str, float]
     ) -> None:
         """`vms`: (vm_id, host_id, job_type) of every VM; `limits`: calibrated host limits."""
-        self.config: PolicyConfig = scenario.dispatcher.policy_config()
         windows = scenario.telemetry.window_config()
+        self.config: PolicyConfig = scenario.dispatcher.policy_config(windows.rate_window_s)
         interval_s = scenario.telemetry.interval_s
         self.fleet = FleetView()
         for host_id in sorted({host_id for _, host_id, _ in vms}):
@@ -118,9 +118,10 @@ class DispatcherView:
         """A job was placed on `vm_id` (the policy has claimed it on the snapshot)."""
         self.snapshots.placed(vm_id)
 
-    def record_end(self, vm_id: str) -> None:
-        """One of the jobs placed on `vm_id` finished: the dispatcher hears of it at once."""
-        self.snapshots.released(vm_id)
+    def record_end(self, vm_id: str, at: float | None = None) -> None:
+        """One of the jobs placed on `vm_id` finished (at `at`): the dispatcher hears of it at
+        once."""
+        self.snapshots.released(vm_id, at)
 
     # --- outputs ----------------------------------------------------------------------------
 

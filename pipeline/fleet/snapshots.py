@@ -15,6 +15,7 @@ The live dispatcher and the simulator use this same code. Time is passed in; the
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable, Iterator
 
@@ -23,20 +24,34 @@ from pipeline.policy.snapshot import FleetSnapshot, PolicyConfig
 
 
 class InFlight:
-    """This dispatcher's jobs dispatched and not finished, per VM (a count per VM)."""
+    """This dispatcher's jobs dispatched and not finished, per VM (a count per VM), and when
+    each VM's last one ended (until `forget_ended`)."""
 
     def __init__(self) -> None:
         self._counts: dict[str, int] = {}
+        self._ended_at: dict[str, float] = {}
 
     def add(self, vm_id: str) -> None:
         self._counts[vm_id] = self._counts.get(vm_id, 0) + 1
 
-    def remove(self, vm_id: str) -> None:
+    def remove(self, vm_id: str, at: float | None = None) -> None:
+        """One job on `vm_id` ended (at `at`, when known)."""
         left = self._counts.get(vm_id, 0) - 1
         if left > 0:
             self._counts[vm_id] = left
         else:
             self._counts.pop(vm_id, None)
+        if at is not None and at > self._ended_at.get(vm_id, -math.inf):
+            self._ended_at[vm_id] = at
+
+    def ended(self) -> Iterator[tuple[str, float]]:
+        """(VM, when its last job ended) for the VMs whose jobs ended since `forget_ended`."""
+        return iter(self._ended_at.items())
+
+    def forget_ended(self, before: float) -> None:
+        """Forget the ends before `before` (they explain no I/O any more)."""
+        for vm_id in [vm_id for vm_id, at in self._ended_at.items() if at < before]:
+            del self._ended_at[vm_id]
 
     def count(self, vm_id: str) -> int:
         return self._counts.get(vm_id, 0)
@@ -49,6 +64,7 @@ class InFlight:
 
     def clear(self) -> None:
         self._counts.clear()
+        self._ended_at.clear()
 
 
 class SnapshotSource:
@@ -81,9 +97,12 @@ class SnapshotSource:
         self.rebuild_cost_s = 0.0
         self._snapshot: FleetSnapshot | None = None
         self._built_version = -1
+        #: The dispatcher's time as of its latest snapshot: when an end is heard of.
+        self._now: float | None = None
 
     def get(self, now: float) -> FleetSnapshot:
         """The dispatcher's snapshot: cached, rebuilt when due (see the class doc)."""
+        self._now = now
         snapshot = self._snapshot
         if snapshot is not None:
             age = now - snapshot.taken_at
@@ -105,14 +124,23 @@ class SnapshotSource:
             # A VM that stopped or left has nothing to count against.
             with contextlib.suppress(KeyError):
                 snapshot.claim(vm_id, count)
+        # An end explains Dom0's meter while the meter's window (which ends at the host's
+        # newest sample, at most `lag_limit_s` behind before the host is stale) reaches it.
+        self.in_flight.forget_ended(now - self.config.meter_window_s - self.config.lag_limit_s)
+        for vm_id, at in self.in_flight.ended():
+            snapshot.job_ended(vm_id, at)
         return snapshot
 
-    def released(self, vm_id: str) -> None:
-        """One of this dispatcher's jobs on `vm_id` ended (or moved away): count it out."""
-        self.in_flight.remove(vm_id)
+    def released(self, vm_id: str, at: float | None = None) -> None:
+        """One of this dispatcher's jobs on `vm_id` ended (or moved away) at `at` (default: the
+        time of the latest snapshot asked for): count it out."""
+        at = self._now if at is None else at
+        self.in_flight.remove(vm_id, at)
         if self._snapshot is not None:
             with contextlib.suppress(KeyError):
                 self._snapshot.claim(vm_id, -1)
+            if at is not None:
+                self._snapshot.job_ended(vm_id, at)
 
     def placed(self, vm_id: str) -> None:
         """A job was placed on `vm_id` (the policy has claimed it on the cached snapshot)."""

@@ -40,7 +40,8 @@ class Candidate:
     expected_response_s: float | None = None
     #: The VM's service time as the policy estimates it (None: not judged, or unknown).
     service_s: float | None = None
-    #: The host's I/O rate as Dom0 measured it (None: read it from the host view).
+    #: The host's I/O rate as Dom0 measured it, or the part of it the policy counts (io-aware:
+    #: what its jobs do not explain); None: the whole meter, from the host view.
     measured_io: float | None = None
     #: `score()`'s records, built once per candidate: a candidate judged once per snapshot
     #: (io-aware's probes, `pipeline.policy.scan`) is recorded by many decisions.

@@ -131,7 +131,8 @@ _RATE_TOLERANCE = 1e-9
 
 class HysteresisFilter:
     """A host that went over its limit starts no new job until it is back under
-    (1 - hysteresis) x its limit; while Dom0 measures it over its limit it takes no job at all.
+    (1 - hysteresis) x its limit; while Dom0 measures it over its limit (io-aware: with I/O its
+    jobs do not explain, `pipeline.policy.load.unexplained_io_ops_per_s`) it takes no job.
 
     Without it a host at its limit flaps: every completion frees a little room, the next job
     fills it, and an estimate a few percent off (rates are measured over windows) takes it over
@@ -160,7 +161,9 @@ class HysteresisFilter:
         measured = candidate.measured_io_ops_per_s
         if measured > limit:
             self.closed.add(host_id)
-            return Verdict(False, f"Dom0 measures {measured:.0f} > limit {limit:.0f} ops/s")
+            return Verdict(
+                False, f"Dom0 meters {measured:.0f} ops/s beyond its jobs' > limit {limit:.0f}"
+            )
         demand = candidate.total_io_ops_per_s
         worst = max(measured, demand)
         if worst > limit:

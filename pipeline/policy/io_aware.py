@@ -13,7 +13,10 @@ scale of a job instead:
   It fits if demand now + that <= limit (`filters.FitFilter`). A job of a VM nobody has timed
   yet (cold start) counts as its host's whole limit: it runs alone until measured.
 - **Hysteresis** (`filters.HysteresisFilter`): a host that went over its limit, by its demand
-  or by Dom0's meter, takes nothing until it is back under (1 - hysteresis) x its limit.
+  or by Dom0's meter, takes nothing until it is back under (1 - hysteresis) x its limit. Of
+  the meter, only the I/O the dispatcher's jobs do not explain counts
+  (`pipeline.policy.load.unexplained_io_ops_per_s`): the meter is a window behind, and the
+  I/O of its own jobs in it is either in the demand now or gone with them.
 
 Filters, in order (the first that fails is recorded as `rejected_by`): `stale` (silence is
 never idleness), `at limit (hysteresis)`, `does not fit`, `warm-up full` (the host's limit is
@@ -73,9 +76,10 @@ from pipeline.policy.load import (
     capped_at_limit,
     job_io_ops_per_s,
     running_io_ops_per_s,
+    unexplained_io_ops_per_s,
     unmeasured_job_io_ops_per_s,
 )
-from pipeline.policy.scan import Judged, TypeScan
+from pipeline.policy.scan import Judged, TypeScan, room_ops_per_s
 from pipeline.policy.snapshot import FleetSnapshot, PolicyConfig, VmView
 from pipeline.policy.waiting import waiting
 
@@ -118,7 +122,7 @@ def fit_candidate(snapshot: FleetSnapshot, vm: VmView) -> Candidate:
         job_io_ops_per_s=added,
         expected_response_s=None if service_s is None else (outstanding + 1) * service_s,
         service_s=service_s,
-        measured_io=snapshot.memo(("measured", host.host_id), lambda: host.measured_io_ops_per_s),
+        measured_io=unexplained_io_ops_per_s(snapshot, host),
     )
 
 
@@ -131,15 +135,14 @@ def headroom_after(candidate: Candidate) -> float:
 
 
 def fleet_room_ops_per_s(candidates: Iterable[Candidate]) -> float:
-    """Σ over the candidates' distinct hosts of (limit - the worse of demand now and Dom0's
-    meter), where positive: the room under the limits these hosts have together. Hosts
-    without a limit count none."""
+    """Σ over the candidates' distinct hosts of `room_ops_per_s` (limit - the worse of demand
+    now and Dom0's whole meter, at least 0): the room under the limits these hosts have
+    together. Hosts without a limit count none."""
     room: dict[str, float] = {}
     for candidate in candidates:
-        limit = candidate.limit_ops_per_s
-        if limit is not None:
-            used = max(candidate.total_io_ops_per_s, candidate.measured_io_ops_per_s)
-            room[candidate.host.host_id] = max(0.0, limit - used)
+        host_room = room_ops_per_s(candidate)
+        if host_room is not None:
+            room[candidate.host.host_id] = host_room
     return sum(room.values())
 
 

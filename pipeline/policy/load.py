@@ -18,6 +18,10 @@ Pure functions of a snapshot and a host; nothing else. Units: I/O requests per s
 - `running_io_ops_per_s`: the host's I/O demand *now*: Σ over its VMs holding a job of that
   job's rate (a VM runs one job at a time, so a queue adds nothing now, only later). This is
   what io-aware checks a job's fit against (`pipeline.policy.io_aware`).
+- `unexplained_io_ops_per_s`: the part of Dom0's meter that the dispatcher's jobs do not
+  explain (foreign I/O: other dispatchers' jobs, a drifted job cost, a noisy guest). The meter
+  is a window behind; I/O in it from the dispatcher's own jobs is already in the demand now,
+  or gone with them. What io-aware's hysteresis closes a host for, beside its demand.
 """
 
 from __future__ import annotations
@@ -147,4 +151,42 @@ def running_io_ops_per_s(snapshot: FleetSnapshot, host: HostView) -> float:
         host.host_id,
         "running_io_ops_per_s",
         lambda: sum(vm_running_io_ops_per_s(snapshot, vm) for vm in host.vms),
+    )
+
+
+def vm_unexplained_io_ops_per_s(snapshot: FleetSnapshot, vm: VmView) -> float:
+    """The part of the VM's metered I/O that no job known to the dispatcher explains.
+
+    Dom0's meter averages the VM's I/O over `meter_window_s` ending at the host's newest
+    sample, which is seconds behind. While the VM holds a known job, or a job of this
+    dispatcher ended within that window, the meter's I/O is (at most one job's rate of it: a
+    VM runs one job at a time) those jobs': counted now by the demand view while they run,
+    and nothing once they ended. Only what exceeds one job's rate is foreign. A VM that held
+    no known job in the window is all foreign: other dispatchers', a job submitted around the
+    dispatcher, a guest's own I/O.
+    """
+    metered = vm.io_ops_per_s
+    if metered <= 0 or not _jobs_in_meter(snapshot, vm):
+        return max(0.0, metered)
+    rate = job_io_ops_per_s(snapshot, vm)
+    return 0.0 if rate is None else max(0.0, metered - rate)
+
+
+def _jobs_in_meter(snapshot: FleetSnapshot, vm: VmView) -> bool:
+    """Whether a job the dispatcher knows of ran on the VM within its meter's window."""
+    if snapshot.outstanding(vm) > 0:
+        return True
+    ended_at = snapshot.last_job_ended_at(vm)
+    if ended_at is None:
+        return False
+    sampled_at = snapshot.host(vm.host_id).last_telemetry_at
+    return sampled_at is None or ended_at >= sampled_at - snapshot.config.meter_window_s
+
+
+def unexplained_io_ops_per_s(snapshot: FleetSnapshot, host: HostView) -> float:
+    """Σ over the host's VMs of `vm_unexplained_io_ops_per_s` (claims change it: per host)."""
+    return snapshot.host_memo(
+        host.host_id,
+        "unexplained_io_ops_per_s",
+        lambda: sum(vm_unexplained_io_ops_per_s(snapshot, vm) for vm in host.vms),
     )

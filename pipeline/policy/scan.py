@@ -49,11 +49,14 @@ OverflowKey = Callable[[Candidate], tuple[float, float, str]]
 
 
 def room_ops_per_s(candidate: Candidate) -> float | None:
-    """limit - the worse of demand now and Dom0's meter, at least 0 (None: no known limit)."""
+    """limit - the worse of demand now and Dom0's whole meter, at least 0 (None: no known
+    limit). The whole meter, lag and all: room is what may take a job over a host's limit,
+    so it errs on the side of none."""
     limit = candidate.limit_ops_per_s
     if limit is None:
         return None
-    return max(0.0, limit - max(candidate.total_io_ops_per_s, candidate.measured_io_ops_per_s))
+    used = max(candidate.total_io_ops_per_s, candidate.host.measured_io_ops_per_s)
+    return max(0.0, limit - used)
 
 
 class TypeScan:

@@ -104,9 +104,13 @@ class PolicyConfig:
     #: Hysteresis: a host that went over its limit (measured, or by a job sent over it) takes no
     #: new job until it is back under (1 - hysteresis) x its limit, so it does not flap.
     hysteresis: float = 0.1
+    #: The window Dom0's meter (a VM's `io_ops_per_s`) averages over, ending at the host's
+    #: newest sample: the rate window (setting `VMLB_RATE_WINDOW_S`). A job of this dispatcher
+    #: that ended within it explains the meter's I/O (`pipeline.policy.load`).
+    meter_window_s: float = 5.0
 
     def __post_init__(self) -> None:
-        positive = ("stale_after_s", "lag_limit_s", "horizon_s")
+        positive = ("stale_after_s", "lag_limit_s", "horizon_s", "meter_window_s")
         at_least_one = (
             "warmup_outstanding_per_vm",
             "choices",
@@ -144,11 +148,13 @@ DEFAULT_POLICY_CONFIG = PolicyConfig()
 
 
 class FleetSnapshot:
-    """The fleet at `taken_at`, indexed once; mutable only through `claim()`.
+    """The fleet at `taken_at`, indexed once; mutable only through `claim()` and `job_ended()`.
 
     A decision "consumes" its placement at once (Nova-style), so the next decision sees it:
     `claims(vm_id)` counts placements this dispatcher made that the VM's reported
-    `outstanding_jobs` does not include yet.
+    `outstanding_jobs` does not include yet. `job_ended()` records when this dispatcher's last
+    job on a VM ended: Dom0's meter is a window behind, and I/O in it from jobs that have ended
+    is no demand now (`pipeline.policy.load.vm_unexplained_io_ops_per_s`).
 
     Per job type it also keeps what a VM that has not run lately borrows from its peers (the
     median io_per_job, the pooled service time) and, built on first use and kept current by
@@ -160,6 +166,7 @@ class FleetSnapshot:
         "_by_type",
         "_claimed_hosts",
         "_claims",
+        "_ended_at",
         "_host_memo",
         "_hosts",
         "_idle",
@@ -221,6 +228,8 @@ class FleetSnapshot:
                 load[vm.job_type] = load.get(vm.job_type, 0.0) + vm.load_jobs_per_s
         self._service_s: dict[str, float] = {t: busy[t] / load[t] for t in busy}
         self._claims: dict[str, int] = {}
+        # VM -> when this dispatcher's last job on it ended (`job_ended`).
+        self._ended_at: dict[str, float] = {}
         #: Claims made on this snapshot so far: a caller can tell it changed since it last asked.
         self.claims_made = 0
         # The host of each claim, in order (`hosts_claimed_since`).
@@ -315,6 +324,20 @@ class FleetSnapshot:
         """The hosts of the claims made after the first `claims_made` (in order, repeats kept):
         where a value derived before may have changed since (see `pipeline.policy.scan`)."""
         return self._claimed_hosts[claims_made:]
+
+    def job_ended(self, vm_id: str, at: float) -> None:
+        """One of this dispatcher's jobs on `vm_id` ended at `at` (kept: the latest end)."""
+        vm = self._vms.get(vm_id)
+        if vm is None:
+            return
+        if at > self._ended_at.get(vm_id, -math.inf):
+            self._ended_at[vm_id] = at
+            self._host_memo.pop(vm.host_id, None)
+
+    def last_job_ended_at(self, vm: VmView) -> float | None:
+        """When this dispatcher's last job on the VM ended, as far as it knows (None: none
+        ended lately)."""
+        return self._ended_at.get(vm.vm_id)
 
     def outstanding(self, vm: VmView) -> int:
         """Jobs on the VM not finished: as reported, plus local claims (a release, a negative

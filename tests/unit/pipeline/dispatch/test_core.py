@@ -233,9 +233,10 @@ def test_an_unknown_job_type_is_dead_lettered_with_its_status():
 
 
 def saturate(w: World) -> None:
-    """Dom0 measures both hosts over their limit (1000 ops/s): io-aware holds new jobs."""
-    w.state("a1", "h1", 1000.1)
-    w.state("b1", "h2", 1000.1)
+    """Dom0 measures both hosts over their limit (1000 ops/s) by more than one job of theirs
+    explains (100 I/O per job in 0.1 s: 1000 ops/s): io-aware holds new jobs."""
+    w.state("a1", "h1", 2000.1)
+    w.state("b1", "h2", 2000.1)
 
 
 def test_a_job_with_no_host_waits_with_its_funnel_and_goes_when_one_frees():

@@ -112,3 +112,21 @@ def test_the_web_views_snapshot_leaves_the_dispatchers_cache_and_pacing_alone():
     assert shown.host("h1").measured_io_ops_per_s == 700.0
     assert source.get(NOW + 0.2) is first  # still the cached one: not rebuilt by the view
     assert source.rebuild_cost_s == cost
+
+
+def test_an_end_is_recorded_when_heard_of_on_the_cached_and_the_rebuilt_snapshots():
+    # Dom0's meter is a window behind: the policy must know the VM's job ended, and when.
+    view = fleet_of_one()
+    source = SnapshotSource(view, CONFIG, min_rebuild_s=1.0, max_age_s=10.0)
+    source.placed("a1")
+    cached = source.get(NOW)
+    assert cached.last_job_ended_at(cached.vm("a1")) is None
+    source.get(NOW + 0.5)  # the dispatcher's time moves on with the snapshots it asks for
+    source.released("a1")
+    assert cached.last_job_ended_at(cached.vm("a1")) == NOW + 0.5
+    source.released("a1", at=NOW + 0.7)  # told the time: that time
+    assert source.build(NOW + 1.0).last_job_ended_at(cached.vm("a1")) == NOW + 0.7
+    # Forgotten once no meter window can reach it: older than meter window + lag limit.
+    reach_s = CONFIG.meter_window_s + CONFIG.lag_limit_s
+    assert source.build(NOW + 0.7 + reach_s - 0.1).last_job_ended_at(cached.vm("a1")) is not None
+    assert source.build(NOW + 0.7 + reach_s + 0.1).last_job_ended_at(cached.vm("a1")) is None

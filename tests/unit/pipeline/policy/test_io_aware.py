@@ -13,7 +13,7 @@ from pipeline.policy.decision import JobRequest, Outcome
 from pipeline.policy.io_aware import IoAwarePolicy, random_order
 from pipeline.policy.registry import build_policy
 from pipeline.policy.snapshot import PolicyConfig, VmView
-from pipeline.policy.testing import fleet, host, vm
+from pipeline.policy.testing import NOW, fleet, host, vm
 
 JOB = JobRequest("j1", "t")
 
@@ -226,6 +226,26 @@ def test_a_host_dom0_measures_over_its_limit_stays_closed_until_under_the_band()
     assert decide(at(950.0), policy=policy).outcome is Outcome.WAITING  # not under 900 yet
     assert decide(at(899.0), policy=policy).dispatched
     assert decide(at(950.0), policy=policy).dispatched  # open until over the limit again
+
+
+def test_the_meter_of_a_job_that_just_ended_does_not_close_its_host() -> None:
+    # Dom0's meter (newest sample 2 s old, a 5 s window) still shows 1100 ops/s, over the
+    # limit: a1's job of 1100 ops/s, which this dispatcher ran there and which ended 3 s ago
+    # (within the window). It asks nothing now; the host is open. The same meter with no
+    # known job behind it is foreign I/O: closed.
+    config = PolicyConfig(hysteresis=0.1, hold_s=math.inf, meter_window_s=5.0)
+
+    def metered(ended_s_ago: float | None):
+        vms = [runs("a1", 1100.0, "x", measured=1100.0), runs("b1", 100.0)]
+        snapshot = fleet(host("h1", vms=vms, age_s=2.0), config=config)
+        if ended_s_ago is not None:
+            snapshot.job_ended("a1", NOW - ended_s_ago)
+        return snapshot
+
+    assert decide(metered(3.0)).dispatched
+    closed = decide(metered(None))
+    assert closed.outcome is Outcome.WAITING and "at limit (hysteresis)" in closed.reason
+    assert decide(metered(7.5)).outcome is Outcome.WAITING  # ended before the window began
 
 
 def test_stale_host_waits_both_sides_of_stale_after_s() -> None:

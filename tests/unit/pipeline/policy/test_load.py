@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from pipeline.policy.load import (
@@ -11,10 +13,12 @@ from pipeline.policy.load import (
     projected_io_ops_per_s,
     running_io_ops_per_s,
     service_rate_jobs_per_s,
+    unexplained_io_ops_per_s,
     vm_committed_io_ops_per_s,
+    vm_unexplained_io_ops_per_s,
 )
-from pipeline.policy.snapshot import PolicyConfig
-from pipeline.policy.testing import fleet, host, vm
+from pipeline.policy.snapshot import FleetSnapshot, PolicyConfig
+from pipeline.policy.testing import NOW, fleet, host, vm
 
 
 def test_projected_takes_the_worst_view_per_vm_never_their_sum() -> None:
@@ -131,3 +135,42 @@ def test_demand_now_counts_each_vm_holding_a_job_once_whatever_its_queue() -> No
     snap.claim("c")
     assert running_io_ops_per_s(snap, snap.host("h1")) == pytest.approx(1700.0)
     assert running_io_ops_per_s(snap, snap.host("h2")) == pytest.approx(1000.0)
+
+
+# --- Dom0's meter, less what the dispatcher's jobs explain -----------------------------------
+
+
+def _metered(io_ops_per_s: float, outstanding: int = 0, age_s: float = 0.0) -> FleetSnapshot:
+    """h1 (limit 1000) with VM a: Dom0 meters `io_ops_per_s`; a job of a asks 100 I/O in
+    0.1 s (1000 ops/s); its newest sample is `age_s` old."""
+    a = vm("a", load=1.0, busy=0.1, io_per_job=100.0, io_ops_per_s=io_ops_per_s)
+    a = replace(a, outstanding_jobs=outstanding)
+    return fleet(host("h1", vms=[a], age_s=age_s), config=PolicyConfig(meter_window_s=5.0))
+
+
+def test_metered_io_of_a_vm_without_known_jobs_is_all_unexplained() -> None:
+    snap = _metered(1500.0)
+    assert vm_unexplained_io_ops_per_s(snap, snap.vm("a")) == 1500.0
+    assert unexplained_io_ops_per_s(snap, snap.host("h1")) == 1500.0
+
+
+@pytest.mark.parametrize(("metered", "unexplained"), [(900.0, 0.0), (1500.0, 500.0)])
+def test_a_known_job_explains_at_most_one_jobs_rate(metered: float, unexplained: float) -> None:
+    for snap in (_metered(metered, outstanding=1), _metered(metered)):
+        if snap.outstanding(snap.vm("a")) == 0:
+            snap.claim("a")  # this dispatcher's own job, claimed
+        assert vm_unexplained_io_ops_per_s(snap, snap.vm("a")) == pytest.approx(unexplained)
+
+
+def test_a_job_that_ended_explains_the_meter_while_its_window_reaches_it() -> None:
+    # The newest sample is 2 s old (NOW - 2): the meter covers NOW - 7 .. NOW - 2.
+    snap = _metered(1500.0, age_s=2.0)
+    h1 = snap.host("h1")
+    assert unexplained_io_ops_per_s(snap, h1) == 1500.0
+    snap.job_ended("a", NOW - 7.5)  # before the window: explains nothing
+    assert unexplained_io_ops_per_s(snap, h1) == 1500.0
+    snap.job_ended("a", NOW - 6.5)  # within it (and the memo is dropped with it)
+    assert unexplained_io_ops_per_s(snap, h1) == pytest.approx(500.0)
+    snap.job_ended("a", NOW - 9.0)  # an older end never replaces a newer one
+    assert snap.last_job_ended_at(snap.vm("a")) == NOW - 6.5
+    snap.job_ended("gone", NOW)  # a VM not in the snapshot: nothing to explain
