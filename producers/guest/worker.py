@@ -63,6 +63,16 @@ from producers.kafka_edge import close_producer
 log = logging.getLogger(__name__)
 
 STAGE = "guest"
+#: The guest producer's delivery timeout: a record is acknowledged or failed within it. Long,
+#: so that the producer itself rides out a broker outage: its retries keep their producer id
+#: and sequence, and the broker recognises a retried record it had appended (a new producer
+#: could not: `broker-outage-long` published 3 job ends twice with 30 s). A guest can do
+#: nothing else meanwhile anyway: it takes its next job only once its last one's end is
+#: acknowledged.
+DELIVERY_TIMEOUT_S = 120.0
+#: A record neither delivered nor failed this long after it was sent: its producer is wedged
+#: (kafka-python's idempotent producer after a batch expired), and is replaced.
+WEDGED_AFTER_S = DELIVERY_TIMEOUT_S + 10.0
 
 
 @dataclass
@@ -123,6 +133,9 @@ class GuestWorker:
         self._consumer: Any = None
         self._control: Any = None
         self._producer: Any = None
+        #: The producer one of whose deliveries failed (`_delivery_failed`): replaced by
+        #: `_publish` before it sends again.
+        self._failed_producer: Any = None
         self._running: tuple[str, threading.Event] | None = None
         self._next_busy_report = time.monotonic() + busy_report_every_s
 
@@ -235,8 +248,11 @@ class GuestWorker:
         broker killed mid-request) is retried by the producer and recognised by the broker,
         not appended twice (`vmlb bench chaos --scenario broker-kill`: 1 of 5 runs published a
         `succeeded` twice; `replicated-broker-kill`, 2 of 5). kafka-python's idempotent
-        producer stops delivering after a batch expired; `_publish` replaces the producer
-        after every failed delivery, so that wedge never lasts."""
+        producer stops delivering after a batch expired (its later records neither deliver
+        nor expire: `vmlb bench chaos --scenario broker-outage-long`, a guest's running record
+        expired and its end record waited for good, 3 of 5 runs); `_publish` replaces the
+        producer after any of its deliveries failed (the fire-and-forget running record's
+        too) or when a record has waited `WEDGED_AFTER_S`, so that wedge never lasts."""
         from kafka import KafkaProducer
 
         return KafkaProducer(
@@ -245,7 +261,7 @@ class GuestWorker:
                 client_id=f"vmlb-guest-{self.vm_id}",
                 linger_ms=0,
                 max_block_ms=5000,
-                delivery_timeout_ms=30_000,
+                delivery_timeout_ms=int(DELIVERY_TIMEOUT_S * 1000),
                 request_timeout_ms=10_000,
             )
         )
@@ -454,16 +470,23 @@ class GuestWorker:
     # --- publishing ---------------------------------------------------------------------------
 
     def _send(self, status: JobStatus, partition: int | None) -> None:
-        """Fire and forget (the running record): an error is only logged."""
+        """Fire and forget (the running record): an error is logged, and the producer whose
+        delivery failed is replaced before the next publish (see `_publish`)."""
+        producer = self._producer
         try:
-            future = self._producer.send(
+            future = producer.send(
                 self.status_topic, value=status.to_bytes(), key=status.key(), partition=partition
             )
-            future.add_errback(
-                lambda exc: log.warning("guest %s: running status not sent: %s", self.vm_id, exc)
-            )
+            future.add_errback(lambda exc: self._delivery_failed(producer, exc))
         except KafkaError as exc:
             log.warning("guest %s: running status not sent: %s", self.vm_id, exc)
+
+    def _delivery_failed(self, producer: Any, exc: BaseException) -> None:
+        """A record of `producer` was not delivered (called on its I/O thread). kafka-python's
+        idempotent producer delivers nothing more once one of its batches expired, so it is
+        marked for replacement."""
+        log.warning("guest %s: running status not sent: %s", self.vm_id, exc)
+        self._failed_producer = producer
 
     def _publish(
         self,
@@ -481,18 +504,28 @@ class GuestWorker:
         is stopped meanwhile the job is released (its offset stays uncommitted)."""
         topic = topic or self.status_topic
         future = None
+        sent_at = 0.0
         while True:
             try:
+                if self._failed_producer is self._producer:
+                    # One of its deliveries failed (the running record's, say): it is wedged.
+                    raise _Wedged("an earlier delivery of this producer failed")
                 if future is None:
                     future = self._producer.send(topic, value=value, key=key, partition=partition)
+                    sent_at = time.monotonic()
                 future.get(timeout=5)
                 return True
-            except KafkaTimeoutError:
+            except _Wedged as exc:
+                exc_text = str(exc)
+            except KafkaTimeoutError as exc:
                 if future is not None and not future.is_done:
                     if stop.is_set():
                         raise Released("publish") from None
-                    continue  # still in flight: wait on the same record
-                exc_text = "delivery timed out"
+                    if time.monotonic() - sent_at < WEDGED_AFTER_S:
+                        continue  # still in flight: wait on the same record
+                    exc_text = f"neither delivered nor expired after {WEDGED_AFTER_S:.0f} s"
+                else:
+                    exc_text = str(exc) or "delivery timed out"
             except KafkaError as exc:
                 if not getattr(exc, "retriable", False) and future is not None:
                     log.error(
@@ -544,6 +577,10 @@ class GuestWorker:
             report.jobs,
             100 * report.io_wait_fraction,
         )
+
+
+class _Wedged(Exception):
+    """The guest's producer will deliver nothing more (see `GuestWorker._publish`)."""
 
 
 def result_problem(result: Any) -> str | None:

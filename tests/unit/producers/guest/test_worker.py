@@ -5,14 +5,15 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from kafka.errors import KafkaConnectionError
+from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 
+from pipeline.events import JobState, JobStatus, JobSubmission, StatusWriter
 from pipeline.settings import KafkaSettings
 from pipeline.topics import load_topics
 from producers.guest.completed import CompletedJobs
 from producers.guest.handlers import mixed
 from producers.guest.io import LocalDiskIoChannel
-from producers.guest.worker import GuestWorker
+from producers.guest.worker import WEDGED_AFTER_S, GuestWorker
 
 
 class RefusedThenEmpty:
@@ -68,3 +69,112 @@ def test_the_guests_producer_is_idempotent_with_one_request_in_flight(tmp_path, 
     assert options["enable_idempotence"] is True
     assert options["max_in_flight_requests_per_connection"] == 1
     assert options["acks"] == "all"
+
+
+class _Future:
+    """A send's future: delivered at once, or never (a wedged producer's)."""
+
+    def __init__(self, delivers: bool) -> None:
+        self.is_done = delivers
+        self.errbacks: list[Any] = []
+
+    def get(self, timeout: float) -> None:
+        if not self.is_done:
+            raise KafkaTimeoutError("not yet")
+
+    def add_errback(self, errback: Any) -> None:
+        self.errbacks.append(errback)
+
+
+class _Producer:
+    """A kafka-python producer as the guest uses it; `wedged` ones never deliver."""
+
+    def __init__(self, wedged: bool) -> None:
+        self.wedged = wedged
+        self.sent: list[bytes] = []
+        self.futures: list[_Future] = []
+
+    def send(self, topic: str, value: bytes, key: bytes | None, partition: int | None) -> _Future:
+        self.sent.append(value)
+        self.futures.append(_Future(delivers=not self.wedged))
+        return self.futures[-1]
+
+    def close(self, timeout: float | None = None) -> None:
+        pass
+
+
+def test_a_producer_whose_running_record_expired_is_replaced_before_the_end_is_published(
+    tmp_path, monkeypatch
+):
+    # As measured (broker-outage-long): the running record expired during the outage, then
+    # the idempotent producer neither delivered nor expired the end record: the guest waited
+    # on it for good and its VM took no job again.
+    worker = guest(tmp_path)
+    wedged, fresh = _Producer(wedged=True), _Producer(wedged=False)
+    worker._producer = wedged
+    monkeypatch.setattr(worker, "_new_producer", lambda: fresh)
+    monkeypatch.setattr("producers.guest.worker.close_producer", lambda *args: None)
+    worker._send(_status(), None)
+    [running] = wedged.futures
+    for errback in running.errbacks:  # the producer's I/O thread: the batch expired
+        errback(KafkaTimeoutError("Expiring 1 record(s)"))
+    stop = threading.Event()
+    assert worker._publish(b"j1", b"succeeded", None, stop)
+    assert fresh.sent == [b"succeeded"] and wedged.sent == [_status().to_bytes()]
+
+
+def test_a_running_record_that_expires_while_the_end_waits_replaces_the_producer(
+    tmp_path, monkeypatch
+):
+    worker = guest(tmp_path)
+    wedged, fresh = _Producer(wedged=True), _Producer(wedged=False)
+    worker._producer = wedged
+    monkeypatch.setattr(worker, "_new_producer", lambda: fresh)
+    monkeypatch.setattr("producers.guest.worker.close_producer", lambda *args: None)
+    worker._send(_status(), None)
+    waits = 0
+
+    def expires_on_the_second_wait(timeout: float) -> None:
+        nonlocal waits
+        waits += 1
+        if waits == 2:  # the producer's I/O thread: the running record's batch expired
+            for errback in wedged.futures[0].errbacks:
+                errback(KafkaTimeoutError("Expiring 1 record(s)"))
+        raise KafkaTimeoutError("not yet")
+
+    real_send = wedged.send
+
+    def send(*args: Any, **kwargs: Any) -> _Future:
+        future = real_send(*args, **kwargs)
+        future.get = expires_on_the_second_wait  # type: ignore[method-assign]
+        return future
+
+    monkeypatch.setattr(wedged, "send", send)
+    assert worker._publish(b"j1", b"succeeded", None, threading.Event())
+    assert fresh.sent == [b"succeeded"] and waits == 2
+
+
+def test_a_record_neither_delivered_nor_expired_is_sent_again_by_a_new_producer(
+    tmp_path, monkeypatch
+):
+    worker = guest(tmp_path)
+    wedged, fresh = _Producer(wedged=True), _Producer(wedged=False)
+    worker._producer = wedged
+    monkeypatch.setattr(worker, "_new_producer", lambda: fresh)
+    monkeypatch.setattr("producers.guest.worker.close_producer", lambda *args: None)
+    clock = iter([0.0, 1.0, WEDGED_AFTER_S + 1.0] + [WEDGED_AFTER_S + 2.0] * 10)
+    monkeypatch.setattr("producers.guest.worker.time.monotonic", lambda: next(clock))
+    assert worker._publish(b"j1", b"succeeded", None, threading.Event())
+    assert wedged.sent == [b"succeeded"] and fresh.sent == [b"succeeded"]
+
+
+def _status() -> JobStatus:
+    return JobStatus(
+        job_id="j1",
+        state=JobState.RUNNING,
+        at=1.0,
+        writer=StatusWriter.GUEST,
+        job=JobSubmission(job_id="j1", job_type="io", submitted_at=1.0),
+        vm_id="vm1",
+        host_id="h1",
+    )
