@@ -12,8 +12,10 @@ back; the next sample then spans the whole gap (its I/O over the longer interval
 
 Where a VM's job type comes from, first match wins: the operator's `--vm-type` mapping; the
 source (libvirt domain metadata, the emulated host's config); the fleet's last registration of
-the VM (a VM migrated in keeps its type). A VM with no known type is still metered (its I/O
-loads its host all the same) but not registered: no job can be sent to it.
+the VM (a VM migrated in keeps its type). A VM with no known type is still metered but not
+registered: no job can be sent to it. A known gap: the dispatcher places a sample only by its
+VM's registration, so it dead-letters such a VM's samples and its I/O does not count toward its
+host (a registration of a VM that serves no job type would fix it; not built).
 """
 
 from __future__ import annotations
