@@ -103,21 +103,32 @@ class _Producer:
         pass
 
 
+def _wedged_guest(tmp_path, monkeypatch) -> tuple[GuestWorker, _Producer, _Producer]:
+    """A guest whose producer never delivers, and the producer that replaces it."""
+    worker = guest(tmp_path)
+    wedged, fresh = _Producer(wedged=True), _Producer(wedged=False)
+    worker._producer = wedged
+    monkeypatch.setattr(worker, "_new_producer", lambda: fresh)
+    monkeypatch.setattr("producers.guest.worker.close_producer", lambda *args: None)
+    return worker, wedged, fresh
+
+
+def _expire(future: _Future) -> None:
+    """The producer's I/O thread: the record's batch expired."""
+    for errback in future.errbacks:
+        errback(KafkaTimeoutError("Expiring 1 record(s)"))
+
+
 def test_a_producer_whose_running_record_expired_is_replaced_before_the_end_is_published(
     tmp_path, monkeypatch
 ):
     # As measured (broker-outage-long): the running record expired during the outage, then
     # the idempotent producer neither delivered nor expired the end record: the guest waited
     # on it for good and its VM took no job again.
-    worker = guest(tmp_path)
-    wedged, fresh = _Producer(wedged=True), _Producer(wedged=False)
-    worker._producer = wedged
-    monkeypatch.setattr(worker, "_new_producer", lambda: fresh)
-    monkeypatch.setattr("producers.guest.worker.close_producer", lambda *args: None)
+    worker, wedged, fresh = _wedged_guest(tmp_path, monkeypatch)
     worker._send(_status(), None)
     [running] = wedged.futures
-    for errback in running.errbacks:  # the producer's I/O thread: the batch expired
-        errback(KafkaTimeoutError("Expiring 1 record(s)"))
+    _expire(running)
     stop = threading.Event()
     assert worker._publish(b"j1", b"succeeded", None, stop)
     assert fresh.sent == [b"succeeded"] and wedged.sent == [_status().to_bytes()]
@@ -126,20 +137,15 @@ def test_a_producer_whose_running_record_expired_is_replaced_before_the_end_is_p
 def test_a_running_record_that_expires_while_the_end_waits_replaces_the_producer(
     tmp_path, monkeypatch
 ):
-    worker = guest(tmp_path)
-    wedged, fresh = _Producer(wedged=True), _Producer(wedged=False)
-    worker._producer = wedged
-    monkeypatch.setattr(worker, "_new_producer", lambda: fresh)
-    monkeypatch.setattr("producers.guest.worker.close_producer", lambda *args: None)
+    worker, wedged, fresh = _wedged_guest(tmp_path, monkeypatch)
     worker._send(_status(), None)
     waits = 0
 
     def expires_on_the_second_wait(timeout: float) -> None:
         nonlocal waits
         waits += 1
-        if waits == 2:  # the producer's I/O thread: the running record's batch expired
-            for errback in wedged.futures[0].errbacks:
-                errback(KafkaTimeoutError("Expiring 1 record(s)"))
+        if waits == 2:
+            _expire(wedged.futures[0])  # the running record's
         raise KafkaTimeoutError("not yet")
 
     real_send = wedged.send
@@ -157,11 +163,7 @@ def test_a_running_record_that_expires_while_the_end_waits_replaces_the_producer
 def test_a_record_neither_delivered_nor_expired_is_sent_again_by_a_new_producer(
     tmp_path, monkeypatch
 ):
-    worker = guest(tmp_path)
-    wedged, fresh = _Producer(wedged=True), _Producer(wedged=False)
-    worker._producer = wedged
-    monkeypatch.setattr(worker, "_new_producer", lambda: fresh)
-    monkeypatch.setattr("producers.guest.worker.close_producer", lambda *args: None)
+    worker, wedged, fresh = _wedged_guest(tmp_path, monkeypatch)
     clock = iter([0.0, 1.0, WEDGED_AFTER_S + 1.0] + [WEDGED_AFTER_S + 2.0] * 10)
     monkeypatch.setattr("producers.guest.worker.time.monotonic", lambda: next(clock))
     assert worker._publish(b"j1", b"succeeded", None, threading.Event())
