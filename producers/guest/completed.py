@@ -4,6 +4,11 @@ A job is recorded only after its completion was acknowledged by the broker, and 
 offset is committed: a redelivered job whose id is here is committed without running it again or
 re-publishing anything. Entries older than `ttl_s` are pruned (redeliveries come soon after the
 first delivery, or not at all), and so are the oldest beyond `max_entries`.
+
+Before its end is published a job is marked *ending* (`ending`), with the wall-clock time: a
+guest killed between the broker's acknowledgement and `add` leaves the mark, and the next guest
+looks for the end in `job-status` from that time on (`producers.guest.published`) instead of
+running the job again.
 """
 
 from __future__ import annotations
@@ -11,6 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from rocksdict import Options, Rdict
+
+#: The key prefix of an end being published (no job id starts with it: ids are validated).
+_ENDING = "\x00ending:"
 
 
 class CompletedJobs:
@@ -24,8 +32,18 @@ class CompletedJobs:
     def __contains__(self, job_id: str) -> bool:
         return job_id in self._db
 
+    def ending(self, job_id: str, at_s: float) -> None:
+        """Mark `job_id`'s end as about to be published, at wall-clock time `at_s`."""
+        self._db[_ENDING + job_id] = at_s
+
+    def ending_since(self, job_id: str) -> float | None:
+        """When `job_id`'s end began to be published, if it was and was not recorded done."""
+        at = self._db.get(_ENDING + job_id)
+        return None if at is None else float(at)
+
     def add(self, job_id: str, finished_at: float) -> None:
         self._db[job_id] = finished_at
+        self._db.delete(_ENDING + job_id)
         self._since_prune += 1
         if self._since_prune >= 1000:
             self.prune(now=finished_at)
@@ -44,7 +62,7 @@ class CompletedJobs:
         return len(doomed)
 
     def __len__(self) -> int:
-        return sum(1 for _ in self._db.keys())  # noqa: SIM118 (Rdict iterates by index)
+        return sum(1 for key in self._db.keys() if not key.startswith(_ENDING))  # noqa: SIM118
 
     def close(self) -> None:
         self._db.flush()

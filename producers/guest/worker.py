@@ -7,8 +7,11 @@ At-least-once, made idempotent:
 3. its (job id, attempt) is recorded in the local completed-jobs store;
 4. only then is its offset committed.
 A crash anywhere before 4 redelivers the job: if 3 happened it is committed without running or
-publishing again; otherwise it runs again and its end is reported again (the dispatcher takes
-the first end of an attempt and refuses the rest). Status records go to the partition of
+publishing again. If the guest was killed between 2 and 3, the store still holds the end's
+*ending* mark (set just before 2), and the next guest reads `job-status` from the mark on
+(`producers.guest.published`): an end found there is recorded and the job committed, not run
+again. Otherwise (killed while running) it runs again; the dispatcher takes the first end of an
+attempt and refuses the rest. Status records go to the partition of
 `job-status` the job belongs to (`QueuedJob.status_partition`), where its dispatcher reads them;
 the dispatcher checks each against its own record and forwards the run to `completions`.
 
@@ -58,6 +61,7 @@ from producers.guest.busy import BusyMeter
 from producers.guest.completed import CompletedJobs
 from producers.guest.handlers import Handler
 from producers.guest.io import IoChannel, MeteredIoChannel
+from producers.guest.published import end_published
 from producers.kafka_edge import close_producer
 
 log = logging.getLogger(__name__)
@@ -329,6 +333,19 @@ class GuestWorker:
             self.stats.skipped_duplicates += 1
             self._commit(partition, record)
             return
+        ending_since = self.completed.ending_since(key)
+        if ending_since is not None and self._end_on_record(job, ending_since, stop):
+            log.info(
+                "guest %s: job %s's end is already in %s (the last guest was killed before "
+                "recording it); skipping the redelivery",
+                self.vm_id,
+                key,
+                self.status_topic,
+            )
+            self.stats.skipped_duplicates += 1
+            self.completed.add(key, self.clock())
+            self._commit(partition, record)
+            return
         self._poll_control()
         control = self.controls.get(job.job_id)
         if control is not None and control.action is ControlAction.REVOKE:
@@ -428,6 +445,8 @@ class GuestWorker:
             # is reported as `retrying`.
             state = JobState.RETRYING
         status = self._status(job, state, started_at, finished_at=finished_at, **fields)
+        # Wall-clock time, as the record's timestamp (kafka-python's) is: see `published`.
+        self.completed.ending(done_key(job), time.time())
         if not self._publish(status.key(), status.to_bytes(), job.status_partition, stop):
             self.stats.given_up += 1
 
@@ -451,6 +470,30 @@ class GuestWorker:
             errors=errors[-MAX_ATTEMPTS:],
             **{name: value for name, value in fields.items() if value is not None},
         )
+
+    def _end_on_record(self, job: QueuedJob, since_s: float, stop: threading.Event) -> bool:
+        """Whether the job's end, which a killed guest began to publish at `since_s`, reached
+        `job-status`. Asked again until the topic answers: running the job again or skipping it
+        on a guess would risk a second end or a lost job."""
+        while True:
+            try:
+                return end_published(
+                    self.settings,
+                    self.status_topic,
+                    job,
+                    since_s,
+                    client_id=f"vmlb-guest-{self.vm_id}-recovery",
+                )
+            except (KafkaError, OSError) as exc:
+                log.warning(
+                    "guest %s: cannot read %s to see whether job %s ended (%s); asking again",
+                    self.vm_id,
+                    self.status_topic,
+                    job.job_id,
+                    exc,
+                )
+                if stop.wait(1.0):
+                    raise Released(job.job_id) from None
 
     def _dead_letter(self, record: Any, reason: str, stop: threading.Event) -> None:
         log.warning("guest %s: dead-lettering offset %s: %s", self.vm_id, record.offset, reason)

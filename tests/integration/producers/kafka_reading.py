@@ -69,6 +69,18 @@ class TopicReader:
                 return self.events
         raise AssertionError(f"{self.topic}: {what or 'condition'} not met; read {self.events!r}")
 
+    def read_to_end(self, timeout_s: float = 90.0) -> list[E]:
+        """Everything in the topic up to its end offsets as of this call."""
+        deadline = time.monotonic() + timeout_s
+        while not self._assigned and not self._assign():
+            assert time.monotonic() < deadline, f"{self.topic}: no partitions"
+        assigned = list(self._consumer.assignment())
+        ends = self._consumer.end_offsets(assigned)
+        while any(self._consumer.position(tp) < ends[tp] for tp in assigned):
+            assert time.monotonic() < deadline, f"{self.topic}: not read to its end"
+            self.poll()
+        return self.events
+
     def close(self) -> None:
         self._consumer.close()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,6 +16,9 @@ from kafka import KafkaProducer
 from pipeline.events import DeadLetter, JobState, JobStatus, QueuedJob
 from pipeline.settings import KafkaSettings
 from pipeline.topics import Topics, ensure_topic
+from producers.guest.completed import CompletedJobs
+from producers.guest.io import LocalDiskIoChannel
+from producers.guest.worker import GuestWorker
 from tests.integration.producers.kafka_reading import TopicReader
 
 REPO = Path(__file__).resolve().parents[3]
@@ -162,3 +166,78 @@ def test_bad_messages_are_dead_lettered_and_failures_reported(
     )
     assert "job_type" in dead[1].reason and dead[1].source_key == "k2"
     assert "queued for other-vm" in dead[2].reason
+
+
+class _Killed(BaseException):
+    """The guest's process dying at a chosen point (SIGKILL cannot be aimed that finely)."""
+
+
+class _KilledBeforeRecording(CompletedJobs):
+    """The window a SIGKILL can hit: the end acknowledged by the broker, not yet recorded."""
+
+    def add(self, job_id: str, finished_at: float) -> None:
+        raise _Killed(job_id)
+
+
+def _run_guest(worker: GuestWorker, stop: threading.Event, died: list[BaseException]) -> None:
+    try:
+        worker.run(stop)
+    except _Killed as exc:
+        died.append(exc)
+
+
+def test_a_guest_killed_after_its_end_was_acknowledged_does_not_run_the_job_again(
+    kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path
+) -> None:
+    # chaos guest-kill (seed 12, 1 of 5 runs) published a job's `succeeded` twice: the guest
+    # was killed after the broker acknowledged the end and before the completed-jobs store
+    # recorded it, so the next guest ran the job again.
+    vm_id = "g3"
+    queue = topics.queue_topic(vm_id)
+    ensure_topic(kafka_settings, queue)
+    runs: list[str] = []
+
+    def counting(job: QueuedJob, io: object) -> dict:
+        runs.append(job.job_id)
+        return {"ran": len(runs)}
+
+    def worker(completed: CompletedJobs) -> GuestWorker:
+        return GuestWorker(
+            kafka_settings, topics, vm_id, counting, LocalDiskIoChannel(tmp_path / "io"),
+            completed, host_id="h1",
+        )  # fmt: skip
+
+    producer = KafkaProducer(**kafka_settings.to_kafka_python())
+    job = queued("job-once", vm_id, {})
+    producer.send(queue.name, job.to_bytes(), key=job.key()).get(timeout=10)
+    producer.close()
+
+    store = tmp_path / "done"
+    first_stop, died = threading.Event(), []
+    crashing = _KilledBeforeRecording(store)
+    first = threading.Thread(target=_run_guest, args=(worker(crashing), first_stop, died))
+    first.start()
+    first.join(timeout=120)
+    crashing.close()
+    assert died and runs == ["job-once"], "the first guest ran the job and died recording it"
+
+    second_stop = threading.Event()
+    survivor = worker(CompletedJobs(store))
+    second = threading.Thread(target=survivor.run, args=(second_stop,))
+    second.start()
+    try:
+        deadline = time.monotonic() + 120
+        while survivor.stats.skipped_duplicates + survivor.stats.completed == 0:
+            assert time.monotonic() < deadline, "the job was not redelivered to the next guest"
+            time.sleep(0.05)
+    finally:
+        second_stop.set()
+        second.join(timeout=60)
+        survivor.completed.close()
+    assert runs == ["job-once"] and survivor.stats.skipped_duplicates == 1
+    statuses = TopicReader(kafka_settings, topics.name("job-status"), JobStatus)
+    try:
+        read = statuses.read_to_end()
+    finally:
+        statuses.close()
+    assert [s.state for s in ended(read)] == [JobState.SUCCEEDED]

@@ -41,3 +41,15 @@ def test_busy_meter_separates_cpu_from_waiting_for_io() -> None:
     assert report.io_wait_fraction == pytest.approx(8 / 9)
     wall[0] = 20.0
     assert meter.report().jobs == 0  # a new window
+
+
+def test_an_end_being_published_is_marked_until_the_job_is_recorded(tmp_path: Path) -> None:
+    store = CompletedJobs(tmp_path / "done")
+    store.ending("job-1#1", 100.0)
+    store.close()
+    reopened = CompletedJobs(tmp_path / "done")  # the guest was killed meanwhile
+    assert reopened.ending_since("job-1#1") == 100.0 and "job-1#1" not in reopened
+    assert len(reopened) == 0  # a mark is not a completed job
+    reopened.add("job-1#1", 101.0)
+    assert reopened.ending_since("job-1#1") is None and "job-1#1" in reopened
+    reopened.close()
