@@ -485,6 +485,15 @@ class PipelineSettings(BaseSettings):
     # A crashed worker's partitions move to the others after this long (Faust's default is 60 s).
     session_timeout_s: float = Field(10.0, gt=0, description="consumer group session timeout")
 
+    @property
+    def heartbeat_interval_s(self) -> float:
+        """How often a worker's group members heartbeat: also how soon a member learns that its
+        group is rebalancing. A restarted worker that led its group (a static member) makes the
+        coordinator rebalance, and its join waits until every other member has heard and joined
+        again; at 3 s that was up to 3 s for each of the worker's two groups (`vmlb bench chaos
+        --scenario two-workers-kill`: joins of 3.9 s and 3.3 s after a restart)."""
+        return min(1.0, self.session_timeout_s / 3)
+
     def policy_config(self) -> PolicyConfig:
         """The policy's tunables as these settings give them."""
         return PolicyConfig(

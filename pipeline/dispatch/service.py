@@ -8,7 +8,9 @@ acknowledged and offsets committed (`pipeline.dispatch.core` says what and in wh
 
 - Consumer group `<app id>-dispatch` on `jobs`, with static membership (`group.instance.id`,
   derived from the data dir unless set): a worker restarted with the same data dir takes its
-  partitions back at once, without a rebalance or waiting out its old session.
+  partitions back at once, without waiting out its old session; restarted within that session
+  (`MemberMark`) it joins before its fleet view is ready, so that replaying its partitions'
+  status logs overlaps the fleet view's catching up (it decides nothing before that).
 - On assignment, each new partition's `job-status` log is read to its end into the core's book
   (the durable state: no local table is needed), then followed live, with all of `job-control`.
 - Each batch: consume, decide, produce the decisions, wait for the broker, produce the status
@@ -27,6 +29,8 @@ import hashlib
 import logging
 import os
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -42,6 +46,8 @@ from pipeline.topics import Topics
 
 log = logging.getLogger(__name__)
 
+#: The dispatcher producer's request timeout (see `DispatchService._new_producer`).
+PRODUCE_TIMEOUT_MS = 5000
 #: How often a queue topic the cluster does not have yet is asked for again.
 QUEUE_METADATA_RETRY_S = 0.25
 
@@ -52,6 +58,42 @@ def instance_id(settings: PipelineSettings) -> str:
         return settings.instance_id
     digest = hashlib.sha1(os.path.abspath(settings.data_dir).encode()).hexdigest()[:12]
     return f"{settings.app_id}-{digest}"
+
+
+class MemberMark:
+    """Whether this worker's static membership of the dispatch group may still be alive: the
+    modification time of a file in its data dir, touched on every clock tick while it is a
+    member. A worker restarted within its session (a crash and an immediate restart) is still
+    the group's member for those partitions, which nobody else dispatches until it returns, so
+    it joins at once and replays their status logs while its fleet view catches up; one started
+    later (its partitions moved to the others) or new waits for its fleet view first, so that a
+    partition taken from a working peer is not left undispatched meanwhile."""
+
+    NAME = "dispatch-member"
+
+    def __init__(
+        self, data_dir: str, session_timeout_s: float, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.path = Path(data_dir) / self.NAME
+        self.session_timeout_s = session_timeout_s
+        self.clock = clock
+
+    def touch(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.touch()
+            now = self.clock()
+            os.utime(self.path, (now, now))
+        except OSError as exc:  # only a faster restart is lost
+            log.debug("dispatcher: %s: %s", self.path, exc)
+
+    def held(self) -> bool:
+        """Whether the last touch is recent enough for the broker to hold the membership."""
+        try:
+            touched = self.path.stat().st_mtime
+        except OSError:
+            return False
+        return 0.0 <= self.clock() - touched < self.session_timeout_s
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -89,6 +131,8 @@ class DispatchService(Service):
         #: Set once the first assignment is recovered (for /status and tests).
         self.recovered = asyncio.Event()
         self.producer = RenewableProducer(self._new_producer)
+        self.member_mark = MemberMark(settings.data_dir, settings.session_timeout_s)
+        self._subscribed = False
         self._jobs: AIOKafkaConsumer | None = None
         self._side: AIOKafkaConsumer | None = None
         self._side_assigned: set[TopicPartition] = set()
@@ -104,13 +148,20 @@ class DispatchService(Service):
     # --- lifecycle ----------------------------------------------------------------------------
 
     def _new_producer(self) -> AIOKafkaProducer:
+        # aiokafka fails a batch that waited `request_timeout_ms` for its partition's leader,
+        # and a produce request the broker left unanswered as long; `RenewableProducer` then
+        # sends it again on a new producer. That bounds the dispatch gap after a broker returns:
+        # at 15 s (the session timeout + 5 s, as it was) the first dispatch after a broker stop
+        # came 15.9-16.0 s after its return (`vmlb bench chaos --scenario broker-stop`, 2 of 5
+        # runs). A produce to a live broker is acknowledged in milliseconds, and an idempotent
+        # producer's retry of a slow one is recognised by the broker, so 5 s costs nothing.
         return AIOKafkaProducer(
             client_id="vmlb-dispatcher",
             acks="all",
             enable_idempotence=True,
             linger_ms=self.settings.produce_linger_ms,
             max_batch_size=256 * 1024,
-            request_timeout_ms=int(self.settings.session_timeout_s * 1000) + 5000,
+            request_timeout_ms=PRODUCE_TIMEOUT_MS,
             **self.kafka.to_aiokafka(),
         )
 
@@ -139,7 +190,7 @@ class DispatchService(Service):
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             session_timeout_ms=int(self.settings.session_timeout_s * 1000),
-            heartbeat_interval_ms=int(min(3.0, self.settings.session_timeout_s / 3) * 1000),
+            heartbeat_interval_ms=int(self.settings.heartbeat_interval_s * 1000),
             max_poll_records=self.settings.job_batch_max,
             **options,
         )
@@ -168,9 +219,14 @@ class DispatchService(Service):
     async def _run_jobs(self) -> None:
         assert self._jobs is not None
         # Decide nothing before the fleet view has caught up (a restarted worker must not take
-        # an unread fleet for an empty one); then join the group.
+        # an unread fleet for an empty one). Join the group at once if this worker is still its
+        # member (`MemberMark`), else once the fleet view is ready.
+        if self.member_mark.held():
+            log.info("dispatcher: restarted within its session; taking its partitions back")
+            self._subscribe()
         await self.fleet_ready.wait()
-        self._jobs.subscribe([self.jobs_topic], listener=_Rebalance(self))
+        if not self._subscribed:
+            self._subscribe()
         while not self.should_stop:
             batch = await self._jobs.getmany(
                 timeout_ms=self.settings.job_batch_wait_ms,
@@ -194,6 +250,12 @@ class DispatchService(Service):
                 await self._commit()
             self.batches += 1
             self.last_batch_s = time.perf_counter() - started
+
+    def _subscribe(self) -> None:
+        assert self._jobs is not None
+        self._jobs.subscribe([self.jobs_topic], listener=_Rebalance(self))
+        self._subscribed = True
+        self.member_mark.touch()
 
     async def _run_side(self) -> None:
         """Guests' status records of the owned partitions, and all cancel requests."""
@@ -225,7 +287,10 @@ class DispatchService(Service):
     async def _run_clock(self) -> None:
         while not self.should_stop:
             await asyncio.sleep(self.settings.retry_interval_s)
-            if not self.recovered.is_set():
+            if self._subscribed:
+                self.member_mark.touch()
+            # Nothing is retried or moved before the fleet view is ready (as for new jobs).
+            if not (self.recovered.is_set() and self.fleet_ready.is_set()):
                 continue
             async with self.lock:
                 self.core.tick()

@@ -157,7 +157,7 @@ def faust_app(kafka: KafkaSettings, settings: PipelineSettings, topics: Topics) 
         TableManager="pipeline.edge.faust_compat:PromptTableManager",
         producer_acks=-1,
         broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
+        broker_heartbeat_interval=settings.heartbeat_interval_s,
         # Static membership: a restarted worker takes its stats partitions back at once.
         consumer_group_instance_id=instance_id(settings) + "-stats",
         # Tables are JSON rows stored as bytes (pipeline.edge.json_table); no pickle anywhere.
