@@ -20,6 +20,7 @@ import faust
 from pipeline.dispatch.core import DispatchCore
 from pipeline.dispatch.decide import Dispatcher
 from pipeline.dispatch.service import DispatchService, instance_id
+from pipeline.edge.faust_compat import EarlyServicesApp
 from pipeline.edge.metrics import PipelineMetrics
 from pipeline.edge.outputs import Outputs
 from pipeline.errors import EventError
@@ -69,7 +70,7 @@ def create_app(
         await outputs.dead_letter(letter)
 
     fleet = FleetConsumer(kafka, topics, view, fleet_dead_letter, loop=app.loop)
-    app.service(fleet)  # type: ignore[arg-type]
+    app.early_service(fleet)  # type: ignore[arg-type]
 
     # Stats: the paper's steps 2 and 3.
     stats = StatsAgent(
@@ -99,7 +100,7 @@ def create_app(
     )
     dispatch = DispatchService(kafka, topics, settings, core, metrics, fleet.ready, loop=app.loop)
     dispatcher.queue_ready = dispatch.queue_ready
-    app.service(dispatch)  # type: ignore[arg-type]
+    app.early_service(dispatch)  # type: ignore[arg-type]
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app: faust.App, revoked: set, **kwargs: object) -> None:
@@ -138,8 +139,9 @@ def queue_topic_check(topics: Topics) -> Callable[[VmRegistration], None]:
     return check
 
 
-def faust_app(kafka: KafkaSettings, settings: PipelineSettings, topics: Topics) -> faust.App:
-    return faust.App(
+def faust_app(kafka: KafkaSettings, settings: PipelineSettings, topics: Topics) -> EarlyServicesApp:
+    # The fleet view and the dispatcher start before table recovery (EarlyServicesApp).
+    return EarlyServicesApp(
         settings.app_id,
         broker=kafka.to_faust_url(),
         broker_credentials=kafka.to_faust_credentials(),

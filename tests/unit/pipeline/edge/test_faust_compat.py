@@ -70,3 +70,23 @@ def test_prompt_table_manager_starts_recovery_without_the_pause():
     manager.recovery.start = recovery
     app.loop.run_until_complete(manager.on_start())
     assert steps == ["channels", "recovery"]
+
+
+def test_faust_starts_app_services_only_after_table_recovery():
+    # The upstream behaviour EarlyServicesApp exists for: if this fails, drop the workaround.
+    source = inspect.getsource(faust.App.on_started)
+    assert source.index("_wait_for_table_recovery_completed") < source.index(
+        "on_started_init_extra_services"
+    )
+
+
+def test_early_services_start_with_the_app_after_its_table_manager():
+    from mode import Service
+
+    from pipeline.edge.faust_compat import EarlyServicesApp
+
+    app = EarlyServicesApp("compat-early", loop=asyncio.new_event_loop())
+    early = app.early_service(Service(loop=app.loop))
+    dependencies = list(app.on_init_dependencies())
+    assert dependencies[-1] is early  # started last, so stopped first
+    assert dependencies.index(app.tables) < dependencies.index(early)
