@@ -206,6 +206,8 @@ class IoAwarePolicy:
         )
         #: How this policy judges a host's I/O (also what the live /hosts view shows).
         self.load_model: LoadModel = running_io_ops_per_s
+        # Per policy instance: the hysteresis state behind its verdicts is this instance's.
+        self._judged_key = ("io-aware judged", id(self))
 
     def make_candidate(self, snapshot: FleetSnapshot, vm: VmView) -> Candidate:
         """The candidate this policy judges (also what the live /hosts view judges)."""
@@ -319,16 +321,18 @@ class IoAwarePolicy:
         )
 
     def _judge(self, snapshot: FleetSnapshot, vm: VmView, config: PolicyConfig) -> Judged:
-        """The VM as judged on this snapshot: once, until a claim lands on its host.
+        """The VM as judged on this snapshot: once, until a claim lands on it or changes its
+        host's occupancy (`FleetSnapshot.vm_memo`).
 
-        A verdict depends only on the snapshot and the VM's host (the argument of
-        `pipeline.policy.scan`), so the probes of later decisions on the same snapshot reuse
-        it: at full load a decision probes `probe_limit` busy VMs, and judging each afresh was
-        most of its cost (`benchmarks/dispatch_cost.py`)."""
-        return snapshot.host_memo(
-            vm.host_id,
-            ("io-aware judged", id(self), vm.vm_id),
-            lambda: self._judge_afresh(snapshot, vm, config),
+        A verdict depends only on the snapshot, the VM's own count and its host's occupancy:
+        the host's demand now and the unexplained part of its meter count each VM's job only
+        by whether it holds one (`pipeline.policy.load`); the VM's backlog, expected response
+        and what the job adds are its own. So the probes of later decisions on the same
+        snapshot reuse it: at full load a decision probes `probe_limit` busy VMs, and judging
+        each afresh was most of its cost; a placement behind a running job leaves the other
+        VMs of its host as they were judged (`benchmarks/dispatch_cost.py`)."""
+        return snapshot.vm_memo(
+            vm.vm_id, self._judged_key, lambda: self._judge_afresh(snapshot, vm, config)
         )
 
     def _judge_afresh(self, snapshot: FleetSnapshot, vm: VmView, config: PolicyConfig) -> Judged:

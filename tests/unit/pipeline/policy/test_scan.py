@@ -43,6 +43,21 @@ def test_a_release_on_one_host_opens_it_to_the_next_decision_over_the_same_snaps
     assert fourth.outcome is Outcome.WAITING
 
 
+def test_a_job_that_ends_on_one_vm_changes_the_verdict_on_its_neighbour() -> None:
+    # Dom0 meters 1,100 ops/s on x (over h1's limit), which runs another type; no job of this
+    # dispatcher explains it, so h1 takes nothing. Then x's job ends: the meter is that job's
+    # (up to its 600), the 500 left is under the limit, and y, x's neighbour, may take a job.
+    x = vm("x", "other", load=1.0, busy=0.1, io_per_job=60.0, io_ops_per_s=1100.0)
+    snapshot = fleet(host("h1", limit=1000.0, vms=[x, runs("y", 600.0)]), config=STRICT)
+    policy = IoAwarePolicy()
+    assert policy.decide(snapshot, JobRequest("j1", "t"), random.Random(1)).outcome is (
+        Outcome.WAITING
+    )
+    snapshot.job_ended("x", snapshot.taken_at)  # y's verdict, kept, must go with it
+    second = policy.decide(snapshot, JobRequest("j2", "t"), random.Random(2))
+    assert second.dispatched and second.vm_id == "y"
+
+
 def random_fleet(rng: random.Random) -> list[HostView]:
     hosts = []
     for h in range(24):
