@@ -93,8 +93,12 @@ def random_order(n: int, rng: random.Random) -> Iterator[int]:
     A sparse Fisher-Yates shuffle: drawing k indices costs O(k), not O(n).
     """
     swapped: dict[int, int] = {}
+    # `rng.randrange(i, n)` is `i + rng._randbelow(n - i)` (CPython's random.py; the same
+    # draws, `test_io_aware` holds them equal): without randrange's argument checks, which
+    # were a third of a busy fleet's probing.
+    below = rng._randbelow
     for i in range(n):
-        j = rng.randrange(i, n)
+        j = i + below(n - i)
         picked = swapped.get(j, j)
         swapped[j] = swapped.get(i, i)
         yield picked
@@ -331,9 +335,13 @@ class IoAwarePolicy:
         snapshot reuse it: at full load a decision probes `probe_limit` busy VMs, and judging
         each afresh was most of its cost; a placement behind a running job leaves the other
         VMs of its host as they were judged (`benchmarks/dispatch_cost.py`)."""
-        return snapshot.vm_memo(
-            vm.vm_id, self._judged_key, lambda: self._judge_afresh(snapshot, vm, config)
-        )
+        judged = snapshot.vm_memoized(vm.vm_id, self._judged_key)
+        if judged is None:  # not judged since its VM's last change (no closure built on a hit)
+            return snapshot.vm_memo(
+                vm.vm_id, self._judged_key, lambda: self._judge_afresh(snapshot, vm, config)
+            )
+        assert isinstance(judged, Judged)
+        return judged
 
     def _judge_afresh(self, snapshot: FleetSnapshot, vm: VmView, config: PolicyConfig) -> Judged:
         candidate = fit_candidate(snapshot, vm)

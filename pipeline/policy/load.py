@@ -184,7 +184,8 @@ def _jobs_in_meter(snapshot: FleetSnapshot, vm: VmView) -> bool:
 
 
 def unexplained_io_ops_per_s(snapshot: FleetSnapshot, host: HostView) -> float:
-    """Σ over the host's VMs of `vm_unexplained_io_ops_per_s` (claims change it: per host)."""
+    """Σ over the host's VMs of `vm_unexplained_io_ops_per_s` (per host: which of its VMs hold
+    a job changes it)."""
     return snapshot.host_memo(
         host.host_id,
         "unexplained_io_ops_per_s",

@@ -244,8 +244,8 @@ class FleetSnapshot:
         self._idle: dict[str, list[VmView]] = {}
         self._idle_at: dict[str, dict[str, int]] = {}
         # Derived values a decision may reuse: per key (never changed by a claim), per host
-        # (dropped when a claim lands on one of its VMs), per VM (dropped by a claim on it, or
-        # one that changes its host's occupancy). See `memo`, `host_memo`, `vm_memo`.
+        # (dropped when its occupancy changes), per VM (dropped by a claim on it, or when its
+        # host's occupancy changes). See `memo`, `host_memo`, `vm_memo`.
         self._memo: dict[object, object] = {}
         self._host_memo: dict[str, dict[object, object]] = {}
         self._vm_memo: dict[str, dict[object, object]] = {}
@@ -308,12 +308,11 @@ class FleetSnapshot:
         self._claims[vm_id] = self._claims.get(vm_id, 0) + count
         self.claims_made += 1
         self._claimed_hosts.append(vm.host_id)
-        self._host_memo.pop(vm.host_id, None)
         busy = self.outstanding(vm) > 0
         if busy == was_busy:
             self._vm_memo.pop(vm_id, None)  # its host's occupancy is as it was
         else:
-            self._drop_vm_memos(vm.host_id)
+            self._occupancy_changed(vm.host_id)
         positions = self._idle_at.get(vm.job_type)
         if positions is None:
             return  # the idle index of this type is not built yet
@@ -347,10 +346,12 @@ class FleetSnapshot:
             # the claims, so what was derived from the host before is derived again.
             self.claims_made += 1
             self._claimed_hosts.append(vm.host_id)
-            self._host_memo.pop(vm.host_id, None)
-            self._drop_vm_memos(vm.host_id)
+            self._occupancy_changed(vm.host_id)
 
-    def _drop_vm_memos(self, host_id: str) -> None:
+    def _occupancy_changed(self, host_id: str) -> None:
+        """A VM of the host went from idle to busy or back, or a job of one ended: what was
+        derived from the host's occupancy is derived again."""
+        self._host_memo.pop(host_id, None)
         for vm in self._hosts[host_id].vms:
             self._vm_memo.pop(vm.vm_id, None)
 
@@ -379,7 +380,12 @@ class FleetSnapshot:
         return self._memo.get(key)
 
     def host_memo(self, host_id: str, key: object, compute: Callable[[], T]) -> T:
-        """`compute()` once per snapshot and host until a claim lands on one of its VMs."""
+        """`compute()` once per snapshot and host, for a value that depends on the host's
+        occupancy (which of its VMs hold a job, and when their last jobs ended), never on how
+        many jobs a VM holds (e.g. its demand now: one job's rate per busy VM).
+
+        Dropped by a claim that takes one of its VMs from idle to busy or back, and by a job's
+        end on one of them; a claim behind a running job leaves it standing."""
         memo = self._host_memo.setdefault(host_id, {})
         try:
             return memo[key]  # type: ignore[return-value]
@@ -404,6 +410,11 @@ class FleetSnapshot:
         except KeyError:
             value = memo[key] = compute()
             return value
+
+    def vm_memoized(self, vm_id: str, key: object) -> object | None:
+        """What `vm_memo(vm_id, key, ...)` computed and still stands, if any (else None)."""
+        memo = self._vm_memo.get(vm_id)
+        return None if memo is None else memo.get(key)
 
     # --- estimates --------------------------------------------------------------------------
 

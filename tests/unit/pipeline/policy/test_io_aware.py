@@ -3,6 +3,7 @@ cold start, power-of-d sampling and the decision record."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 
@@ -67,6 +68,27 @@ def test_a_job_asking_more_than_any_limit_runs_alone_rather_than_never() -> None
 def test_random_order_is_a_permutation() -> None:
     rng = random.Random(3)
     assert sorted(random_order(50, rng)) == list(range(50))
+
+
+def _randrange_order(n: int, rng: random.Random, count: int) -> list[int]:
+    """The first `count` of the sparse Fisher-Yates shuffle as first written, with `randrange`."""
+    swapped: dict[int, int] = {}
+    order = []
+    for i in range(min(n, count)):
+        j = rng.randrange(i, n)
+        order.append(swapped.get(j, j))
+        swapped[j] = swapped.get(i, i)
+    return order
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 16, 32, 1000, 2**20 + 3])
+def test_random_order_draws_what_randrange_draws(n: int) -> None:
+    # The simulator's results rest on the same draws: `_randbelow` must stay randrange's.
+    for seed in range(5):
+        ours, theirs = random.Random(seed), random.Random(seed)
+        drawn = list(itertools.islice(random_order(n, ours), 40))
+        assert drawn == _randrange_order(n, theirs, 40)
+        assert ours.random() == theirs.random()  # and the generator left where it would be
 
 
 @pytest.mark.parametrize(("other_rate", "fits"), [(400.0, True), (400.1, False)])
