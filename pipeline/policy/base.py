@@ -12,11 +12,13 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from pipeline.events import CandidateView, trusted
 from pipeline.policy.decision import Decision, JobRequest, Outcome, record
 from pipeline.policy.snapshot import FleetSnapshot, HostView, PolicyConfig, VmView
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,16 @@ class Candidate:
     _views: dict[tuple[bool, str | None, float | None], CandidateView] = field(
         default_factory=dict, compare=False, repr=False
     )
+    #: What a policy derives from the candidate alone (its numbers never change), kept for the
+    #: decisions that compare it again (see `memo`).
+    _memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def memo(self, name: str, compute: Callable[[Candidate], T]) -> T:
+        """`compute(self)` once per candidate (e.g. the order io-aware compares it by)."""
+        found = self._memo.get(name)
+        if found is None:
+            found = self._memo[name] = compute(self)
+        return found  # type: ignore[no-any-return]
 
     @property
     def measured_io_ops_per_s(self) -> float:

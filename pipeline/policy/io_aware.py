@@ -155,6 +155,26 @@ def _soonest(candidate: Candidate) -> float:
     return math.inf if response is None else response
 
 
+def _start_order(candidate: Candidate) -> tuple[float, float, str]:
+    """Where a job that fits starts first: the most relative headroom left with the job, then
+    the faster VM, then the VM's id."""
+    return (-round(headroom_after(candidate), 9), _soonest(candidate), candidate.vm.vm_id)
+
+
+def _queue_order(candidate: Candidate) -> tuple[float, float, str]:
+    """Where a job queues first: the soonest done, then the most headroom, then the VM's id."""
+    return (_soonest(candidate), -headroom_after(candidate), candidate.vm.vm_id)
+
+
+def _kept_start_order(candidate: Candidate) -> tuple[float, float, str]:
+    # A busy fleet's decisions compare the same kept candidates (`_judge`) again and again.
+    return candidate.memo("io-aware start order", _start_order)
+
+
+def _kept_queue_order(candidate: Candidate) -> tuple[float, float, str]:
+    return candidate.memo("io-aware queue order", _queue_order)
+
+
 def overflow_order(candidate: Candidate) -> tuple[float, float, str]:
     """Where a job held past `hold_s` goes first: the host it overshoots least (relative to
     the limit), then the soonest done, then the VM's id."""
@@ -382,11 +402,7 @@ class IoAwarePolicy:
             search.refused.append((candidate, verdict))
 
     def _start(self, snapshot: FleetSnapshot, search: _Search, mode: str) -> Decision:
-        # Most relative headroom left with the job, then the faster VM, then vm_id.
-        chosen = min(
-            search.eligible,
-            key=lambda c: (-round(headroom_after(c), 9), _soonest(c), c.vm.vm_id),
-        )
+        chosen = min(search.eligible, key=_kept_start_order)
         headroom = headroom_after(chosen)
         reason = (
             f"host {chosen.host.host_id} fits the job "
@@ -395,7 +411,7 @@ class IoAwarePolicy:
         return self._record(snapshot, search, chosen, reason)
 
     def _queue(self, snapshot: FleetSnapshot, search: _Search, mode: str) -> Decision:
-        chosen = min(search.eligible, key=lambda c: (_soonest(c), -headroom_after(c), c.vm.vm_id))
+        chosen = min(search.eligible, key=_kept_queue_order)
         response = _soonest(chosen)
         reason = (
             f"VM {chosen.vm.vm_id} holds {chosen.outstanding_jobs} jobs, "

@@ -10,8 +10,9 @@ import random
 import pytest
 
 from pipeline.events import CandidateView
+from pipeline.policy.base import Candidate
 from pipeline.policy.decision import JobRequest, Outcome
-from pipeline.policy.io_aware import IoAwarePolicy, random_order
+from pipeline.policy.io_aware import IoAwarePolicy, fit_candidate, headroom_after, random_order
 from pipeline.policy.registry import build_policy
 from pipeline.policy.snapshot import PolicyConfig, VmView
 from pipeline.policy.testing import NOW, fleet, host, vm
@@ -422,3 +423,22 @@ def test_candidates_are_the_wire_type_and_survive_a_round_trip() -> None:
     assert candidate.job_io_ops_per_s == pytest.approx(10.0)
     restored = CandidateView.model_validate_json(candidate.model_dump_json(exclude_none=True))
     assert restored == candidate
+
+
+def test_a_candidate_keeps_what_is_derived_from_it_once_and_only_its_own() -> None:
+    snap = fleet(host("h1", limit=1000.0, vms=[runs("a", 100.0), runs("b", 100.0, outstanding=1)]))
+    a, b = (fit_candidate(snap, snap.vm(vm_id)) for vm_id in ("a", "b"))
+    calls: list[str] = []
+
+    def order(candidate: Candidate) -> tuple[float, str]:
+        calls.append(candidate.vm.vm_id)
+        return (headroom_after(candidate), candidate.vm.vm_id)
+
+    assert a.memo("order", order) == (headroom_after(a), "a")
+    assert a.memo("order", order) == (headroom_after(a), "a")  # kept
+    assert b.memo("order", order) == (headroom_after(b), "b")  # its own
+    assert calls == ["a", "b"]
+    # An equal candidate (the same numbers, judged again) starts with nothing kept.
+    again = fit_candidate(snap, snap.vm("a"))
+    assert again == a and again.memo("order", order) == a.memo("order", order)
+    assert calls == ["a", "b", "a"]
