@@ -75,6 +75,7 @@ from pipeline.policy.filters import (
 from pipeline.policy.load import (
     capped_at_limit,
     job_io_ops_per_s,
+    occupancy,
     running_io_ops_per_s,
     unexplained_io_ops_per_s,
     unmeasured_job_io_ops_per_s,
@@ -232,6 +233,7 @@ class IoAwarePolicy:
         self.load_model: LoadModel = running_io_ops_per_s
         # Per policy instance: the hysteresis state behind its verdicts is this instance's.
         self._judged_key = ("io-aware judged", id(self))
+        self._states_key = ("io-aware judged by state", id(self))
 
     def make_candidate(self, snapshot: FleetSnapshot, vm: VmView) -> Candidate:
         """The candidate this policy judges (also what the live /hosts view judges)."""
@@ -358,9 +360,40 @@ class IoAwarePolicy:
         judged = snapshot.vm_memoized(vm.vm_id, self._judged_key)
         if judged is None:  # not judged since its VM's last change (no closure built on a hit)
             return snapshot.vm_memo(
-                vm.vm_id, self._judged_key, lambda: self._judge_afresh(snapshot, vm, config)
+                vm.vm_id, self._judged_key, lambda: self._judge_in_state(snapshot, vm, config)
             )
         assert isinstance(judged, Judged)
+        return judged
+
+    def _judge_in_state(self, snapshot: FleetSnapshot, vm: VmView, config: PolicyConfig) -> Judged:
+        """The VM judged afresh, or as it was judged earlier on this snapshot in the same state.
+
+        Where jobs complete, a placement and its completion give back the host they found, but
+        each drops the host's verdicts (`_judge`): most VMs would be judged afresh again and
+        again in states seen before. A judge reads of what claims and ends change only the
+        VM's own count, its host's occupancy (`pipeline.policy.load.occupancy`) and whether
+        the hysteresis filter holds the host closed, which is also the one thing it changes: so
+        a verdict kept by that state, with the filter's state it left, is what a fresh judge
+        would say and do (`tests/unit/pipeline/policy/test_scan.py` decides over both)."""
+        host = snapshot.host(vm.host_id)
+        closed = self.hysteresis.closed
+        state = (
+            vm.vm_id,
+            snapshot.outstanding(vm),
+            occupancy(snapshot, host),
+            host.host_id in closed,
+        )
+        seen = snapshot.memo(self._states_key, dict)
+        found = seen.get(state)
+        if found is not None:
+            judged, closes = found
+            if closes:
+                closed.add(host.host_id)
+            else:
+                closed.discard(host.host_id)
+            return judged
+        judged = self._judge_afresh(snapshot, vm, config)
+        seen[state] = (judged, host.host_id in closed)
         return judged
 
     def _judge_afresh(self, snapshot: FleetSnapshot, vm: VmView, config: PolicyConfig) -> Judged:
