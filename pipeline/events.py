@@ -960,7 +960,7 @@ class DispatchDecision(Event):
         VM's verdict, record included, while its host is as it was), and at full load a
         decision compares 16, which were most of the cost of encoding it."""
         candidates = self.candidates
-        if not candidates or not all(type(c) is CandidateView for c in candidates):
+        if len(candidates) < _SPLICED_FROM or not all(type(c) is CandidateView for c in candidates):
             return super().to_bytes()
         rest = self.__pydantic_serializer__.to_json(
             self, exclude_none=True, exclude=_CANDIDATES_FIELD
@@ -975,6 +975,8 @@ class DispatchDecision(Event):
 
 
 _CANDIDATES_FIELD = frozenset({"candidates"})
+#: Below this many candidates pydantic's one pass is cheaper than splicing kept ones in.
+_SPLICED_FROM = 5
 #: Each recorded candidate's JSON by instance (a frozen model: its bytes never change), with
 #: the instance itself, so that its id is not reused while the entry stands. Cleared when full:
 #: a candidate is recorded by the decisions of one snapshot, a fraction of a second.
