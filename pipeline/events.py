@@ -94,12 +94,15 @@ def trusted(model: type[M], **values: Any) -> M:
     that must be made afresh (a factory's, a mutable one's copy, or a missing required field's
     error).
     """
-    template, factories = _defaults_of(model)
+    template, factories, required = _defaults_of(model)
     state = template.copy()
     state.update(values)
     if len(state) != len(template):
         unknown = values.keys() - template.keys()
         raise TypeError(f"{model.__name__} has no field(s) {sorted(unknown)}")
+    if not required <= values.keys():
+        name = next(name for name in template if name in required and name not in values)
+        raise TypeError(f"{model.__name__}: required field {name!r} not given")
     for name, factory in factories.items():
         if name not in values:
             state[name] = factory()
@@ -112,18 +115,22 @@ def trusted(model: type[M], **values: Any) -> M:
 
 
 _FACTORY = object()
-_DEFAULTS: dict[type[BaseModel], tuple[dict[str, Any], dict[str, Any]]] = {}
+_DEFAULTS: dict[type[BaseModel], tuple[dict[str, Any], dict[str, Any], frozenset[str]]] = {}
 
 
-def _defaults_of(model: type[BaseModel]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(field name -> default, or `_FACTORY`), (field name -> factory), in field order, once per
-    class. A required field has no default: leaving it out is the caller's error."""
+def _defaults_of(
+    model: type[BaseModel],
+) -> tuple[dict[str, Any], dict[str, Any], frozenset[str]]:
+    """(field name -> default, or `_FACTORY`), (field name -> factory), the required fields'
+    names; in field order, once per class. A required field has no default: leaving it out
+    is the caller's error."""
     found = _DEFAULTS.get(model)
     if found is None:
         if model.__pydantic_post_init__ is not None or model.__private_attributes__:
             raise TypeError(f"{model.__name__}: trusted() does not run post-init or private state")
         fields: dict[str, Any] = {}
         factories: dict[str, Any] = {}
+        required: set[str] = set()
         for name, info in model.model_fields.items():
             if info.default_factory is not None:
                 if info.default_factory_takes_validated_data:
@@ -131,7 +138,7 @@ def _defaults_of(model: type[BaseModel]) -> tuple[dict[str, Any], dict[str, Any]
                 fields[name], factories[name] = _FACTORY, info.default_factory
             elif info.is_required():
                 fields[name] = _FACTORY
-                factories[name] = _required(model, name)
+                required.add(name)
             elif isinstance(info.default, _SHARED_DEFAULTS):
                 fields[name] = info.default
             else:
@@ -140,15 +147,8 @@ def _defaults_of(model: type[BaseModel]) -> tuple[dict[str, Any], dict[str, Any]
                     _FACTORY,
                     lambda default=default: copy.deepcopy(default),
                 )
-        found = _DEFAULTS[model] = (fields, factories)
+        found = _DEFAULTS[model] = (fields, factories, frozenset(required))
     return found
-
-
-def _required(model: type[BaseModel], name: str) -> Any:
-    def missing() -> Any:
-        raise TypeError(f"{model.__name__}: required field {name!r} not given")
-
-    return missing
 
 
 class Event(BaseModel):
