@@ -51,6 +51,7 @@ limits would serve them no sooner, only collapse the hosts they land on.
 from __future__ import annotations
 
 import math
+import operator
 import random
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -176,6 +177,10 @@ def _kept_queue_order(candidate: Candidate) -> tuple[float, float, str]:
     return candidate.memo("io-aware queue order", _queue_order)
 
 
+_START_ORDER = operator.attrgetter("start_order")
+_QUEUE_ORDER = operator.attrgetter("queue_order")
+
+
 def overflow_order(candidate: Candidate) -> tuple[float, float, str]:
     """Where a job held past `hold_s` goes first: the host it overshoots least (relative to
     the limit), then the soonest done, then the VM's id."""
@@ -199,6 +204,9 @@ class _Search:
     tested_candidates: list[Candidate] = field(default_factory=list)
     #: VMs judged by the type's scan (`pipeline.policy.scan`), when the decision used it.
     scanned: int = 0
+    #: The verdicts of `eligible`, in its order, while it holds only the VMs the probes found
+    #: eligible (None once it was set otherwise): their orders are computed already.
+    eligible_judged: list[Judged] | None = field(default_factory=list)
 
     def tested_count(self) -> int:
         return max(len(self.tested), self.scanned)
@@ -285,6 +293,7 @@ class IoAwarePolicy:
             if len(vms) == len(snapshot.candidates(job.job_type)):
                 scan_index = scan or self._scan(snapshot, job.job_type, vms)
                 search.eligible = scan_index.eligible()
+                search.eligible_judged = None
                 search.rejections = dict(scan_index.rejections)
                 for refused in scan_index.refused(search.tested):
                     if len(search.refused) >= config.max_recorded_candidates:
@@ -305,6 +314,7 @@ class IoAwarePolicy:
                 if len(idle_fits) > config.choices:
                     idle_fits = rng.sample(idle_fits, config.choices)
                 search.eligible = idle_fits
+                search.eligible_judged = None
                 return self._start(snapshot, search, f"idle VM, {mode}")
             return self._queue(snapshot, search, f"behind a running job, best of {mode}")
 
@@ -408,7 +418,17 @@ class IoAwarePolicy:
             if check.name not in _LIMIT_FILTERS:
                 only_the_limit = False
                 break
-        return Judged(candidate, verdict, only_the_limit, verdict != FreshTelemetryFilter.name)
+        fresh = verdict != FreshTelemetryFilter.name
+        if verdict is None:
+            return Judged(
+                candidate,
+                None,
+                True,
+                fresh,
+                _kept_start_order(candidate),
+                _kept_queue_order(candidate),
+            )
+        return Judged(candidate, verdict, only_the_limit, fresh)
 
     def _test(
         self,
@@ -427,6 +447,8 @@ class IoAwarePolicy:
             search.tested_candidates.append(candidate)
         if verdict is None:
             search.eligible.append(candidate)
+            if search.eligible_judged is not None:
+                search.eligible_judged.append(judged)
             return
         search.rejections[verdict] = search.rejections.get(verdict, 0) + 1
         if judged.only_the_limit:
@@ -435,7 +457,11 @@ class IoAwarePolicy:
             search.refused.append((candidate, verdict))
 
     def _start(self, snapshot: FleetSnapshot, search: _Search, mode: str) -> Decision:
-        chosen = min(search.eligible, key=_kept_start_order)
+        judged = search.eligible_judged
+        if judged is not None and judged and judged[0].start_order is not None:
+            chosen = min(judged, key=_START_ORDER).candidate
+        else:
+            chosen = min(search.eligible, key=_kept_start_order)
         headroom = headroom_after(chosen)
         reason = (
             f"host {chosen.host.host_id} fits the job "
@@ -444,7 +470,11 @@ class IoAwarePolicy:
         return self._record(snapshot, search, chosen, reason)
 
     def _queue(self, snapshot: FleetSnapshot, search: _Search, mode: str) -> Decision:
-        chosen = min(search.eligible, key=_kept_queue_order)
+        judged = search.eligible_judged
+        if judged is not None and judged and judged[0].queue_order is not None:
+            chosen = min(judged, key=_QUEUE_ORDER).candidate
+        else:
+            chosen = min(search.eligible, key=_kept_queue_order)
         response = _soonest(chosen)
         reason = (
             f"VM {chosen.vm.vm_id} holds {chosen.outstanding_jobs} jobs, "
@@ -467,6 +497,7 @@ class IoAwarePolicy:
             f"({-headroom_after(chosen):.0%} over)"
         )
         search.eligible = [chosen]
+        search.eligible_judged = None
         return self._record(snapshot, search, chosen, reason)
 
     def _record(

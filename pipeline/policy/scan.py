@@ -42,6 +42,11 @@ class Judged(NamedTuple):
     only_the_limit: bool
     #: Whether its host's telemetry was fresh (a stale host's room is unknown).
     fresh: bool
+    #: An eligible VM's places in the orders the policy picks by (to start a job, to queue
+    #: one behind a running job), computed once with its verdict: a kept verdict is compared
+    #: by many decisions. None where the policy gives none.
+    start_order: tuple[float, float, str] | None = None
+    queue_order: tuple[float, float, str] | None = None
 
 
 Judge = Callable[[VmView], Judged]
