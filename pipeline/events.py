@@ -89,18 +89,23 @@ def trusted(model: type[M], **values: Any) -> M:
     not cached; for `list` and `dict` that parses their text signature with `ast`). It was 30 %
     of the worker's time at full load; pydantic#13376 is the same defect for private attributes.
     Here the defaults of a class are resolved once (`_defaults_of`) and the instance is set up
-    as `model_construct` sets it up (fields, fields set, no extra, no private attributes).
+    as `model_construct` sets it up (fields in their order, fields set, no extra, no private
+    attributes): a copy of the class's defaults, updated with the values, then each default
+    that must be made afresh (a factory's, a mutable one's copy, or a missing required field's
+    error).
     """
-    fields, factories = _defaults_of(model)
-    unknown = values.keys() - fields.keys()
-    if unknown:
+    template, factories, required = _defaults_of(model)
+    state = template.copy()
+    state.update(values)
+    if len(state) != len(template):
+        unknown = values.keys() - template.keys()
         raise TypeError(f"{model.__name__} has no field(s) {sorted(unknown)}")
-    state = {
-        name: values[name]
-        if name in values
-        else (factories[name]() if default is _FACTORY else default)
-        for name, default in fields.items()
-    }
+    if not required <= values.keys():
+        name = next(name for name in template if name in required and name not in values)
+        raise TypeError(f"{model.__name__}: required field {name!r} not given")
+    for name, factory in factories.items():
+        if name not in values:
+            state[name] = factory()
     instance = model.__new__(model)
     object.__setattr__(instance, "__dict__", state)
     object.__setattr__(instance, "__pydantic_fields_set__", set(values))
@@ -110,18 +115,22 @@ def trusted(model: type[M], **values: Any) -> M:
 
 
 _FACTORY = object()
-_DEFAULTS: dict[type[BaseModel], tuple[dict[str, Any], dict[str, Any]]] = {}
+_DEFAULTS: dict[type[BaseModel], tuple[dict[str, Any], dict[str, Any], frozenset[str]]] = {}
 
 
-def _defaults_of(model: type[BaseModel]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(field name -> default, or `_FACTORY`), (field name -> factory), in field order, once per
-    class. A required field has no default: leaving it out is the caller's error."""
+def _defaults_of(
+    model: type[BaseModel],
+) -> tuple[dict[str, Any], dict[str, Any], frozenset[str]]:
+    """(field name -> default, or `_FACTORY`), (field name -> factory), the required fields'
+    names; in field order, once per class. A required field has no default: leaving it out
+    is the caller's error."""
     found = _DEFAULTS.get(model)
     if found is None:
         if model.__pydantic_post_init__ is not None or model.__private_attributes__:
             raise TypeError(f"{model.__name__}: trusted() does not run post-init or private state")
         fields: dict[str, Any] = {}
         factories: dict[str, Any] = {}
+        required: set[str] = set()
         for name, info in model.model_fields.items():
             if info.default_factory is not None:
                 if info.default_factory_takes_validated_data:
@@ -129,7 +138,7 @@ def _defaults_of(model: type[BaseModel]) -> tuple[dict[str, Any], dict[str, Any]
                 fields[name], factories[name] = _FACTORY, info.default_factory
             elif info.is_required():
                 fields[name] = _FACTORY
-                factories[name] = _required(model, name)
+                required.add(name)
             elif isinstance(info.default, _SHARED_DEFAULTS):
                 fields[name] = info.default
             else:
@@ -138,15 +147,8 @@ def _defaults_of(model: type[BaseModel]) -> tuple[dict[str, Any], dict[str, Any]
                     _FACTORY,
                     lambda default=default: copy.deepcopy(default),
                 )
-        found = _DEFAULTS[model] = (fields, factories)
+        found = _DEFAULTS[model] = (fields, factories, frozenset(required))
     return found
-
-
-def _required(model: type[BaseModel], name: str) -> Any:
-    def missing() -> Any:
-        raise TypeError(f"{model.__name__}: required field {name!r} not given")
-
-    return missing
 
 
 class Event(BaseModel):
@@ -160,7 +162,9 @@ class Event(BaseModel):
     schema_version: Literal[1] = SCHEMA_VERSION
 
     def to_bytes(self) -> bytes:
-        return self.model_dump_json(exclude_none=True).encode()
+        # `model_dump_json(exclude_none=True).encode()`, without its Python wrapper (keyword
+        # handling, a str decoded only to be encoded again): the same bytes.
+        return self.__pydantic_serializer__.to_json(self, exclude_none=True)
 
     def key(self) -> bytes | None:
         if self.key_field is None:
@@ -949,6 +953,46 @@ class DispatchDecision(Event):
     refused: dict[Text, Count] = Field(default_factory=dict)
     attempt: Annotated[int, Strict(), Field(ge=1, le=MAX_ATTEMPTS)] = 1
     decision_count: Annotated[int, Strict(), Field(ge=1)] = 1
+
+    def to_bytes(self) -> bytes:
+        """The same bytes as `Event.to_bytes`, with each candidate encoded once per instance:
+        a candidate's record is shared by every decision that compares it (io-aware keeps a
+        VM's verdict, record included, while its host is as it was), and at full load a
+        decision compares 16, which were most of the cost of encoding it."""
+        candidates = self.candidates
+        if len(candidates) < _SPLICED_FROM or not all(type(c) is CandidateView for c in candidates):
+            return super().to_bytes()
+        rest = self.__pydantic_serializer__.to_json(
+            self, exclude_none=True, exclude=_CANDIDATES_FIELD
+        )
+        # Where pydantic puts the list: before `refused` (no string holds an unescaped quote,
+        # so the first match is the key).
+        at = rest.find(b',"refused":')
+        if at < 0:
+            return super().to_bytes()
+        encoded = b",".join([_candidate_json(c) for c in candidates])
+        return b"".join((rest[:at], b',"candidates":[', encoded, b"]", rest[at:]))
+
+
+_CANDIDATES_FIELD = frozenset({"candidates"})
+#: Below this many candidates pydantic's one pass is cheaper than splicing kept ones in.
+_SPLICED_FROM = 5
+#: Each recorded candidate's JSON by instance (a frozen model: its bytes never change), with
+#: the instance itself, so that its id is not reused while the entry stands. Cleared when full:
+#: a candidate is recorded by the decisions of one snapshot, a fraction of a second.
+_CANDIDATE_JSON: dict[int, tuple[CandidateView, bytes]] = {}
+_CANDIDATE_JSON_MAX = 4096
+
+
+def _candidate_json(view: CandidateView) -> bytes:
+    found = _CANDIDATE_JSON.get(id(view))
+    if found is not None and found[0] is view:
+        return found[1]
+    if len(_CANDIDATE_JSON) >= _CANDIDATE_JSON_MAX:
+        _CANDIDATE_JSON.clear()
+    encoded = CandidateView.__pydantic_serializer__.to_json(view, exclude_none=True)
+    _CANDIDATE_JSON[id(view)] = (view, encoded)
+    return encoded
 
 
 # --- Dead letters -------------------------------------------------------------------------------

@@ -890,20 +890,25 @@ class DispatchCore:
         job = status.job
         assert job.submitted_at is not None
         succeeded = status.state is JobState.SUCCEEDED
+        # Every field is one of the guest's record, validated when it was read (the same
+        # types and bounds): only the completion's own rule, its timeline, is left to check.
+        completion = trusted(
+            JobCompletion,
+            schema_version=1,
+            job_id=status.job_id,
+            job_type=job.job_type,
+            vm_id=status.vm_id,
+            host_id=status.host_id,
+            submitted_at=job.submitted_at,
+            dispatched_at=status.dispatched_at or job.submitted_at,
+            started_at=status.started_at or status.finished_at,
+            finished_at=status.finished_at,
+            outcome=JobOutcome.SUCCEEDED if succeeded else JobOutcome.FAILED,
+            error=None if succeeded else (status.error or "failed"),
+            attempt=status.attempt,
+        )
         try:
-            completion = JobCompletion(
-                job_id=status.job_id,
-                job_type=job.job_type,
-                vm_id=status.vm_id,
-                host_id=status.host_id,
-                submitted_at=job.submitted_at,
-                dispatched_at=status.dispatched_at or job.submitted_at,
-                started_at=status.started_at or status.finished_at,
-                finished_at=status.finished_at,
-                outcome=JobOutcome.SUCCEEDED if succeeded else JobOutcome.FAILED,
-                error=None if succeeded else (status.error or "failed"),
-                attempt=status.attempt,
-            )
+            completion._timeline_in_order()
         except ValueError as exc:
             log.warning("job %s: no completion forwarded: %s", status.job_id, exc)
             return

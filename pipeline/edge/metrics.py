@@ -71,6 +71,10 @@ class PipelineMetrics:
         #: VM samples the vm_stats agent read (an IoSample is one, a HostSample one per VM
         #: entry), for /status.
         self.stats_vm_samples = 0
+        #: Labelled children of the per-job event metrics, by label value: `labels()` builds
+        #: its key anew at every call (sorting and joining the label names), a few µs per job
+        #: at full load. Only metrics that are never cleared are cached here.
+        self._children: dict[tuple[int, str], Any] = {}
         #: Monotonic seconds when the first batch with VM samples began, and when the latest
         #: one was done: the time spent reading them, for a catch-up rate that does not
         #: depend on how often someone polls /status.
@@ -216,8 +220,16 @@ class PipelineMetrics:
 
     # --- events -------------------------------------------------------------------------------
 
+    def _child(self, metric: Counter | Histogram, value: str) -> Any:
+        """`metric.labels(value)` of a metric with one label, kept."""
+        key = (id(metric), value)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(value)
+        return child
+
     def decided(self, outcome: str) -> None:
-        self.decisions.labels(outcome=outcome).inc()
+        self._child(self.decisions, outcome).inc()
         self.counts[outcome] += 1
 
     def refused_by(self, decision: DispatchDecision) -> None:
@@ -235,12 +247,12 @@ class PipelineMetrics:
 
     def job_waited(self, job_type: str, waited_s: float) -> None:
         """A job was dispatched `waited_s` after it was submitted."""
-        self.job_waiting.labels(job_type=job_type).observe(max(0.0, waited_s))
+        self._child(self.job_waiting, job_type).observe(max(0.0, waited_s))
 
     def job_finished(self, job_type: str, response_s: float, finished_at: float) -> None:
         """A job's completion was read (once per job): its response time, submitted to done."""
         response_s = max(0.0, response_s)
-        self.job_response.labels(job_type=job_type).observe(response_s)
+        self._child(self.job_response, job_type).observe(response_s)
         recent = self.recent_response_s.setdefault(job_type, deque(maxlen=RECENT_MAX_PER_TYPE))
         recent.append((finished_at, response_s))
 

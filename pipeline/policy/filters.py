@@ -40,7 +40,7 @@ class FreshTelemetryFilter:
             )
         if age > config.lag_limit_s:  # nobody reports: the telemetry path is down or far behind
             return Verdict(False, f"telemetry {age:.1f}s old > lag limit {config.lag_limit_s:g}s")
-        return Verdict(True, f"telemetry {age:.1f}s old, {behind:.1f}s behind the fleet's")
+        return Verdict(True, "telemetry {:.1f}s old, {:.1f}s behind the fleet's", age, behind)
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class IoLimitFilter:
             return Verdict(self.unknown_limit_passes, "limit unknown")
         total = candidate.total_io_ops_per_s
         if total < limit:
-            return Verdict(True, f"{total:.0f} < limit {limit:.0f} ops/s")
+            return Verdict(True, "{:.0f} < limit {:.0f} ops/s", total, limit)
         return Verdict(False, f"{total:.0f} >= limit {limit:.0f} ops/s")
 
 
@@ -91,7 +91,7 @@ class WarmupFilter:
             return Verdict(True, "limit known")
         cap = config.warmup_outstanding_per_vm
         if candidate.outstanding_jobs < cap:
-            return Verdict(True, f"warm-up {candidate.outstanding_jobs} < {cap} jobs")
+            return Verdict(True, "warm-up {} < {} jobs", candidate.outstanding_jobs, cap)
         return Verdict(False, f"warm-up {candidate.outstanding_jobs} >= {cap} jobs")
 
 
@@ -119,7 +119,9 @@ class FitFilter:
         # Rates are ratios (I/O per job over seconds per job): a job that asks exactly the
         # limit must not be refused for its last bit of rounding.
         if total <= limit * (1.0 + _RATE_TOLERANCE):
-            return Verdict(True, f"{candidate.total_io_ops_per_s:.0f} + {added:.0f} <= {limit:.0f}")
+            return Verdict(
+                True, "{:.0f} + {:.0f} <= {:.0f}", candidate.total_io_ops_per_s, added, limit
+            )
         return Verdict(
             False, f"{candidate.total_io_ops_per_s:.0f} + {added:.0f} > limit {limit:.0f} ops/s"
         )
@@ -174,7 +176,7 @@ class HysteresisFilter:
         if starts and host_id in self.closed:
             reopen_at = (1.0 - config.hysteresis) * limit
             return Verdict(False, f"{worst:.0f} not yet under {reopen_at:.0f} ops/s")
-        return Verdict(True, f"{worst:.0f} ops/s, host open")
+        return Verdict(True, "{:.0f} ops/s, host open", worst)
 
 
 def backlog_cap_jobs(candidate: Candidate, config: PolicyConfig) -> int:
@@ -207,5 +209,5 @@ class BacklogFilter:
         cap = backlog_cap_jobs(candidate, config)
         held = candidate.outstanding_jobs
         if held < cap:
-            return Verdict(True, f"backlog {held} < {cap} jobs")
+            return Verdict(True, "backlog {} < {} jobs", held, cap)
         return Verdict(False, f"backlog {held} >= {cap} jobs")

@@ -51,6 +51,7 @@ limits would serve them no sooner, only collapse the hosts they land on.
 from __future__ import annotations
 
 import math
+import operator
 import random
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -75,6 +76,7 @@ from pipeline.policy.filters import (
 from pipeline.policy.load import (
     capped_at_limit,
     job_io_ops_per_s,
+    occupancy,
     running_io_ops_per_s,
     unexplained_io_ops_per_s,
     unmeasured_job_io_ops_per_s,
@@ -93,8 +95,12 @@ def random_order(n: int, rng: random.Random) -> Iterator[int]:
     A sparse Fisher-Yates shuffle: drawing k indices costs O(k), not O(n).
     """
     swapped: dict[int, int] = {}
+    # `rng.randrange(i, n)` is `i + rng._randbelow(n - i)` (CPython's random.py; the same
+    # draws, `test_io_aware` holds them equal): without randrange's argument checks, which
+    # were a third of a busy fleet's probing.
+    below = rng._randbelow
     for i in range(n):
-        j = rng.randrange(i, n)
+        j = i + below(n - i)
         picked = swapped.get(j, j)
         swapped[j] = swapped.get(i, i)
         yield picked
@@ -151,6 +157,30 @@ def _soonest(candidate: Candidate) -> float:
     return math.inf if response is None else response
 
 
+def _start_order(candidate: Candidate) -> tuple[float, float, str]:
+    """Where a job that fits starts first: the most relative headroom left with the job, then
+    the faster VM, then the VM's id."""
+    return (-round(headroom_after(candidate), 9), _soonest(candidate), candidate.vm.vm_id)
+
+
+def _queue_order(candidate: Candidate) -> tuple[float, float, str]:
+    """Where a job queues first: the soonest done, then the most headroom, then the VM's id."""
+    return (_soonest(candidate), -headroom_after(candidate), candidate.vm.vm_id)
+
+
+def _kept_start_order(candidate: Candidate) -> tuple[float, float, str]:
+    # A busy fleet's decisions compare the same kept candidates (`_judge`) again and again.
+    return candidate.memo("io-aware start order", _start_order)
+
+
+def _kept_queue_order(candidate: Candidate) -> tuple[float, float, str]:
+    return candidate.memo("io-aware queue order", _queue_order)
+
+
+_START_ORDER = operator.attrgetter("start_order")
+_QUEUE_ORDER = operator.attrgetter("queue_order")
+
+
 def overflow_order(candidate: Candidate) -> tuple[float, float, str]:
     """Where a job held past `hold_s` goes first: the host it overshoots least (relative to
     the limit), then the soonest done, then the VM's id."""
@@ -174,6 +204,9 @@ class _Search:
     tested_candidates: list[Candidate] = field(default_factory=list)
     #: VMs judged by the type's scan (`pipeline.policy.scan`), when the decision used it.
     scanned: int = 0
+    #: The verdicts of `eligible`, in its order, while it holds only the VMs the probes found
+    #: eligible (None once it was set otherwise): their orders are computed already.
+    eligible_judged: list[Judged] | None = field(default_factory=list)
 
     def tested_count(self) -> int:
         return max(len(self.tested), self.scanned)
@@ -206,6 +239,9 @@ class IoAwarePolicy:
         )
         #: How this policy judges a host's I/O (also what the live /hosts view shows).
         self.load_model: LoadModel = running_io_ops_per_s
+        # Per policy instance: the hysteresis state behind its verdicts is this instance's.
+        self._judged_key = ("io-aware judged", id(self))
+        self._states_key = ("io-aware judged by state", id(self))
 
     def make_candidate(self, snapshot: FleetSnapshot, vm: VmView) -> Candidate:
         """The candidate this policy judges (also what the live /hosts view judges)."""
@@ -257,6 +293,7 @@ class IoAwarePolicy:
             if len(vms) == len(snapshot.candidates(job.job_type)):
                 scan_index = scan or self._scan(snapshot, job.job_type, vms)
                 search.eligible = scan_index.eligible()
+                search.eligible_judged = None
                 search.rejections = dict(scan_index.rejections)
                 for refused in scan_index.refused(search.tested):
                     if len(search.refused) >= config.max_recorded_candidates:
@@ -277,6 +314,7 @@ class IoAwarePolicy:
                 if len(idle_fits) > config.choices:
                     idle_fits = rng.sample(idle_fits, config.choices)
                 search.eligible = idle_fits
+                search.eligible_judged = None
                 return self._start(snapshot, search, f"idle VM, {mode}")
             return self._queue(snapshot, search, f"behind a running job, best of {mode}")
 
@@ -319,17 +357,54 @@ class IoAwarePolicy:
         )
 
     def _judge(self, snapshot: FleetSnapshot, vm: VmView, config: PolicyConfig) -> Judged:
-        """The VM as judged on this snapshot: once, until a claim lands on its host.
+        """The VM as judged on this snapshot: once, until a claim lands on it or changes its
+        host's occupancy (`FleetSnapshot.vm_memo`).
 
-        A verdict depends only on the snapshot and the VM's host (the argument of
-        `pipeline.policy.scan`), so the probes of later decisions on the same snapshot reuse
-        it: at full load a decision probes `probe_limit` busy VMs, and judging each afresh was
-        most of its cost (`benchmarks/dispatch_cost.py`)."""
-        return snapshot.host_memo(
-            vm.host_id,
-            ("io-aware judged", id(self), vm.vm_id),
-            lambda: self._judge_afresh(snapshot, vm, config),
+        A verdict depends only on the snapshot, the VM's own count and its host's occupancy:
+        the host's demand now and the unexplained part of its meter count each VM's job only
+        by whether it holds one (`pipeline.policy.load`); the VM's backlog, expected response
+        and what the job adds are its own. So the probes of later decisions on the same
+        snapshot reuse it: at full load a decision probes `probe_limit` busy VMs, and judging
+        each afresh was most of its cost; a placement behind a running job leaves the other
+        VMs of its host as they were judged (`benchmarks/dispatch_cost.py`)."""
+        judged = snapshot.vm_memoized(vm.vm_id, self._judged_key)
+        if judged is None:  # not judged since its VM's last change (no closure built on a hit)
+            return snapshot.vm_memo(
+                vm.vm_id, self._judged_key, lambda: self._judge_in_state(snapshot, vm, config)
+            )
+        assert isinstance(judged, Judged)
+        return judged
+
+    def _judge_in_state(self, snapshot: FleetSnapshot, vm: VmView, config: PolicyConfig) -> Judged:
+        """The VM judged afresh, or as it was judged earlier on this snapshot in the same state.
+
+        Where jobs complete, a placement and its completion give back the host they found, but
+        each drops the host's verdicts (`_judge`): most VMs would be judged afresh again and
+        again in states seen before. A judge reads of what claims and ends change only the
+        VM's own count, its host's occupancy (`pipeline.policy.load.occupancy`) and whether
+        the hysteresis filter holds the host closed, which is also the one thing it changes: so
+        a verdict kept by that state, with the filter's state it left, is what a fresh judge
+        would say and do (`tests/unit/pipeline/policy/test_scan.py` decides over both)."""
+        host = snapshot.host(vm.host_id)
+        closed = self.hysteresis.closed
+        state = (
+            vm.vm_id,
+            snapshot.outstanding(vm),
+            occupancy(snapshot, host),
+            host.host_id in closed,
         )
+        seen = snapshot.memo(self._states_key, dict)
+        found = seen.get(state)
+        if found is not None:
+            judged, closes = found
+            if closes:
+                closed.add(host.host_id)
+            else:
+                closed.discard(host.host_id)
+            return judged
+        judged = self._judge_afresh(snapshot, vm, config)
+        seen[state] = (judged, host.host_id in closed)
+        return judged
 
     def _judge_afresh(self, snapshot: FleetSnapshot, vm: VmView, config: PolicyConfig) -> Judged:
         candidate = fit_candidate(snapshot, vm)
@@ -343,7 +418,17 @@ class IoAwarePolicy:
             if check.name not in _LIMIT_FILTERS:
                 only_the_limit = False
                 break
-        return Judged(candidate, verdict, only_the_limit, verdict != FreshTelemetryFilter.name)
+        fresh = verdict != FreshTelemetryFilter.name
+        if verdict is None:
+            return Judged(
+                candidate,
+                None,
+                True,
+                fresh,
+                _kept_start_order(candidate),
+                _kept_queue_order(candidate),
+            )
+        return Judged(candidate, verdict, only_the_limit, fresh)
 
     def _test(
         self,
@@ -362,6 +447,8 @@ class IoAwarePolicy:
             search.tested_candidates.append(candidate)
         if verdict is None:
             search.eligible.append(candidate)
+            if search.eligible_judged is not None:
+                search.eligible_judged.append(judged)
             return
         search.rejections[verdict] = search.rejections.get(verdict, 0) + 1
         if judged.only_the_limit:
@@ -370,11 +457,11 @@ class IoAwarePolicy:
             search.refused.append((candidate, verdict))
 
     def _start(self, snapshot: FleetSnapshot, search: _Search, mode: str) -> Decision:
-        # Most relative headroom left with the job, then the faster VM, then vm_id.
-        chosen = min(
-            search.eligible,
-            key=lambda c: (-round(headroom_after(c), 9), _soonest(c), c.vm.vm_id),
-        )
+        judged = search.eligible_judged
+        if judged is not None and judged and judged[0].start_order is not None:
+            chosen = min(judged, key=_START_ORDER).candidate
+        else:
+            chosen = min(search.eligible, key=_kept_start_order)
         headroom = headroom_after(chosen)
         reason = (
             f"host {chosen.host.host_id} fits the job "
@@ -383,7 +470,11 @@ class IoAwarePolicy:
         return self._record(snapshot, search, chosen, reason)
 
     def _queue(self, snapshot: FleetSnapshot, search: _Search, mode: str) -> Decision:
-        chosen = min(search.eligible, key=lambda c: (_soonest(c), -headroom_after(c), c.vm.vm_id))
+        judged = search.eligible_judged
+        if judged is not None and judged and judged[0].queue_order is not None:
+            chosen = min(judged, key=_QUEUE_ORDER).candidate
+        else:
+            chosen = min(search.eligible, key=_kept_queue_order)
         response = _soonest(chosen)
         reason = (
             f"VM {chosen.vm.vm_id} holds {chosen.outstanding_jobs} jobs, "
@@ -406,6 +497,7 @@ class IoAwarePolicy:
             f"({-headroom_after(chosen):.0%} over)"
         )
         search.eligible = [chosen]
+        search.eligible_judged = None
         return self._record(snapshot, search, chosen, reason)
 
     def _record(

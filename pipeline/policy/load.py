@@ -22,6 +22,9 @@ Pure functions of a snapshot and a host; nothing else. Units: I/O requests per s
   explain (foreign I/O: other dispatchers' jobs, a drifted job cost, a noisy guest). The meter
   is a window behind; I/O in it from the dispatcher's own jobs is already in the demand now,
   or gone with them. What io-aware's hysteresis closes a host for, beside its demand.
+- `occupancy`: what of a host claims and job ends change and the two above read (per VM,
+  holds a job, ran one in the meter's window): equal occupancies give equal values, which is
+  how io-aware recognises a host it has judged before on the same snapshot.
 """
 
 from __future__ import annotations
@@ -183,8 +186,23 @@ def _jobs_in_meter(snapshot: FleetSnapshot, vm: VmView) -> bool:
     return sampled_at is None or ended_at >= sampled_at - snapshot.config.meter_window_s
 
 
+def occupancy(snapshot: FleetSnapshot, host: HostView) -> tuple[tuple[bool, bool], ...]:
+    """Per VM of the host, whether it holds a job and whether a job of this dispatcher ran in
+    its meter's window: all that claims and job ends change of what `running_io_ops_per_s` and
+    `unexplained_io_ops_per_s` read (the rest is fixed for the snapshot's life). Equal
+    occupancies give equal values (a claim and its release give back the host they found)."""
+    return snapshot.host_memo(
+        host.host_id,
+        "occupancy",
+        lambda: tuple(
+            (snapshot.outstanding(vm) > 0, _jobs_in_meter(snapshot, vm)) for vm in host.vms
+        ),
+    )
+
+
 def unexplained_io_ops_per_s(snapshot: FleetSnapshot, host: HostView) -> float:
-    """Σ over the host's VMs of `vm_unexplained_io_ops_per_s` (claims change it: per host)."""
+    """Σ over the host's VMs of `vm_unexplained_io_ops_per_s` (per host: which of its VMs hold
+    a job changes it)."""
     return snapshot.host_memo(
         host.host_id,
         "unexplained_io_ops_per_s",

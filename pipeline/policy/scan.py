@@ -8,8 +8,10 @@ per decision (at 10,000 hosts, most of a second).
 
 A verdict depends only on the snapshot and on the VM's host (the jobs on its VMs, claims
 included); the other inputs (telemetry ages, the type's job rate and service time) are fixed
-for the snapshot's life. So within one snapshot a verdict stays right until a claim lands on
-the VM's host (`FleetSnapshot.hosts_claimed_since`). `TypeScan` keeps every verdict of a type,
+for the snapshot's life. So within one snapshot a verdict stays right until a claim or a job's
+end lands on the VM's host (`FleetSnapshot.hosts_claimed_since`; finer, the policy's own memo
+of a verdict outlives a claim behind a running job on a neighbour: `FleetSnapshot.vm_memo`).
+`TypeScan` keeps every verdict of a type,
 re-judges only the VMs of hosts claimed since it last looked, and keeps what a decision needs
 of the whole scan current as it does: the eligible VMs, those refused only by the limit (where
 a job held `hold_s` may go), the refusals by reason, and the room the type's fresh hosts have
@@ -40,6 +42,11 @@ class Judged(NamedTuple):
     only_the_limit: bool
     #: Whether its host's telemetry was fresh (a stale host's room is unknown).
     fresh: bool
+    #: An eligible VM's places in the orders the policy picks by (to start a job, to queue
+    #: one behind a running job), computed once with its verdict: a kept verdict is compared
+    #: by many decisions. None where the policy gives none.
+    start_order: tuple[float, float, str] | None = None
+    queue_order: tuple[float, float, str] | None = None
 
 
 Judge = Callable[[VmView], Judged]

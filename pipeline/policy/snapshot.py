@@ -160,6 +160,10 @@ class FleetSnapshot:
     median io_per_job, the pooled service time) and, built on first use and kept current by
     `claim()`, the VMs holding no job (`idle_candidates`), so a policy can look for an idle VM
     in O(1) per probe however large the fleet.
+
+    Values derived from it may be kept on it (`memo`, `host_memo`, `vm_memo`), each dropped by
+    the claims that can change it: a claim changes its VM's count, and its host's occupancy
+    (which of its VMs hold a job) only when the VM goes from idle to busy or back.
     """
 
     __slots__ = (
@@ -174,6 +178,7 @@ class FleetSnapshot:
         "_median_io_per_job",
         "_memo",
         "_service_s",
+        "_vm_memo",
         "_vms",
         "claims_made",
         "config",
@@ -230,17 +235,20 @@ class FleetSnapshot:
         self._claims: dict[str, int] = {}
         # VM -> when this dispatcher's last job on it ended (`job_ended`).
         self._ended_at: dict[str, float] = {}
-        #: Claims made on this snapshot so far: a caller can tell it changed since it last asked.
+        #: Claims (and job ends) made on this snapshot so far: a caller can tell it changed
+        #: since it last asked.
         self.claims_made = 0
-        # The host of each claim, in order (`hosts_claimed_since`).
+        # The host of each claim and job end, in order (`hosts_claimed_since`).
         self._claimed_hosts: list[str] = []
         # job type -> VMs holding no job, and each one's position there (built on first use).
         self._idle: dict[str, list[VmView]] = {}
         self._idle_at: dict[str, dict[str, int]] = {}
-        # Derived values a decision may reuse: per key (never changed by a claim), and per host
-        # (dropped when a claim lands on one of its VMs). See `memo`, `host_memo`.
+        # Derived values a decision may reuse: per key (never changed by a claim), per host
+        # (dropped when its occupancy changes), per VM (dropped by a claim on it, or when its
+        # host's occupancy changes). See `memo`, `host_memo`, `vm_memo`.
         self._memo: dict[object, object] = {}
         self._host_memo: dict[str, dict[object, object]] = {}
+        self._vm_memo: dict[str, dict[object, object]] = {}
         #: The newest telemetry of any host: how far the pipeline has got in event time.
         self.telemetry_watermark: float | None = max(
             (h.last_telemetry_at for h in self._hosts.values() if h.last_telemetry_at is not None),
@@ -296,14 +304,19 @@ class FleetSnapshot:
         vm = self._vms.get(vm_id)
         if vm is None:
             raise KeyError(f"claim on VM {vm_id!r}, which is not in the snapshot")
+        was_busy = self.outstanding(vm) > 0
         self._claims[vm_id] = self._claims.get(vm_id, 0) + count
         self.claims_made += 1
         self._claimed_hosts.append(vm.host_id)
-        self._host_memo.pop(vm.host_id, None)
+        busy = self.outstanding(vm) > 0
+        if busy == was_busy:
+            self._vm_memo.pop(vm_id, None)  # its host's occupancy is as it was
+        else:
+            self._occupancy_changed(vm.host_id)
         positions = self._idle_at.get(vm.job_type)
         if positions is None:
             return  # the idle index of this type is not built yet
-        if vm_id in positions and self.outstanding(vm) > 0:
+        if vm_id in positions and busy:
             # Swap-remove: the VM is idle no more.
             idle = self._idle[vm.job_type]
             at = positions.pop(vm_id)
@@ -311,18 +324,15 @@ class FleetSnapshot:
             if last.vm_id != vm_id:
                 idle[at] = last
                 positions[last.vm_id] = at
-        elif (
-            vm_id not in positions
-            and self.outstanding(vm) == 0
-            and self._hosts[vm.host_id].accepts_jobs
-        ):
+        elif vm_id not in positions and not busy and self._hosts[vm.host_id].accepts_jobs:
             # A release emptied it: idle again.
             positions[vm_id] = len(self._idle[vm.job_type])
             self._idle[vm.job_type].append(vm)
 
     def hosts_claimed_since(self, claims_made: int) -> Sequence[str]:
-        """The hosts of the claims made after the first `claims_made` (in order, repeats kept):
-        where a value derived before may have changed since (see `pipeline.policy.scan`)."""
+        """The hosts of the claims (and job ends) made after the first `claims_made` (in
+        order, repeats kept): where a value derived before may have changed since (see
+        `pipeline.policy.scan`)."""
         return self._claimed_hosts[claims_made:]
 
     def job_ended(self, vm_id: str, at: float) -> None:
@@ -332,7 +342,18 @@ class FleetSnapshot:
             return
         if at > self._ended_at.get(vm_id, -math.inf):
             self._ended_at[vm_id] = at
-            self._host_memo.pop(vm.host_id, None)
+            # It changes the host as a claim does (the meter's unexplained part): counted with
+            # the claims, so what was derived from the host before is derived again.
+            self.claims_made += 1
+            self._claimed_hosts.append(vm.host_id)
+            self._occupancy_changed(vm.host_id)
+
+    def _occupancy_changed(self, host_id: str) -> None:
+        """A VM of the host went from idle to busy or back, or a job of one ended: what was
+        derived from the host's occupancy is derived again."""
+        self._host_memo.pop(host_id, None)
+        for vm in self._hosts[host_id].vms:
+            self._vm_memo.pop(vm.vm_id, None)
 
     def last_job_ended_at(self, vm: VmView) -> float | None:
         """When this dispatcher's last job on the VM ended, as far as it knows (None: none
@@ -359,13 +380,41 @@ class FleetSnapshot:
         return self._memo.get(key)
 
     def host_memo(self, host_id: str, key: object, compute: Callable[[], T]) -> T:
-        """`compute()` once per snapshot and host until a claim lands on one of its VMs."""
+        """`compute()` once per snapshot and host, for a value that depends on the host's
+        occupancy (which of its VMs hold a job, and when their last jobs ended), never on how
+        many jobs a VM holds (e.g. its demand now: one job's rate per busy VM).
+
+        Dropped by a claim that takes one of its VMs from idle to busy or back, and by a job's
+        end on one of them; a claim behind a running job leaves it standing."""
         memo = self._host_memo.setdefault(host_id, {})
         try:
             return memo[key]  # type: ignore[return-value]
         except KeyError:
             value = memo[key] = compute()
             return value
+
+    def vm_memo(self, vm_id: str, key: object, compute: Callable[[], T]) -> T:
+        """`compute()` once per snapshot and VM, for a value of the VM that depends on its own
+        count (reported plus claimed) and on its host's occupancy (which of the host's VMs hold
+        a job, when their last jobs ended), never on how many jobs another VM holds.
+
+        Dropped by a claim on the VM, and by a claim on any VM of its host that takes that VM
+        from idle to busy or back (or a job of it that ends): a claim behind a running job on
+        one VM leaves its neighbours' values standing. At full load that is most claims, so
+        the verdicts of a claimed host's other VMs are kept (`pipeline.policy.io_aware`)."""
+        memo = self._vm_memo.get(vm_id)
+        if memo is None:
+            memo = self._vm_memo[vm_id] = {}
+        try:
+            return memo[key]  # type: ignore[return-value]
+        except KeyError:
+            value = memo[key] = compute()
+            return value
+
+    def vm_memoized(self, vm_id: str, key: object) -> object | None:
+        """What `vm_memo(vm_id, key, ...)` computed and still stands, if any (else None)."""
+        memo = self._vm_memo.get(vm_id)
+        return None if memo is None else memo.get(key)
 
     # --- estimates --------------------------------------------------------------------------
 

@@ -249,3 +249,45 @@ def test_a_decision_written_without_unknown_limits_reads_back():
         candidates=[candidate],
     )
     assert DispatchDecision.from_bytes(decision.to_bytes()) == decision
+
+
+def _pydantic_bytes(event) -> bytes:
+    return event.model_dump_json(exclude_none=True).encode()
+
+
+@pytest.mark.parametrize(
+    "reason",
+    ["idle", 'says ,"refused":{"x":1} and "candidates":[] in text', 'é \\" \n ✓', ""],
+)
+def test_events_encode_to_pydantic_s_own_bytes_with_candidates_encoded_once(reason):
+    views = [
+        CandidateView(vm_id=f"v{i}", host_id="h", total_io_ops_per_s=i / 3, eligible=i % 2 == 0,
+                      rejected_by=None if i % 2 == 0 else "does not fit",
+                      telemetry_age_s=0.1 * i, expected_response_s=None if i else 0.25)
+        for i in range(5)
+    ]  # fmt: skip
+    decision = DispatchDecision(
+        job_id="j", job_type="t", decided_at=1.0, policy="io-aware", outcome="dispatched",
+        vm_id="v0", host_id="h", reason=reason, candidates=views,
+        refused={"does not fit": 2, 'a "quoted" rule': 1},
+    )  # fmt: skip
+    assert decision.to_bytes() == _pydantic_bytes(decision)
+    # A second decision sharing candidates (as io-aware's do) reuses their bytes: a candidate
+    # is encoded once, and each decision still gets its own list.
+    other = decision.model_copy(update={"candidates": views[3:] + views[:1], "refused": {}})
+    assert other.to_bytes() == _pydantic_bytes(other)
+    assert DispatchDecision.from_bytes(other.to_bytes()) == other
+    # A new instance with other numbers is encoded as itself, never as an older one's bytes.
+    changed = decision.model_copy(
+        update={"candidates": [v.model_copy(update={"outstanding_jobs": 7}) for v in views]}
+    )
+    assert changed.to_bytes() == _pydantic_bytes(changed) != decision.to_bytes()
+    for event in (
+        decision.model_copy(update={"candidates": []}),
+        JobSubmission(job_id="j", job_type="t", payload={"ü": [1, 2.5, None]}, submitted_at=2.0),
+        JobStatus.from_bytes(JobStatus(
+            job_id="j", state="waiting", at=3.0, writer="dispatcher", reason=reason,
+            job=JobSubmission(job_id="j", job_type="t", submitted_at=2.0),
+        ).to_bytes()),
+    ):  # fmt: skip
+        assert event.to_bytes() == _pydantic_bytes(event)

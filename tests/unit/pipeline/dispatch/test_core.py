@@ -17,6 +17,7 @@ from pipeline.events import (
     DispatchLoad,
     HostAdmin,
     HostMode,
+    JobCompletion,
     JobControl,
     JobState,
     JobStatus,
@@ -366,6 +367,32 @@ def test_a_guests_run_counts_and_is_forwarded_to_the_stats_once_checked():
     assert forwarded(out) == [vm.encode()]
     assert w.core.snapshots.in_flight.count(vm) == 0
     assert w.core.find("j1") is None  # ended
+
+
+def test_a_forwarded_run_is_a_valid_completion_and_one_out_of_order_is_not_forwarded():
+    w = World()
+    vm = queued(w.submit("j1"))[0][1].vm_id
+    out = w.guest("j1", JobState.FAILED, vm, error="disk full")
+    [record] = [r for r in out.first if r.topic == "t.completions"]
+    completion = JobCompletion.from_bytes(record.value)  # valid, read back as written
+    assert record.value == completion.to_bytes()
+    assert (completion.job_id, completion.vm_id, completion.outcome) == ("j1", vm, "failed")
+    assert completion.error == "disk full" and completion.finished_at == w.clock.now
+    # A guest's clock that says it finished before it started: the run is no completion.
+    vm = queued(w.submit("j2"))[0][1].vm_id
+    status = JobStatus(
+        job_id="j2",
+        state=JobState.SUCCEEDED,
+        at=w.clock.now,
+        writer=StatusWriter.GUEST,
+        job=JobSubmission(job_id="j2", job_type="io", submitted_at=NOW),
+        vm_id=vm,
+        host_id="h1" if vm == "a1" else "h2",
+        started_at=w.clock.now + 1.0,
+        finished_at=w.clock.now,
+    )
+    w.core.on_status(P, status.key(), status.to_bytes(), 0)
+    assert forwarded(w.take()) == [] and w.core.find("j2") is None  # it ended all the same
 
 
 def test_a_forged_or_late_report_is_refused_and_the_true_status_reasserted():

@@ -136,3 +136,23 @@ def test_seconds_over_limit_is_a_counter_per_host():
     metrics.over_limit("h1", 1.0)
     metrics.over_limit("h1", 0.5)
     assert value(metrics, "vmlb_host_over_limit_seconds_total", host="h1") == 1.5
+
+
+def test_per_job_events_land_on_their_own_label_whichever_came_first() -> None:
+    # The labelled series are kept after first use: each value must keep its own.
+    metrics, other = PipelineMetrics(), PipelineMetrics()
+    for outcome in ("dispatched", "waiting", "dispatched"):
+        metrics.decided(outcome)
+    other.decided("waiting")  # another worker's registry, in the same process
+    metrics.job_waited("io", 0.02)
+    metrics.job_waited("cpu", 7.0)
+    metrics.job_waited("io", 0.03)
+    metrics.job_finished("cpu", 0.5, 1000.0)
+    assert value(metrics, "vmlb_decisions_total", outcome="dispatched") == 2
+    assert value(metrics, "vmlb_decisions_total", outcome="waiting") == 1
+    assert value(other, "vmlb_decisions_total", outcome="waiting") == 1
+    assert value(other, "vmlb_decisions_total", outcome="dispatched") is None
+    assert value(metrics, "vmlb_job_waiting_seconds_count", job_type="io") == 2
+    assert value(metrics, "vmlb_job_waiting_seconds_sum", job_type="cpu") == 7.0
+    assert value(metrics, "vmlb_job_response_seconds_count", job_type="cpu") == 1
+    assert value(metrics, "vmlb_job_response_seconds_count", job_type="io") is None

@@ -3,14 +3,16 @@ cold start, power-of-d sampling and the decision record."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 
 import pytest
 
 from pipeline.events import CandidateView
+from pipeline.policy.base import Candidate
 from pipeline.policy.decision import JobRequest, Outcome
-from pipeline.policy.io_aware import IoAwarePolicy, random_order
+from pipeline.policy.io_aware import IoAwarePolicy, fit_candidate, headroom_after, random_order
 from pipeline.policy.registry import build_policy
 from pipeline.policy.snapshot import PolicyConfig, VmView
 from pipeline.policy.testing import NOW, fleet, host, vm
@@ -67,6 +69,27 @@ def test_a_job_asking_more_than_any_limit_runs_alone_rather_than_never() -> None
 def test_random_order_is_a_permutation() -> None:
     rng = random.Random(3)
     assert sorted(random_order(50, rng)) == list(range(50))
+
+
+def _randrange_order(n: int, rng: random.Random, count: int) -> list[int]:
+    """The first `count` of the sparse Fisher-Yates shuffle as first written, with `randrange`."""
+    swapped: dict[int, int] = {}
+    order = []
+    for i in range(min(n, count)):
+        j = rng.randrange(i, n)
+        order.append(swapped.get(j, j))
+        swapped[j] = swapped.get(i, i)
+    return order
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 16, 32, 1000, 2**20 + 3])
+def test_random_order_draws_what_randrange_draws(n: int) -> None:
+    # The simulator's results rest on the same draws: `_randbelow` must stay randrange's.
+    for seed in range(5):
+        ours, theirs = random.Random(seed), random.Random(seed)
+        drawn = list(itertools.islice(random_order(n, ours), 40))
+        assert drawn == _randrange_order(n, theirs, 40)
+        assert ours.random() == theirs.random()  # and the generator left where it would be
 
 
 @pytest.mark.parametrize(("other_rate", "fits"), [(400.0, True), (400.1, False)])
@@ -400,3 +423,22 @@ def test_candidates_are_the_wire_type_and_survive_a_round_trip() -> None:
     assert candidate.job_io_ops_per_s == pytest.approx(10.0)
     restored = CandidateView.model_validate_json(candidate.model_dump_json(exclude_none=True))
     assert restored == candidate
+
+
+def test_a_candidate_keeps_what_is_derived_from_it_once_and_only_its_own() -> None:
+    snap = fleet(host("h1", limit=1000.0, vms=[runs("a", 100.0), runs("b", 100.0, outstanding=1)]))
+    a, b = (fit_candidate(snap, snap.vm(vm_id)) for vm_id in ("a", "b"))
+    calls: list[str] = []
+
+    def order(candidate: Candidate) -> tuple[float, str]:
+        calls.append(candidate.vm.vm_id)
+        return (headroom_after(candidate), candidate.vm.vm_id)
+
+    assert a.memo("order", order) == (headroom_after(a), "a")
+    assert a.memo("order", order) == (headroom_after(a), "a")  # kept
+    assert b.memo("order", order) == (headroom_after(b), "b")  # its own
+    assert calls == ["a", "b"]
+    # An equal candidate (the same numbers, judged again) starts with nothing kept.
+    again = fit_candidate(snap, snap.vm("a"))
+    assert again == a and again.memo("order", order) == a.memo("order", order)
+    assert calls == ["a", "b", "a"]

@@ -9,6 +9,7 @@ import pytest
 from pipeline.policy.load import (
     committed_io_ops,
     job_io_ops_per_s,
+    occupancy,
     paper_total_io_ops_per_s,
     projected_io_ops_per_s,
     running_io_ops_per_s,
@@ -174,3 +175,18 @@ def test_a_job_that_ended_explains_the_meter_while_its_window_reaches_it() -> No
     snap.job_ended("a", NOW - 9.0)  # an older end never replaces a newer one
     assert snap.last_job_ended_at(snap.vm("a")) == NOW - 6.5
     snap.job_ended("gone", NOW)  # a VM not in the snapshot: nothing to explain
+
+
+def test_occupancy_is_what_claims_and_ends_change_of_a_host_s_demand_and_meter() -> None:
+    snap = fleet(host("h1", vms=[vm("a", outstanding=1), vm("b")]), now=1_000.0)
+    h1 = snap.host("h1")
+    assert occupancy(snap, h1) == ((True, True), (False, False))
+    snap.claim("a")  # behind a's running job: as it was
+    assert occupancy(snap, h1) == ((True, True), (False, False))
+    snap.claim("b")
+    assert occupancy(snap, h1) == ((True, True), (True, True))
+    snap.claim("b", -1)
+    snap.job_ended("b", 1_000.0 - 6.0)  # before the meter's 5 s window: nothing explained
+    assert occupancy(snap, h1) == ((True, True), (False, False))
+    snap.job_ended("b", 1_000.0 - 1.0)  # within it: b's job is in Dom0's meter
+    assert occupancy(snap, h1) == ((True, True), (False, True))

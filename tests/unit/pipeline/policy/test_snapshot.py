@@ -145,7 +145,7 @@ def test_service_time_is_the_vms_own_but_never_shorter_than_its_types() -> None:
     assert fleet(host("h1", vms=[vm("a")])).service_s_estimate(vm("a")) is None
 
 
-def test_host_memos_are_dropped_when_a_claim_lands_on_the_host() -> None:
+def test_host_memos_are_dropped_when_a_claim_changes_the_host_s_occupancy() -> None:
     snap = fleet(host("h1", vms=[vm("a")]), host("h2", vms=[vm("b")]))
     calls: list[str] = []
 
@@ -156,9 +156,56 @@ def test_host_memos_are_dropped_when_a_claim_lands_on_the_host() -> None:
     assert snap.host_memo("h1", "k", lambda: compute("h1")) == 1
     assert snap.host_memo("h1", "k", lambda: compute("h1")) == 1  # cached
     assert snap.host_memo("h2", "k", lambda: compute("h2")) == 2
-    snap.claim("a")
+    snap.claim("a")  # a starts a job: h1's occupancy changed
     assert snap.host_memo("h1", "k", lambda: compute("h1")) == 3  # recomputed
     assert snap.host_memo("h2", "k", lambda: compute("h2")) == 2  # untouched
     assert snap.memo("x", lambda: compute("x")) == 4
     snap.claim("b")
     assert snap.memo("x", lambda: compute("x")) == 4  # claims never change a plain memo
+    snap.claim("a")  # behind a's running job: h1's occupancy is as it was
+    assert snap.host_memo("h1", "k", lambda: compute("h1")) == 3  # kept
+    snap.claim("a", -2)  # a is idle again
+    assert snap.host_memo("h1", "k", lambda: compute("h1")) == 5
+    snap.job_ended("a", 999.0)  # an end explains h1's meter
+    assert snap.host_memo("h1", "k", lambda: compute("h1")) == 6
+
+
+def test_vm_memos_outlive_a_claim_behind_a_running_job_on_a_neighbour_only() -> None:
+    # a runs a job, b is idle, c is on another host.
+    snap = fleet(
+        host("h1", vms=[vm("a", outstanding=1), vm("b")]), host("h2", vms=[vm("c", outstanding=1)])
+    )
+    computed: list[str] = []
+
+    def memo(vm_id: str) -> int:
+        def compute() -> int:
+            computed.append(vm_id)
+            return len(computed)
+
+        return snap.vm_memo(vm_id, "k", compute)
+
+    def fresh(*vm_ids: str) -> list[str]:
+        """Which of the VMs' memos were computed again."""
+        computed.clear()
+        for vm_id in vm_ids:
+            memo(vm_id)
+        return sorted(computed)
+
+    assert fresh("a", "b", "c") == ["a", "b", "c"]
+    assert fresh("a", "b", "c") == []  # kept
+    snap.claim("a")  # a second job behind a's running one: h1's occupancy is as it was
+    assert fresh("a", "b", "c") == ["a"]
+    snap.claim("a", -1)  # and back to one: still busy
+    assert fresh("a", "b", "c") == ["a"]
+    snap.claim("b")  # b starts a job: h1's occupancy changed, every VM of h1 is dropped
+    assert fresh("a", "b", "c") == ["a", "b"]
+    snap.claim("b", -1)  # b idle again: dropped again
+    assert fresh("a", "b", "c") == ["a", "b"]
+    snap.claim("b", -1)  # a release of an idle VM (it stays at 0): only its own
+    assert fresh("a", "b", "c") == ["b"]
+    snap.job_ended("a", 999.5)  # an end explains h1's meter: every VM of h1
+    assert fresh("a", "b", "c") == ["a", "b"]
+    snap.job_ended("a", 999.0)  # an older end than the one known: nothing changes
+    assert fresh("a", "b", "c") == []
+    snap.claim("c", 5)
+    assert fresh("a", "b", "c") == ["c"]
