@@ -189,7 +189,7 @@ def _run_guest(worker: GuestWorker, stop: threading.Event, died: list[BaseExcept
 def test_a_guest_killed_after_its_end_was_acknowledged_does_not_run_the_job_again(
     kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path
 ) -> None:
-    # chaos guest-kill (seed 12, 1 of 5 runs) published a job's `succeeded` twice: the guest
+    # chaos guest-kill (seed 11, 1 of 5 runs) published a job's `succeeded` twice: the guest
     # was killed after the broker acknowledged the end and before the completed-jobs store
     # recorded it, so the next guest ran the job again.
     vm_id = "g3"
