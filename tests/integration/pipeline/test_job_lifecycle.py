@@ -24,7 +24,7 @@ from pipeline.topics import Topics
 from pipeline.topics.jobs import latest_status, wait_for_status
 from producers.submit import Submitter
 from tests.integration.pipeline.conftest import FleetDriver, read_topic, wait_for
-from tests.integration.pipeline.test_dispatch import FAST, hosts_by_id
+from tests.integration.pipeline.test_dispatch import FAST, hosts_by_id, metered_over_limit
 
 REPO = Path(__file__).resolve().parents[3]
 HANDLER = "tests.integration.producers.blocking_handler:run"
@@ -113,9 +113,7 @@ def over_limit(host_id: str) -> bool:
     """Refused because Dom0 meters it over its limit (a host whose VM's queue topic does not
     exist yet is refused too, for that reason: it would pass for saturated)."""
     assert WORKER is not None
-    host = hosts_by_id(WORKER).get(host_id, {})
-    measured, limit = host.get("measured_io_ops_per_s"), host.get("limit_ops_per_s")
-    return host.get("eligible") is False and None not in (measured, limit) and measured > limit
+    return metered_over_limit(WORKER, host_id)
 
 
 def eligible(host_id: str) -> bool | None:

@@ -6,7 +6,7 @@ import time
 
 from pipeline.events import QueuedJob, VmState
 from tests.integration.pipeline.conftest import read_topic, wait_for
-from tests.integration.pipeline.test_dispatch import FAST, hosts_by_id
+from tests.integration.pipeline.test_dispatch import FAST, hosts_by_id, metered_over_limit
 
 
 def queued_ids(kafka, topic: str) -> list[str]:
@@ -25,7 +25,7 @@ def test_a_killed_worker_recovers_its_tables_and_loses_no_job(
     fleet.flush()
     fleet.report("a1", 1500, jobs_per_s=5)
     first = start_worker(data_dir=tmp_path / "first", **settings)
-    wait_for(lambda: hosts_by_id(first).get("h1", {}).get("eligible") is False, what="h1 saturated")
+    wait_for(lambda: metered_over_limit(first, "h1"), what="h1 metered over its limit")
     waiting = [fleet.submit("io") for _ in range(5)]
     fleet.flush()
     wait_for(lambda: first.get("/waiting")["count"] == 5, what="5 waiting")
