@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from pipeline.cli.common import console
+from pipeline.cli.common import console, err_console
 from pipeline.errors import ConfigError
 
 #: Where reports go by default: benchmarks/results/<scenario>/.
@@ -260,7 +260,9 @@ def pipeline_bench(
         raise ConfigError("--telemetry-vms needs >= 1, and --samples at least one per VM")
     forms = ("io-sample", "host-sample") if telemetry_form == "both" else (telemetry_form,)
     kafka = kafka_for(broker, console)
-    log = (lambda _: None) if as_json else (lambda text: console.print(f"[dim]{text}[/]"))
+    # Progress goes to stderr with --json, so that stdout stays one JSON object.
+    progress = err_console if as_json else console
+    log = lambda text: progress.print(f"[dim]{text}[/]")  # noqa: E731
     options = BenchOptions(
         jobs=jobs,
         rates=rate_list,
