@@ -13,13 +13,15 @@ acknowledged and offsets committed (`pipeline.dispatch.core` says what and in wh
   status logs overlaps the fleet view's catching up (it decides nothing before that).
 - On assignment, each new partition's `job-status` log is read to its end into the core's book
   (the durable state: no local table is needed), then followed live, with all of `job-control`.
-- Each batch: consume, decide, produce the decisions, wait for the broker, produce the status
-  records (and dead letters, ...), wait, produce the queued jobs, wait, commit. A failed produce is retried
-  (holding dispatch) until it succeeds, on a new producer (`pipeline.dispatch.producer`);
-  nothing is committed before.
+- Each batch: consume, decide, then produce the decisions, wait for the broker, produce the
+  status records (and dead letters, ...), wait, produce the queued jobs, wait, commit. A failed
+  produce is retried (holding dispatch) until it succeeds, on a new producer
+  (`pipeline.dispatch.producer`); nothing is committed before. The producing runs while the
+  next batch is decided, each outbox after the one before it (`pipeline.dispatch.outputs`).
 
-One asyncio lock serialises the batch loop, the side records, the clock and the rebalance
-callbacks, so the core sees one input at a time.
+One asyncio lock serialises the batch loop's deciding, the side records, the clock and the
+rebalance callbacks, so the core sees one input at a time; their outboxes go to the broker in
+the order the core wrote them.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +41,8 @@ from aiokafka.errors import KafkaError
 from mode import Service
 
 from pipeline.dispatch.core import DispatchCore
-from pipeline.dispatch.producer import RenewableProducer
+from pipeline.dispatch.outputs import OutputChain
+from pipeline.dispatch.producer import STOP_TIMEOUT_S, RenewableProducer
 from pipeline.edge.metrics import PipelineMetrics
 from pipeline.settings import KafkaSettings, PipelineSettings
 from pipeline.topics import Topics
@@ -131,14 +134,15 @@ class DispatchService(Service):
         #: Set once the first assignment is recovered (for /status and tests).
         self.recovered = asyncio.Event()
         self.producer = RenewableProducer(self._new_producer)
+        self.outputs: OutputChain[TopicPartition] = OutputChain(
+            self.producer.until_acked, self._commit
+        )
         self.member_mark = MemberMark(settings.data_dir, settings.session_timeout_s)
         self._subscribed = False
         self._jobs: AIOKafkaConsumer | None = None
         self._side: AIOKafkaConsumer | None = None
         self._side_assigned: set[TopicPartition] = set()
         self._control_partitions: list[TopicPartition] = []
-        #: Partitions whose offsets were consumed but not yet committed.
-        self._pending: dict[TopicPartition, int] = {}
         self._metadata_asked_at = 0.0
         #: The next offset to consume, per jobs partition (for the lag).
         self._next: dict[TopicPartition, int] = {}
@@ -200,6 +204,7 @@ class DispatchService(Service):
         self.add_future(self._run_clock())
 
     async def on_stop(self) -> None:
+        await self.outputs.close(STOP_TIMEOUT_S)
         for client in (self._jobs, self._side):
             if client is not None:
                 await client.stop()
@@ -227,6 +232,8 @@ class DispatchService(Service):
         await self.fleet_ready.wait()
         if not self._subscribed:
             self._subscribe()
+        # The previous batch's outbox, produced while this one is decided.
+        in_flight: asyncio.Future[None] | None = None
         while not self.should_stop:
             batch = await self._jobs.getmany(
                 timeout_ms=self.settings.job_batch_wait_ms,
@@ -235,8 +242,11 @@ class DispatchService(Service):
             if not batch:
                 continue
             started = time.perf_counter()
+            offsets: dict[TopicPartition, int] = {}
             async with self.lock:
                 for tp, records in batch.items():
+                    if tp.partition not in self.core.books:
+                        continue  # revoked while this batch was fetched: its new owner has it
                     for record in records:
                         self.core.on_job(
                             tp.partition,
@@ -245,11 +255,14 @@ class DispatchService(Service):
                             record.value,
                             record.timestamp / 1000.0,
                         )
-                    self._pending[tp] = self._next[tp] = records[-1].offset + 1
-                await self._flush()
-                await self._commit()
+                    offsets[tp] = self._next[tp] = records[-1].offset + 1
+                flushed = self.outputs.submit(self.core.take(), offsets)
             self.batches += 1
             self.last_batch_s = time.perf_counter() - started
+            # At most one outbox in flight while the next batch is decided.
+            if in_flight is not None:
+                await in_flight
+            in_flight = flushed
 
     def _subscribe(self) -> None:
         assert self._jobs is not None
@@ -282,7 +295,9 @@ class DispatchService(Service):
                             self.core.on_status(
                                 tp.partition, record.key, record.value, record.offset
                             )
-                await self._flush()
+                flushed = self._submit()
+            if flushed is not None:  # waited for outside the lock: jobs are decided meanwhile
+                await flushed
 
     async def _run_clock(self) -> None:
         while not self.should_stop:
@@ -294,7 +309,9 @@ class DispatchService(Service):
                 continue
             async with self.lock:
                 self.core.tick()
-                await self._flush()
+                flushed = self._submit()
+            if flushed is not None:
+                await flushed
 
     # --- rebalance ----------------------------------------------------------------------------
 
@@ -316,10 +333,9 @@ class DispatchService(Service):
     async def revoked(self, partitions: set[int]) -> None:
         async with self.lock:
             await self._flush()
-            await self._commit()
+            await self.outputs.drain()  # every batch before: acknowledged, offsets committed
             for partition in partitions:
                 self.core.revoke(partition)
-                self._pending.pop(TopicPartition(self.jobs_topic, partition), None)
                 self._next.pop(TopicPartition(self.jobs_topic, partition), None)
             await self._reassign_side()
 
@@ -377,18 +393,21 @@ class DispatchService(Service):
 
     # --- producing and committing -------------------------------------------------------------
 
-    async def _flush(self) -> None:
+    def _submit(self) -> asyncio.Future[None] | None:
+        """Hand what the core wrote since to the output chain (after every outbox before it);
+        None if it wrote nothing. Called under the lock, so outboxes keep the core's order."""
         out = self.core.take()
-        if not out:
-            return
-        await self.producer.until_acked(out.decisions)
-        await self.producer.until_acked(out.first)
-        await self.producer.until_acked(out.then)
+        return self.outputs.submit(out) if out else None
 
-    async def _commit(self) -> None:
-        if not self._pending or self._jobs is None:
+    async def _flush(self) -> None:
+        """Submit, and wait until it is acknowledged (and every batch before it committed)."""
+        flushed = self._submit()
+        if flushed is not None:
+            await flushed
+
+    async def _commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        if not offsets or self._jobs is None:
             return
-        offsets, self._pending = self._pending, {}
         try:
             await self._jobs.commit(offsets)
         except KafkaError as exc:
