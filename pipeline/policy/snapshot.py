@@ -175,6 +175,7 @@ class FleetSnapshot:
         "_hosts",
         "_idle",
         "_idle_at",
+        "_io_per_busy_s",
         "_median_io_per_job",
         "_memo",
         "_service_s",
@@ -232,6 +233,18 @@ class FleetSnapshot:
                 busy[vm.job_type] = busy.get(vm.job_type, 0.0) + vm.busy_fraction
                 load[vm.job_type] = load.get(vm.job_type, 0.0) + vm.load_jobs_per_s
         self._service_s: dict[str, float] = {t: busy[t] / load[t] for t in busy}
+        # Per type, the most I/O per busy second any of its VMs was measured asking (Dom0's
+        # meter over the guest's busy fraction): known once a type's first jobs are metered,
+        # long before a VM has the completions io_per_job waits for. The highest, not a pooled
+        # mean: a VM's busy time counts at its job's end (the completion path) and its I/O at
+        # Dom0's next sample, up to an interval plus the delay later, so a VM's figure may read
+        # low for a while and a mean of them with it; cold start must err high.
+        io_per_busy_s: dict[str, float] = {}
+        for vm in self._vms.values():
+            if vm.busy_fraction > 0 and vm.io_ops_per_s > 0:
+                rate = vm.io_ops_per_s / vm.busy_fraction
+                io_per_busy_s[vm.job_type] = max(io_per_busy_s.get(vm.job_type, 0.0), rate)
+        self._io_per_busy_s: dict[str, float] = io_per_busy_s
         self._claims: dict[str, int] = {}
         # VM -> when this dispatcher's last job on it ended (`job_ended`).
         self._ended_at: dict[str, float] = {}
@@ -438,6 +451,11 @@ class FleetSnapshot:
         """
         known = [s for s in (vm.service_s, self._service_s.get(vm.job_type)) if s is not None]
         return max(known) if known else None
+
+    def type_io_ops_per_busy_s(self, job_type: str) -> float | None:
+        """The most I/O per busy second any VM of the type was measured asking (Dom0's meter
+        over the guest's busy fraction); None if none of them has run lately."""
+        return self._io_per_busy_s.get(job_type)
 
     def type_service_s(self, job_type: str) -> float | None:
         """Mean service time of the type's jobs, pooled over its VMs (None: none ran lately)."""
