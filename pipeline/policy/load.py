@@ -99,9 +99,9 @@ def job_io_ops_per_s(snapshot: FleetSnapshot, vm: VmView) -> float | None:
     jobs (a ratio over a minute's, a mean over a few seconds'), a few percent off either way,
     and a fit judged within a few percent of a limit turns such noise into overloads one way
     and refusals the other. Without them (io_per_job waits for `io_per_job_min_jobs`
-    completions in a VM's window, half a minute for a VM of one-second jobs), the most I/O per
-    busy second any VM of the type was measured asking (`FleetSnapshot.type_io_ops_per_busy_s`,
-    the VM's own among them); None if none of them has run lately.
+    completions in a VM's window, half a minute for a VM of one-second jobs), the median I/O
+    per busy second of the type's metered VMs (`FleetSnapshot.type_io_ops_per_busy_s`, the
+    VM's own among them); None if none of them has run lately.
     """
     return snapshot.memo(("job_io_ops_per_s", vm.vm_id), lambda: _job_io_ops_per_s(snapshot, vm))
 

@@ -233,18 +233,21 @@ class FleetSnapshot:
                 busy[vm.job_type] = busy.get(vm.job_type, 0.0) + vm.busy_fraction
                 load[vm.job_type] = load.get(vm.job_type, 0.0) + vm.load_jobs_per_s
         self._service_s: dict[str, float] = {t: busy[t] / load[t] for t in busy}
-        # Per type, the most I/O per busy second any of its VMs was measured asking (Dom0's
-        # meter over the guest's busy fraction): known once a type's first jobs are metered,
-        # long before a VM has the completions io_per_job waits for. The highest, not a pooled
-        # mean: a VM's busy time counts at its job's end (the completion path) and its I/O at
-        # Dom0's next sample, up to an interval plus the delay later, so a VM's figure may read
-        # low for a while and a mean of them with it; cold start must err high.
-        io_per_busy_s: dict[str, float] = {}
+        # Per type, the median of its metered VMs' I/O per busy second (Dom0's meter over the
+        # guest's busy fraction): known once a type's first jobs are metered, long before a VM
+        # has the completions io_per_job waits for. A median, not a pooled ratio or the
+        # highest: one VM's figure is off either way while its windows fill (busy time counts
+        # at a job's end, by the completion path, its I/O at Dom0's next sample, up to an
+        # interval plus the delay later; a running job's I/O is metered before its busy time),
+        # and the median ignores the tails on both sides.
+        io_per_busy_s: dict[str, list[float]] = {}
         for vm in self._vms.values():
             if vm.busy_fraction > 0 and vm.io_ops_per_s > 0:
                 rate = vm.io_ops_per_s / vm.busy_fraction
-                io_per_busy_s[vm.job_type] = max(io_per_busy_s.get(vm.job_type, 0.0), rate)
-        self._io_per_busy_s: dict[str, float] = io_per_busy_s
+                io_per_busy_s.setdefault(vm.job_type, []).append(rate)
+        self._io_per_busy_s: dict[str, float] = {
+            job_type: statistics.median(rates) for job_type, rates in io_per_busy_s.items()
+        }
         self._claims: dict[str, int] = {}
         # VM -> when this dispatcher's last job on it ended (`job_ended`).
         self._ended_at: dict[str, float] = {}
@@ -453,8 +456,8 @@ class FleetSnapshot:
         return max(known) if known else None
 
     def type_io_ops_per_busy_s(self, job_type: str) -> float | None:
-        """The most I/O per busy second any VM of the type was measured asking (Dom0's meter
-        over the guest's busy fraction); None if none of them has run lately."""
+        """The median I/O per busy second of the type's VMs that were metered lately (Dom0's
+        meter over the guest's busy fraction); None if none of them has run lately."""
         return self._io_per_busy_s.get(job_type)
 
     def type_service_s(self, job_type: str) -> float | None:

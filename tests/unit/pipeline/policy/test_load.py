@@ -117,17 +117,18 @@ def test_without_io_per_job_a_jobs_rate_is_dom0s_meter_per_busy_second() -> None
     assert job_io_ops_per_s(fleet(host("h1", vms=[vm("a")])), vm("a")) is None
 
 
-def test_without_io_per_job_a_vm_that_has_not_run_asks_the_most_its_types_vms_were_metered_at() -> (
-    None
-):
-    # Cold start: a (400 ops/s per busy second) and b (300) have been metered, c has not run;
-    # every VM of t asks the highest, 400, c included (not its host's whole limit). u is
-    # another type: nothing of t is borrowed for it.
+def test_without_io_per_job_a_vm_that_has_not_run_asks_its_types_median_per_busy_second() -> None:
+    # Cold start: a (400 ops/s per busy second), b (300) and d (1000, a VM whose meter is
+    # ahead of its busy time) have been metered, c has not run: every VM of t asks the
+    # median, 400, c included (not its host's whole limit). u is another type: nothing of t
+    # is borrowed for it.
     snap = fleet(
         host("h1", vms=[vm("a", busy=0.25, io_ops_per_s=100.0), vm("c"), vm("u", "u")]),
-        host("h2", vms=[vm("b", busy=0.5, io_ops_per_s=150.0)]),
+        host(
+            "h2", vms=[vm("b", busy=0.5, io_ops_per_s=150.0), vm("d", busy=0.1, io_ops_per_s=100.0)]
+        ),
     )
-    for vm_id in "abc":
+    for vm_id in "abcd":
         assert job_io_ops_per_s(snap, snap.vm(vm_id)) == pytest.approx(400.0)
     assert snap.type_io_ops_per_busy_s("t") == pytest.approx(400.0)
     assert job_io_ops_per_s(snap, snap.vm("u")) is None
