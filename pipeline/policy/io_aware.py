@@ -10,8 +10,9 @@ scale of a job instead:
   a job of that job's rate, io_per_job over the measured service time. A VM runs one job at a
   time, so a queue adds nothing now; the dispatcher's own placements (claims) count at once.
 - **Fit**: a job started on an idle VM adds its own rate; behind a running job it adds nothing.
-  It fits if demand now + that <= limit (`filters.FitFilter`). A job of a VM nobody has timed
-  yet (cold start) counts as its host's whole limit: it runs alone until measured.
+  It fits if demand now + that <= limit (`filters.FitFilter`). Before io_per_job is known
+  (cold start) a job asks the median I/O per busy second of its type's metered VMs; a job of a type none of whose VMs has been metered yet counts as its host's whole
+  limit: it runs alone until measured.
 - **Hysteresis** (`filters.HysteresisFilter`): a host that went over its limit, by its demand
   or by Dom0's meter, takes nothing until it is back under (1 - hysteresis) x its limit. Of
   the meter, only the I/O the dispatcher's jobs do not explain counts

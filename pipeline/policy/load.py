@@ -98,8 +98,10 @@ def job_io_ops_per_s(snapshot: FleetSnapshot, vm: VmView) -> float | None:
     VM's own). A job of a type costs what its type costs; one VM's own figures rest on its own
     jobs (a ratio over a minute's, a mean over a few seconds'), a few percent off either way,
     and a fit judged within a few percent of a limit turns such noise into overloads one way
-    and refusals the other. Without them, the VM's measured I/O per busy second (Dom0's meter
-    over the guest's busy fraction); None if it has not run.
+    and refusals the other. Without them (io_per_job waits for `io_per_job_min_jobs`
+    completions in a VM's window, half a minute for a VM of one-second jobs), the median I/O
+    per busy second of the type's metered VMs (`FleetSnapshot.type_io_ops_per_busy_s`, the
+    VM's own among them); None if none of them has run lately.
     """
     return snapshot.memo(("job_io_ops_per_s", vm.vm_id), lambda: _job_io_ops_per_s(snapshot, vm))
 
@@ -109,9 +111,11 @@ def _job_io_ops_per_s(snapshot: FleetSnapshot, vm: VmView) -> float | None:
     service_s = snapshot.type_service_s(vm.job_type) or vm.service_s
     if io_per_job is not None and service_s:
         return io_per_job / service_s
-    if vm.busy_fraction > 0 and vm.io_ops_per_s > 0:
-        return vm.io_ops_per_s / vm.busy_fraction
-    return None
+    # Cold start: a VM that has not run yet is not taken for one whose job may ask its host's
+    # whole limit (`unmeasured_job_io_ops_per_s`) once its peers' jobs have shown what they ask;
+    # else a type whose VMs reach io_per_job slowly runs on a few VMs, one per empty host, and
+    # the backlog built then drains for the rest of the run.
+    return snapshot.type_io_ops_per_busy_s(vm.job_type)
 
 
 def unmeasured_job_io_ops_per_s(snapshot: FleetSnapshot, vm: VmView) -> float:

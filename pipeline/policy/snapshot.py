@@ -156,6 +156,8 @@ class HostPart:
     view: HostView
     by_type: dict[str, tuple[VmView, ...]]
     io_per_job: dict[str, list[float]]
+    #: Each metered VM's I/O per busy second (Dom0's meter over the guest's busy fraction).
+    io_per_busy_s: dict[str, list[float]]
     busy: dict[str, float]
     load: dict[str, float]
 
@@ -163,6 +165,7 @@ class HostPart:
     def of(cls, host: HostView) -> HostPart:
         by_type: dict[str, list[VmView]] = {}
         io_per_job: dict[str, list[float]] = {}
+        io_per_busy_s: dict[str, list[float]] = {}
         busy: dict[str, float] = {}
         load: dict[str, float] = {}
         for vm in host.vms:
@@ -177,12 +180,15 @@ class HostPart:
             if vm.load_jobs_per_s > 0 and vm.busy_fraction > 0:
                 busy[vm.job_type] = busy.get(vm.job_type, 0.0) + vm.busy_fraction
                 load[vm.job_type] = load.get(vm.job_type, 0.0) + vm.load_jobs_per_s
+            if vm.busy_fraction > 0 and vm.io_ops_per_s > 0:
+                rate = vm.io_ops_per_s / vm.busy_fraction
+                io_per_busy_s.setdefault(vm.job_type, []).append(rate)
         # Host-id order, then VM id: the paper's dispatch order (`FleetIndex.by_type`).
         typed = {
             job_type: tuple(sorted(vms, key=lambda vm: vm.vm_id))
             for job_type, vms in by_type.items()
         }
-        return cls(host, typed, io_per_job, busy, load)
+        return cls(host, typed, io_per_job, io_per_busy_s, busy, load)
 
 
 class FleetIndex:
@@ -192,7 +198,16 @@ class FleetIndex:
     plus a copy of the VM lookup, not O(VMs) in Python: a 10,000-VM fleet's telemetry moves a
     few hundred VMs between two snapshots."""
 
-    __slots__ = ("_medians", "by_type", "hosts", "parts", "service_s", "telemetry_watermark", "vms")
+    __slots__ = (
+        "_medians",
+        "_medians_per_busy_s",
+        "by_type",
+        "hosts",
+        "parts",
+        "service_s",
+        "telemetry_watermark",
+        "vms",
+    )
 
     def __init__(self, parts: dict[str, HostPart], vms: dict[str, VmView]) -> None:
         #: host_id -> its part, in host-id order.
@@ -220,6 +235,7 @@ class FleetIndex:
             default=None,
         )
         self._medians: dict[str, float | None] = {}
+        self._medians_per_busy_s: dict[str, float | None] = {}
 
     @classmethod
     def of(cls, hosts: Iterable[HostView]) -> FleetIndex:
@@ -261,6 +277,23 @@ class FleetIndex:
             values = [v for part in self.parts.values() for v in part.io_per_job.get(job_type, ())]
             self._medians[job_type] = statistics.median(values) if values else None
         return self._medians[job_type]
+
+    def median_io_per_busy_s(self, job_type: str) -> float | None:
+        """The median of the type's metered VMs' I/O per busy second (None: none ran lately);
+        computed on first use, once per index.
+
+        Known once a type's first jobs are metered, long before a VM has the completions
+        io_per_job waits for. A median, not a pooled ratio or the highest: one VM's figure is
+        off either way while its windows fill (busy time counts at a job's end, by the
+        completion path, its I/O at Dom0's next sample, up to an interval plus the delay later;
+        a running job's I/O is metered before its busy time), and the median ignores the tails
+        on both sides."""
+        if job_type not in self._medians_per_busy_s:
+            rates = [
+                r for part in self.parts.values() for r in part.io_per_busy_s.get(job_type, ())
+            ]
+            self._medians_per_busy_s[job_type] = statistics.median(rates) if rates else None
+        return self._medians_per_busy_s[job_type]
 
 
 class FleetSnapshot:
@@ -520,6 +553,11 @@ class FleetSnapshot:
         """
         known = [s for s in (vm.service_s, self._service_s.get(vm.job_type)) if s is not None]
         return max(known) if known else None
+
+    def type_io_ops_per_busy_s(self, job_type: str) -> float | None:
+        """The median I/O per busy second of the type's VMs that were metered lately (Dom0's
+        meter over the guest's busy fraction); None if none of them has run lately."""
+        return self._index.median_io_per_busy_s(job_type)
 
     def type_service_s(self, job_type: str) -> float | None:
         """Mean service time of the type's jobs, pooled over its VMs (None: none ran lately)."""

@@ -155,3 +155,4 @@ def test_the_hosts_rebuilt_incrementally_are_those_built_afresh(rounds: list[lis
         assert kept.telemetry_watermark == built.telemetry_watermark
         for job_type in ("io", "cpu"):
             assert kept.median_io_per_job(job_type) == built.median_io_per_job(job_type)
+            assert kept.median_io_per_busy_s(job_type) == built.median_io_per_busy_s(job_type)

@@ -237,6 +237,19 @@ def test_a_job_nobody_has_measured_runs_alone_on_its_host() -> None:
     assert third.reason == "no eligible host among 2 candidates: 1 backlog full, 1 does not fit"
 
 
+def test_a_job_of_a_vm_that_has_not_run_asks_what_its_peers_were_metered_at() -> None:
+    # Cold start, io_per_job not known anywhere: b, on h1 beside a running job of 400 ops/s,
+    # has not run yet. Its peer a was metered at 400 ops/s per busy second, so b's job asks
+    # 400 (400 + 400 <= 1000: it starts beside), not h1's whole limit; c asks 400 too.
+    snap = fleet(
+        host("h1", vms=[vm("a", busy=0.25, io_ops_per_s=100.0, outstanding=1), vm("b")]),
+        config=PolicyConfig(hold_s=math.inf),
+    )
+    decision = IoAwarePolicy().decide(snap, JobRequest("j1", "t"), random.Random(1))
+    assert decision.vm_id == "b"
+    assert decision.candidates[-1].job_io_ops_per_s == pytest.approx(400.0)
+
+
 def test_a_host_dom0_measures_over_its_limit_stays_closed_until_under_the_band() -> None:
     policy = IoAwarePolicy()
     config = PolicyConfig(hysteresis=0.1)

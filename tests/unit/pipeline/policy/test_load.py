@@ -117,6 +117,24 @@ def test_without_io_per_job_a_jobs_rate_is_dom0s_meter_per_busy_second() -> None
     assert job_io_ops_per_s(fleet(host("h1", vms=[vm("a")])), vm("a")) is None
 
 
+def test_without_io_per_job_a_vm_that_has_not_run_asks_its_types_median_per_busy_second() -> None:
+    # Cold start: a (400 ops/s per busy second), b (300) and d (1000, a VM whose meter is
+    # ahead of its busy time) have been metered, c has not run: every VM of t asks the
+    # median, 400, c included (not its host's whole limit). u is another type: nothing of t
+    # is borrowed for it.
+    snap = fleet(
+        host("h1", vms=[vm("a", busy=0.25, io_ops_per_s=100.0), vm("c"), vm("u", "u")]),
+        host(
+            "h2", vms=[vm("b", busy=0.5, io_ops_per_s=150.0), vm("d", busy=0.1, io_ops_per_s=100.0)]
+        ),
+    )
+    for vm_id in "abcd":
+        assert job_io_ops_per_s(snap, snap.vm(vm_id)) == pytest.approx(400.0)
+    assert snap.type_io_ops_per_busy_s("t") == pytest.approx(400.0)
+    assert job_io_ops_per_s(snap, snap.vm("u")) is None
+    assert snap.type_io_ops_per_busy_s("u") is None
+
+
 def test_demand_now_counts_each_vm_holding_a_job_once_whatever_its_queue() -> None:
     # a holds 5 jobs (one runs: 500), b 1 (300), c none; d holds one nobody has measured: it
     # counts as the whole limit.
