@@ -79,7 +79,7 @@ async def test_vm_stats_writes_each_vm_once_per_batch_to_the_partition_of_its_ev
         await until(lambda: len(h.producer.on("vm-state")) == 2, "one vm-state per VM")
     assert h.producer.changelog_of("vm_stats") == [(2, b'"a1"', False), (5, b'"b1"', False)]
     # Each record is the row as one JSON object (pipeline.edge.json_table encodes it once).
-    rows = [json.loads(fut.message.value) for fut in h.producer.changelog]
+    rows = [json.loads(record.value) for record in h.producer.changelog]
     assert [(row["vm_id"], row["last_telemetry_at"]) for row in rows] == [
         ("a1", NOW + 2),
         ("b1", NOW),
