@@ -80,16 +80,24 @@ class JsonTable:
         store = table.data
         producer = await table.app.maybe_start_producer()
         topic = table.changelog_topic.get_topic_name()
-        last: dict[int, Any] = {}
+        by_partition: dict[int, tuple[EventT, list[tuple[str, bytes]]]] = {}
         for key, value, event in rows:
-            partition = event.message.partition
+            found = by_partition.get(event.message.partition)
+            if found is None:
+                found = by_partition[event.message.partition] = (event, [])
+            found[1].append((key, value))
+        for partition, (event, writes) in by_partition.items():
+            # The store picks a write's partition from the current event (one per partition)
             with writing_for(event):  # faust-streaming#497: see pipeline.edge.faust_compat
-                store[key] = value
-            last[partition] = await producer.send(
-                topic, self._changelog_key(key), value, partition, None, None
-            )
-        for sent in last.values():
-            sent.add_done_callback(table._on_changelog_sent)
+                for key, value in writes:
+                    store[key] = value
+            sent = None
+            for key, value in writes:
+                sent = await producer.send(
+                    topic, self._changelog_key(key), value, partition, None, None
+                )
+            if sent is not None:
+                sent.add_done_callback(table._on_changelog_sent)
 
     def _changelog_key(self, key: str) -> bytes:
         found = self._changelog_keys.get(key)

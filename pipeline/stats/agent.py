@@ -26,6 +26,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import faust
 from faust.types import TP, EventT
@@ -203,9 +204,10 @@ class StatsAgent:
             (vm_id, row.to_json(), event) for vm_id, (row, event) in changed.items()
         )
         interval_s = self.settings.vm_state_interval_s
+        producer = await self.app.maybe_start_producer()  # once: it is a stampede (a future)
         for vm_id, (row, _) in changed.items():
             if now - self.last_published.get(vm_id, 0.0) >= interval_s:
-                await self.publish(vm_id, now, row)
+                await self.publish(vm_id, now, row, producer)
             else:
                 self.unpublished.add(vm_id)
         # Counted with the time they took, together (no await between): /status never shows
@@ -389,7 +391,9 @@ class StatsAgent:
 
     # --- vm-state ---------------------------------------------------------------------------
 
-    async def publish(self, vm_id: str, now: float, row: VmStats | None = None) -> None:
+    async def publish(
+        self, vm_id: str, now: float, row: VmStats | None = None, producer: Any = None
+    ) -> None:
         """Produce the VM's vm-state record: the bytes `row.state(now).to_bytes()` would give,
         built without validating them again (`VmStats.state_bytes`), straight to the producer
         (Faust's `Topic.send` builds a message, a future and serialises the key per record)
@@ -399,7 +403,8 @@ class StatsAgent:
         self.unpublished.discard(vm_id)
         if row is None:  # not (or no longer) this worker's VM: its owner publishes it
             return
-        producer = await self.app.maybe_start_producer()
+        if producer is None:
+            producer = await self.app.maybe_start_producer()
         await producer.send(
             self._vm_state_name,
             vm_id.encode(),
@@ -412,8 +417,10 @@ class StatsAgent:
 
     async def flush(self) -> None:
         now = self.clock()
-        for vm_id in list(self.unpublished):
-            await self.publish(vm_id, now)
+        if self.unpublished:
+            producer = await self.app.maybe_start_producer()
+            for vm_id in list(self.unpublished):
+                await self.publish(vm_id, now, producer=producer)
 
     def on_revoked(self, revoked: set[TP]) -> None:
         # These partitions may move: re-read rows from the table when next needed.
