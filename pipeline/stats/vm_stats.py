@@ -44,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import to_json
 
 from pipeline.errors import RowError
-from pipeline.events import VmState, describe_validation_error, trusted
+from pipeline.events import VmState, describe_validation_error, trusted_bytes
 from pipeline.stats.windows import SlidingWindow, WindowConfig
 
 ROW_VERSION = 1
@@ -230,7 +230,7 @@ class VmStats:
     def state_bytes(self, now: float) -> bytes:
         """`state(now).to_bytes()` without validating what this row computed itself (the
         vm_stats agent publishes one per VM sample; tests check both give the same bytes)."""
-        return trusted(VmState, **self._state_fields(now)).to_bytes()
+        return trusted_bytes(VmState, **self._state_fields(now))
 
     def _state_fields(self, now: float) -> dict[str, Any]:
         return {

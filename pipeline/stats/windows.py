@@ -147,6 +147,8 @@ class SlidingWindow:
         return max(self.bucket_s, min(self.window_s, buckets_seen * self.bucket_s))
 
     def rate_per_s(self, now: float) -> float:
+        if not self._buckets:  # (a VM that only sends telemetry: its job windows)
+            return 0.0
         return self.total(now) / self.span_s(now)
 
     # --- plain data -------------------------------------------------------------------------
