@@ -83,6 +83,8 @@ class RecordingProducer:
         #: Table writes: Faust's own (`send_soon`, a table's `__setitem__`) and those produced
         #: directly (`JsonTable.write_rows`), in order.
         self.changelog: list[ChangelogRecord] = []
+        #: Records produced through `send` (their offsets).
+        self.produced = 0
 
     async def maybe_start(self) -> None:
         pass
@@ -105,6 +107,7 @@ class RecordingProducer:
         headers: Any = None,
         **kwargs: Any,
     ) -> asyncio.Future:
+        self.produced += 1
         if topic.endswith("-changelog"):
             self.changelog.append(ChangelogRecord(topic, key, value, partition))
         else:
@@ -115,7 +118,7 @@ class RecordingProducer:
                 topic=topic,
                 partition=partition or 0,
                 topic_partition=TP(topic, partition or 0),
-                offset=len(self.sent) - 1,
+                offset=self.produced - 1,  # one offset sequence for all: enough for tests
             )
         )
         return done
@@ -221,7 +224,7 @@ class Harness:
         return True
 
 
-def build(tmp_path: Path, stats_batch_max: int = 1) -> Harness:
+def build(tmp_path: Path, stats_batch_max: int = 1, store: str = "memory://") -> Harness:
     """A fresh app; call inside the test's event loop (Faust binds the running loop).
 
     `vm_stats` takes one event per batch unless told otherwise, so that each `put` has its
@@ -231,7 +234,7 @@ def build(tmp_path: Path, stats_batch_max: int = 1) -> Harness:
     pipeline = create_app(
         KafkaSettings(topic_prefix=PREFIX),
         PipelineSettings(
-            store="memory://",
+            store=store,
             app_id=f"test-agents-{uuid.uuid4().hex[:8]}",
             data_dir=str(tmp_path / "data"),
             stale_after_s=3.0,
