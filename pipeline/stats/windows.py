@@ -180,9 +180,14 @@ class SlidingWindow:
                     self._sealed_n = len(buckets) - 1
                 member = _member(last, buckets[last])
                 members = self._sealed + b"," + member if self._sealed_n else member
-            head = to_json({"window_s": self.window_s, "bucket_s": self.bucket_s})
+            shape = (self.window_s, self.bucket_s, type(self.window_s), type(self.bucket_s))
+            head = _heads.get(shape)
+            if head is None:  # (by type too: 5 and 5.0 are one key, not one JSON)
+                head = _heads[shape] = to_json(
+                    {"window_s": self.window_s, "bucket_s": self.bucket_s}
+                )[:-1]
             tail = to_json({"first_at": self.first_at, "latest_at": self.latest_at})
-            self._json = head[:-1] + b',"buckets":{' + members + b"}," + tail[1:]
+            self._json = head + b',"buckets":{' + members + b"}," + tail[1:]
         return self._json
 
     @classmethod
@@ -195,6 +200,10 @@ class SlidingWindow:
         window.first_at = data.get("first_at")
         window.latest_at = data.get("latest_at")
         return window
+
+
+#: (window_s, bucket_s) -> the start of a window's JSON (a few shapes per process).
+_heads: dict[tuple[float, float, type, type], bytes] = {}
 
 
 def _ascending(buckets: dict[int, float]) -> bool:

@@ -130,3 +130,12 @@ class _Reference:
 
     def buckets(self) -> dict[str, float]:
         return {str(key): value for key, value in self._buckets.items()}
+
+
+def test_to_json_writes_a_window_shape_as_given():
+    # 5 and 5.0 are one dict key but not one JSON number: a kept encoding must not mix them.
+    floats, ints = SlidingWindow(5.0, 1.0), SlidingWindow(5, 1)
+    for window in (floats, ints, SlidingWindow(5.0, 1.0)):
+        window.add(1.0, 1)
+        assert window.to_json() == to_json(window.to_dict())
+    assert ints.to_json().startswith(b'{"window_s":5,"bucket_s":1,')
