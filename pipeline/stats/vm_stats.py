@@ -83,6 +83,10 @@ class _StoredRow(BaseModel):
     last_decision_at: float | None = None
 
 
+#: A row's window names as JSON object member names (`"io_ops":`).
+_MEMBER_NAMES = {name: to_json(name) + b":" for name in (*_RATE_WINDOWS, *_LONG_WINDOWS)}
+
+
 @dataclass
 class VmStats:
     """The `vm_stats` table row of one VM. Plain data: `to_dict()`/`from_dict()` round-trip."""
@@ -130,11 +134,12 @@ class VmStats:
             head = to_json(
                 {"schema_version": ROW_VERSION, "vm_id": self.vm_id, "host_id": self.host_id}
             )
-            self._head = (self.host_id, head)
-        head = self._head[1]
-        windows = b",".join(
-            b'"' + name.encode() + b'":' + window.to_json() for name, window in self.windows.items()
-        )
+            self._head = (self.host_id, head[:-1] + b',"windows":{')
+        parts = [self._head[1]]
+        for name, window in self.windows.items():
+            parts += (_MEMBER_NAMES.get(name) or to_json(name) + b":", window.to_json(), b",")
+        if len(parts) > 1:
+            parts.pop()  # the last comma
         tail = to_json(
             {
                 "completed": self.completed,
@@ -144,7 +149,8 @@ class VmStats:
                 "last_completion_at": self.last_completion_at,
             }
         )
-        return head[:-1] + b',"windows":{' + windows + b"}," + tail[1:]
+        parts += (b"},", tail[1:])
+        return b"".join(parts)
 
     @classmethod
     def from_dict(cls, data: Any, vm_id: str, config: WindowConfig) -> VmStats:
