@@ -122,6 +122,10 @@ class SlidingWindow:
         if sealed is None:
             return
         n = len(stale)
+        if n == 1 and n < self._sealed_n and next(iter(self._buckets)) == stale[0]:
+            self._sealed = sealed[sealed.index(b",") + 1 :]  # (the common case: one bucket)
+            self._sealed_n -= 1
+            return
         if n > self._sealed_n or stale != list(itertools.islice(self._buckets, n)):
             self._sealed = None  # (the last bucket is never stale: it is the newest)
             return
@@ -147,9 +151,18 @@ class SlidingWindow:
         return max(self.bucket_s, min(self.window_s, buckets_seen * self.bucket_s))
 
     def rate_per_s(self, now: float) -> float:
-        if not self._buckets:  # (a VM that only sends telemetry: its job windows)
+        """`total(now) / span_s(now)` (inlined: every vm-state record reads three)."""
+        buckets = self._buckets
+        if not buckets:  # (a VM that only sends telemetry: its job windows)
             return 0.0
-        return self.total(now) / self.span_s(now)
+        bucket_s, window_s = self.bucket_s, self.window_s
+        high = math.floor(now / bucket_s)
+        low = math.floor((now - window_s) / bucket_s) + 1
+        total = sum(value for key, value in buckets.items() if low <= key <= high)
+        if self.first_at is None:
+            return total / window_s
+        seen = high - math.floor(self.first_at / bucket_s) + 1
+        return total / max(bucket_s, min(window_s, seen * bucket_s))
 
     # --- plain data -------------------------------------------------------------------------
 
@@ -212,7 +225,7 @@ def _ascending(buckets: dict[int, float]) -> bool:
 
 def _member(key: int, value: float) -> bytes:
     """One bucket as a JSON object member, as pydantic-core writes it in a dict."""
-    return b'"' + str(key).encode() + b'":' + to_json(value)
+    return b'"%d":%b' % (key, to_json(value))
 
 
 @dataclass(frozen=True)

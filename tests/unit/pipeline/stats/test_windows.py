@@ -95,6 +95,8 @@ def test_to_json_is_the_json_of_to_dict_whatever_the_order_of_values(seed: int) 
         window.add(at, value)
         reference.add(at, value)
         assert window.to_dict()["buckets"] == reference.buckets()
+        now = t + rng.choice([0.0, 0.5, window_s, -1.0])
+        assert window.rate_per_s(now) == window.total(now) / window.span_s(now)
         if rng.random() < 0.05:
             window = SlidingWindow.from_dict(window.to_dict())
         if rng.random() < 0.5:
