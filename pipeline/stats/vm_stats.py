@@ -265,8 +265,8 @@ class VmStats:
 
     def _estimate_io_per_job(self) -> None:
         until = self.last_telemetry_at
-        if until is None:
-            return
+        if until is None or len(self.completed) < self.config.io_per_job_min_jobs:
+            return  # (too few jobs seen at all: the estimate stands without a count)
         io = self.windows["io_ops_long"]
         since = (io.oldest_bucket(until) - 1) * io.bucket_s
         jobs = sum(1 for finished_at in self.completed.values() if since < finished_at <= until)
