@@ -5,11 +5,16 @@ batches of one interval each, built with the unit tests' harness (a recording pr
 measures the per-VM work (decode, windows, the row write, the vm-state record) and not Faust's
 per-record consumer path. CPU time of this process only. Run from the repository root:
 
-    .venv/bin/python -m benchmarks.stats_agent_cost
+    .venv/bin/python -m benchmarks.stats_agent_cost [--store rocksdb://]
+
+The harness keeps tables in memory (`memory://`); `--store rocksdb://` measures the worker's
+own store (RocksDB in a temporary directory), set through the settings the harness builds, so
+the same file measures an older tree too (`PYTHONPATH=<tree> python <this file>`).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import tempfile
 import time
@@ -17,7 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import tests.unit.pipeline.worker_harness as harness
 from pipeline.events import HostSample, IoSample
+from pipeline.settings import PipelineSettings
 from pipeline.topics.partitioning import partition_for_key
 from tests.unit.pipeline.worker_harness import NOW, build, io_sample
 
@@ -84,9 +91,23 @@ async def measure(form: str) -> str:
     )
 
 
+def use_store(store: str) -> None:
+    """Make the harness build its apps with `store` (it asks for memory://)."""
+
+    def settings(**values: Any) -> PipelineSettings:
+        return PipelineSettings(**{**values, "store": store})
+
+    harness.PipelineSettings = settings  # type: ignore[assignment,misc]
+
+
 async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--store", default="memory://", help="memory:// (default) or rocksdb://")
+    store = parser.parse_args().store
+    if store != "memory://":
+        use_store(store)
     for form in ("io-sample", "host-sample"):
-        print(await measure(form))
+        print(f"{store} {await measure(form)}")
 
 
 if __name__ == "__main__":

@@ -26,11 +26,11 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import faust
 from faust.types import TP, EventT
 
-from pipeline.edge.faust_compat import writing_for
 from pipeline.edge.json_table import JsonTable
 from pipeline.edge.metrics import PipelineMetrics
 from pipeline.edge.outputs import Outputs
@@ -122,7 +122,11 @@ class StatsAgent:
         )
         self._logical = {topics.name(name): name for name in INPUTS}
         self._source = outputs.raw_topic(*self._logical)
-        self._vm_state = outputs.raw_topic(topics.name("vm-state"))
+        self._vm_state_name = topics.name("vm-state")
+        #: vm_id -> its vm-state partition (as Kafka's default partitioner picks it).
+        self._vm_state_partition = functools.lru_cache(maxsize=65_536)(
+            functools.partial(partition_for_key, partitions=topics.partitions("vm-state"))
+        )
         #: io-samples' partition count: which partition each VM's samples belong to.
         self.partitions = topics.partitions("io-samples")
         #: vm_id -> its partition (murmur2 in Python costs ~6 µs a call; bounded, as ids
@@ -164,6 +168,8 @@ class StatsAgent:
         unsure: list[tuple[Read, str, StatsInput]] = []
         #: Messages with something refused (a HostSample's entries, a misplaced input).
         partly: list[Read] = []
+        # `misplaced()` inlined (a VM sample is a few µs): the view, if it judges yet
+        view = self.view if self.view is not None and self.view_ready() else None
         for event in events:
             message = event.message
             handled[self._logical.get(message.topic, "other")] += 1
@@ -171,13 +177,14 @@ class StatsAgent:
                 read = self.parse(event)
             except EventError as exc:
                 await self.outputs.dead_letter_message(message, str(exc), stage="vm_stats")
+                view = self.view if self.view is not None and self.view_ready() else None
                 continue
             vm_samples += read.vm_samples
             if read.refused:
                 partly.append(read)
             for vm_id, item in read.items:
-                if self.misplaced(vm_id, item) is not None:
-                    unsure.append((read, vm_id, item))
+                if view is not None and view.registered_host(vm_id) != item.host_id:
+                    unsure.append((read, vm_id, item))  # (misplaced: not None)
                     continue
                 if self.unplaced:
                     self.unplaced.pop(vm_id, None)  # placed now: a later move gets its wait
@@ -196,11 +203,14 @@ class StatsAgent:
                 read.event.message, read.reason(), stage="vm_stats"
             )
         now = self.clock()
-        for vm_id, (row, event) in changed.items():
-            with writing_for(event):  # faust-streaming#497: see pipeline.edge.faust_compat
-                self.table[vm_id] = row.to_dict()
-            if now - self.last_published.get(vm_id, 0.0) >= self.settings.vm_state_interval_s:
-                await self.publish(vm_id, now, row)
+        await self.table.write_rows(
+            (vm_id, row.to_json(), event) for vm_id, (row, event) in changed.items()
+        )
+        interval_s = self.settings.vm_state_interval_s
+        producer = await self.app.maybe_start_producer()  # once: it is a stampede (a future)
+        for vm_id, (row, _) in changed.items():
+            if now - self.last_published.get(vm_id, 0.0) >= interval_s:
+                await self.publish(vm_id, now, row, producer)
             else:
                 self.unpublished.add(vm_id)
         # Counted with the time they took, together (no await between): /status never shows
@@ -384,19 +394,36 @@ class StatsAgent:
 
     # --- vm-state ---------------------------------------------------------------------------
 
-    async def publish(self, vm_id: str, now: float, row: VmStats | None = None) -> None:
+    async def publish(
+        self, vm_id: str, now: float, row: VmStats | None = None, producer: Any = None
+    ) -> None:
+        """Produce the VM's vm-state record: the bytes `row.state(now).to_bytes()` would give,
+        built without validating them again (`VmStats.state_bytes`), straight to the producer
+        (Faust's `Topic.send` builds a message, a future and serialises the key per record)
+        and to the partition Kafka's default partitioner gives its key. Faust flushes the
+        producer before it commits the offsets of the batch that changed the row."""
         row = row or self.rows.get(vm_id)
         self.unpublished.discard(vm_id)
         if row is None:  # not (or no longer) this worker's VM: its owner publishes it
             return
-        state = row.state(now)
-        await self._vm_state.send(key=state.key(), value=state.to_bytes())
+        if producer is None:
+            producer = await self.app.maybe_start_producer()
+        await producer.send(
+            self._vm_state_name,
+            vm_id.encode(),
+            row.state_bytes(now),
+            self._vm_state_partition(vm_id),
+            None,
+            None,
+        )
         self.last_published[vm_id] = now
 
     async def flush(self) -> None:
         now = self.clock()
-        for vm_id in list(self.unpublished):
-            await self.publish(vm_id, now)
+        if self.unpublished:
+            producer = await self.app.maybe_start_producer()
+            for vm_id in list(self.unpublished):
+                await self.publish(vm_id, now, producer=producer)
 
     def on_revoked(self, revoked: set[TP]) -> None:
         # These partitions may move: re-read rows from the table when next needed.

@@ -41,9 +41,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import to_json
 
 from pipeline.errors import RowError
-from pipeline.events import VmState, describe_validation_error
+from pipeline.events import VmState, describe_validation_error, trusted_bytes
 from pipeline.stats.windows import SlidingWindow, WindowConfig
 
 ROW_VERSION = 1
@@ -82,6 +83,10 @@ class _StoredRow(BaseModel):
     last_decision_at: float | None = None
 
 
+#: A row's window names as JSON object member names (`"io_ops":`).
+_MEMBER_NAMES = {name: to_json(name) + b":" for name in (*_RATE_WINDOWS, *_LONG_WINDOWS)}
+
+
 @dataclass
 class VmStats:
     """The `vm_stats` table row of one VM. Plain data: `to_dict()`/`from_dict()` round-trip."""
@@ -98,6 +103,8 @@ class VmStats:
     #: When the dedupe and in-flight maps were last pruned (memory only: pruning is cheap to
     #: redo, and a pruned map is only smaller, so it need not survive a restore).
     pruned_at: float | None = field(default=None, repr=False, compare=False)
+    #: The start of `to_json()` (up to the host, which a migration changes), kept.
+    _head: tuple[str | None, bytes] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in _RATE_WINDOWS:
@@ -119,6 +126,31 @@ class VmStats:
             "last_telemetry_at": self.last_telemetry_at,
             "last_completion_at": self.last_completion_at,
         }
+
+    def to_json(self) -> bytes:
+        """The row as stored: the JSON of `to_dict()`, byte for byte, from its parts; each
+        window's is kept until it changes (a sample changes two of the five)."""
+        if self._head is None or self._head[0] != self.host_id:
+            head = to_json(
+                {"schema_version": ROW_VERSION, "vm_id": self.vm_id, "host_id": self.host_id}
+            )
+            self._head = (self.host_id, head[:-1] + b',"windows":{')
+        parts = [self._head[1]]
+        for name, window in self.windows.items():
+            parts += (_MEMBER_NAMES.get(name) or to_json(name) + b":", window.to_json(), b",")
+        if len(parts) > 1:
+            parts.pop()  # the last comma
+        tail = to_json(
+            {
+                "completed": self.completed,
+                "io_per_job": self.io_per_job,
+                "io_per_job_samples": self.io_per_job_samples,
+                "last_telemetry_at": self.last_telemetry_at,
+                "last_completion_at": self.last_completion_at,
+            }
+        )
+        parts += (b"},", tail[1:])
+        return b"".join(parts)
 
     @classmethod
     def from_dict(cls, data: Any, vm_id: str, config: WindowConfig) -> VmStats:
@@ -199,18 +231,26 @@ class VmStats:
 
     def state(self, now: float) -> VmState:
         """The VM's published state (topic vm-state) as of `now`."""
-        return VmState(
-            vm_id=self.vm_id,
-            host_id=self.host_id,
-            io_ops_per_s=self.io_ops_per_s(now),
-            load_jobs_per_s=self.load_jobs_per_s(now),
-            io_per_job=self.io_per_job,
-            io_per_job_samples=self.io_per_job_samples,
-            busy_fraction=self.busy_fraction(now),
-            last_telemetry_at=self.last_telemetry_at,
-            last_completion_at=self.last_completion_at,
-            updated_at=now,
-        )
+        return VmState(**self._state_fields(now))
+
+    def state_bytes(self, now: float) -> bytes:
+        """`state(now).to_bytes()` without validating what this row computed itself (the
+        vm_stats agent publishes one per VM sample; tests check both give the same bytes)."""
+        return trusted_bytes(VmState, **self._state_fields(now))
+
+    def _state_fields(self, now: float) -> dict[str, Any]:
+        return {
+            "vm_id": self.vm_id,
+            "host_id": self.host_id,
+            "io_ops_per_s": self.io_ops_per_s(now),
+            "load_jobs_per_s": self.load_jobs_per_s(now),
+            "io_per_job": self.io_per_job,
+            "io_per_job_samples": self.io_per_job_samples,
+            "busy_fraction": self.busy_fraction(now),
+            "last_telemetry_at": self.last_telemetry_at,
+            "last_completion_at": self.last_completion_at,
+            "updated_at": now,
+        }
 
     # --- internals --------------------------------------------------------------------------
 
@@ -225,8 +265,8 @@ class VmStats:
 
     def _estimate_io_per_job(self) -> None:
         until = self.last_telemetry_at
-        if until is None:
-            return
+        if until is None or len(self.completed) < self.config.io_per_job_min_jobs:
+            return  # (too few jobs seen at all: the estimate stands without a count)
         io = self.windows["io_ops_long"]
         since = (io.oldest_bucket(until) - 1) * io.bucket_s
         jobs = sum(1 for finished_at in self.completed.values() if since < finished_at <= until)

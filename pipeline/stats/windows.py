@@ -17,15 +17,29 @@ changelog never expire (faust-streaming #385).
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any
+
+from pydantic_core import to_json
 
 
 class SlidingWindow:
     """Sums of values over the last `window_s` seconds of event time, in `bucket_s` buckets."""
 
-    __slots__ = ("_buckets", "bucket_s", "first_at", "latest_at", "window_s")
+    __slots__ = (
+        "_buckets",
+        "_json",
+        "_last_key",
+        "_ordered",
+        "_sealed",
+        "_sealed_n",
+        "bucket_s",
+        "first_at",
+        "latest_at",
+        "window_s",
+    )
 
     def __init__(self, window_s: float, bucket_s: float = 1.0) -> None:
         if not window_s > 0 or not bucket_s > 0:
@@ -39,6 +53,17 @@ class SlidingWindow:
         self.first_at: float | None = None
         #: Newest event time added; pruning follows it.
         self.latest_at: float | None = None
+        #: `to_json()` as of the last change (a row rewrites its unchanged windows too).
+        self._json: bytes | None = None
+        #: The bucket added last (the last key of `_buckets`, which keeps insertion order).
+        self._last_key: int | None = None
+        #: The JSON members (`"<bucket>":<value>`, comma-joined) of every bucket but the last,
+        #: or None when unknown: a sample changes the newest bucket only, so a row rewritten
+        #: every second re-encodes one member of its 60 s window, not sixty (see `to_json`).
+        #: Whether `_buckets`' keys ascend (they do unless a late value opened an older one).
+        self._ordered = True
+        self._sealed: bytes | None = b""
+        self._sealed_n = 0
 
     def bucket(self, t: float) -> int:
         return math.floor(t / self.bucket_s)
@@ -48,19 +73,70 @@ class SlidingWindow:
 
     def add(self, t: float, value: float) -> None:
         """Add `value` at event time `t`. A value older than the window is dropped."""
-        if self.latest_at is not None and self.bucket(t) < self.oldest_bucket(self.latest_at):
+        # `bucket()` and `oldest_bucket()` inlined: a row's windows take every sample.
+        bucket_s = self.bucket_s
+        key = math.floor(t / bucket_s)
+        latest = self.latest_at
+        if latest is not None and key < math.floor((latest - self.window_s) / bucket_s) + 1:
             return
+        self._json = None
         if self.first_at is None or t < self.first_at:
             self.first_at = t
-        key = self.bucket(t)
-        self._buckets[key] = self._buckets.get(key, 0.0) + value
-        if self.latest_at is None or t > self.latest_at:
-            moved_bucket = self.latest_at is None or key > self.bucket(self.latest_at)
+        buckets = self._buckets
+        if key in buckets:
+            if key != self._last_key:  # a late value in an older bucket: re-encode them all
+                self._sealed = None
+            buckets[key] += value
+        else:
+            last = self._last_key
+            if last is not None and key < last:  # a late value in a new older bucket
+                self._ordered = False
+            if last is not None and self._sealed is not None:  # the last one is sealed now
+                member = _member(last, buckets[last])
+                self._sealed = self._sealed + b"," + member if self._sealed_n else member
+                self._sealed_n += 1
+            buckets[key] = 0.0 + value
+            self._last_key = key
+        if latest is None or t > latest:
             self.latest_at = t
-            if moved_bucket:  # buckets fall out of the window only when a new one starts
-                oldest = self.oldest_bucket(t)
-                for stale in [k for k in self._buckets if k < oldest]:
-                    del self._buckets[stale]
+            # buckets fall out of the window only when a new one starts
+            if latest is None or key > math.floor(latest / bucket_s):
+                oldest = math.floor((t - self.window_s) / bucket_s) + 1
+                stale = []
+                for k in buckets:  # oldest first, but a late value can add an older bucket
+                    if k < oldest:
+                        stale.append(k)
+                    elif self._ordered:
+                        break
+                if stale:
+                    self._unseal(stale)
+                    for k in stale:
+                        del buckets[k]
+                    if not self._ordered:
+                        self._ordered = _ascending(buckets)
+
+    def _unseal(self, stale: list[int]) -> None:
+        """Drop the members of `stale` (about to be deleted) from `_sealed`: they are its
+        first ones when buckets came in time order (else it is rebuilt when next needed)."""
+        sealed = self._sealed
+        if sealed is None:
+            return
+        n = len(stale)
+        if n == 1 and n < self._sealed_n and next(iter(self._buckets)) == stale[0]:
+            self._sealed = sealed[sealed.index(b",") + 1 :]  # (the common case: one bucket)
+            self._sealed_n -= 1
+            return
+        if n > self._sealed_n or stale != list(itertools.islice(self._buckets, n)):
+            self._sealed = None  # (the last bucket is never stale: it is the newest)
+            return
+        if n == self._sealed_n:
+            self._sealed, self._sealed_n = b"", 0
+            return
+        cut = -1
+        for _ in range(n):  # members hold no comma: `"<int>":<number>`
+            cut = sealed.index(b",", cut + 1)
+        self._sealed = sealed[cut + 1 :]
+        self._sealed_n -= n
 
     def total(self, now: float) -> float:
         """Σ of values with event time in the window ending at `now`."""
@@ -75,7 +151,18 @@ class SlidingWindow:
         return max(self.bucket_s, min(self.window_s, buckets_seen * self.bucket_s))
 
     def rate_per_s(self, now: float) -> float:
-        return self.total(now) / self.span_s(now)
+        """`total(now) / span_s(now)` (inlined: every vm-state record reads three)."""
+        buckets = self._buckets
+        if not buckets:  # (a VM that only sends telemetry: its job windows)
+            return 0.0
+        bucket_s, window_s = self.bucket_s, self.window_s
+        high = math.floor(now / bucket_s)
+        low = math.floor((now - window_s) / bucket_s) + 1
+        total = sum(value for key, value in buckets.items() if low <= key <= high)
+        if self.first_at is None:
+            return total / window_s
+        seen = high - math.floor(self.first_at / bucket_s) + 1
+        return total / max(bucket_s, min(window_s, seen * bucket_s))
 
     # --- plain data -------------------------------------------------------------------------
 
@@ -89,13 +176,56 @@ class SlidingWindow:
             "latest_at": self.latest_at,
         }
 
+    def to_json(self) -> bytes:
+        """The JSON of `to_dict()`, byte for byte, kept until the window next changes. Built
+        from parts: the members of the buckets but the last are kept as JSON (`_sealed`),
+        since pydantic-core writes a dict of 60 int-keyed floats in ~20 µs."""
+        if self._json is None:
+            buckets = self._buckets
+            last = self._last_key
+            if not buckets or last is None:
+                members = b""
+            else:
+                if self._sealed is None or self._sealed_n != len(buckets) - 1:
+                    self._sealed = to_json({str(k): v for k, v in buckets.items() if k != last})[
+                        1:-1
+                    ]
+                    self._sealed_n = len(buckets) - 1
+                member = _member(last, buckets[last])
+                members = self._sealed + b"," + member if self._sealed_n else member
+            shape = (self.window_s, self.bucket_s, type(self.window_s), type(self.bucket_s))
+            head = _heads.get(shape)
+            if head is None:  # (by type too: 5 and 5.0 are one key, not one JSON)
+                head = _heads[shape] = to_json(
+                    {"window_s": self.window_s, "bucket_s": self.bucket_s}
+                )[:-1]
+            tail = to_json({"first_at": self.first_at, "latest_at": self.latest_at})
+            self._json = head + b',"buckets":{' + members + b"}," + tail[1:]
+        return self._json
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SlidingWindow:
         window = cls(data["window_s"], data["bucket_s"])
         window._buckets = {int(key): float(value) for key, value in data.get("buckets", {}).items()}
+        window._last_key = next(reversed(window._buckets), None)
+        window._ordered = _ascending(window._buckets)
+        window._sealed = None
         window.first_at = data.get("first_at")
         window.latest_at = data.get("latest_at")
         return window
+
+
+#: (window_s, bucket_s) -> the start of a window's JSON (a few shapes per process).
+_heads: dict[tuple[float, float, type, type], bytes] = {}
+
+
+def _ascending(buckets: dict[int, float]) -> bool:
+    return all(a < b for a, b in itertools.pairwise(buckets))
+
+
+def _member(key: int, value: float) -> bytes:
+    """One bucket as a JSON object member, as pydantic-core writes it in a dict."""
+    return b'"%d":%b' % (key, to_json(value))
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""`trusted()`: the same instance as pydantic's `model_construct`, without its per-call cost."""
+"""`trusted()`: the same instance as pydantic's `model_construct`, without its per-call cost;
+`trusted_bytes()`: its bytes without the instance."""
 
 from __future__ import annotations
 
@@ -9,12 +10,16 @@ from pipeline.events import (
     CandidateView,
     DecisionOutcome,
     DispatchDecision,
+    HostSample,
+    JobCompletion,
     JobState,
     JobStatus,
     JobSubmission,
     QueuedJob,
     StatusWriter,
+    VmState,
     trusted,
+    trusted_bytes,
 )
 
 NOW = 1_800_000_000.0
@@ -73,3 +78,19 @@ def test_unknown_or_missing_fields_are_the_caller_s_error():
         trusted(CandidateView, vm_id="a1", host_id="h1", total_io_ops_per_s=1.0, nope=1)
     with pytest.raises(TypeError, match="required field 'host_id'"):
         trusted(CandidateView, vm_id="a1", total_io_ops_per_s=1.0)
+
+
+def test_trusted_bytes_are_the_bytes_of_the_trusted_event():
+    values = {"vm_id": "vm-a1", "host_id": "host-a", "io_ops_per_s": 1180.5, "updated_at": 1.5}
+    assert trusted_bytes(VmState, **values) == trusted(VmState, **values).to_bytes()
+    assert trusted_bytes(VmState, **values) == VmState(**values).to_bytes()
+    with pytest.raises(TypeError, match="required field 'updated_at'"):
+        trusted_bytes(VmState, vm_id="vm-a1")
+    with pytest.raises(TypeError, match="no field"):
+        trusted_bytes(VmState, vm_id="vm-a1", updated_at=1.0, nonsense=1)
+
+
+def test_trusted_bytes_refuses_events_with_more_than_plain_fields():
+    for model in (HostSample, JobCompletion):  # nested models, lists, enums
+        with pytest.raises(TypeError, match="plain fields only"):
+            trusted_bytes(model, host_id="h")

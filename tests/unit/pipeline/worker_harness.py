@@ -25,6 +25,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,18 +65,37 @@ class FakeClock:
         return self.now
 
 
+@dataclass(frozen=True)
+class ChangelogRecord:
+    """A table's changelog record, however it was produced (Faust's buffer or `send`)."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    partition: int | None
+
+
 class RecordingProducer:
     """The app's producer for a unit test: records every record Faust would produce."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes | None, bytes | None, int | None]] = []
-        self.changelog: list[Any] = []  # FutureMessages of table writes (send_soon)
+        #: Table writes: Faust's own (`send_soon`, a table's `__setitem__`) and those produced
+        #: directly (`JsonTable.write_rows`), in order.
+        self.changelog: list[ChangelogRecord] = []
+        #: Records produced through `send` (their offsets).
+        self.produced = 0
 
     async def maybe_start(self) -> None:
         pass
 
     def send_soon(self, fut: Any) -> None:
-        self.changelog.append(fut)
+        message = fut.message
+        self.changelog.append(
+            ChangelogRecord(
+                message.channel.get_topic_name(), message.key, message.value, message.partition
+            )
+        )
 
     async def send(
         self,
@@ -87,14 +107,18 @@ class RecordingProducer:
         headers: Any = None,
         **kwargs: Any,
     ) -> asyncio.Future:
-        self.sent.append((topic, key, value, partition))
+        self.produced += 1
+        if topic.endswith("-changelog"):
+            self.changelog.append(ChangelogRecord(topic, key, value, partition))
+        else:
+            self.sent.append((topic, key, value, partition))
         done = asyncio.get_running_loop().create_future()
         done.set_result(
             RecordMetadata(
                 topic=topic,
                 partition=partition or 0,
                 topic_partition=TP(topic, partition or 0),
-                offset=len(self.sent) - 1,
+                offset=self.produced - 1,  # one offset sequence for all: enough for tests
             )
         )
         return done
@@ -105,9 +129,9 @@ class RecordingProducer:
     def changelog_of(self, table: str) -> list[tuple[int | None, bytes | None, bool]]:
         """(partition, key, deleted) of every changelog record of one table, in order."""
         return [
-            (fut.message.partition, fut.message.key, fut.message.value is None)
-            for fut in self.changelog
-            if fut.message.channel.get_topic_name().endswith(f"-{table}-changelog")
+            (record.partition, record.key, record.value is None)
+            for record in self.changelog
+            if record.topic.endswith(f"-{table}-changelog")
         ]
 
     def on(self, logical: str) -> list[tuple[bytes | None, bytes]]:
@@ -200,7 +224,7 @@ class Harness:
         return True
 
 
-def build(tmp_path: Path, stats_batch_max: int = 1) -> Harness:
+def build(tmp_path: Path, stats_batch_max: int = 1, store: str = "memory://") -> Harness:
     """A fresh app; call inside the test's event loop (Faust binds the running loop).
 
     `vm_stats` takes one event per batch unless told otherwise, so that each `put` has its
@@ -210,7 +234,7 @@ def build(tmp_path: Path, stats_batch_max: int = 1) -> Harness:
     pipeline = create_app(
         KafkaSettings(topic_prefix=PREFIX),
         PipelineSettings(
-            store="memory://",
+            store=store,
             app_id=f"test-agents-{uuid.uuid4().hex[:8]}",
             data_dir=str(tmp_path / "data"),
             stale_after_s=3.0,

@@ -64,6 +64,26 @@ async def test_vm_stats_counts_samples_and_completions_into_vm_state(tmp_path):
 
 
 @in_loop
+async def test_vm_state_goes_to_the_partition_of_its_key_as_the_validated_record(tmp_path):
+    # Produced without Faust's Topic.send: the partition Kafka's default partitioner gives the
+    # key, and the bytes the validated VmState has (what every FleetView reads).
+    h = build(tmp_path, stats_batch_max=3)
+    vms = ("a1", "b1", "c3")
+    async with h.agents["vm_stats"].test_context() as agent:
+        for vm_id in vms:
+            sample = io_sample(vm_id, NOW, 10)
+            partition = partition_for_key(vm_id, 6)
+            await put_from(
+                agent, "t.io-samples", vm_id.encode(), sample.to_bytes(), partition=partition
+            )
+        await until(lambda: len(h.producer.on("vm-state")) == 3, "three vm-state records")
+    sent = [(k, v, p) for topic, k, v, p in h.producer.sent if topic == "t.vm-state"]
+    assert [(k, p) for k, _, p in sent] == [(v.encode(), partition_for_key(v, 6)) for v in vms]
+    for _, value, _ in sent:
+        assert VmState.from_bytes(value).to_bytes() == value
+
+
+@in_loop
 async def test_vm_stats_writes_each_vm_once_per_batch_to_the_partition_of_its_events(tmp_path):
     # Faust cannot write a table from a batch on its own (faust-streaming#497): each row goes
     # to the partition of the events that changed it (pipeline.edge.faust_compat.writing_for).
@@ -79,7 +99,7 @@ async def test_vm_stats_writes_each_vm_once_per_batch_to_the_partition_of_its_ev
         await until(lambda: len(h.producer.on("vm-state")) == 2, "one vm-state per VM")
     assert h.producer.changelog_of("vm_stats") == [(2, b'"a1"', False), (5, b'"b1"', False)]
     # Each record is the row as one JSON object (pipeline.edge.json_table encodes it once).
-    rows = [json.loads(fut.message.value) for fut in h.producer.changelog]
+    rows = [json.loads(record.value) for record in h.producer.changelog]
     assert [(row["vm_id"], row["last_telemetry_at"]) for row in rows] == [
         ("a1", NOW + 2),
         ("b1", NOW),

@@ -1,6 +1,9 @@
 """The paper's steps 2 and 3 on hand-computed numbers."""
 
+import random
+
 import pytest
+from pydantic_core import from_json, to_json
 
 from pipeline.errors import RowError
 from pipeline.events import IoCounters, IoSample, JobCompletion
@@ -190,3 +193,27 @@ def test_an_unreadable_row_raises_row_error_naming_the_field(stored, field):
     with pytest.raises(RowError, match="vm_stats\\[vm1\\]") as raised:
         VmStats.from_dict(stored, "vm1", CONFIG)
     assert field in str(raised.value)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_fast_encodings_give_the_bytes_of_the_validated_ones(seed):
+    # The vm_stats agent writes `to_json()` and publishes `state_bytes()` for every VM sample;
+    # they are built from kept parts and without validation, and must stay byte for byte
+    # what `to_dict()` encoded and the validated `VmState` give (samples, completions, late
+    # ones, migrations, restores from the stored row).
+    rng = random.Random(seed)
+    config = WindowConfig(rate_window_s=5.0, io_per_job_window_s=60.0, io_per_job_min_jobs=3)
+    row = VmStats(vm_id="vm1", config=config)
+    t = 1000.0
+    for n in range(rng.randint(1, 120)):
+        t += rng.choice([0.0, 0.25, 1.0, 1.0, 3.0])
+        at = t if rng.random() < 0.85 else t - rng.uniform(0, 70)
+        if rng.random() < 0.6:
+            row.add_io(rng.choice(["h1", "h1", "h1", "h2"]), at, rng.choice([0, 7, 412, 10**9]))
+        else:
+            row.add_completion(f"j{n}", at, rng.choice([0.0, 0.01, 0.5, 2.0]))
+        if rng.random() < 0.05:
+            row = VmStats.from_dict(from_json(row.to_json()), "vm1", config)
+        assert row.to_json() == to_json(row.to_dict())
+        now = t + rng.choice([0.0, 0.5, 10.0])
+        assert row.state_bytes(now) == row.state(now).to_bytes()
