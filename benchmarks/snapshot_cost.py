@@ -62,7 +62,9 @@ def percentile(values: list[float], q: float) -> float:
 
 def rebuilds(view: FleetView, vms: int, changed: int, rounds: int) -> list[float]:
     source = SnapshotSource(view, PolicyConfig())
-    ids = [(f"h{i // VMS_PER_HOST}-vm{i % VMS_PER_HOST}", f"h{i // VMS_PER_HOST}") for i in range(vms)]
+    ids = [
+        (f"h{i // VMS_PER_HOST}-vm{i % VMS_PER_HOST}", f"h{i // VMS_PER_HOST}") for i in range(vms)
+    ]
     took: list[float] = []
     cursor = 0
     for r in range(rounds):
