@@ -332,8 +332,8 @@ class DispatchService(Service):
 
     async def revoked(self, partitions: set[int]) -> None:
         async with self.lock:
-            await self._flush()
-            await self.outputs.drain()  # every batch before: acknowledged, offsets committed
+            self._submit()
+            await self.outputs.drain()  # and every batch before: acknowledged, committed
             for partition in partitions:
                 self.core.revoke(partition)
                 self._next.pop(TopicPartition(self.jobs_topic, partition), None)

@@ -82,10 +82,9 @@ class FleetView:
         self._limited: dict[str, int] = {}
         #: The VMs registered on each host (any status), for rebuilding one host's view.
         self._vms_on: dict[str, set[str]] = {}
-        #: Each host's view as of the last snapshot, and the hosts where something changed
+        #: The fleet's index as of the last snapshot, and the hosts where something changed
         #: since (None: all of them): a snapshot rebuilds only those, so a 10,000-VM fleet whose
         #: telemetry moved 500 VMs since the last one rebuilds their ten hosts, not 200.
-        self._host_views: dict[str, HostView] = {}
         self._stale_hosts: set[str] | None = None
         self._index: FleetIndex | None = None
 
@@ -156,10 +155,7 @@ class FleetView:
             self.limits[key] = setting
             self._count_limit(setting, +1)
         self._limits_version += 1
-        if setting.scope is LimitScope.HOST:
-            self._changed(setting.target_id)
-        else:
-            self._changed_vm(setting.target_id)
+        self._changed_target(setting)
 
     def put_admin(self, admin: HostAdmin) -> None:
         self.host_admin[admin.host_id] = admin
@@ -190,13 +186,14 @@ class FleetView:
             self._changed_vm(key)  # its host's view, before the registration is gone
         elif topic in ("hosts", "host-admin"):
             self._changed(key)
-        else:  # limits: the key names its target only in its encoding
-            self.version += 1
-            self._limits_version += 1
-            self._stale_hosts = None
         old = self._table(topic).pop(key, None)
-        if isinstance(old, LimitSetting):
-            self._count_limit(old, -1)
+        if topic == "limits":
+            self._limits_version += 1
+            if isinstance(old, LimitSetting):
+                self._count_limit(old, -1)
+                self._changed_target(old)
+            else:
+                self.version += 1
         if topic == "vms":
             self._vm_views.pop(key, None)
             if isinstance(old, VmRegistration):
@@ -210,6 +207,12 @@ class FleetView:
             self._limited[setting.target_id] = count
         else:
             self._limited.pop(setting.target_id, None)
+
+    def _changed_target(self, setting: LimitSetting) -> None:
+        if setting.scope is LimitScope.HOST:
+            self._changed(setting.target_id)
+        else:
+            self._changed_vm(setting.target_id)
 
     def _changed(self, host_id: str) -> None:
         """Something of `host_id` (its registration, a VM on it, their state) changed."""
@@ -335,30 +338,14 @@ class FleetView:
 
     def index(self) -> FleetIndex:
         """The fleet indexed for a snapshot; only the hosts changed since the last call are
-        built again (`FleetIndex.updated`)."""
-        changed = self._refresh()
-        if self._index is None:
-            self._index = FleetIndex.of(self._host_views[h] for h in sorted(self._host_views))
-        elif changed:
-            self._index = self._index.updated(changed)
-        return self._index
-
-    def _refresh(self) -> dict[str, HostView | None]:
-        """Build the changed hosts' views again; returns them (None: the host is gone). After a
-        change that may touch every host, all are built and the index is dropped."""
+        built again (`FleetIndex.updated`), all of them after a change that may touch any."""
         stale, self._stale_hosts = self._stale_hosts, set()
-        if stale is None:
-            self._index = None
-            self._host_views = {}
-            stale = set(self.hosts) | set(self._vms_on)
-        changed: dict[str, HostView | None] = {}
-        for host_id in stale:
-            view = changed[host_id] = self._build_host_view(host_id)
-            if view is None:
-                self._host_views.pop(host_id, None)
-            else:
-                self._host_views[host_id] = view
-        return changed
+        if stale is None or self._index is None:
+            views = (self._build_host_view(h) for h in sorted(set(self.hosts) | set(self._vms_on)))
+            self._index = FleetIndex.of(view for view in views if view is not None)
+        elif stale:
+            self._index = self._index.updated({h: self._build_host_view(h) for h in stale})
+        return self._index
 
     def _build_host_view(self, host_id: str) -> HostView | None:
         """The host's view: None for a host not registered, down, or registered otherwise

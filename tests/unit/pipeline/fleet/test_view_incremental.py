@@ -19,6 +19,7 @@ from pipeline.events import (
     VmRegistration,
     VmState,
     VmStatus,
+    limit_key,
 )
 from pipeline.fleet.view import FleetView
 from tests.unit.pipeline.fleet_builders import NOW
@@ -120,13 +121,26 @@ tombstones = st.builds(
     st.sampled_from(["hosts", "vms", "vm-state", "host-admin", "dispatch-load"]),
     st.sampled_from(HOSTS + VMS + ["0", "1"]),
 )
-records = st.one_of(hosts, vms, states, limits, admins, loads, tombstones)
+limit_tombstones = st.builds(
+    lambda scope, target: (
+        "limits",
+        limit_key(
+            scope,
+            target,
+            LimitField.IO_LIMIT if scope is LimitScope.HOST else LimitField.IO_PER_JOB,
+            LimitSource.OPERATOR,
+        ).encode(),
+        None,
+    ),
+    st.sampled_from(list(LimitScope)),
+    st.sampled_from(HOSTS + VMS),
+)
+records = st.one_of(hosts, vms, states, limits, admins, loads, tombstones, limit_tombstones)
 
 
 def applied(view: FleetView, record: Record) -> None:
     topic, key, value = record
-    if topic == "limits":
-        assert value is not None
+    if topic == "limits" and value is not None:
         setting = LimitSetting.from_bytes(value)
         view.put_limit(setting)  # keyed by its encoding: put directly
         return
@@ -156,3 +170,25 @@ def test_the_hosts_rebuilt_incrementally_are_those_built_afresh(rounds: list[lis
         for job_type in ("io", "cpu"):
             assert kept.median_io_per_job(job_type) == built.median_io_per_job(job_type)
             assert kept.median_io_per_busy_s(job_type) == built.median_io_per_busy_s(job_type)
+
+
+def test_a_limit_deleted_by_its_tombstone_is_gone_from_the_next_snapshot() -> None:
+    view = FleetView()
+    view.apply(
+        "hosts",
+        b"h1",
+        HostRegistration(host_id="h1", io_limit_ops_per_s=1000.0, registered_at=NOW).to_bytes(),
+    )
+    override = LimitSetting(
+        scope=LimitScope.HOST,
+        target_id="h1",
+        field=LimitField.IO_LIMIT,
+        source=LimitSource.OPERATOR,
+        value=300.0,
+        set_at=NOW,
+    )
+    view.put_limit(override)
+    assert view.host_views()[0].limit_ops_per_s == 300.0
+    key = limit_key(override.scope, override.target_id, override.field, override.source)
+    view.apply("limits", key.encode(), None)
+    assert view.host_views()[0].limit_ops_per_s == 1000.0
