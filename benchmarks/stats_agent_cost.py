@@ -5,17 +5,24 @@ batches of one interval each, built with the unit tests' harness (a recording pr
 measures the per-VM work (decode, windows, the row write, the vm-state record) and not Faust's
 per-record consumer path. CPU time of this process only. Run from the repository root:
 
-    .venv/bin/python -m benchmarks.stats_agent_cost [--store rocksdb://]
+    .venv/bin/python -m benchmarks.stats_agent_cost [--store rocksdb://] [--intervals-per-batch 8]
 
 The harness keeps tables in memory (`memory://`); `--store rocksdb://` measures the worker's
 own store (RocksDB in a temporary directory), set through the settings the harness builds, so
 the same file measures an older tree too (`PYTHONPATH=<tree> python <this file>`).
+
+A batch holds one interval by default: each VM sample then costs one row write and one
+`vm-state` record. `--intervals-per-batch N` puts N intervals in each batch, as a worker
+catching up on a backlog reads them (`vmlb bench pipeline`'s telemetry phase: a batch of up to
+`VMLB_STATS_BATCH_MAX` records holds several intervals of every VM), so a row write and a
+`vm-state` record are shared by N samples and the per-sample work (decoding, windows) shows.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import tempfile
 import time
 from dataclasses import dataclass
@@ -69,23 +76,31 @@ def interval(form: str, at: float) -> list[Any]:
     ]
 
 
-async def measure(form: str) -> str:
+async def measure(form: str, per_batch: int = 1) -> str:
     h = build(Path(tempfile.mkdtemp()), stats_batch_max=1000)
     for i in range(VMS // VMS_PER_HOST):
         h.host(f"th{i}")
     for i in range(VMS):
         h.vm(f"v{i}", f"th{i // VMS_PER_HOST}")
     h.ready()
-    batches = [interval(form, NOW + t) for t in range(INTERVALS)]
+    intervals = [interval(form, NOW + t) for t in range(INTERVALS)]
+    batches = [
+        (
+            NOW + min(t + per_batch, INTERVALS) - 0.5,
+            list(itertools.chain(*intervals[t : t + per_batch])),
+        )
+        for t in range(0, INTERVALS, per_batch)
+    ]
     started = time.process_time()
-    for t, batch in enumerate(batches):
-        h.clock.now = NOW + t + 0.5
+    for now, batch in batches:
+        h.clock.now = now
         await h.pipeline.stats.handle(batch)
     cpu_s = time.process_time() - started
     samples = VMS * INTERVALS
     assert not h.producer.dead_letters()
     return (
-        f"{form}: {sum(map(len, batches))} records for {samples} VM samples, "
+        f"{form}: {sum(len(batch) for _, batch in batches)} records for {samples} VM samples "
+        f"in {len(batches)} batches, "
         f"{cpu_s / samples * 1e6:.0f} µs CPU per VM sample ({samples / cpu_s:,.0f}/s); "
         f"{len(h.producer.changelog)} row writes, {len(h.producer.on('vm-state'))} vm-state"
     )
@@ -103,11 +118,14 @@ def use_store(store: str) -> None:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--store", default="memory://", help="memory:// (default) or rocksdb://")
-    store = parser.parse_args().store
-    if store != "memory://":
-        use_store(store)
+    parser.add_argument(
+        "--intervals-per-batch", type=int, default=1, help="intervals in each batch (default 1)"
+    )
+    args = parser.parse_args()
+    if args.store != "memory://":
+        use_store(args.store)
     for form in ("io-sample", "host-sample"):
-        print(f"{store} {await measure(form)}")
+        print(f"{args.store} {await measure(form, max(1, args.intervals_per_batch))}")
 
 
 if __name__ == "__main__":
