@@ -44,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import to_json
 
 from pipeline.errors import RowError
-from pipeline.events import VmState, describe_validation_error, trusted_bytes
+from pipeline.events import SCHEMA_VERSION, VmState, describe_validation_error
 from pipeline.stats.windows import SlidingWindow, WindowConfig
 
 ROW_VERSION = 1
@@ -235,11 +235,16 @@ class VmStats:
 
     def state_bytes(self, now: float) -> bytes:
         """`state(now).to_bytes()` without validating what this row computed itself (the
-        vm_stats agent publishes one per VM sample; tests check both give the same bytes)."""
-        return trusted_bytes(VmState, **self._state_fields(now))
+        vm_stats agent publishes one per VM sample; tests check both give the same bytes):
+        every field in `VmState`'s order, None left out, as `Event.to_bytes` writes them."""
+        return to_json(
+            {name: value for name, value in self._state_fields(now).items() if value is not None}
+        )
 
     def _state_fields(self, now: float) -> dict[str, Any]:
+        """Every `VmState` field, in its order (what the row does not know at its default)."""
         return {
+            "schema_version": SCHEMA_VERSION,
             "vm_id": self.vm_id,
             "host_id": self.host_id,
             "io_ops_per_s": self.io_ops_per_s(now),
@@ -247,8 +252,10 @@ class VmStats:
             "io_per_job": self.io_per_job,
             "io_per_job_samples": self.io_per_job_samples,
             "busy_fraction": self.busy_fraction(now),
+            "outstanding_jobs": 0,  # (each dispatcher counts its own: module doc)
             "last_telemetry_at": self.last_telemetry_at,
             "last_completion_at": self.last_completion_at,
+            "last_decision_at": None,
             "updated_at": now,
         }
 
@@ -257,8 +264,10 @@ class VmStats:
     def _prune(self, now: float) -> None:
         # At most once per bucket: pruning walks the map, and a row taking hundreds of events a
         # second would otherwise pay O(recent jobs) for every one of them.
-        if self.pruned_at is not None and now - self.pruned_at < self.config.bucket_s:
-            return
+        if not self.completed or (
+            self.pruned_at is not None and now - self.pruned_at < self.config.bucket_s
+        ):
+            return  # (a VM that only sends telemetry has nothing to prune)
         self.pruned_at = now
         horizon = now - max(self.config.rate_window_s, self.config.io_per_job_window_s)
         self.completed = {j: t for j, t in self.completed.items() if t >= horizon}

@@ -158,7 +158,11 @@ class SlidingWindow:
         bucket_s, window_s = self.bucket_s, self.window_s
         high = math.floor(now / bucket_s)
         low = math.floor((now - window_s) / bucket_s) + 1
-        total = sum(value for key, value in buckets.items() if low <= key <= high)
+        last = self._last_key
+        if self._ordered and last is not None and low <= next(iter(buckets)) and last <= high:
+            total = sum(buckets.values())  # (the same sum: every bucket, in the same order)
+        else:
+            total = sum(value for key, value in buckets.items() if low <= key <= high)
         if self.first_at is None:
             return total / window_s
         seen = high - math.floor(self.first_at / bucket_s) + 1

@@ -6,7 +6,7 @@ import pytest
 from pydantic_core import from_json, to_json
 
 from pipeline.errors import RowError
-from pipeline.events import IoCounters, IoSample, JobCompletion
+from pipeline.events import IoCounters, IoSample, JobCompletion, VmState
 from pipeline.stats.vm_stats import VmStats
 from pipeline.stats.windows import WindowConfig
 
@@ -217,3 +217,10 @@ def test_the_fast_encodings_give_the_bytes_of_the_validated_ones(seed):
         assert row.to_json() == to_json(row.to_dict())
         now = t + rng.choice([0.0, 0.5, 10.0])
         assert row.state_bytes(now) == row.state(now).to_bytes()
+
+
+def test_the_published_state_names_every_vm_state_field_in_its_order():
+    # `state_bytes()` writes the fields as given: a field added to VmState must be added here.
+    row = VmStats("vm1", CONFIG)
+    add_sample(row, sample(100.0, 10))
+    assert list(row._state_fields(100.5)) == list(VmState.model_fields)
