@@ -95,7 +95,8 @@ class VmStats:
     config: WindowConfig = field(default_factory=WindowConfig, repr=False, compare=False)
     host_id: str | None = None
     windows: dict[str, SlidingWindow] = field(default_factory=dict)
-    completed: dict[str, float] = field(default_factory=dict)  # job_id -> finished_at (dedupe)
+    #: job_id -> finished_at (dedupe); changed only by `add_completion` and `_prune`.
+    completed: dict[str, float] = field(default_factory=dict)
     io_per_job: float | None = None
     io_per_job_samples: int = 0
     last_telemetry_at: float | None = None
@@ -105,6 +106,9 @@ class VmStats:
     pruned_at: float | None = field(default=None, repr=False, compare=False)
     #: The start of `to_json()` (up to the host, which a migration changes), kept.
     _head: tuple[str | None, bytes] | None = field(default=None, repr=False, compare=False)
+    #: The JSON of `completed` until it next changes (`add_completion`, `_prune`): a row is
+    #: rewritten for every sample, and a busy VM's map holds a minute of job ids.
+    _completed_json: bytes | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in _RATE_WINDOWS:
@@ -140,16 +144,18 @@ class VmStats:
             parts += (_MEMBER_NAMES.get(name) or to_json(name) + b":", window.to_json(), b",")
         if len(parts) > 1:
             parts.pop()  # the last comma
+        completed = self._completed_json
+        if completed is None:
+            completed = self._completed_json = to_json(self.completed)
         tail = to_json(
             {
-                "completed": self.completed,
                 "io_per_job": self.io_per_job,
                 "io_per_job_samples": self.io_per_job_samples,
                 "last_telemetry_at": self.last_telemetry_at,
                 "last_completion_at": self.last_completion_at,
             }
         )
-        parts += (b"},", tail[1:])
+        parts += (b'},"completed":', completed, b",", tail[1:])
         return b"".join(parts)
 
     @classmethod
@@ -202,6 +208,7 @@ class VmStats:
         if job_id in self.completed:
             return False
         self.completed[job_id] = finished_at
+        self._completed_json = None
         self.windows["jobs"].add(finished_at, 1)
         self.windows["jobs_long"].add(finished_at, 1)
         self.windows["busy_s"].add(finished_at, service_s)
@@ -270,7 +277,9 @@ class VmStats:
             return  # (a VM that only sends telemetry has nothing to prune)
         self.pruned_at = now
         horizon = now - max(self.config.rate_window_s, self.config.io_per_job_window_s)
-        self.completed = {j: t for j, t in self.completed.items() if t >= horizon}
+        kept = {j: t for j, t in self.completed.items() if t >= horizon}
+        if len(kept) < len(self.completed):
+            self.completed, self._completed_json = kept, None
 
     def _estimate_io_per_job(self) -> None:
         until = self.last_telemetry_at
