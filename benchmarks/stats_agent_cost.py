@@ -101,7 +101,7 @@ async def measure(form: str, per_batch: int = 1) -> str:
     return (
         f"{form}: {sum(len(batch) for _, batch in batches)} records for {samples} VM samples "
         f"in {len(batches)} batches, "
-        f"{cpu_s / samples * 1e6:.0f} µs CPU per VM sample ({samples / cpu_s:,.0f}/s); "
+        f"{cpu_s / samples * 1e6:.1f} µs CPU per VM sample ({samples / cpu_s:,.0f}/s); "
         f"{len(h.producer.changelog)} row writes, {len(h.producer.on('vm-state'))} vm-state"
     )
 
