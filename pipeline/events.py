@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import hashlib
 import math
 import types
 import typing
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
@@ -398,13 +400,27 @@ class _HostSampleEnvelope(Event):
 class TelemetryReading:
     """What one io-samples message gave: the VM samples that are valid, and why any VM entry
     was refused (`refused`, each naming its entry). An `IoSample` is one sample, never partly
-    refused; a `HostSample` (`host_sample`) may have good and bad entries."""
+    refused; a `HostSample` (`host_sample`) may have good and bad entries.
 
-    samples: list[IoSample]
+    A HostSample's valid entries are kept as they were validated (`vms`, with the record's
+    `host_id` and `sampled_at`); `samples` builds their IoSamples when first asked (the
+    vm_stats agent reads `vms`: an IoSample per entry cost more than validating it)."""
+
+    #: An IoSample's sample (None for a HostSample).
+    sample: IoSample | None
+    #: A HostSample's valid entries, in order (empty for an IoSample).
+    vms: Sequence[VmIo] = ()
     refused: tuple[str, ...] = ()
     #: A HostSample's host and time (None for an IoSample).
     host_id: str | None = None
     sampled_at: float | None = None
+
+    @functools.cached_property
+    def samples(self) -> list[IoSample]:
+        if self.sample is not None:
+            return [self.sample]
+        assert self.host_id is not None and self.sampled_at is not None
+        return [_io_sample(self.host_id, self.sampled_at, vm) for vm in self.vms]
 
     @property
     def host_sample(self) -> bool:
@@ -412,7 +428,7 @@ class TelemetryReading:
 
     @property
     def entries(self) -> int:
-        return len(self.samples) + len(self.refused)
+        return (1 if self.sample is not None else len(self.vms)) + len(self.refused)
 
 
 def read_telemetry(raw: bytes | str | None) -> TelemetryReading:
@@ -430,14 +446,14 @@ def read_telemetry(raw: bytes | str | None) -> TelemetryReading:
     if _HOST_SAMPLE_MARK in data:
         try:  # the fast path: the whole record valid (pydantic parses and checks in Rust)
             record = HostSample.model_validate_json(data)
-            return TelemetryReading(record.samples(), (), record.host_id, record.sampled_at)
+            return TelemetryReading(None, record.vms, (), record.host_id, record.sampled_at)
         except ValidationError:
             pass
         except Exception as exc:
             raise EventError(f"HostSample: {type(exc).__name__}: {exc}") from None
     else:
         try:
-            return TelemetryReading([IoSample.model_validate_json(data)])
+            return TelemetryReading(IoSample.model_validate_json(data))
         except ValidationError:
             pass
         except Exception as exc:
@@ -448,7 +464,7 @@ def read_telemetry(raw: bytes | str | None) -> TelemetryReading:
         what = "HostSample" if _HOST_SAMPLE_MARK in data else "IoSample"
         raise EventError(f"{what}: not JSON: {exc}") from None
     if not isinstance(parsed, dict) or "vms" not in parsed:
-        return TelemetryReading([IoSample.from_dict(parsed)])
+        return TelemetryReading(IoSample.from_dict(parsed))
     return _read_host_sample(parsed)
 
 
@@ -462,7 +478,7 @@ def _read_host_sample(data: dict[str, Any]) -> TelemetryReading:
         raise EventError(describe_validation_error("HostSample", exc)) from None
     except Exception as exc:
         raise EventError(f"HostSample: {type(exc).__name__}: {exc}") from None
-    samples: list[IoSample] = []
+    vms: list[VmIo] = []
     refused: list[str] = []
     first_at: dict[str, int] = {}
     for index, entry in enumerate(envelope.vms):
@@ -480,8 +496,8 @@ def _read_host_sample(data: dict[str, Any]) -> TelemetryReading:
             )
             continue
         first_at[vm.vm_id] = index
-        samples.append(_io_sample(envelope.host_id, envelope.sampled_at, vm))
-    return TelemetryReading(samples, tuple(refused), envelope.host_id, envelope.sampled_at)
+        vms.append(vm)
+    return TelemetryReading(None, vms, tuple(refused), envelope.host_id, envelope.sampled_at)
 
 
 def _named(entry: Any) -> str:

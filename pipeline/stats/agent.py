@@ -26,7 +26,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import faust
 from faust.types import TP, EventT
@@ -59,7 +59,28 @@ UNPLACED_REMEMBERED = 65_536
 #: The inputs, by logical topic name.
 INPUTS = ("io-samples", "completions")
 
-StatsInput = IoSample | JobCompletion
+
+class VmSample(NamedTuple):
+    """One VM's I/O sample as the agent counts it: an `IoSample`'s, or a `HostSample` entry's
+    with the record's host and time (a HostSample's entries are counted from their validated
+    `VmIo`s; an IoSample built for each cost more than the entry's validation)."""
+
+    vm_id: str
+    host_id: str
+    sampled_at: float
+    io_ops: int
+
+    @classmethod
+    def of(cls, sample: IoSample) -> VmSample:
+        return cls(sample.vm_id, sample.host_id, sample.sampled_at, sample.io_ops)
+
+
+StatsInput = VmSample | JobCompletion
+
+
+def kind(item: StatsInput) -> str:
+    """The input's event type, as refusals name it (a HostSample's entry is an IoSample)."""
+    return "IoSample" if isinstance(item, VmSample) else type(item).__name__
 
 
 @dataclass
@@ -302,10 +323,10 @@ class StatsAgent:
         topic = self._logical.get(message.topic)
         if topic == "io-samples":
             reading = read_telemetry(message.value)
-            if reading.host_sample:
+            if reading.sample is None:
                 return self._host_sample(event, reading)
-            [item] = reading.samples
-            at = item.sampled_at
+            item: StatsInput = VmSample.of(reading.sample)
+            at = reading.sample.sampled_at
         elif topic == "completions":
             item = JobCompletion.from_bytes(message.value)
             at = item.finished_at
@@ -316,18 +337,19 @@ class StatsAgent:
             raise EventError(
                 f"message key {message.key[:100]!r} is not its vm_id {vm_id!r}; key by vm_id"
             )
-        self._refuse_future(type(item).__name__, at)
+        self._refuse_future(kind(item), at)
         return Read(event, self._order, [(vm_id, item)], vm_samples=int(topic == "io-samples"))
 
     def _host_sample(self, event: EventT, reading: TelemetryReading) -> Read:
         message = event.message
         host_id = reading.host_id or ""
+        sampled_at = reading.sampled_at or 0.0
         if message.key is not None and message.key != host_id.encode():
             raise EventError(
                 f"HostSample: message key {message.key[:100]!r} is not its host_id "
                 f"{host_id!r}; key by host_id"
             )
-        self._refuse_future("HostSample", reading.sampled_at or 0.0)
+        self._refuse_future("HostSample", sampled_at)
         read = Read(
             event,
             self._order,
@@ -336,15 +358,17 @@ class StatsAgent:
             vm_samples=reading.entries,
             host_id=host_id,
         )
-        for sample in reading.samples:
-            owner = self._owner(sample.vm_id)
-            if message.partition is not None and owner != message.partition:
-                read.refused.append(
-                    f"{sample.vm_id}: its samples belong to partition {owner} of "
-                    f"{message.topic} (its vm_id's), not {message.partition}"
+        items, refused, partition = read.items, read.refused, message.partition
+        for vm in reading.vms:
+            vm_id = vm.vm_id
+            owner = self._owner(vm_id)
+            if partition is not None and owner != partition:
+                refused.append(
+                    f"{vm_id}: its samples belong to partition {owner} of "
+                    f"{message.topic} (its vm_id's), not {partition}"
                 )
                 continue
-            read.items.append((sample.vm_id, sample))
+            items.append((vm_id, VmSample(vm_id, host_id, sampled_at, vm.io_ops)))
         return read
 
     def _partition_of(self, vm_id: str) -> int:
@@ -371,12 +395,9 @@ class StatsAgent:
             return None
         registered = self.view.registered_host(vm_id)
         if registered is None:
-            return f"{type(item).__name__}: VM {vm_id} is not registered"
+            return f"{kind(item)}: VM {vm_id} is not registered"
         if registered != item.host_id:
-            return (
-                f"{type(item).__name__}: VM {vm_id} is registered on {registered}, "
-                f"not on {item.host_id}"
-            )
+            return f"{kind(item)}: VM {vm_id} is registered on {registered}, not on {item.host_id}"
         return None
 
     def row(self, vm_id: str) -> VmStats:
@@ -433,6 +454,6 @@ class StatsAgent:
 
 def apply(row: VmStats, item: StatsInput) -> bool:
     """Apply one input to its VM's row; False if it changed nothing (a re-delivery)."""
-    if isinstance(item, IoSample):
+    if isinstance(item, VmSample):
         return row.add_io(item.host_id, item.sampled_at, item.io_ops)
     return row.add_completion(item.job_id, item.finished_at, item.service_s)

@@ -37,6 +37,7 @@ Rows are versioned (`schema_version`); `from_dict` refuses a row it cannot read 
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -44,7 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import to_json
 
 from pipeline.errors import RowError
-from pipeline.events import VmState, describe_validation_error, trusted_bytes
+from pipeline.events import SCHEMA_VERSION, VmState, describe_validation_error
 from pipeline.stats.windows import SlidingWindow, WindowConfig
 
 ROW_VERSION = 1
@@ -95,7 +96,8 @@ class VmStats:
     config: WindowConfig = field(default_factory=WindowConfig, repr=False, compare=False)
     host_id: str | None = None
     windows: dict[str, SlidingWindow] = field(default_factory=dict)
-    completed: dict[str, float] = field(default_factory=dict)  # job_id -> finished_at (dedupe)
+    #: job_id -> finished_at (dedupe); changed only by `add_completion` and `_prune`.
+    completed: dict[str, float] = field(default_factory=dict)
     io_per_job: float | None = None
     io_per_job_samples: int = 0
     last_telemetry_at: float | None = None
@@ -105,8 +107,16 @@ class VmStats:
     pruned_at: float | None = field(default=None, repr=False, compare=False)
     #: The start of `to_json()` (up to the host, which a migration changes), kept.
     _head: tuple[str | None, bytes] | None = field(default=None, repr=False, compare=False)
+    #: The JSON of `completed` until it next changes (`add_completion`, `_prune`): a row is
+    #: rewritten for every sample, and a busy VM's map holds a minute of job ids.
+    _completed_json: bytes | None = field(default=None, repr=False, compare=False)
+    #: `completed`'s finish times, sorted (memory only: rebuilt from `completed` with the
+    #: row), so the jobs `io_per_job` counts for each sample are two bisections, not a walk
+    #: over a minute of job ids.
+    _finished: list[float] = field(default_factory=list, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        self._finished = sorted(self.completed.values())
         for name in _RATE_WINDOWS:
             self.windows.setdefault(name, self.config.rate_window())
         for name in _LONG_WINDOWS:
@@ -140,16 +150,18 @@ class VmStats:
             parts += (_MEMBER_NAMES.get(name) or to_json(name) + b":", window.to_json(), b",")
         if len(parts) > 1:
             parts.pop()  # the last comma
+        completed = self._completed_json
+        if completed is None:
+            completed = self._completed_json = to_json(self.completed)
         tail = to_json(
             {
-                "completed": self.completed,
                 "io_per_job": self.io_per_job,
                 "io_per_job_samples": self.io_per_job_samples,
                 "last_telemetry_at": self.last_telemetry_at,
                 "last_completion_at": self.last_completion_at,
             }
         )
-        parts += (b"},", tail[1:])
+        parts += (b'},"completed":', completed, b",", tail[1:])
         return b"".join(parts)
 
     @classmethod
@@ -202,6 +214,8 @@ class VmStats:
         if job_id in self.completed:
             return False
         self.completed[job_id] = finished_at
+        self._completed_json = None
+        bisect.insort(self._finished, finished_at)
         self.windows["jobs"].add(finished_at, 1)
         self.windows["jobs_long"].add(finished_at, 1)
         self.windows["busy_s"].add(finished_at, service_s)
@@ -235,11 +249,16 @@ class VmStats:
 
     def state_bytes(self, now: float) -> bytes:
         """`state(now).to_bytes()` without validating what this row computed itself (the
-        vm_stats agent publishes one per VM sample; tests check both give the same bytes)."""
-        return trusted_bytes(VmState, **self._state_fields(now))
+        vm_stats agent publishes one per VM sample; tests check both give the same bytes):
+        every field in `VmState`'s order, None left out, as `Event.to_bytes` writes them."""
+        return to_json(
+            {name: value for name, value in self._state_fields(now).items() if value is not None}
+        )
 
     def _state_fields(self, now: float) -> dict[str, Any]:
+        """Every `VmState` field, in its order (what the row does not know at its default)."""
         return {
+            "schema_version": SCHEMA_VERSION,
             "vm_id": self.vm_id,
             "host_id": self.host_id,
             "io_ops_per_s": self.io_ops_per_s(now),
@@ -247,8 +266,10 @@ class VmStats:
             "io_per_job": self.io_per_job,
             "io_per_job_samples": self.io_per_job_samples,
             "busy_fraction": self.busy_fraction(now),
+            "outstanding_jobs": 0,  # (each dispatcher counts its own: module doc)
             "last_telemetry_at": self.last_telemetry_at,
             "last_completion_at": self.last_completion_at,
+            "last_decision_at": None,
             "updated_at": now,
         }
 
@@ -257,11 +278,16 @@ class VmStats:
     def _prune(self, now: float) -> None:
         # At most once per bucket: pruning walks the map, and a row taking hundreds of events a
         # second would otherwise pay O(recent jobs) for every one of them.
-        if self.pruned_at is not None and now - self.pruned_at < self.config.bucket_s:
-            return
+        if not self.completed or (
+            self.pruned_at is not None and now - self.pruned_at < self.config.bucket_s
+        ):
+            return  # (a VM that only sends telemetry has nothing to prune)
         self.pruned_at = now
         horizon = now - max(self.config.rate_window_s, self.config.io_per_job_window_s)
-        self.completed = {j: t for j, t in self.completed.items() if t >= horizon}
+        kept = {j: t for j, t in self.completed.items() if t >= horizon}
+        if len(kept) < len(self.completed):
+            self.completed, self._completed_json = kept, None
+            del self._finished[: bisect.bisect_left(self._finished, horizon)]  # (t < horizon)
 
     def _estimate_io_per_job(self) -> None:
         until = self.last_telemetry_at
@@ -269,7 +295,8 @@ class VmStats:
             return  # (too few jobs seen at all: the estimate stands without a count)
         io = self.windows["io_ops_long"]
         since = (io.oldest_bucket(until) - 1) * io.bucket_s
-        jobs = sum(1 for finished_at in self.completed.values() if since < finished_at <= until)
+        finished = self._finished  # jobs finished in (since, until]:
+        jobs = bisect.bisect_right(finished, until) - bisect.bisect_right(finished, since)
         if jobs >= self.config.io_per_job_min_jobs:
             self.io_per_job = io.total(until) / jobs
             self.io_per_job_samples = jobs

@@ -30,9 +30,12 @@ class SlidingWindow:
 
     __slots__ = (
         "_buckets",
+        "_dropped",
+        "_head",
         "_json",
         "_last_key",
         "_ordered",
+        "_previous_key",
         "_sealed",
         "_sealed_n",
         "bucket_s",
@@ -55,15 +58,23 @@ class SlidingWindow:
         self.latest_at: float | None = None
         #: `to_json()` as of the last change (a row rewrites its unchanged windows too).
         self._json: bytes | None = None
-        #: The bucket added last (the last key of `_buckets`, which keeps insertion order).
+        #: The start of `to_json()` (the window's shape), once known.
+        self._head: bytes | None = None
+        #: The bucket added last (the last key of `_buckets`, which keeps insertion order),
+        #: and the one added before it (its second-to-last key, unless it was pruned since).
         self._last_key: int | None = None
-        #: The JSON members (`"<bucket>":<value>`, comma-joined) of every bucket but the last,
-        #: or None when unknown: a sample changes the newest bucket only, so a row rewritten
-        #: every second re-encodes one member of its 60 s window, not sixty (see `to_json`).
+        self._previous_key: int | None = None
         #: Whether `_buckets`' keys ascend (they do unless a late value opened an older one).
         self._ordered = True
+        #: The JSON members (`"<bucket>":<value>`, comma-joined) of the first `_sealed_n`
+        #: buckets as `to_json` last wrote them, or None when unknown: a sample changes the
+        #: newest bucket only, so a row rewritten every second re-encodes one member of its
+        #: 60 s window, not sixty. The first `_dropped` of them are of buckets pruned since
+        #: (cut at the next `to_json`): `add` does no encoding, so a window taking several
+        #: values between two writes (a worker catching up) encodes each bucket once.
         self._sealed: bytes | None = b""
         self._sealed_n = 0
+        self._dropped = 0
 
     def bucket(self, t: float) -> int:
         return math.floor(t / self.bucket_s)
@@ -91,12 +102,8 @@ class SlidingWindow:
             last = self._last_key
             if last is not None and key < last:  # a late value in a new older bucket
                 self._ordered = False
-            if last is not None and self._sealed is not None:  # the last one is sealed now
-                member = _member(last, buckets[last])
-                self._sealed = self._sealed + b"," + member if self._sealed_n else member
-                self._sealed_n += 1
             buckets[key] = 0.0 + value
-            self._last_key = key
+            self._previous_key, self._last_key = last, key
         if latest is None or t > latest:
             self.latest_at = t
             # buckets fall out of the window only when a new one starts
@@ -116,27 +123,23 @@ class SlidingWindow:
                         self._ordered = _ascending(buckets)
 
     def _unseal(self, stale: list[int]) -> None:
-        """Drop the members of `stale` (about to be deleted) from `_sealed`: they are its
-        first ones when buckets came in time order (else it is rebuilt when next needed)."""
-        sealed = self._sealed
-        if sealed is None:
+        """Account for `stale` (about to be deleted) in `_sealed`: when they are its first
+        members (buckets came in time order) they are cut at the next `to_json` (else it is
+        rebuilt then)."""
+        if self._sealed is None:
             return
         n = len(stale)
-        if n == 1 and n < self._sealed_n and next(iter(self._buckets)) == stale[0]:
-            self._sealed = sealed[sealed.index(b",") + 1 :]  # (the common case: one bucket)
-            self._sealed_n -= 1
-            return
-        if n > self._sealed_n or stale != list(itertools.islice(self._buckets, n)):
-            self._sealed = None  # (the last bucket is never stale: it is the newest)
-            return
-        if n == self._sealed_n:
-            self._sealed, self._sealed_n = b"", 0
-            return
-        cut = -1
-        for _ in range(n):  # members hold no comma: `"<int>":<number>`
-            cut = sealed.index(b",", cut + 1)
-        self._sealed = sealed[cut + 1 :]
-        self._sealed_n -= n
+        buckets = self._buckets
+        if n == 1:
+            prefix = next(iter(buckets)) == stale[0]  # (the common case: one bucket)
+        else:
+            prefix = stale == list(itertools.islice(buckets, n))
+        if not prefix:
+            self._sealed = None
+        elif n < self._sealed_n - self._dropped:
+            self._dropped += n
+        else:  # every member it holds is stale
+            self._sealed, self._sealed_n, self._dropped = b"", 0, 0
 
     def total(self, now: float) -> float:
         """Σ of values with event time in the window ending at `now`."""
@@ -158,7 +161,11 @@ class SlidingWindow:
         bucket_s, window_s = self.bucket_s, self.window_s
         high = math.floor(now / bucket_s)
         low = math.floor((now - window_s) / bucket_s) + 1
-        total = sum(value for key, value in buckets.items() if low <= key <= high)
+        last = self._last_key
+        if self._ordered and last is not None and low <= next(iter(buckets)) and last <= high:
+            total = sum(buckets.values())  # (the same sum: every bucket, in the same order)
+        else:
+            total = sum(value for key, value in buckets.items() if low <= key <= high)
         if self.first_at is None:
             return total / window_s
         seen = high - math.floor(self.first_at / bucket_s) + 1
@@ -186,30 +193,47 @@ class SlidingWindow:
             if not buckets or last is None:
                 members = b""
             else:
-                if self._sealed is None or self._sealed_n != len(buckets) - 1:
-                    self._sealed = to_json({str(k): v for k, v in buckets.items() if k != last})[
-                        1:-1
-                    ]
-                    self._sealed_n = len(buckets) - 1
+                sealed = self._sealed_members(len(buckets) - 1)
                 member = _member(last, buckets[last])
-                members = self._sealed + b"," + member if self._sealed_n else member
-            shape = (self.window_s, self.bucket_s, type(self.window_s), type(self.bucket_s))
-            head = _heads.get(shape)
-            if head is None:  # (by type too: 5 and 5.0 are one key, not one JSON)
-                head = _heads[shape] = to_json(
-                    {"window_s": self.window_s, "bucket_s": self.bucket_s}
-                )[:-1]
+                members = sealed + b"," + member if sealed else member
+            head = self._head
+            if head is None:
+                head = self._head = _head(self.window_s, self.bucket_s)
             tail = to_json({"first_at": self.first_at, "latest_at": self.latest_at})
             self._json = head + b',"buckets":{' + members + b"}," + tail[1:]
         return self._json
+
+    def _sealed_members(self, n: int) -> bytes:
+        """The JSON members of the first `n` buckets (every bucket but the last), kept: only
+        what changed since the last call is encoded (module doc of `_sealed`)."""
+        sealed, done, dropped = self._sealed, self._sealed_n, self._dropped
+        if sealed is not None and dropped:
+            cut = sealed.index(b",")
+            for _ in range(dropped - 1):  # members hold no comma: `"<int>":<number>`
+                cut = sealed.index(b",", cut + 1)
+            sealed, done = sealed[cut + 1 :], done - dropped
+        buckets = self._buckets
+        if sealed is None or done > n:
+            sealed = to_json({str(k): v for k, v in itertools.islice(buckets.items(), n)})[1:-1]
+        elif done < n:
+            previous = self._previous_key
+            if done + 1 == n and previous in buckets:  # (the common case: the bucket before
+                added = _member(previous, buckets[previous])  # the last is the n-th)
+            else:
+                more = itertools.islice(buckets.items(), done, n)
+                added = to_json({str(k): v for k, v in more})[1:-1]
+            sealed = sealed + b"," + added if done else added
+        self._sealed, self._sealed_n, self._dropped = sealed, n, 0
+        return sealed
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SlidingWindow:
         window = cls(data["window_s"], data["bucket_s"])
         window._buckets = {int(key): float(value) for key, value in data.get("buckets", {}).items()}
         window._last_key = next(reversed(window._buckets), None)
+        window._previous_key = None
         window._ordered = _ascending(window._buckets)
-        window._sealed = None
+        window._sealed, window._sealed_n, window._dropped = None, 0, 0
         window.first_at = data.get("first_at")
         window.latest_at = data.get("latest_at")
         return window
@@ -217,6 +241,14 @@ class SlidingWindow:
 
 #: (window_s, bucket_s) -> the start of a window's JSON (a few shapes per process).
 _heads: dict[tuple[float, float, type, type], bytes] = {}
+
+
+def _head(window_s: float, bucket_s: float) -> bytes:
+    shape = (window_s, bucket_s, type(window_s), type(bucket_s))
+    head = _heads.get(shape)
+    if head is None:  # (by type too: 5 and 5.0 are one key, not one JSON)
+        head = _heads[shape] = to_json({"window_s": window_s, "bucket_s": bucket_s})[:-1]
+    return head
 
 
 def _ascending(buckets: dict[int, float]) -> bool:

@@ -6,7 +6,7 @@ import pytest
 from pydantic_core import from_json, to_json
 
 from pipeline.errors import RowError
-from pipeline.events import IoCounters, IoSample, JobCompletion
+from pipeline.events import IoCounters, IoSample, JobCompletion, VmState
 from pipeline.stats.vm_stats import VmStats
 from pipeline.stats.windows import WindowConfig
 
@@ -217,3 +217,50 @@ def test_the_fast_encodings_give_the_bytes_of_the_validated_ones(seed):
         assert row.to_json() == to_json(row.to_dict())
         now = t + rng.choice([0.0, 0.5, 10.0])
         assert row.state_bytes(now) == row.state(now).to_bytes()
+
+
+def test_the_published_state_names_every_vm_state_field_in_its_order():
+    # `state_bytes()` writes the fields as given: a field added to VmState must be added here.
+    row = VmStats("vm1", CONFIG)
+    add_sample(row, sample(100.0, 10))
+    assert list(row._state_fields(100.5)) == list(VmState.model_fields)
+
+
+class _WalkingRow(VmStats):
+    """`io_per_job` as first written: a walk over every job id for each estimate."""
+
+    def _estimate_io_per_job(self) -> None:
+        until = self.last_telemetry_at
+        if until is None or len(self.completed) < self.config.io_per_job_min_jobs:
+            return
+        io = self.windows["io_ops_long"]
+        since = (io.oldest_bucket(until) - 1) * io.bucket_s
+        jobs = sum(1 for at in self.completed.values() if since < at <= until)
+        if jobs >= self.config.io_per_job_min_jobs:
+            self.io_per_job = io.total(until) / jobs
+            self.io_per_job_samples = jobs
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_io_per_job_counts_the_jobs_of_its_window_whatever_the_order_and_restores(seed):
+    # The jobs `io_per_job` divides by are counted from a sorted copy of the finish times
+    # (memory only, rebuilt from the stored row): the row must stay what the walk over
+    # `completed` gives, with completions late and out of order, pruning, and rows restored
+    # from their JSON (a restarted worker's rows, read back from the changelog).
+    rng = random.Random(seed)
+    config = WindowConfig(rate_window_s=5.0, io_per_job_window_s=20.0, io_per_job_min_jobs=3)
+    row, walking = VmStats(vm_id="vm1", config=config), _WalkingRow(vm_id="vm1", config=config)
+    t = 1000.0
+    for n in range(rng.randint(1, 200)):
+        t += rng.choice([0.0, 0.1, 0.5, 1.0, 3.0])
+        if rng.random() < 0.4:
+            io_ops = rng.choice([0, 10, 400])
+            assert row.add_io("h1", t, io_ops) == walking.add_io("h1", t, io_ops)
+        else:
+            at = t if rng.random() < 0.8 else t - rng.uniform(0, 30)
+            assert row.add_completion(f"j{n}", at, 0.1) == walking.add_completion(f"j{n}", at, 0.1)
+        if rng.random() < 0.1:
+            row = VmStats.from_dict(from_json(row.to_json()), "vm1", config)
+            walking = _WalkingRow.from_dict(from_json(walking.to_json()), "vm1", config)
+        assert row._finished == sorted(row.completed.values())
+        assert row.to_dict() == walking.to_dict()
