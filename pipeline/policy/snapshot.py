@@ -211,8 +211,10 @@ class FleetIndex:
     joins, leaves or moves."""
 
     __slots__ = (
+        "_blocks",
         "_medians",
         "_medians_per_busy_s",
+        "_position",
         "by_type",
         "host_of",
         "hosts",
@@ -225,14 +227,20 @@ class FleetIndex:
         self,
         parts: dict[str, HostPart],
         host_of: dict[str, str],
+        blocks: dict[str, list[tuple[VmView, ...]]],
         by_type: dict[str, tuple[VmView, ...]],
         service_s: dict[str, float],
+        position: dict[str, int] | None = None,
     ) -> None:
         #: host_id -> its part, in host-id order; `hosts` the same hosts' views.
         self.parts = parts
         self.hosts: dict[str, HostView] = {h: part.view for h, part in parts.items()}
         #: vm_id -> the id of the host that lists it (`vm()`).
         self.host_of = host_of
+        # host_id -> its place in host-id order, and job type -> each host's candidates of the
+        # type in that order (`HostPart.by_type`, () where it has none): what `by_type` joins.
+        self._position = position if position is not None else {h: i for i, h in enumerate(parts)}
+        self._blocks = blocks
         #: job type -> its candidates in host-id order, then VM id: the paper's dispatch
         #: order, which keeps every policy deterministic whatever order the hosts came in.
         self.by_type = by_type
@@ -257,13 +265,19 @@ class FleetIndex:
                 if vm.vm_id in host_of:
                     raise ValueError(f"VM {vm.vm_id!r} appears twice in the snapshot")
                 host_of[vm.vm_id] = host.host_id
-        parts = dict(sorted(parts.items()))
+        return cls._of_parts(dict(sorted(parts.items())), host_of)
+
+    @classmethod
+    def _of_parts(cls, parts: dict[str, HostPart], host_of: dict[str, str]) -> FleetIndex:
+        """The index of these parts (in host-id order), every value across hosts derived."""
         types = dict.fromkeys(t for part in parts.values() for t in part.by_type)
+        blocks = {t: [part.by_type.get(t, ()) for part in parts.values()] for t in types}
         ran = dict.fromkeys(t for part in parts.values() for t in part.busy)
         return cls(
             parts,
             host_of,
-            {t: _candidates(parts, t) for t in types},
+            blocks,
+            {t: tuple(itertools.chain.from_iterable(b)) for t, b in blocks.items()},
             {t: pooled for t in ran if (pooled := _pooled_service_s(parts, t)) is not None},
         )
 
@@ -280,16 +294,7 @@ class FleetIndex:
         Only what the changed hosts take part in is derived again: the candidates of the
         types their VMs serve (before or after), the pooled service times of the types they
         ran (before or after), and the VM lookup if their VMs are not the ones they were."""
-        old_parts = [part for h in changed if (part := self.parts.get(h)) is not None]
         new_parts = {h: HostPart.of(view) for h, view in changed.items() if view is not None}
-        parts = dict(self.parts)
-        for host_id in changed:
-            if host_id not in new_parts:
-                parts.pop(host_id, None)
-        parts.update(new_parts)
-        if any(host_id not in self.parts for host_id in new_parts):
-            parts = dict(sorted(parts.items()))  # a host joined: host-id order again
-
         host_of = self.host_of
         moved = [
             host_id
@@ -304,14 +309,29 @@ class FleetIndex:
             for host_id in moved:
                 host_of.update(dict.fromkeys(_vm_ids(new_parts.get(host_id)), host_id))
 
-        touched = [*old_parts, *new_parts.values()]
+        parts = dict(self.parts)
+        gone = [host_id for host_id in changed if host_id not in new_parts]
+        for host_id in gone:
+            parts.pop(host_id, None)
+        if len(parts) != len(self.parts) or any(h not in parts for h in new_parts):
+            # A host joined or left: the places in host-id order move, all is derived again.
+            parts.update(new_parts)
+            return FleetIndex._of_parts(dict(sorted(parts.items())), host_of)
+        parts.update(new_parts)
+
+        touched = [*(self.parts[h] for h in new_parts), *new_parts.values()]
+        blocks = dict(self._blocks)
         by_type = dict(self.by_type)
         for t in {t for part in touched for t in part.by_type}:
-            candidates = _candidates(parts, t)
+            column = self._blocks.get(t)
+            column = column.copy() if column is not None else [()] * len(parts)
+            for host_id, part in new_parts.items():
+                column[self._position[host_id]] = part.by_type.get(t, ())
+            candidates = tuple(itertools.chain.from_iterable(column))
             if candidates:
-                by_type[t] = candidates
+                blocks[t], by_type[t] = column, candidates
             else:
-                by_type.pop(t, None)
+                del blocks[t], by_type[t]
         service_s = dict(self.service_s)
         for t in {t for part in touched for t in part.busy}:
             pooled = _pooled_service_s(parts, t)
@@ -319,7 +339,7 @@ class FleetIndex:
                 service_s[t] = pooled
             else:
                 service_s.pop(t, None)
-        return FleetIndex(parts, host_of, by_type, service_s)
+        return FleetIndex(parts, host_of, blocks, by_type, service_s, self._position)
 
     def median_io_per_job(self, job_type: str) -> float | None:
         """The median io_per_job of the type's measured VMs (None: none measured yet); computed
@@ -353,11 +373,6 @@ def _vm_ids(part: HostPart | None) -> KeysView[str]:
 
 
 _NO_VMS: KeysView[str] = MappingProxyType({}).keys()
-
-
-def _candidates(parts: dict[str, HostPart], job_type: str) -> tuple[VmView, ...]:
-    """The type's VMs on hosts that take jobs, in host-id order (then VM id)."""
-    return tuple(itertools.chain.from_iterable(p.by_type.get(job_type, ()) for p in parts.values()))
 
 
 def _pooled_service_s(parts: dict[str, HostPart], job_type: str) -> float | None:
