@@ -19,7 +19,6 @@ import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable, KeysView, Sequence
 from dataclasses import dataclass, fields
-from types import MappingProxyType
 from typing import NamedTuple, TypeVar
 
 from pipeline.errors import ConfigError
@@ -28,7 +27,11 @@ T = TypeVar("T")
 
 
 class VmView(NamedTuple):
-    """One VM as the dispatcher last heard of it."""
+    """One VM as the dispatcher last heard of it.
+
+    A named tuple, not a dataclass: the fleet view builds one for every state a VM reports
+    (10,000 a second in a 10,000-VM fleet), and a tuple is built in a third of the time of a
+    frozen dataclass. Immutable all the same; `_replace` gives a changed copy."""
 
     vm_id: str
     host_id: str
@@ -205,10 +208,11 @@ class FleetIndex:
     state shares (a snapshot adds only its claims). Built from host views (`of`), or from the
     previous index and the hosts that changed (`updated`), which costs O(VMs of the changed
     hosts), not O(VMs): a 10,000-VM fleet's telemetry moves a few hundred VMs between two
-    snapshots. What is per host is kept per host (`HostPart`), what spans hosts is derived
-    again only where a changed host takes part (its types' candidates, its types' pooled
-    service time), and the VM lookup (VM -> host) is shared from index to index until a VM
-    joins, leaves or moves."""
+    snapshots. What is per host is kept per host (`HostPart`); what spans hosts is derived
+    again only where a changed host takes part: its types' candidates (each host's block
+    replaced in a list of blocks in host-id order, then joined in C), its types' pooled
+    service time; the VM lookup (VM -> host) is shared from index to index until a VM joins,
+    leaves or moves. A host joining or leaving derives everything again."""
 
     __slots__ = (
         "_blocks",
@@ -372,7 +376,7 @@ def _vm_ids(part: HostPart | None) -> KeysView[str]:
     return part.vms.keys() if part is not None else _NO_VMS
 
 
-_NO_VMS: KeysView[str] = MappingProxyType({}).keys()
+_NO_VMS: KeysView[str] = {}.keys()
 
 
 def _pooled_service_s(parts: dict[str, HostPart], job_type: str) -> float | None:
