@@ -6,8 +6,10 @@ is seeded, so every run submits the same sequence of job types at the same offse
 start (a Poisson process ramping to 130% of the fleet's I/O capacity; `pipeline.ops.demo.fleet`).
 The figures are the demo's own summary, taken from the topics: response times from the
 guests' completions (and, as in the simulator, a p99 over every submitted job in which a job
-still unfinished after the drain counts with its age), overload from the Dom0 samples against
-each host's limit.
+still unfinished after the drain counts with its age); overload as the simulator defines it,
+the I/O each host's guests asked of its channel per second against its limit (the hosts' own
+accounting), with the goodput lost to collapse and, beside them, what Dom0's served samples
+show over the limit (`pipeline.ops.demo.summary`).
 
 Real processes on a shared machine: expect a few percent of run-to-run noise; compare the
 policies within one invocation.
@@ -36,6 +38,8 @@ FIELDS = (
     ("in_queue", "queued at end"),
     ("overload_s", "overload (host·s)"),
     ("overload_with_headroom_elsewhere_s", "overload, headroom elsewhere (host·s)"),
+    ("lost_goodput_pct", "goodput lost to collapse (%)"),
+    ("served_over_limit_s", "served over limit, Dom0 (host·s)"),
 )
 
 

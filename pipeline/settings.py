@@ -442,6 +442,12 @@ class PipelineSettings(BaseSettings):
     produce_linger_ms: int = Field(
         2, ge=0, le=1000, description="the dispatcher's producer batches records this long"
     )
+    gc_young_threshold: int = Field(
+        10_000,
+        ge=1,
+        description="the worker's collector runs its youngest generation every this many "
+        "allocations (CPython's default: 700); see pipeline/worker/gc_policy.py",
+    )
     max_waiting_per_partition: int = Field(
         50_000,
         ge=1,

@@ -82,6 +82,8 @@ def demo(
         "p99_response_with_unfinished_s",
         "overload_s",
         "overload_with_headroom_elsewhere_s",
+        "served_over_limit_s",
+        "lost_goodput_pct",
     ):
         table.add_row(key, str(summary.get(key)))
     for host, seconds in summary["overload_s_by_host"].items():

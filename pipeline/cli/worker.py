@@ -38,7 +38,7 @@ def worker(
     ...; see pipeline/settings.py for all of them and their defaults).
     """
     from pipeline.edge.faust_compat import quiet_worker
-    from pipeline.worker import kafka_outage
+    from pipeline.worker import gc_policy, kafka_outage
     from pipeline.worker.app import create_app
 
     # Through a broker outage: reconnects back off, each kind of client error logged once per 10 s.
@@ -57,4 +57,7 @@ def worker(
         f"worker {pipeline_settings.app_id}: policy {pipeline.dispatcher.policy.name}, "
         f"queries on http://{pipeline_settings.web_host}:{pipeline_settings.web_port}/hosts"
     )
-    quiet_worker(pipeline.app, loglevel).execute_from_commandline()
+    faust_worker = quiet_worker(pipeline.app, loglevel)
+    # Last before it runs: what exists now is frozen out of every collection.
+    gc_policy.tune(pipeline_settings.gc_young_threshold)
+    faust_worker.execute_from_commandline()

@@ -75,6 +75,7 @@ class PipelineMetrics:
         #: its key anew at every call (sorting and joining the label names), a few µs per job
         #: at full load. Only metrics that are never cleared are cached here.
         self._children: dict[tuple[int, str], Any] = {}
+        self._refusal_children: dict[tuple[str, str], Any] = {}
         #: Monotonic seconds when the first batch with VM samples began, and when the latest
         #: one was done: the time spent reading them, for a catch-up rate that does not
         #: depend on how often someone polls /status.
@@ -236,8 +237,20 @@ class PipelineMetrics:
         """Count the filters that refused candidates in a recorded decision; remember why a
         waiting one waits."""
         outcome = decision.outcome.value
-        for name in {c.rejected_by for c in decision.candidates if c.rejected_by}:
-            self.refusals.labels(outcome=outcome, filter=name).inc()
+        # `refused` counts every tested candidate's refusal, the recorded ones among them, so
+        # the candidates need not be read (a busy decision records 16); a decision built
+        # without it (by hand) is read from its candidates.
+        names = {name for name, count in decision.refused.items() if count} or {
+            c.rejected_by for c in decision.candidates if c.rejected_by
+        }
+        for name in names:
+            key = (outcome, name)
+            child = self._refusal_children.get(key)
+            if child is None:
+                child = self._refusal_children[key] = self.refusals.labels(
+                    outcome=outcome, filter=name
+                )
+            child.inc()
         if outcome == "waiting":
             self.still_waiting(decision)
 

@@ -182,7 +182,7 @@ def _run_on(kafka: KafkaSettings, options: DemoOptions, console: Console) -> dic
             generator.stop.set()
         console.print("stopping every process the demo started...")
         children.stop_all()
-    summary = _summary(kafka, waiting_ids)
+    summary = _summary(kafka, waiting_ids, _channel_rows(run_dir))
     if not options.keep_topics:
         _delete_demo_topics(kafka, console, lambda run: run == run_id.replace("-", ""))
         if options.secure:
@@ -368,7 +368,24 @@ def _drain(url: str, kafka: KafkaSettings, submitted: int, console: Console) -> 
     return waiting
 
 
-def _summary(kafka: KafkaSettings, waiting: set[str]) -> dict[str, Any]:
+def _channel_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """Every emulated host's channel accounting (`<run dir>/hosts/<host>/channel.jsonl`), each
+    host's rows in their order; a torn line (a host killed mid-write) is left out."""
+    rows: list[dict[str, Any]] = []
+    for host in FLEET:
+        path = run_dir / "hosts" / host.host_id / "channel.jsonl"
+        with contextlib.suppress(FileNotFoundError):
+            for line in path.read_text().splitlines():
+                with contextlib.suppress(json.JSONDecodeError):
+                    row = json.loads(line)
+                    if isinstance(row, dict):
+                        rows.append(row)
+    return rows
+
+
+def _summary(
+    kafka: KafkaSettings, waiting: set[str], channel: list[dict[str, Any]]
+) -> dict[str, Any]:
     def parse(cls: type, topic: str) -> list[Any]:
         items = []
         for record in read_all(
@@ -409,4 +426,5 @@ def _summary(kafka: KafkaSettings, waiting: set[str]) -> dict[str, Any]:
         submitted_at=submitted_at,
         unread=set(submitted) - taken,
         ended_at=ended_at,
+        channel=channel,
     )

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import OutOfOrderSequenceNumber
 
 from pipeline.dispatch.core import Record
-from pipeline.dispatch.producer import RenewableProducer
+from pipeline.dispatch.producer import KEYED, RenewableProducer
 from pipeline.settings import KafkaSettings
 from pipeline.topics import Topics
 
@@ -131,6 +131,48 @@ def test_a_new_producer_that_cannot_reach_the_cluster_is_tried_again_not_raised(
             assert made == 4 and producer.renewals == 1
             assert caplog.text.count("no new producer yet") == 2
             assert await _values(kafka_settings, tp) == [b"before", b"after"]
+        finally:
+            await producer.stop()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.timeout(120)
+def test_records_go_out_as_batches_in_order_per_partition_keyed_where_send_would_put_them(
+    kafka_settings: KafkaSettings, topics: Topics
+) -> None:
+    # `send_all` appends each partition's records to batches of its own instead of a `send()`
+    # per record: what lands must be what per-record sends would land, in order per
+    # partition; a record without a partition goes where the default partitioner puts its
+    # key; records beyond one batch's size go out in several batches, still in order.
+    topic = topics.name("job-status")
+
+    async def scenario() -> None:
+        producer = RenewableProducer(lambda: _producer(kafka_settings, max_batch_size=4096))
+        await producer.start()
+        try:
+            explicit = [
+                Record(topic, f"job-{n}".encode(), f"{n}:".encode() + b"x" * 500, partition=n % 2)
+                for n in range(40)
+            ]
+            keyed = [Record(topic, f"key-{n}".encode(), f"keyed-{n}".encode()) for n in range(30)]
+            records = [r for pair in zip(explicit, keyed, strict=False) for r in pair]
+            records += explicit[len(keyed) :]
+            results = await producer.send_all(records)
+            assert not [r for r in results if isinstance(r, Exception)], results
+
+            assert producer.current is not None
+            partitions = sorted(await producer.current.partitions_for(topic))
+            expected: dict[int, list[bytes]] = {p: [] for p in partitions}
+            for record, result in zip(records, results, strict=True):
+                partition = record.partition
+                if partition is None:
+                    partition = KEYED(record.key, partitions, partitions)
+                assert (result.topic, result.partition) == (topic, partition)
+                expected[partition].append(record.value or b"")
+            assert sum(1 for values in expected.values() if values) > 2  # keyed spread too
+            for partition, values in expected.items():
+                assert await _values(kafka_settings, TopicPartition(topic, partition)) == values
         finally:
             await producer.stop()
 

@@ -156,3 +156,16 @@ def test_per_job_events_land_on_their_own_label_whichever_came_first() -> None:
     assert value(metrics, "vmlb_job_waiting_seconds_sum", job_type="cpu") == 7.0
     assert value(metrics, "vmlb_job_response_seconds_count", job_type="cpu") == 1
     assert value(metrics, "vmlb_job_response_seconds_count", job_type="io") is None
+
+
+def test_refusals_come_from_the_decisions_count_of_every_tested_candidate():
+    # A busy decision records a few refused candidates as examples; `refused` counts them all,
+    # those too, and each refusing filter is counted once per decision.
+    metrics = PipelineMetrics()
+    counted = decision("waiting", ["stale"]).model_copy(
+        update={"refused": {"stale": 1, "backlog full": 14}}
+    )
+    metrics.refused_by(counted)
+    metrics.refused_by(counted)
+    for name in ("stale", "backlog full"):
+        assert value(metrics, "vmlb_decision_refusals_total", outcome="waiting", filter=name) == 2

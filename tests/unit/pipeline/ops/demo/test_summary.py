@@ -1,7 +1,7 @@
 import pytest
 
 from pipeline.events import DeadLetter, IoCounters, IoSample, JobCompletion
-from pipeline.ops.demo.summary import overload, quantile, summarize
+from pipeline.ops.demo.summary import channel_load, overload, quantile, served_rates, summarize
 
 
 def done(job_id: str, submitted_at: float, finished_at: float) -> JobCompletion:
@@ -78,7 +78,7 @@ def test_overload_counts_seconds_above_limit_and_long_overloads_beside_headroom(
     # h1 is over its limit for 12 s; h2 has room for the first 8 s only.
     samples = [sample("h1", t, 1200) for t in range(12)] + [sample("h2", t, 100) for t in range(8)]
     samples += [sample("h2", t, 950) for t in range(8, 12)]
-    above, wasted = overload(samples, {"h1": 1000, "h2": 1000})
+    above, wasted = overload(served_rates(samples)[0], {"h1": 1000, "h2": 1000})
     assert above == {"h1": pytest.approx(12.0), "h2": 0.0}
     # The first 5 s of the streak are tolerated; seconds 6..8 had room elsewhere: 3 s wasted.
     assert wasted == pytest.approx(3.0)
@@ -89,6 +89,82 @@ def test_short_overloads_are_tolerated_and_streaks_restart():
     samples = [sample("h1", t, r) for t, r in enumerate(rates)] + [
         sample("h2", t, 0) for t in range(9)
     ]
-    above, wasted = overload(samples, {"h1": 1000, "h2": 1000})
+    above, wasted = overload(served_rates(samples)[0], {"h1": 1000, "h2": 1000})
     assert above["h1"] == pytest.approx(8.0)
     assert wasted == pytest.approx(1.0)  # only the 6th second of the second streak
+
+
+def channel_rows(host: str, asked_per_s: list[float], collapse_lost_per_s: float = 0.0):
+    """A host's `channel.jsonl`: cumulative counters, one row a second (at t = 100.3 + i)."""
+    rows, asked, lost = [], 0.0, 0.0
+    for i, rate in enumerate([0.0, *asked_per_s]):
+        asked += rate
+        lost += collapse_lost_per_s if rate else 0.0
+        rows.append(
+            {
+                "host_id": host,
+                "at": 100.3 + i,
+                "incarnation": "one",
+                "asked_ops": asked,
+                "served_ops": asked - lost,
+                "lost_ops": lost,
+            }
+        )
+    return rows
+
+
+def test_overload_is_what_the_channel_was_asked_not_what_dom0_saw_served():
+    # A collapsing host: asked 1.4x its limit for 10 s, it served less than the limit (what
+    # Dom0's samples show), so the served rate alone calls the worst overload none.
+    rows = channel_rows("h1", [1400.0] * 10 + [500.0] * 5, collapse_lost_per_s=120.0)
+    rows += channel_rows("h2", [100.0] * 15)
+    served = [sample("h1", t, 900) for t in range(15)] + [sample("h2", t, 100) for t in range(15)]
+    summary = summarize(
+        submitted=[],
+        completions=[],
+        dead_letters=[],
+        waiting=[],
+        queued=[],
+        samples=served,
+        limits={"h1": 1000.0, "h2": 1000.0},
+        channel=rows,
+    )
+    assert summary["overload_source"] == "channel asked"
+    assert summary["overload_s"] == pytest.approx(10.0)
+    assert summary["overload_s_by_host"] == {"h1": pytest.approx(10.0), "h2": 0.0}
+    assert summary["served_over_limit_s"] == 0.0
+    # Past the first 5 s of the streak h2 had room: 5 s of overload beside headroom.
+    assert summary["overload_with_headroom_elsewhere_s"] == pytest.approx(5.0)
+    assert summary["lost_goodput_ops"] == round(120.0 * 15)
+    assert summary["lost_goodput_pct"] == pytest.approx(100 * 1800 / (14000 + 2500 + 1500))
+
+
+def test_without_channel_records_overload_is_dom0s_served_rate():
+    summary = summarize(
+        submitted=[],
+        completions=[],
+        dead_letters=[],
+        waiting=[],
+        queued=[],
+        samples=[sample("h1", t, 1200) for t in range(3)],
+        limits={"h1": 1000.0},
+    )
+    assert summary["overload_source"] == "dom0 served"
+    assert summary["overload_s"] == summary["served_over_limit_s"] == pytest.approx(3.0)
+    assert summary["lost_goodput_pct"] is None
+
+
+def test_a_restarted_host_or_a_bad_row_starts_its_accounting_afresh():
+    first = channel_rows("h1", [2000.0] * 3)
+    again = [
+        dict(row, incarnation="two", at=row["at"] + 10) for row in channel_rows("h1", [2000.0] * 2)
+    ]
+    junk = [
+        {"host_id": "h1"},
+        {"host_id": "h1", "at": "soon", "asked_ops": 1, "served_ops": 1, "lost_ops": 0},
+    ]
+    load = channel_load([*first, *junk, *again])
+    # 3 steps, then the new incarnation's first row only starts it, then 2 steps: the counter
+    # falling from 6000 to 0 is never read as a step.
+    assert sum(1 for by_host in load.asked.values() if by_host["h1"] > 1000) == 5
+    assert load.asked_ops == pytest.approx(5 * 2000.0)
