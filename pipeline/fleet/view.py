@@ -303,32 +303,27 @@ class FleetView:
         vm = self.vms.get(vm_id)
         return vm.host_id if vm is not None else None
 
-    def vm_view(self, vm: VmRegistration) -> VmView:
-        state = self.vm_states.get(vm.vm_id)
-        cached = self._vm_views.get(vm.vm_id)
-        if (
-            cached is not None
-            and cached[0] is vm
-            and cached[1] is state
-            and cached[2] == self._limits_version
-            and cached[3] == self._load_version
-        ):
-            return cached[4]
-        view = self._build_vm_view(vm, state)
-        self._vm_views[vm.vm_id] = (vm, state, self._limits_version, self._load_version, view)
-        return view
-
     def _build_vm_view(self, vm: VmRegistration, state: VmState | None) -> VmView:
-        return VmView(
-            vm_id=vm.vm_id,
-            host_id=vm.host_id,
-            job_type=vm.job_type,
-            load_jobs_per_s=state.load_jobs_per_s if state else 0.0,
-            io_per_job=self.vm_io_per_job(vm.vm_id).value,
-            io_ops_per_s=state.io_ops_per_s if state else 0.0,
-            # Other dispatchers' in-flight jobs; this one adds its own, exactly (snapshots).
-            outstanding_jobs=self._others_in_flight.get(vm.vm_id, 0),
-            busy_fraction=state.busy_fraction if state else 0.0,
+        vm_id = vm.vm_id
+        if vm_id in self._limited:
+            io_per_job = self.vm_io_per_job(vm_id).value
+        else:  # no setting names it: what the pipeline measured (`vm_io_per_job`)
+            io_per_job = state.io_per_job if state is not None else None
+        # Other dispatchers' in-flight jobs; this one adds its own, exactly (snapshots).
+        others = self._others_in_flight.get(vm_id, 0)
+        if state is None:
+            return VmView(
+                vm_id, vm.host_id, vm.job_type, io_per_job=io_per_job, outstanding_jobs=others
+            )
+        return VmView(  # positional: a VM's view is built for every state it reports
+            vm_id,
+            vm.host_id,
+            vm.job_type,
+            state.load_jobs_per_s,
+            io_per_job,
+            state.io_ops_per_s,
+            others,
+            state.busy_fraction,
         )
 
     def host_views(self) -> list[HostView]:
@@ -349,28 +344,48 @@ class FleetView:
 
     def _build_host_view(self, host_id: str) -> HostView | None:
         """The host's view: None for a host not registered, down, or registered otherwise
-        than up with no running VM (a VM naming a host nobody registered stays out)."""
+        than up with no running VM (a VM naming a host nobody registered stays out).
+
+        Each VM's view is kept until its registration, its state, a limit or the others'
+        load changes: a host rebuilt for one VM's new state builds that VM's view only."""
         host = self.hosts.get(host_id)
         if host is None or host.status is HostStatus.DOWN:
             return None
-        vms = [self.vms[vm_id] for vm_id in self._vms_on.get(host_id, ())]
-        running = [vm for vm in vms if vm.status is VmStatus.RUNNING]
-        if not running and host.status is not HostStatus.UP:
-            return None
+        cache = self._vm_views
+        limits_version, load_version = self._limits_version, self._load_version
         views: list[VmView] = []
         last_telemetry: float | None = None
-        for vm in running:
-            views.append(self.vm_view(vm))
-            state = self.vm_states.get(vm.vm_id)
+        for vm_id in sorted(self._vms_on.get(host_id, ())):
+            vm = self.vms[vm_id]
+            if vm.status is not VmStatus.RUNNING:
+                continue
+            state = self.vm_states.get(vm_id)
+            cached = cache.get(vm_id)
+            if (
+                cached is not None
+                and cached[0] is vm
+                and cached[1] is state
+                and cached[2] == limits_version
+                and cached[3] == load_version
+            ):
+                view = cached[4]
+            else:
+                view = self._build_vm_view(vm, state)
+                cache[vm_id] = (vm, state, limits_version, load_version, view)
+            views.append(view)
             # Only telemetry sampled on this host counts: a VM that just migrated here brings
             # no evidence that this host's Dom0 is alive.
-            if state and state.last_telemetry_at is not None and state.host_id == vm.host_id:
-                last_telemetry = max(last_telemetry or 0.0, state.last_telemetry_at)
+            if state is not None and state.host_id == vm.host_id:
+                at = state.last_telemetry_at  # never negative (`EpochSeconds`)
+                if at is not None and (last_telemetry is None or at > last_telemetry):
+                    last_telemetry = at
+        if not views and host.status is not HostStatus.UP:
+            return None
         return HostView(
             host_id=host_id,
             limit_ops_per_s=self.host_limit(host_id).value,
             last_telemetry_at=last_telemetry,
-            vms=tuple(sorted(views, key=lambda v: v.vm_id)),
+            vms=tuple(views),  # in VM-id order
             accepts_jobs=self.host_mode(host_id) is None,
         )
 

@@ -163,8 +163,16 @@ def test_the_hosts_rebuilt_incrementally_are_those_built_afresh(rounds: list[lis
             applied(fresh, record)
         assert live.host_views() == fresh.host_views()
         kept, built = live.index(), fresh.index()
-        assert kept.vms == built.vms
+        # The same hosts in the same (host-id) order, whether the index kept their places or
+        # sorted them again; each type's candidates and pooled service time, whether derived
+        # again or kept from the index before; the VM lookup, whether copied or shared.
+        assert list(kept.parts) == list(built.parts)
+        assert kept.parts == built.parts
+        assert list(kept.hosts) == list(built.hosts)
+        assert kept.host_of == built.host_of
+        assert all(kept.vm(vm_id) == built.vm(vm_id) for vm_id in built.host_of)
         assert kept.by_type == built.by_type
+        assert kept._blocks == built._blocks  # what a later update joins `by_type` from
         assert kept.service_s == built.service_s
         assert kept.telemetry_watermark == built.telemetry_watermark
         for job_type in ("io", "cpu"):

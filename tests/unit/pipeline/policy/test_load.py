@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from pipeline.policy.load import (
@@ -163,7 +161,7 @@ def _metered(io_ops_per_s: float, outstanding: int = 0, age_s: float = 0.0) -> F
     """h1 (limit 1000) with VM a: Dom0 meters `io_ops_per_s`; a job of a asks 100 I/O in
     0.1 s (1000 ops/s); its newest sample is `age_s` old."""
     a = vm("a", load=1.0, busy=0.1, io_per_job=100.0, io_ops_per_s=io_ops_per_s)
-    a = replace(a, outstanding_jobs=outstanding)
+    a = a._replace(outstanding_jobs=outstanding)
     return fleet(host("h1", vms=[a], age_s=age_s), config=PolicyConfig(meter_window_s=5.0))
 
 
