@@ -328,7 +328,7 @@ class Simulation:
         """The dispatcher learns that a job completed (the guest's status record arrives: it
         releases the job's place; its completion reaches the VM's row)."""
         assert isinstance(vm, SimVm) and isinstance(done, tuple)
-        self.view.record_end(vm.vm_id, self.now, done[1])
+        self.view.record_end(vm.vm_id, self.now)
         row = self.view.rows[vm.vm_id]
         if row.add_completion(*done):
             self.view.fleet.put_state(row.state(self.now))

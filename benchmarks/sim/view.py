@@ -118,12 +118,10 @@ class DispatcherView:
         """A job was placed on `vm_id` (the policy has claimed it on the snapshot)."""
         self.snapshots.placed(vm_id)
 
-    def record_end(
-        self, vm_id: str, at: float | None = None, finished_at: float | None = None
-    ) -> None:
-        """One of the jobs placed on `vm_id` finished (at `finished_at`): the dispatcher hears
-        of it at `at`."""
-        self.snapshots.released(vm_id, at, finished_at)
+    def record_end(self, vm_id: str, at: float | None = None) -> None:
+        """One of the jobs placed on `vm_id` finished (at `at`): the dispatcher hears of it at
+        once."""
+        self.snapshots.released(vm_id, at)
 
     # --- outputs ----------------------------------------------------------------------------
 

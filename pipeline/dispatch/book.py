@@ -34,9 +34,7 @@ class Placements(Protocol):
 
     def placed(self, vm_id: str) -> None: ...
 
-    def released(
-        self, vm_id: str, at: float | None = None, finished_at: float | None = None
-    ) -> None: ...
+    def released(self, vm_id: str) -> None: ...
 
 
 @dataclass(slots=True)
@@ -120,8 +118,7 @@ class PartitionBook:
         if status.terminal:
             self.jobs.pop(job_id, None)
             if old_vm is not None:
-                # A finished job's end is heard now: how late, its finished_at tells.
-                self._leave(old_vm, job_id, now, status.finished_at)
+                self._leave(old_vm, job_id)
             self._finish(job_id, now)
             return None
         self.finished.pop(job_id, None)
@@ -207,18 +204,13 @@ class PartitionBook:
                 if not queue:
                     del self.waiting[tracked.status.job.job_type]
 
-    def _leave(
-        self, vm_id: str, job_id: str, now: float | None = None, finished_at: float | None = None
-    ) -> None:
+    def _leave(self, vm_id: str, job_id: str) -> None:
         jobs = self.on_vm.get(vm_id)
         if jobs is not None and job_id in jobs:
             jobs.discard(job_id)
             if not jobs:
                 del self.on_vm[vm_id]
-            if finished_at is None:
-                self.placements.released(vm_id)
-            else:
-                self.placements.released(vm_id, now, finished_at)
+            self.placements.released(vm_id)
 
     def _finish(self, job_id: str, at: float) -> None:
         self.finished[job_id] = at

@@ -27,22 +27,9 @@ class InFlight:
     """This dispatcher's jobs dispatched and not finished, per VM (a count per VM), and when
     each VM's last one ended (until `forget_ended`)."""
 
-    #: Weight of a new sample in the feedback delay's moving average.
-    FEEDBACK_WEIGHT = 0.05
-
     def __init__(self) -> None:
         self._counts: dict[str, int] = {}
         self._ended_at: dict[str, float] = {}
-        #: How late this dispatcher hears of its jobs' ends (moving average; None: not yet).
-        self.feedback_delay_s: float | None = None
-
-    def heard_late(self, delay_s: float) -> None:
-        """A job's end was heard of `delay_s` after it happened (its `finished_at`)."""
-        delay_s = max(0.0, delay_s)
-        if self.feedback_delay_s is None:
-            self.feedback_delay_s = delay_s
-        else:
-            self.feedback_delay_s += self.FEEDBACK_WEIGHT * (delay_s - self.feedback_delay_s)
 
     def add(self, vm_id: str) -> None:
         self._counts[vm_id] = self._counts.get(vm_id, 0) + 1
@@ -142,21 +129,12 @@ class SnapshotSource:
         self.in_flight.forget_ended(now - self.config.meter_window_s - self.config.lag_limit_s)
         for vm_id, at in self.in_flight.ended():
             snapshot.job_ended(vm_id, at)
-        snapshot.feedback_delay_s = self.in_flight.feedback_delay_s
         return snapshot
 
-    def released(
-        self, vm_id: str, at: float | None = None, finished_at: float | None = None
-    ) -> None:
+    def released(self, vm_id: str, at: float | None = None) -> None:
         """One of this dispatcher's jobs on `vm_id` ended (or moved away) at `at` (default: the
-        time of the latest snapshot asked for): count it out. `finished_at`, when the job
-        finished (its completion's, by the guest's clock): how late the dispatcher heard of it
-        is measured (`InFlight.heard_late`; a snapshot built after it carries the average)."""
+        time of the latest snapshot asked for): count it out."""
         at = self._now if at is None else at
-        if at is not None and finished_at is not None:
-            # A bound: a status replayed long after (a restart's recovery) is no feedback
-            # delay; the horizon is the most the backlog cap can use of it anyway.
-            self.in_flight.heard_late(min(at - finished_at, self.config.horizon_s))
         self.in_flight.remove(vm_id, at)
         if self._snapshot is not None:
             with contextlib.suppress(KeyError):

@@ -45,9 +45,6 @@ class Candidate:
     #: The host's I/O rate as Dom0 measured it, or the part of it the policy counts (io-aware:
     #: what its jobs do not explain); None: the whole meter, from the host view.
     measured_io: float | None = None
-    #: How late the dispatcher hears of a job's end (`FleetSnapshot.feedback_delay_s`; None:
-    #: not measured): what the backlog cap bridges (`filters.backlog_cap_jobs`).
-    feedback_delay_s: float | None = None
     #: `score()`'s records, built once per candidate: a candidate judged once per snapshot
     #: (io-aware's probes, `pipeline.policy.scan`) is recorded by many decisions.
     _views: dict[tuple[bool, str | None, float | None], CandidateView] = field(

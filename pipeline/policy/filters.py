@@ -179,37 +179,17 @@ class HysteresisFilter:
         return Verdict(True, "{:.0f} ops/s, host open", worst)
 
 
-#: How many times over a VM's backlog bridges the dispatcher's measured feedback delay.
-FEEDBACK_MARGIN = 4.0
-
-
-def backlog_horizon_s(candidate: Candidate, config: PolicyConfig) -> float:
-    """The time a VM's backlog may take to clear: `horizon_s`, or, once the dispatcher has
-    measured how late it hears of a job's end (`Candidate.feedback_delay_s`), less: its
-    running job plus `FEEDBACK_MARGIN` times that delay, if shorter.
-
-    The backlog is there so that a VM does not sit idle while the news of its job's end
-    travels and the next job comes (*The backlog horizon*, docs/evaluation.md); beyond what
-    bridges that, a job waits better at the dispatcher, for whichever VM frees first (late
-    binding), than behind one VM's queue. A delay never measured keeps `horizon_s`."""
-    delay = candidate.feedback_delay_s
-    service_s = candidate.service_s
-    if delay is None or service_s is None or service_s <= 0:
-        return config.horizon_s
-    return min(config.horizon_s, service_s + FEEDBACK_MARGIN * delay)
-
-
 def backlog_cap_jobs(candidate: Candidate, config: PolicyConfig) -> int:
-    """Jobs the VM may hold: what it clears within `backlog_horizon_s` at its service time.
+    """Jobs the VM may hold: what it clears within `horizon_s` at its service time.
 
-    ceil(horizon / service_s), at least `warmup_outstanding_per_vm` (also the cap of a VM
+    ceil(horizon_s / service_s), at least `warmup_outstanding_per_vm` (also the cap of a VM
     that has run nothing lately: its service time is unknown). The service time is measured
     (the VM's, else its type's), so a VM on a slowed host gets a smaller cap.
     """
     service_s = candidate.service_s
     if service_s is None or service_s <= 0:
         return config.warmup_outstanding_per_vm
-    clears = math.ceil(backlog_horizon_s(candidate, config) / service_s - 1e-9)
+    clears = math.ceil(config.horizon_s / service_s - 1e-9)
     return max(config.warmup_outstanding_per_vm, clears)
 
 

@@ -21,10 +21,8 @@ scale of a job instead:
 
 Filters, in order (the first that fails is recorded as `rejected_by`): `stale` (silence is
 never idleness), `at limit (hysteresis)`, `does not fit`, `warm-up full` (the host's limit is
-unknown: a trickle), `backlog full` (a VM holds at most what it clears in `horizon_s`, or, once
-the dispatcher has measured how late it hears of a job's end, in its running job plus a few
-times that delay if shorter: what bridges the news; more wait at the dispatcher and go to
-whichever VM frees first: late binding, as Sparrow's).
+unknown: a trickle), `backlog full` (a VM holds at most what it clears in `horizon_s`; more wait
+at the dispatcher and go to whichever VM frees first: late binding, as Sparrow's).
 
 Selection, least expected response first (a job's response is its wait plus its service):
 
@@ -132,7 +130,6 @@ def fit_candidate(snapshot: FleetSnapshot, vm: VmView) -> Candidate:
         expected_response_s=None if service_s is None else (outstanding + 1) * service_s,
         service_s=service_s,
         measured_io=unexplained_io_ops_per_s(snapshot, host),
-        feedback_delay_s=snapshot.feedback_delay_s,
     )
 
 
@@ -507,9 +504,6 @@ class IoAwarePolicy:
     def _record(
         self, snapshot: FleetSnapshot, search: _Search, chosen: Candidate, reason: str
     ) -> Decision:
-        if snapshot.feedback_delay_s is not None:
-            # What the backlog caps were judged with (`filters.backlog_horizon_s`).
-            reason = f"{reason}; job ends heard of {snapshot.feedback_delay_s:.3f}s late"
         examined = search.record(snapshot.config.max_recorded_candidates, search.eligible)
         tested = search.tested_count()
         return dispatched(self.name, snapshot, chosen, reason, examined, tested, search.rejections)

@@ -87,7 +87,6 @@ class PolicyConfig:
     lag_limit_s: float = 15.0
     #: A VM may hold (queued behind its running job) at most the jobs it clears in this many
     #: seconds at its measured service rate; more wait at the dispatcher (HAProxy's maxqueue).
-    #: Less once the dispatcher's feedback delay is measured (`filters.backlog_horizon_s`).
     horizon_s: float = 1.0
     #: Before a host's limit (or a VM's job I/O rate) is known, a VM is eligible only while it
     #: holds fewer jobs than this.
@@ -332,7 +331,6 @@ class FleetSnapshot:
         "_vms",
         "claims_made",
         "config",
-        "feedback_delay_s",
         "taken_at",
         "telemetry_watermark",
     )
@@ -354,9 +352,6 @@ class FleetSnapshot:
         self._service_s = index.service_s
         #: The newest telemetry of any host: how far the pipeline has got in event time.
         self.telemetry_watermark = index.telemetry_watermark
-        #: How late this dispatcher hears of its jobs' ends, as measured (`SnapshotSource`;
-        #: None: not measured). It bounds the backlog a VM needs (`filters.backlog_cap_jobs`).
-        self.feedback_delay_s: float | None = None
         self._claims: dict[str, int] = {}
         # VM -> when this dispatcher's last job on it ended (`job_ended`).
         self._ended_at: dict[str, float] = {}

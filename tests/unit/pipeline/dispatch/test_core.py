@@ -369,16 +369,6 @@ def test_a_guests_run_counts_and_is_forwarded_to_the_stats_once_checked():
     assert w.core.find("j1") is None  # ended
 
 
-def test_a_finished_run_tells_the_snapshots_how_late_its_end_was_heard_of():
-    # The guest's report carries finished_at; heard of at once here (the same clock): 0 s.
-    w = World()
-    vm = queued(w.submit("j1"))[0][1].vm_id
-    w.guest("j1", JobState.RUNNING, vm)
-    assert w.core.snapshots.in_flight.feedback_delay_s is None  # a run is no end
-    w.guest("j1", JobState.SUCCEEDED, vm, result={"n": 1})
-    assert w.core.snapshots.in_flight.feedback_delay_s == 0.0
-
-
 def test_a_forwarded_run_is_a_valid_completion_and_one_out_of_order_is_not_forwarded():
     w = World()
     vm = queued(w.submit("j1"))[0][1].vm_id

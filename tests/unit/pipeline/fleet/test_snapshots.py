@@ -130,27 +130,3 @@ def test_an_end_is_recorded_when_heard_of_on_the_cached_and_the_rebuilt_snapshot
     reach_s = CONFIG.meter_window_s + CONFIG.lag_limit_s
     assert source.build(NOW + 0.7 + reach_s - 0.1).last_job_ended_at(cached.vm("a1")) is not None
     assert source.build(NOW + 0.7 + reach_s + 0.1).last_job_ended_at(cached.vm("a1")) is None
-
-
-def test_how_late_ends_are_heard_of_is_measured_and_carried_by_the_next_snapshot():
-    # Each end told with its finished_at: the delay to hearing of it, as a moving average.
-    view = fleet_of_one()
-    source = SnapshotSource(view, CONFIG, min_rebuild_s=1.0, max_age_s=10.0)
-    assert source.build(NOW).feedback_delay_s is None  # nothing heard yet: not measured
-    for _ in range(3):
-        source.placed("a1")
-    source.released("a1", at=NOW + 0.3, finished_at=NOW)
-    assert source.build(NOW + 0.4).feedback_delay_s == pytest.approx(0.3)
-    source.released("a1", at=NOW + 1.1, finished_at=NOW + 1.0)  # 0.1 s: the average moves
-    assert source.build(NOW + 1.2).feedback_delay_s == pytest.approx(0.3 + 0.05 * (0.1 - 0.3))
-    # A status replayed long after its job ended counts as at most the horizon, never more;
-    # an end without its finished_at is no sample.
-    before = source.in_flight.feedback_delay_s
-    source.released("a1", at=NOW + 500.0, finished_at=NOW)
-    assert source.in_flight.feedback_delay_s == pytest.approx(
-        before + 0.05 * (CONFIG.horizon_s - before)
-    )
-    after = source.in_flight.feedback_delay_s
-    source.placed("a1")
-    source.released("a1", at=NOW + 501.0)
-    assert source.in_flight.feedback_delay_s == after
