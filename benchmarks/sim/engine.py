@@ -38,7 +38,7 @@ from benchmarks.sim.arrivals import Arrival, generate
 from benchmarks.sim.fleet import Job, SimHost, SimVm
 from benchmarks.sim.oracle import OraclePolicy
 from benchmarks.sim.results import RunResult, SubmitterResult, percentile
-from benchmarks.sim.scenario import ORACLE, Scenario
+from benchmarks.sim.scenario import ORACLE_NOTICE, ORACLES, Scenario
 from benchmarks.sim.view import DispatcherView, Sample
 from pipeline.dispatch.book import ANONYMOUS
 from pipeline.dispatch.waiting import Waiting, WaitingQueue
@@ -75,8 +75,10 @@ class Simulation:
         policy: Policy | None,
         arrivals: list[Arrival] | None = None,
         label: str | None = None,
+        oracle_notice: bool = False,
     ) -> None:
-        """`policy` None: the oracle, bound to this simulation. `label` names the run."""
+        """`policy` None: the oracle, bound to this simulation (with `oracle_notice`, the one
+        that learns of job ends `telemetry.completion_delay_s` late). `label` names the run."""
         self.scenario = scenario
         self.arrivals = arrivals if arrivals is not None else generate(scenario)
         self.hosts = build_fleet(scenario)
@@ -93,6 +95,7 @@ class Simulation:
                 self.jobs,
                 lambda: self.now,
                 {name: spec.cpu_s for name, spec in scenario.job_types.items()},
+                scenario.telemetry.completion_delay_s if oracle_notice else None,
             )
         )
         self.label = label or self.policy.name
@@ -314,6 +317,7 @@ class Simulation:
             host.running.remove(vm)
             vm.outstanding -= 1
             done = (str(job.job_id), self.now, self.now - job.started_at)
+            vm.ends.append((self.now, job.io_rate_ops_per_s))
             vm.completed_since_sample.append(done)
             self._push(self.now + self.scenario.telemetry.completion_delay_s, _NOTICE, vm, done)
             if vm.queue:
@@ -484,12 +488,13 @@ def run(
     labelled e.g. `io-aware hold=2s`; the oracle runs strict (`inf`) unless told otherwise.
     """
     label = None
-    if policy_name == ORACLE and hold_s is None:
+    if policy_name in ORACLES and hold_s is None:
         hold_s = math.inf
     elif hold_s is not None:
         label = sweep_label(policy_name, hold_s)
     if hold_s is not None:
         dispatcher = scenario.dispatcher.model_copy(update={"hold_s": hold_s})
         scenario = scenario.model_copy(update={"dispatcher": dispatcher})
-    policy = None if policy_name == ORACLE else build_policy(policy_name)
-    return Simulation(scenario, policy, arrivals, label=label).run()
+    policy = None if policy_name in ORACLES else build_policy(policy_name)
+    notice = policy_name == ORACLE_NOTICE
+    return Simulation(scenario, policy, arrivals, label=label, oracle_notice=notice).run()

@@ -72,6 +72,9 @@ class SimVm:
     #: Completions since the last telemetry sample: (job_id, finished_at, service_s).
     completed_since_sample: list[tuple[str, float, float]] = field(default_factory=list)
     io_ops_at_last_sample: float = 0.0
+    #: The VM's latest job ends, (finished_at, the job's I/O rate), newest last: what the
+    #: notice-bound oracle has not heard of yet (`benchmarks.sim.oracle`); a few kept.
+    ends: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=8))
 
 
 @dataclass(slots=True)

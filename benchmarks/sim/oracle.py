@@ -25,6 +25,13 @@ held that long goes to the VM whose host it overshoots least, then soonest done.
 
 Its figures bound what an online policy with the same rule can reach, and a goal the oracle
 misses is shown infeasible by its run, not argued.
+
+`oracle-notice` is the same oracle bounded by the one delay every online policy has and this
+one does not: it learns of a job's end `telemetry.completion_delay_s` after it happens (the
+guest's completion travelling to the dispatcher), as io-aware does. Until then the job counts
+as running: its VM as busy (one job more held), its rate in its host's demand. The rest of its
+knowledge stays exact (queues, speeds, capacities, rates, silent hosts), so the gap between
+the two oracles is what the notice delay alone costs a dispatcher with this rule.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable, Sequence
 
-from benchmarks.sim.fleet import Job, SimVm
+from benchmarks.sim.fleet import Job, SimHost, SimVm
 from pipeline.events import CandidateView, trusted
 from pipeline.policy.base import rejected
 from pipeline.policy.decision import Decision, JobRequest, Outcome
@@ -48,12 +55,18 @@ class OraclePolicy:
         jobs: Sequence[Job],
         clock: Callable[[], float],
         mean_service_s: dict[str, float],
+        notice_delay_s: float | None = None,
     ) -> None:
         """The simulation's VMs, its jobs (indexed by job id) and its clock, read as they go,
-        and each job type's mean service time."""
+        and each job type's mean service time. `notice_delay_s` given: the notice-bound oracle
+        (`oracle-notice`), which learns of a job's end that much later, as an online policy
+        does (`telemetry.completion_delay_s`)."""
         self.jobs = jobs
         self.clock = clock
         self.mean_service_s = mean_service_s
+        self.notice_delay_s = notice_delay_s or 0.0
+        if notice_delay_s is not None:
+            self.name = "oracle-notice"
         self.by_type: dict[str, list[SimVm]] = {}
         for vm in vms:
             self.by_type.setdefault(vm.job_type, []).append(vm)
@@ -65,11 +78,15 @@ class OraclePolicy:
         exact = self.jobs[int(job.job_id)]  # its type's rate (sizes scale cpu and I/O alike)
         best: tuple[float, str, SimVm] | None = None
         least_over: tuple[float, float, str, SimVm] | None = None
+        demands: dict[str, float] = {}
         for vm in vms:
             host = vm.host
             ceiling = min(host.limit_ops_per_s, host.capacity_ops_per_s)
-            added = exact.io_rate_ops_per_s if vm.running is None else 0.0
-            total = host.demand_ops_per_s + added
+            added = exact.io_rate_ops_per_s if not self.busy(vm) else 0.0
+            demand = demands.get(host.host_id)
+            if demand is None:
+                demand = demands[host.host_id] = self.demand_ops_per_s(host)
+            total = demand + added
             response = self.expected_s(vm) + self.mean_service_s[vm.job_type]
             if total <= ceiling:
                 if best is None or (response, vm.vm_id) < best[:2]:
@@ -123,11 +140,41 @@ class OraclePolicy:
             policy=self.name,
         )
 
+    def unnoticed(self, vm: SimVm) -> list[float]:
+        """The I/O rates of the VM's jobs that have ended and whose end it has not heard of
+        yet (the notice-bound oracle only; newest last)."""
+        if self.notice_delay_s <= 0:
+            return []
+        now = self.clock()
+        return [rate for at, rate in vm.ends if at + self.notice_delay_s > now]
+
+    def busy(self, vm: SimVm) -> bool:
+        """Whether the VM holds a job as far as the oracle knows (a job whose end it has not
+        heard of counts as still running)."""
+        return vm.running is not None or bool(self.unnoticed(vm))
+
+    def demand_ops_per_s(self, host: SimHost) -> float:
+        """The host's demand now as the oracle knows it: Σ of its running jobs' rates, and for
+        a VM idle since a job whose end it has not heard of, that job's rate."""
+        total = 0.0
+        if self.notice_delay_s <= 0:
+            return host.demand_ops_per_s
+        for vm in host.vms:
+            if vm.running is not None:
+                total += vm.running.io_rate_ops_per_s
+            else:
+                unnoticed = self.unnoticed(vm)
+                if unnoticed:
+                    total += unnoticed[-1]
+        return total
+
     def expected_s(self, vm: SimVm) -> float:
         """Seconds until the VM is expected to have finished what it holds: its jobs at their
-        type's mean, the running one stretched by its host's current speed."""
-        if vm.running is None:
-            return 0.0
+        type's mean, the running one stretched by its host's current speed (a job whose end
+        the oracle has not heard of counts as one more job held)."""
         mean = self.mean_service_s[vm.job_type]
+        held = vm.outstanding + len(self.unnoticed(vm))
+        if held == 0:
+            return 0.0
         speed = vm.host.speed if vm.host.speed > 0 else 1.0
-        return mean / speed + mean * len(vm.queue)
+        return mean / speed + mean * (held - 1)

@@ -39,8 +39,14 @@ SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 #: The simulator's yardstick, not a dispatch policy: it reads the simulated fleet itself
 #: (`benchmarks.sim.oracle`), so it exists only here, never live.
 ORACLE = "oracle"
+#: The oracle bounded by the completion notice delay (`telemetry.completion_delay_s`): it
+#: learns of a job's end as late as an online policy does. Run only when named.
+ORACLE_NOTICE = "oracle-notice"
+ORACLES: tuple[str, ...] = (ORACLE, ORACLE_NOTICE)
 #: What a scenario's `policies` and `vmlb bench sim --policies` accept.
-SIM_POLICY_NAMES: tuple[str, ...] = (*POLICY_NAMES, ORACLE)
+SIM_POLICY_NAMES: tuple[str, ...] = (*POLICY_NAMES, *ORACLES)
+#: What a scenario runs when it names no policies.
+DEFAULT_SIM_POLICIES: tuple[str, ...] = (*POLICY_NAMES, ORACLE)
 
 _POLICY = PolicyConfig()
 _WINDOWS = WindowConfig()
@@ -264,7 +270,7 @@ class Scenario(_Model):
     dispatcher: Dispatcher = Dispatcher()
     events: list[CapacityChange] = Field(default_factory=list)
     #: Policies run when none are named on the command line (the oracle included).
-    policies: list[str] = Field(default_factory=lambda: list(SIM_POLICY_NAMES))
+    policies: list[str] = Field(default_factory=lambda: list(DEFAULT_SIM_POLICIES))
     #: io-aware's strictness sweep (`hold_s` values, `inf` allowed) for the trade-off plot.
     hold_sweep_s: list[float] = Field(
         default_factory=lambda: [0.0, 0.25, 0.5, 1.0, 2.0, 4.0, math.inf]

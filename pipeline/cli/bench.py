@@ -94,7 +94,7 @@ def sim(
     from benchmarks.sim.fairness import compare, fairness_table
     from benchmarks.sim.report import as_json as results_json
     from benchmarks.sim.report import markdown_table, submitter_table, write_report
-    from benchmarks.sim.scenario import ORACLE, load_scenario
+    from benchmarks.sim.scenario import ORACLE, ORACLES, load_scenario
     from pipeline.policy.registry import build_policies
 
     scenario = load_scenario(scenario_ref)
@@ -103,7 +103,7 @@ def sim(
     if fairness and not scenario.submitters:
         raise ConfigError(f"--fairness: scenario {scenario.name} names no submitters")
     names = _policy_list(policies) or scenario.policies
-    build_policies([name for name in names if name != ORACLE])  # every unknown name at once
+    build_policies([name for name in names if name not in ORACLES])  # every unknown at once
     arrivals = generate(scenario)
     results = []
 

@@ -316,6 +316,27 @@ def test_the_oracle_places_where_the_job_fits_soonest_done_else_holds() -> None:
     assert sim.result.overload_s == 0.0 and sim.result.demand_over_limit_s == 0.0
 
 
+def test_the_notice_bound_oracle_learns_of_an_end_as_late_as_an_online_policy() -> None:
+    # One host (capacity 500, limit 450), a VM of each of two types whose jobs of 0.1 s ask
+    # 400 ops/s: only one job fits at a time. `a` runs 1.0-1.1; `b` arrives at 1.12. The
+    # oracle sees the host idle and starts `b` at once; the notice-bound one has not heard of
+    # `a`'s end (0.05 s later, at 1.15): `b` fits nowhere until then, waits, and starts at the
+    # notice.
+    types = {
+        "a": {"cpu_s": 0.1, "io_ops": 40, "size": "fixed"},
+        "b": {"cpu_s": 0.1, "io_ops": 40, "size": "fixed"},
+    }
+    data = scenario([(500.0, ["a", "b"])], job_types=types)
+    data["telemetry"] = {"completion_delay_s": 0.05}
+    parsed = parse_scenario(data, "test")
+    arrivals = [Arrival(1.0, "a", 0.1, 40.0), Arrival(1.12, "b", 0.1, 40.0)]
+    for name, b_response in (("oracle", 0.1), ("oracle-notice", 0.13)):
+        result = run(parsed, name, arrivals)
+        assert result.policy == name and result.hold_s == math.inf
+        assert result.responses_s == pytest.approx(sorted([0.1, b_response]))
+        assert result.overload_s == 0.0 and result.demand_over_limit_s == 0.0
+
+
 def test_the_strict_oracle_holds_a_job_that_fits_nowhere_and_never_overloads() -> None:
     # Jobs asking 500 ops/s on a host whose limit is 450: nowhere fits, ever.
     data = one_host(500.0, ["io"])
