@@ -7,7 +7,8 @@ reads the simulation's own state instead of the snapshot, so it has what no onli
   speed;
 - every host's exact demand now (Σ of its running jobs' rates) and its true capacity (a degraded
   host's too, which its calibrated limit does not show);
-- each job type's true mean service time and I/O rate (the scenario's).
+- each VM's true mean service time and I/O rate (its job type's, the scenario's, at its
+  device cap where it has one).
 
 It does not know the future: not the size of a job before it has run (sizes vary, exponentially
 by default), so it expects each job, running or queued, to take its type's mean (the remaining
@@ -50,7 +51,8 @@ class OraclePolicy:
         mean_service_s: dict[str, float],
     ) -> None:
         """The simulation's VMs, its jobs (indexed by job id) and its clock, read as they go,
-        and each job type's mean service time."""
+        and each VM's mean service time (by VM id: its type's, longer where its device caps
+        its jobs' I/O)."""
         self.jobs = jobs
         self.clock = clock
         self.mean_service_s = mean_service_s
@@ -62,15 +64,15 @@ class OraclePolicy:
         vms = self.by_type.get(job.job_type)
         if not vms:
             return rejected(self.name, job)
-        exact = self.jobs[int(job.job_id)]  # its type's rate (sizes scale cpu and I/O alike)
+        exact = self.jobs[int(job.job_id)]  # its rate per VM (sizes scale cpu and I/O alike)
         best: tuple[float, str, SimVm] | None = None
         least_over: tuple[float, float, str, SimVm] | None = None
         for vm in vms:
             host = vm.host
             ceiling = min(host.limit_ops_per_s, host.capacity_ops_per_s)
-            added = exact.io_rate_ops_per_s if vm.running is None else 0.0
+            added = vm.io_rate_ops_per_s(exact) if vm.running is None else 0.0
             total = host.demand_ops_per_s + added
-            response = self.expected_s(vm) + self.mean_service_s[vm.job_type]
+            response = self.expected_s(vm) + self.mean_service_s[vm.vm_id]
             if total <= ceiling:
                 if best is None or (response, vm.vm_id) < best[:2]:
                     best = (response, vm.vm_id, vm)
@@ -111,8 +113,8 @@ class OraclePolicy:
             eligible=True,
             rejected_by=None,
             weight=None,
-            job_io_ops_per_s=job.io_rate_ops_per_s if vm.running is None else 0.0,
-            expected_response_s=self.expected_s(vm) + self.mean_service_s[vm.job_type],
+            job_io_ops_per_s=vm.io_rate_ops_per_s(job) if vm.running is None else 0.0,
+            expected_response_s=self.expected_s(vm) + self.mean_service_s[vm.vm_id],
         )
         return Decision(
             outcome=Outcome.DISPATCHED,
@@ -128,6 +130,6 @@ class OraclePolicy:
         type's mean, the running one stretched by its host's current speed."""
         if vm.running is None:
             return 0.0
-        mean = self.mean_service_s[vm.job_type]
+        mean = self.mean_service_s[vm.vm_id]
         speed = vm.host.speed if vm.host.speed > 0 else 1.0
         return mean / speed + mean * len(vm.queue)
