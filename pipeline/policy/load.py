@@ -15,7 +15,8 @@ Pure functions of a snapshot and a host; nothing else. Units: I/O requests per s
   burst of placements raises the estimate at once, without counting a running job twice.
 - `job_io_ops_per_s`: what one job of a VM asks of the channel while it runs, io_per_job over
   its type's service time on its host (the time scale of a job, not of a telemetry window;
-  its host's, as its VM's device paces it: the fleet's, scaled by what the host's limit says).
+  its host's, as its VM's device paces it, shrunk toward the fleet's as far as it is noise,
+  and slower than the fleet's only as far as the host's limit says).
 - `running_io_ops_per_s`: the host's I/O demand *now*: Σ over its VMs holding a job of that
   job's rate (a VM runs one job at a time, so a queue adds nothing now, only later). This is
   what io-aware checks a job's fit against (`pipeline.policy.io_aware`).
@@ -95,20 +96,20 @@ def job_io_ops_per_s(snapshot: FleetSnapshot, vm: VmView) -> float | None:
     """The I/O rate one job of `vm` asks while it runs: io_per_job / its service time there.
 
     io_per_job is its type's, the median of the type's VMs (else the VM's own): a job of a type
-    costs what its type costs. The service time is its type's on its host as the host's limit
-    predicts it (`FleetSnapshot.host_type_service_s`: the type's pooled service time, scaled by
-    how the hosts' service times vary with their limits, fitted over the fleet), else the VM's
-    own. Per host, because a job's I/O is paced by its VM's device: the same job asks 4x the
-    rate on a host whose devices are 4x faster, and a fleet-pooled time counts the fast hosts'
-    jobs too slow and fills them past their limits (the live demo; `device-spread` in the
-    simulator). Fitted over the fleet, not each host's own mean: one host's mean rests on a few
-    dozen jobs of varying size, and a fit judged within a few percent of a limit turns that
-    noise into overloads one way and refusals the other; and a host whose channel is saturated
-    (degraded, collapsing) stretches its jobs, which its own mean would read as jobs asking
-    less, placing more beside them. Where limits do not explain service times (hosts alike, or
-    jobs not paced by their devices) every host gets the type's pooled time, as before. Without
-    io_per_job (it waits for `io_per_job_min_jobs` completions in a VM's window, half a minute
-    for a VM of one-second jobs), the median I/O per busy second of the type's metered VMs
+    costs what its type costs. The service time is its type's on its host
+    (`FleetSnapshot.host_type_service_s`: the host's own VMs' of the type, pooled, shrunk toward
+    the type's pooled over every VM of it as far as the host's figure is noise; else the
+    type's; else the VM's own). Per host, because a job's I/O is paced by its VM's device: the
+    same job asks 4x the rate on a host whose devices are 4x faster, and a fleet-pooled time
+    counts the fast hosts' jobs too slow and fills them past their limits (the live demo,
+    `device-spread` in the simulator). Shrunk, because one host's mean rests on a few dozen
+    jobs of varying size, and a fit judged within a few percent of a limit turns that noise
+    into overloads one way and refusals the other: on a fleet whose hosts run a type alike
+    every host gets the type's pooled time. A host slower than the fleet counts as slower only
+    as far as its limit says (a saturated channel stretches jobs, which must not read as jobs
+    asking less). Without io_per_job (it waits for
+    `io_per_job_min_jobs` completions in a VM's window, half a minute for a VM of one-second
+    jobs), the median I/O per busy second of the type's metered VMs
     (`FleetSnapshot.type_io_ops_per_busy_s`, the VM's own among them); None if none of them
     has run lately.
     """

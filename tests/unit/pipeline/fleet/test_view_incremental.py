@@ -171,8 +171,8 @@ def test_the_hosts_rebuilt_incrementally_are_those_built_afresh(rounds: list[lis
             assert kept.median_io_per_job(job_type) == built.median_io_per_job(job_type)
             assert kept.median_io_per_busy_s(job_type) == built.median_io_per_busy_s(job_type)
             for host_id in built.parts:
-                assert kept.host_service_s(host_id, job_type) == built.host_service_s(
-                    host_id, job_type
+                assert kept.host_service_s(host_id, job_type, 5.0) == built.host_service_s(
+                    host_id, job_type, 5.0
                 )
 
 
