@@ -2,8 +2,11 @@
 
 Model, per host, at any instant:
 
-- each running job asks for `io_ops / cpu_s` operations per second (its I/O spread evenly over
-  its run); the host's *demand* D is the sum over its running jobs;
+- each running job asks for `io_ops / run_s` operations per second (its I/O spread evenly over
+  its run): `run_s` is its `cpu_s`, or, on a VM whose own device caps its I/O
+  (`device_ops_per_s`, as an emulated guest's) below `io_ops / cpu_s`, `io_ops / cap`: it
+  paces its I/O at its device's rate and runs longer; the host's *demand* D is the sum over
+  its running jobs;
 - the channel delivers `producers.emulated.collapse.effective_capacity_ops_per_s(D, C,
   collapse)`: all of D up to the capacity C, and past it a collapsing share, split in
   proportion to demand, so every running job progresses at `speed(D, C, collapse)` <= 1.

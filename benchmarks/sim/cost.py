@@ -26,43 +26,50 @@ import time
 from dataclasses import dataclass
 
 from pipeline.policy.decision import JobRequest, Outcome
+from pipeline.policy.load import job_io_ops_per_s
 from pipeline.policy.registry import build_policy
 from pipeline.policy.snapshot import FleetSnapshot, HostView, PolicyConfig, VmView
 
 JOB_TYPES = ("heavy", "medium", "light")
+#: Each type's mean service time on the synthetic fleet (heavy jobs ask ~480 ops/s).
+SERVICE_S = (0.25, 0.15, 0.1)
 
 
 def synthetic_hosts(
     hosts: int, seed: int = 7, now: float = 1_000.0, saturated: bool = False
 ) -> list[HostView]:
     """`saturated`: every VM holds 1-3 jobs and each host's limit is 0.9x what its VMs' jobs
-    ask together (io_per_job over the type's pooled service time), so every host is over it."""
+    ask together (`job_io_ops_per_s`, as io-aware counts them), so every host is over it."""
     rng = random.Random(f"{seed}/fleet/{hosts}/{'saturated' if saturated else 'common'}")
     views = []
     width = len(str(hosts - 1))
     for h in range(hosts):
         host_id = f"h{h:0{width}d}"
         limit = rng.choice((1440.0, 1620.0, 1980.0, 2160.0))
-        vms = tuple(
-            VmView(
-                vm_id=f"{host_id}-v{i}",
-                host_id=host_id,
-                job_type=JOB_TYPES[i % 3],
-                load_jobs_per_s=rng.uniform(0.5, 3.0),
-                io_per_job=(120.0, 30.0, 2.0)[i % 3],
-                io_ops_per_s=rng.uniform(50.0, 250.0),
-                outstanding_jobs=rng.randrange(1, 4) if saturated else rng.randrange(3),
-                busy_fraction=rng.uniform(0.5, 1.0) if saturated else rng.random(),
+        vms = []
+        for i in range(4):
+            load = rng.uniform(0.5, 3.0)
+            vms.append(
+                VmView(
+                    vm_id=f"{host_id}-v{i}",
+                    host_id=host_id,
+                    job_type=JOB_TYPES[i % 3],
+                    load_jobs_per_s=load,
+                    io_per_job=(120.0, 30.0, 2.0)[i % 3],
+                    io_ops_per_s=rng.uniform(50.0, 250.0),
+                    outstanding_jobs=rng.randrange(1, 4) if saturated else rng.randrange(3),
+                    # Its jobs take its type's service time, a few percent either way (a
+                    # type's rate is alike on every host, as io-aware assumes of one host).
+                    busy_fraction=min(1.0, load * SERVICE_S[i % 3] * rng.uniform(0.95, 1.05)),
+                )
             )
-            for i in range(4)
-        )
-        views.append(HostView(host_id, limit, now - rng.uniform(0, 1.5), vms))
+        views.append(HostView(host_id, limit, now - rng.uniform(0, 1.5), tuple(vms)))
     if saturated:
         rates = _job_rates_ops_per_s(views)
         views = [
             HostView(
                 h.host_id,
-                0.9 * sum(rates[vm.job_type] for vm in h.vms),
+                0.9 * sum(rates[vm.vm_id] for vm in h.vms),
                 h.last_telemetry_at,
                 h.vms,
             )
@@ -72,15 +79,15 @@ def synthetic_hosts(
 
 
 def _job_rates_ops_per_s(views: list[HostView]) -> dict[str, float]:
-    """Per job type, what one running job asks as io-aware counts it (the type's io_per_job
-    over its pooled service time)."""
+    """Per VM, what one running job of it asks as io-aware counts it (`job_io_ops_per_s`: its
+    type's io_per_job over the type's service time on its host)."""
     snapshot = FleetSnapshot(views, taken_at=1_000.0, config=PolicyConfig())
     rates = {}
-    for job_type in JOB_TYPES:
-        service_s = snapshot.type_service_s(job_type)
-        io_per_job = snapshot.type_io_per_job(job_type)
-        assert service_s and io_per_job
-        rates[job_type] = io_per_job / service_s
+    for host in views:
+        for vm in host.vms:
+            rate = job_io_ops_per_s(snapshot, vm)
+            assert rate
+            rates[vm.vm_id] = rate
     return rates
 
 

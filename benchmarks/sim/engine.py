@@ -61,7 +61,7 @@ def build_fleet(scenario: Scenario) -> list[SimHost]:
                 collapse=scenario.channel.collapse,
             )
             host.vms = [
-                SimVm(f"{host.host_id}-v{i}", host, job_type)
+                SimVm(f"{host.host_id}-v{i}", host, job_type, group.device_cap(i))
                 for i, job_type in enumerate(group.vms)
             ]
             hosts.append(host)
@@ -87,6 +87,7 @@ class Simulation:
         self.vms: dict[str, SimVm] = {vm.vm_id: vm for host in self.hosts for vm in host.vms}
         self.jobs: list[Job] = []
         self.now = 0.0
+        mean_cost = {name: (t.cpu_s, t.io_ops) for name, t in scenario.job_types.items()}
         self.policy: Policy = (
             policy
             if policy is not None
@@ -94,7 +95,7 @@ class Simulation:
                 self.vms.values(),
                 self.jobs,
                 lambda: self.now,
-                {name: spec.cpu_s for name, spec in scenario.job_types.items()},
+                {vm.vm_id: vm.run_s(*mean_cost[vm.job_type]) for vm in self.vms.values()},
                 scenario.telemetry.completion_delay_s if oracle_notice else None,
             )
         )
@@ -295,7 +296,7 @@ class Simulation:
 
     def _start(self, vm: SimVm, job: Job) -> None:
         job.started_at = self.now
-        job.remaining_s = job.cpu_s
+        job.remaining_s = job.run_s = vm.run_s(job.cpu_s, job.io_ops)
         vm.running = job
         vm.host.running.append(vm)
 

@@ -50,12 +50,17 @@ class Job:
     expired: bool = False
     #: Refused outright (no VM serves its type).
     rejected: bool = False
-    #: Full-speed seconds of work left (the job is at `cpu_s - remaining_s` of its run).
+    #: Full-speed seconds of work left (the job is at `run_s - remaining_s` of its run).
     remaining_s: float = 0.0
+    #: Its run at full speed on its VM (`SimVm.run_s`), set when it starts (0: not started).
+    run_s: float = 0.0
 
     @property
     def io_rate_ops_per_s(self) -> float:
-        return self.io_ops / self.cpu_s if self.cpu_s > 0 else 0.0
+        """What it asks of its host's channel while it runs: its I/O over its run (over cpu_s
+        before it starts, or on a VM without a device cap)."""
+        run_s = self.run_s or self.cpu_s
+        return self.io_ops / run_s if run_s > 0 else 0.0
 
 
 @dataclass(slots=True)
@@ -63,6 +68,9 @@ class SimVm:
     vm_id: str
     host: SimHost
     job_type: str
+    #: ops/s the VM's own device allows (None: no cap of its own), as an emulated guest's
+    #: (`producers.emulated.channel.Guest`).
+    device_ops_per_s: float | None = None
     queue: deque[Job] = field(default_factory=deque)
     running: Job | None = None
     #: Jobs dispatched and not completed (queued or running).
@@ -75,6 +83,20 @@ class SimVm:
     #: The VM's latest job ends, (finished_at, the job's I/O rate), newest last: what the
     #: notice-bound oracle has not heard of yet (`benchmarks.sim.oracle`); a few kept.
     ends: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=8))
+
+    def run_s(self, cpu_s: float, io_ops: float) -> float:
+        """A job's run at full speed here: its CPU seconds, or, when its I/O spread over them
+        asks more than the VM's device allows, the time the device takes to issue it (the job
+        paces its I/O at the device's rate, as an emulated guest's job does)."""
+        cap = self.device_ops_per_s
+        if cap is None or io_ops <= cap * cpu_s:
+            return cpu_s
+        return io_ops / cap
+
+    def io_rate_ops_per_s(self, job: Job) -> float:
+        """What `job` would ask of the channel running here: its I/O over its run here."""
+        run_s = self.run_s(job.cpu_s, job.io_ops)
+        return job.io_ops / run_s if run_s > 0 else 0.0
 
 
 @dataclass(slots=True)

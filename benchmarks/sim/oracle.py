@@ -7,7 +7,8 @@ reads the simulation's own state instead of the snapshot, so it has what no onli
   speed;
 - every host's exact demand now (Σ of its running jobs' rates) and its true capacity (a degraded
   host's too, which its calibrated limit does not show);
-- each job type's true mean service time and I/O rate (the scenario's).
+- each VM's true mean service time and I/O rate (its job type's, the scenario's, at its
+  device cap where it has one).
 
 It does not know the future: not the size of a job before it has run (sizes vary, exponentially
 by default), so it expects each job, running or queued, to take its type's mean (the remaining
@@ -58,9 +59,10 @@ class OraclePolicy:
         notice_delay_s: float | None = None,
     ) -> None:
         """The simulation's VMs, its jobs (indexed by job id) and its clock, read as they go,
-        and each job type's mean service time. `notice_delay_s` given: the notice-bound oracle
-        (`oracle-notice`), which learns of a job's end that much later, as an online policy
-        does (`telemetry.completion_delay_s`)."""
+        and each VM's mean service time (by VM id: its type's, longer where its device caps
+        its jobs' I/O). `notice_delay_s` given: the notice-bound oracle (`oracle-notice`),
+        which learns of a job's end that much later, as an online policy does
+        (`telemetry.completion_delay_s`)."""
         self.jobs = jobs
         self.clock = clock
         self.mean_service_s = mean_service_s
@@ -75,19 +77,19 @@ class OraclePolicy:
         vms = self.by_type.get(job.job_type)
         if not vms:
             return rejected(self.name, job)
-        exact = self.jobs[int(job.job_id)]  # its type's rate (sizes scale cpu and I/O alike)
+        exact = self.jobs[int(job.job_id)]  # its rate per VM (sizes scale cpu and I/O alike)
         best: tuple[float, str, SimVm] | None = None
         least_over: tuple[float, float, str, SimVm] | None = None
         demands: dict[str, float] = {}
         for vm in vms:
             host = vm.host
             ceiling = min(host.limit_ops_per_s, host.capacity_ops_per_s)
-            added = exact.io_rate_ops_per_s if not self.busy(vm) else 0.0
+            added = vm.io_rate_ops_per_s(exact) if not self.busy(vm) else 0.0
             demand = demands.get(host.host_id)
             if demand is None:
                 demand = demands[host.host_id] = self.demand_ops_per_s(host)
             total = demand + added
-            response = self.expected_s(vm) + self.mean_service_s[vm.job_type]
+            response = self.expected_s(vm) + self.mean_service_s[vm.vm_id]
             if total <= ceiling:
                 if best is None or (response, vm.vm_id) < best[:2]:
                     best = (response, vm.vm_id, vm)
@@ -128,8 +130,8 @@ class OraclePolicy:
             eligible=True,
             rejected_by=None,
             weight=None,
-            job_io_ops_per_s=job.io_rate_ops_per_s if vm.running is None else 0.0,
-            expected_response_s=self.expected_s(vm) + self.mean_service_s[vm.job_type],
+            job_io_ops_per_s=vm.io_rate_ops_per_s(job) if vm.running is None else 0.0,
+            expected_response_s=self.expected_s(vm) + self.mean_service_s[vm.vm_id],
         )
         return Decision(
             outcome=Outcome.DISPATCHED,
@@ -170,9 +172,9 @@ class OraclePolicy:
 
     def expected_s(self, vm: SimVm) -> float:
         """Seconds until the VM is expected to have finished what it holds: its jobs at their
-        type's mean, the running one stretched by its host's current speed (a job whose end
-        the oracle has not heard of counts as one more job held)."""
-        mean = self.mean_service_s[vm.job_type]
+        mean on this VM, the running one stretched by its host's current speed (a job whose
+        end the oracle has not heard of counts as one more job held)."""
+        mean = self.mean_service_s[vm.vm_id]
         held = vm.outstanding + len(self.unnoticed(vm))
         if held == 0:
             return 0.0

@@ -82,11 +82,33 @@ class JobType(_Model):
 
 
 class HostGroup(_Model):
-    """`count` identical hosts, each with one VM per listed job type."""
+    """`count` identical hosts, each with one VM per listed job type.
+
+    `device_ops_per_s`, optional, caps each VM's own I/O (as an emulated guest's device does,
+    `producers.emulated.channel`): one entry per listed VM (null: no cap), or one number for
+    all of them. A job whose I/O over its CPU seconds asks more than its VM's cap runs longer,
+    pacing its I/O at the cap, and asks its host's channel the cap (`benchmarks.sim.fleet`).
+    """
 
     count: int = Field(1, ge=1)
     capacity_ops_per_s: Positive
     vms: list[str] = Field(min_length=1)
+    device_ops_per_s: Positive | list[Positive | None] | None = None
+
+    @model_validator(mode="after")
+    def _one_cap_per_vm(self) -> Self:
+        caps = self.device_ops_per_s
+        if isinstance(caps, list) and len(caps) != len(self.vms):
+            raise ValueError(
+                f"device_ops_per_s: {len(caps)} entries for {len(self.vms)} VMs "
+                "(one per VM, null for no cap, or one number for all)"
+            )
+        return self
+
+    def device_cap(self, index: int) -> float | None:
+        """The device cap of the group's `index`-th VM (None: no cap)."""
+        caps = self.device_ops_per_s
+        return caps[index] if isinstance(caps, list) else caps
 
 
 class Channel(_Model):

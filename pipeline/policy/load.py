@@ -14,7 +14,9 @@ Pure functions of a snapshot and a host; nothing else. Units: I/O requests per s
   product sees I/O of jobs finished; the committed rate sees jobs sent and not yet run), so a
   burst of placements raises the estimate at once, without counting a running job twice.
 - `job_io_ops_per_s`: what one job of a VM asks of the channel while it runs, io_per_job over
-  the service time (the time scale of a job, not of a telemetry window).
+  its type's service time on its host (the time scale of a job, not of a telemetry window;
+  its host's, as its VM's device paces it, shrunk toward the fleet's as far as it is noise,
+  and slower than the fleet's only as far as the host's limit says).
 - `running_io_ops_per_s`: the host's I/O demand *now*: Σ over its VMs holding a job of that
   job's rate (a VM runs one job at a time, so a queue adds nothing now, only later). This is
   what io-aware checks a job's fit against (`pipeline.policy.io_aware`).
@@ -91,24 +93,32 @@ def vm_committed_io_ops_per_s(snapshot: FleetSnapshot, vm: VmView) -> float:
 
 
 def job_io_ops_per_s(snapshot: FleetSnapshot, vm: VmView) -> float | None:
-    """The I/O rate one job of `vm` asks while it runs: io_per_job / service time, its type's.
+    """The I/O rate one job of `vm` asks while it runs: io_per_job / its service time there.
 
-    Both are its type's: the median io_per_job of the type's VMs (else the VM's own) over the
-    service time pooled over every VM of the type (`FleetSnapshot.type_service_s`, else the
-    VM's own). A job of a type costs what its type costs; one VM's own figures rest on its own
-    jobs (a ratio over a minute's, a mean over a few seconds'), a few percent off either way,
-    and a fit judged within a few percent of a limit turns such noise into overloads one way
-    and refusals the other. Without them (io_per_job waits for `io_per_job_min_jobs`
-    completions in a VM's window, half a minute for a VM of one-second jobs), the median I/O
-    per busy second of the type's metered VMs (`FleetSnapshot.type_io_ops_per_busy_s`, the
-    VM's own among them); None if none of them has run lately.
+    io_per_job is its type's, the median of the type's VMs (else the VM's own): a job of a type
+    costs what its type costs. The service time is its type's on its host
+    (`FleetSnapshot.host_type_service_s`: the host's own VMs' of the type, pooled, shrunk toward
+    the type's pooled over every VM of it as far as the host's figure is noise; else the
+    type's; else the VM's own). Per host, because a job's I/O is paced by its VM's device: the
+    same job asks 4x the rate on a host whose devices are 4x faster, and a fleet-pooled time
+    counts the fast hosts' jobs too slow and fills them past their limits (the live demo,
+    `device-spread` in the simulator). Shrunk, because one host's mean rests on a few dozen
+    jobs of varying size, and a fit judged within a few percent of a limit turns that noise
+    into overloads one way and refusals the other: on a fleet whose hosts run a type alike
+    every host gets the type's pooled time. A host slower than the fleet counts as slower only
+    as far as its limit says (a saturated channel stretches jobs, which must not read as jobs
+    asking less). Without io_per_job (it waits for
+    `io_per_job_min_jobs` completions in a VM's window, half a minute for a VM of one-second
+    jobs), the median I/O per busy second of the type's metered VMs
+    (`FleetSnapshot.type_io_ops_per_busy_s`, the VM's own among them); None if none of them
+    has run lately.
     """
     return snapshot.memo(("job_io_ops_per_s", vm.vm_id), lambda: _job_io_ops_per_s(snapshot, vm))
 
 
 def _job_io_ops_per_s(snapshot: FleetSnapshot, vm: VmView) -> float | None:
     io_per_job = snapshot.type_io_per_job(vm.job_type) or vm.io_per_job
-    service_s = snapshot.type_service_s(vm.job_type) or vm.service_s
+    service_s = snapshot.host_type_service_s(vm.host_id, vm.job_type) or vm.service_s
     if io_per_job is not None and service_s:
         return io_per_job / service_s
     # Cold start: a VM that has not run yet is not taken for one whose job may ask its host's

@@ -156,7 +156,8 @@ DEFAULT_POLICY_CONFIG = PolicyConfig()
 @dataclass(frozen=True, slots=True)
 class HostPart:
     """What one host adds to a fleet's index: its VMs by job type (if it takes jobs), their
-    measured io_per_job, and the sums its VMs add to their type's pooled service time."""
+    measured io_per_job, the sums its VMs add to their type's pooled service time, and, per
+    type, its own pooled service time and how far its VMs of the type scatter around it."""
 
     view: HostView
     by_type: dict[str, tuple[VmView, ...]]
@@ -167,6 +168,12 @@ class HostPart:
     load: dict[str, float]
     #: vm_id -> its view, in the order of `view.vms`.
     vms: dict[str, VmView]
+    #: Per job type, Σ busy / Σ load over this host's VMs of it that ran lately: the mean
+    #: service time of their jobs on this host.
+    service_s: dict[str, float]
+    #: Per job type with two or more of its VMs here that ran lately: Σ over them of
+    #: load x (VM's service / host's - 1)², and their count - 1 (see `FleetIndex.host_service_s`).
+    scatter: dict[str, tuple[float, int]]
 
     @classmethod
     def of(cls, host: HostView) -> HostPart:
@@ -197,7 +204,25 @@ class HostPart:
         # Host-id order, then VM id: the paper's dispatch order (`FleetIndex.by_type`).
         typed = {job_type: tuple(sorted(vms, key=_VM_ID)) for job_type, vms in by_type.items()}
         vms = dict(zip(map(_VM_ID, host.vms), host.vms, strict=True))
-        return cls(host, typed, dict(io_per_job), dict(io_per_busy_s), dict(busy), dict(load), vms)
+        service_s = {job_type: busy[job_type] / load[job_type] for job_type in busy}
+        spread: dict[str, list[float]] = {}
+        for vm in host.vms:
+            if vm.load_jobs_per_s > 0 and vm.busy_fraction > 0:
+                own = vm.busy_fraction / vm.load_jobs_per_s
+                deviation = own / service_s[vm.job_type] - 1.0
+                spread.setdefault(vm.job_type, []).append(vm.load_jobs_per_s * deviation**2)
+        scatter = {t: (sum(terms), len(terms) - 1) for t, terms in spread.items() if len(terms) > 1}
+        return cls(
+            host,
+            typed,
+            dict(io_per_job),
+            dict(io_per_busy_s),
+            dict(busy),
+            dict(load),
+            vms,
+            service_s,
+            scatter,
+        )
 
 
 _VM_ID = operator.attrgetter("vm_id")
@@ -216,6 +241,8 @@ class FleetIndex:
 
     __slots__ = (
         "_blocks",
+        "_host_spread",
+        "_limit_fits",
         "_medians",
         "_medians_per_busy_s",
         "_position",
@@ -256,6 +283,8 @@ class FleetIndex:
         )
         self._medians: dict[str, float | None] = {}
         self._medians_per_busy_s: dict[str, float | None] = {}
+        self._host_spread: dict[tuple[str, float], tuple[float, float]] = {}
+        self._limit_fits: dict[str, tuple[float, float]] = {}
 
     @classmethod
     def of(cls, hosts: Iterable[HostView]) -> FleetIndex:
@@ -344,6 +373,110 @@ class FleetIndex:
             else:
                 service_s.pop(t, None)
         return FleetIndex(parts, host_of, blocks, by_type, service_s, self._position)
+
+    def host_service_s(self, host_id: str, job_type: str, window_s: float) -> float | None:
+        """Mean service time of the type's jobs on one host: its own pooled over its VMs of the
+        type, shrunk toward the type's pooled over the fleet as far as its own is noise (an
+        empirical-Bayes estimate); the type's if the host's VMs of it ran nothing lately (None:
+        no VM of the type did). `window_s` is the window load and busy are measured over (the
+        meter's), which turns a rate of jobs into their count.
+
+        Hosts differ: a job paced by its VM's device runs 4x faster on a host whose devices are
+        4x faster, and a fleet-pooled time is wrong for both. But one host's mean rests on few
+        jobs (tens in a window, sizes vary), and a fit judged within a few percent of a limit
+        turns that noise into overloads one way and refusals the other. So the host's own mean
+        counts in proportion to how much hosts really differ: with `spread` the variance of
+        hosts' relative service times beyond what noise explains and `noise` = cv² / n the
+        variance of this host's mean of n jobs, the estimate is pooled + w (own - pooled), w =
+        spread / (spread + noise). On a fleet whose hosts run a type alike, spread is ~0 and
+        every host gets the pooled time (as before); where they differ far more than noise, each
+        gets its own. cv² (the jobs' squared coefficient of variation) is read from the scatter
+        of a host's VMs of one type around their host's mean (they run alike, so it is noise),
+        pooled over the fleet; without such pairs, 1 (exponential sizes).
+
+        Slower than the fleet, a host's figure may also be its own saturation: a degraded or
+        collapsing channel stretches every job on it, which would read as its jobs asking
+        *less* and place more beside them (positive feedback). So a host counts as slower than
+        the type's pooled time only as far as its limit says it is (log service fitted on log
+        limit over the fleet, `_limit_fit`: hosts with slower devices have lower limits); a
+        host as fast as its peers by its limit keeps the pooled time however slow it runs.
+        Faster than the fleet is never saturation, and counts as the estimate says.
+        """
+        pooled = self.service_s.get(job_type)
+        part = self.parts.get(host_id)
+        own = None if part is None else part.service_s.get(job_type)
+        if pooled is None or own is None:
+            return pooled
+        spread, cv2 = self._spread_of(job_type, window_s)
+        noise = cv2 / max(1.0, part.load[job_type] * window_s)
+        weight = spread / (spread + noise) if spread + noise > 0 else 1.0
+        estimate = pooled + weight * (own - pooled)
+        if estimate <= pooled:
+            return estimate
+        # Slower than the fleet: as far as the host's limit says it is slower, no further.
+        limit = part.view.limit_ops_per_s
+        slope, center = self._limit_fit(job_type)
+        if limit is None or limit <= 0 or slope == 0.0:
+            return pooled
+        return min(estimate, max(pooled, pooled * math.exp(slope * (math.log(limit) - center))))
+
+    def _limit_fit(self, job_type: str) -> tuple[float, float]:
+        """(slope, centre) of log(host's service time of the type) against log(host's limit),
+        least squares weighted by the host's jobs per second of the type, over the hosts that
+        ran it lately and have a limit; centre is the weighted mean log limit. Computed on first
+        use, once per index: O(hosts)."""
+        known = self._limit_fits.get(job_type)
+        if known is not None:
+            return known
+        points = [
+            (part.load[job_type], math.log(part.view.limit_ops_per_s), math.log(own))
+            for part in self.parts.values()
+            if (own := part.service_s.get(job_type)) is not None
+            and part.view.limit_ops_per_s is not None
+            and part.view.limit_ops_per_s > 0
+        ]
+        total = sum(w for w, _, _ in points)
+        fit = (0.0, 0.0)
+        if total > 0:
+            x_mean = sum(w * x for w, x, _ in points) / total
+            y_mean = sum(w * y for w, _, y in points) / total
+            sxx = sum(w * (x - x_mean) ** 2 for w, x, _ in points)
+            sxy = sum(w * (x - x_mean) * (y - y_mean) for w, x, y in points)
+            # Limits alike to within float noise: no slope to fit.
+            fit = (sxy / sxx if sxx > 1e-12 * total else 0.0, x_mean)
+        self._limit_fits[job_type] = fit
+        return fit
+
+    def _spread_of(self, job_type: str, window_s: float) -> tuple[float, float]:
+        """(spread, cv²) of the type's service times across hosts (`host_service_s`), computed
+        on first use, once per index and window: O(hosts)."""
+        key = (job_type, window_s)
+        known = self._host_spread.get(key)
+        if known is not None:
+            return known
+        pooled = self.service_s[job_type]
+        within = 0.0
+        dof = 0
+        for part in self.parts.values():
+            scatter = part.scatter.get(job_type)
+            if scatter is not None:
+                within += scatter[0]
+                dof += scatter[1]
+        # Σ load x dev² x window = Σ n x dev², and n x dev² estimates cv² per VM.
+        cv2 = within * window_s / dof if dof else 1.0
+        deviations = 0.0
+        noise = 0.0
+        hosts = 0
+        for part in self.parts.values():
+            own = part.service_s.get(job_type)
+            if own is None:
+                continue
+            hosts += 1
+            deviations += (own / pooled - 1.0) ** 2
+            noise += cv2 / max(1.0, part.load[job_type] * window_s)
+        spread = max(0.0, (deviations - noise) / hosts)
+        self._host_spread[key] = (spread, cv2)
+        return spread, cv2
 
     def median_io_per_job(self, job_type: str) -> float | None:
         """The median io_per_job of the type's measured VMs (None: none measured yet); computed
@@ -661,6 +794,13 @@ class FleetSnapshot:
     def type_service_s(self, job_type: str) -> float | None:
         """Mean service time of the type's jobs, pooled over its VMs (None: none ran lately)."""
         return self._service_s.get(job_type)
+
+    def host_type_service_s(self, host_id: str, job_type: str) -> float | None:
+        """Mean service time of the type's jobs on `host_id`: its own VMs' of the type, shrunk
+        toward the type's pooled one as far as it is noise, and slower than that only as far as
+        its limit says (`FleetIndex.host_service_s`, over the meter's window); the type's if
+        they ran nothing lately (None: no VM of it did)."""
+        return self._index.host_service_s(host_id, job_type, self.config.meter_window_s)
 
     def telemetry_age_s(self, host: HostView) -> float | None:
         """Wall-clock age of the host's newest telemetry at `taken_at` (None: never reported)."""

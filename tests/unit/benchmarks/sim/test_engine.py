@@ -125,6 +125,61 @@ def test_two_vms_share_the_channel_and_speed_up_when_one_finishes() -> None:
     assert b == pytest.approx(1.6666667 - 0.5)
 
 
+def capped(capacity: float, caps: object, vms: list[str] | None = None) -> dict:
+    data = one_host(capacity, vms or ["io", "io"])
+    data["hosts"][0]["device_ops_per_s"] = caps
+    return data
+
+
+def test_a_job_bound_by_its_vms_device_runs_at_the_cap_and_asks_the_cap() -> None:
+    # 100 ops over 0.1 s of CPU would ask 1000 ops/s; the VM's device allows 250: the job paces
+    # its I/O at 250 ops/s and runs 0.4 s. Demand 250 < limit 900: no overload.
+    fast = {"io": {"cpu_s": 0.1, "io_ops": 100, "size": "fixed"}}
+    data = capped(1000.0, 250.0, ["io"])
+    data["job_types"] = fast
+    sim = simulate(data, [0.5], cpu_s=0.1, io_ops=100.0)
+    assert responses(sim) == pytest.approx([0.4])
+    assert sim.jobs[0].run_s == pytest.approx(0.4)
+    assert sim.jobs[0].io_rate_ops_per_s == pytest.approx(250.0)
+    assert sim.hosts[0].io_ops_done == pytest.approx(100.0)
+    assert sim.result.overload_s == 0.0
+
+
+def test_a_cap_above_the_jobs_own_rate_changes_nothing() -> None:
+    # The job asks 100 ops/s (100 ops over 1 s); a 400 ops/s device does not bind it.
+    sim = simulate(capped(200.0, [400.0, None]), [0.5, 0.5])
+    assert responses(sim) == pytest.approx([1.0, 1.0])
+    assert [job.run_s for job in sim.jobs] == [1.0, 1.0]
+
+
+def test_capped_vms_busy_together_overload_their_host_at_their_caps() -> None:
+    # Two VMs capped at 60 ops/s on a 100 ops/s host (limit 90), jobs of 60 ops over 0.1 s of
+    # CPU: each runs 1 s at its cap; together they ask 120 > 100: plain sharing (collapse 0)
+    # serves each at 100/120 of its cap, so both take 1.2 s (0.5 to 1.7), asking 120 > 90 all
+    # along; per 1 s interval that is 0.5 s x 120 = 60 ops in (0,1] and 0.7 s x 120 = 84 in
+    # (1,2]: neither interval is over the limit, though demand was for 1.2 s.
+    fast = {"io": {"cpu_s": 0.1, "io_ops": 60, "size": "fixed"}}
+    data = capped(100.0, 60.0)
+    data["job_types"] = fast
+    sim = simulate(data, [0.5, 0.5], cpu_s=0.1, io_ops=60.0)
+    assert responses(sim) == pytest.approx([1.2, 1.2])
+    assert sim.hosts[0].io_ops_asked == pytest.approx(144.0)  # 120 ops/s for 1.2 s
+    assert sim.result.demand_over_limit_s == pytest.approx(1.2)
+    assert sim.result.overload_s == 0.0
+
+
+def test_the_oracle_counts_a_vms_device_cap() -> None:
+    # Host A (1000, limit 900) whose VM's device allows 100 ops/s, host B (500, limit 450)
+    # uncapped; a job of 40 ops over 0.1 s: 1 s on A's VM at 100 ops/s, 0.1 s on B's at 400.
+    # The oracle expects each VM's own service: B, though A is the lower id.
+    fast = {"io": {"cpu_s": 0.1, "io_ops": 40, "size": "fixed"}}
+    data = scenario([(1000.0, ["io"]), (500.0, ["io"])], job_types=fast)
+    data["hosts"][0]["device_ops_per_s"] = [100.0]
+    sim = simulate(data, [1.0], policy=None, cpu_s=0.1, io_ops=40.0)
+    assert sim.jobs[0].vm_id == "h001-v0"
+    assert responses(sim) == pytest.approx([0.1])
+
+
 def test_every_job_is_accounted_for() -> None:
     sim = simulate(one_host(50.0, ["io"]), [0.1 * i for i in range(100)])
     result = sim.result

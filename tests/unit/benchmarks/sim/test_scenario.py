@@ -61,6 +61,29 @@ def test_unknown_job_type_and_host_are_named() -> None:
         parse_scenario(data, "bad.yaml")
 
 
+def test_device_caps_are_one_per_vm_or_one_for_all() -> None:
+    data = TINY.model_dump(mode="json")
+    vms = data["hosts"][0]["vms"]
+    data["hosts"][0]["device_ops_per_s"] = [100.0] * (len(vms) + 1)
+    with pytest.raises(ConfigError, match=r"hosts\.0.*device_ops_per_s"):
+        parse_scenario(data, "bad.yaml")
+    data["hosts"][0]["device_ops_per_s"] = [None] + [100.0] * (len(vms) - 1)
+    group = parse_scenario(data, "ok.yaml").hosts[0]
+    assert group.device_cap(0) is None and group.device_cap(1) == 100.0
+    data["hosts"][0]["device_ops_per_s"] = 50.0
+    assert parse_scenario(data, "ok.yaml").hosts[0].device_cap(len(vms) - 1) == 50.0
+    assert TINY.hosts[0].device_cap(0) is None
+
+
+def test_device_spread_caps_scale_with_host_capacity() -> None:
+    scenario = load_scenario("device-spread")
+    sizes = {group.capacity_ops_per_s for group in scenario.hosts}
+    assert len(sizes) == 4
+    for group in scenario.hosts:
+        caps = [group.device_cap(i) for i in range(len(group.vms))]
+        assert caps == [round(s * group.capacity_ops_per_s) for s in (0.5, 0.5, 0.38, 0.02)]
+
+
 def test_rate_must_be_given_once() -> None:
     data = TINY.model_dump(mode="json")
     data["arrivals"]["rate_per_s"] = 3.0

@@ -178,6 +178,10 @@ def test_the_hosts_rebuilt_incrementally_are_those_built_afresh(rounds: list[lis
         for job_type in ("io", "cpu"):
             assert kept.median_io_per_job(job_type) == built.median_io_per_job(job_type)
             assert kept.median_io_per_busy_s(job_type) == built.median_io_per_busy_s(job_type)
+            for host_id in built.parts:
+                assert kept.host_service_s(host_id, job_type, 5.0) == built.host_service_s(
+                    host_id, job_type, 5.0
+                )
 
 
 def test_a_limit_deleted_by_its_tombstone_is_gone_from_the_next_snapshot() -> None:

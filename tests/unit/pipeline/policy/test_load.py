@@ -109,6 +109,77 @@ def test_a_jobs_rate_is_its_types_io_per_job_over_its_types_service_time() -> No
     assert job_io_ops_per_s(snap, snap.vm("u")) == pytest.approx(200.0)
 
 
+def test_hosts_that_run_a_type_far_apart_each_count_their_own_service_time() -> None:
+    # h1's VMs of t take 0.1 s a job (load 2, busy 0.2 each), h2's 0.4 s (load 1, busy 0.4):
+    # their devices differ 4x, as their limits (2000, 500). Pooled: 1.2 busy / 6 jobs/s = 0.2 s,
+    # which would count every
+    # job at 40 / 0.2 = 200 ops/s. A host's two VMs agree exactly (no scatter: cv² 0, no noise),
+    # so each host counts its own: h1 40 / 0.1 = 400, h2 40 / 0.4 = 100. A VM of t on a host
+    # where none of them ran lately (h3) counts the type's pooled time.
+    snap = fleet(
+        host("h1", 2000.0, [vm(f"a{i}", load=2.0, busy=0.2, io_per_job=40.0) for i in (1, 2)]),
+        host("h2", 500.0, [vm(f"b{i}", load=1.0, busy=0.4, io_per_job=40.0) for i in (1, 2)]),
+        host("h3", vms=[vm("c")]),
+    )
+    assert snap.type_service_s("t") == pytest.approx(0.2)
+    assert job_io_ops_per_s(snap, snap.vm("a1")) == pytest.approx(400.0)
+    assert job_io_ops_per_s(snap, snap.vm("b2")) == pytest.approx(100.0)
+    assert job_io_ops_per_s(snap, snap.vm("c")) == pytest.approx(200.0)
+
+
+def test_hosts_that_differ_within_their_noise_all_count_the_types_pooled_time() -> None:
+    # Hosts alike in truth, their means off by sizes' noise: h1's VMs 0.12 and 0.08 s (own
+    # 0.4 / 4 = 0.1), h2's 0.14 and 0.10 s (own 0.12); pooled 0.88 / 8 = 0.11. The scatter of a
+    # host's VMs around its mean, Σ load x dev² = 0.16 (h1) and 0.111 (h2) over 2 degrees of
+    # freedom, x 5 s (the meter's window) gives cv² 0.678; each host's mean of 20 jobs carries
+    # noise 0.678 / 20 = 0.034 while the hosts deviate from the pooled time by only
+    # (1/11)² = 0.008: no spread beyond noise, so both count 44 / 0.11 = 400 ops/s.
+    snap = fleet(
+        host("h1", vms=[vm("a1", load=2, busy=0.24, io_per_job=44.0), vm("a2", load=2, busy=0.16)]),
+        host("h2", vms=[vm("b1", load=2, busy=0.28), vm("b2", load=2, busy=0.2)]),
+    )
+    assert snap.type_service_s("t") == pytest.approx(0.11)
+    for vm_id in ("a1", "a2", "b1", "b2"):
+        assert job_io_ops_per_s(snap, snap.vm(vm_id)) == pytest.approx(400.0)
+
+
+def test_a_hosts_own_service_time_counts_as_far_as_hosts_differ_beyond_noise() -> None:
+    # One VM of t per host (no scatter to read: cv² 1): h1 0.1 s, h2 0.2 s, 4 jobs/s each, so
+    # 20 jobs in the 5 s window and noise 1 / 20 = 0.05 per host. Pooled 1.2 / 8 = 0.15 s; both
+    # deviate by a third, (1/3)² = 1/9, so spread = 1/9 - 1/20 = 11/180 and each host's own
+    # time weighs 11/180 / (11/180 + 9/180) = 0.55: h1 0.15 - 0.55 x 0.05 = 0.1225 s (49 ops a
+    # job: 400 ops/s), h2 0.1775 s (276 ops/s). h2 is slower than the fleet, which its limit
+    # (half h1's) allows up to 0.15 x √2 = 0.212 s (log service against log limit: slope -1):
+    # 0.1775 stands.
+    snap = fleet(
+        host("h1", 2000.0, [vm("a", load=4.0, busy=0.4, io_per_job=49.0)]),
+        host("h2", 1000.0, [vm("b", load=4.0, busy=0.8, io_per_job=49.0)]),
+    )
+    assert snap.host_type_service_s("h1", "t") == pytest.approx(0.1225)
+    assert snap.host_type_service_s("h2", "t") == pytest.approx(0.1775)
+    assert job_io_ops_per_s(snap, snap.vm("a")) == pytest.approx(400.0)
+    assert job_io_ops_per_s(snap, snap.vm("b")) == pytest.approx(49.0 / 0.1775)
+    # A wider meter window counts more jobs per host: less noise, more of each host's own.
+    wide = FleetSnapshot(list(snap.hosts()), NOW, PolicyConfig(meter_window_s=50.0))
+    # spread = 1/9 - 1/200, noise 1/200: weight (1/9 - 1/200) / (1/9) = 0.955
+    assert wide.host_type_service_s("h1", "t") == pytest.approx(0.15 - 0.955 * 0.05)
+
+
+def test_a_host_slower_than_its_limit_says_keeps_the_fleets_time() -> None:
+    # Equal limits, h2's jobs take twice h1's (its channel saturated, or degraded: it would read
+    # as its jobs asking half as much, and take more). One VM each, 2 jobs/s (10 in the window:
+    # noise 1/10 with cv² 1); pooled 0.6 / 4 = 0.15 s; both deviate by a third, spread 1/9 -
+    # 1/10 = 1/90, weight (1/90) / (1/90 + 1/10) = 0.1: h1 0.15 - 0.1 x 0.05 = 0.145 s. h2's
+    # 0.155 s is slower than the fleet, and the limits (alike) explain none of it: 0.15 s.
+    snap = fleet(
+        host("h1", 1000.0, [vm("a", load=2.0, busy=0.2, io_per_job=30.0)]),
+        host("h2", 1000.0, [vm("b", load=2.0, busy=0.4, io_per_job=30.0)]),
+    )
+    assert snap.host_type_service_s("h1", "t") == pytest.approx(0.145)
+    assert snap.host_type_service_s("h2", "t") == pytest.approx(0.15)
+    assert job_io_ops_per_s(snap, snap.vm("b")) == pytest.approx(200.0)
+
+
 def test_without_io_per_job_a_jobs_rate_is_dom0s_meter_per_busy_second() -> None:
     snap = fleet(host("h1", vms=[vm("a", busy=0.25, io_ops_per_s=100.0)]))
     assert job_io_ops_per_s(snap, snap.vm("a")) == pytest.approx(400.0)
