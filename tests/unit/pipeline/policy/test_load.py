@@ -143,6 +143,17 @@ def test_hosts_that_differ_within_their_noise_all_count_the_types_pooled_time() 
         assert job_io_ops_per_s(snap, snap.vm(vm_id)) == pytest.approx(400.0)
 
 
+def one_vm_per_host(
+    limits: tuple[float, float], load: float, busy: tuple[float, float], io_per_job: float
+) -> FleetSnapshot:
+    """Hosts h1 and h2 with these limits, one VM of type t each (a on h1, b on h2), both
+    running `load` jobs/s with these busy fractions."""
+    return fleet(
+        host("h1", limits[0], [vm("a", load=load, busy=busy[0], io_per_job=io_per_job)]),
+        host("h2", limits[1], [vm("b", load=load, busy=busy[1], io_per_job=io_per_job)]),
+    )
+
+
 def test_a_hosts_own_service_time_counts_as_far_as_hosts_differ_beyond_noise() -> None:
     # One VM of t per host (no scatter to read: cv² 1): h1 0.1 s, h2 0.2 s, 4 jobs/s each, so
     # 20 jobs in the 5 s window and noise 1 / 20 = 0.05 per host. Pooled 1.2 / 8 = 0.15 s; both
@@ -151,10 +162,7 @@ def test_a_hosts_own_service_time_counts_as_far_as_hosts_differ_beyond_noise() -
     # job: 400 ops/s), h2 0.1775 s (276 ops/s). h2 is slower than the fleet, which its limit
     # (half h1's) allows up to 0.15 x √2 = 0.212 s (log service against log limit: slope -1):
     # 0.1775 stands.
-    snap = fleet(
-        host("h1", 2000.0, [vm("a", load=4.0, busy=0.4, io_per_job=49.0)]),
-        host("h2", 1000.0, [vm("b", load=4.0, busy=0.8, io_per_job=49.0)]),
-    )
+    snap = one_vm_per_host(limits=(2000.0, 1000.0), load=4.0, busy=(0.4, 0.8), io_per_job=49.0)
     assert snap.host_type_service_s("h1", "t") == pytest.approx(0.1225)
     assert snap.host_type_service_s("h2", "t") == pytest.approx(0.1775)
     assert job_io_ops_per_s(snap, snap.vm("a")) == pytest.approx(400.0)
@@ -171,10 +179,7 @@ def test_a_host_slower_than_its_limit_says_keeps_the_fleets_time() -> None:
     # noise 1/10 with cv² 1); pooled 0.6 / 4 = 0.15 s; both deviate by a third, spread 1/9 -
     # 1/10 = 1/90, weight (1/90) / (1/90 + 1/10) = 0.1: h1 0.15 - 0.1 x 0.05 = 0.145 s. h2's
     # 0.155 s is slower than the fleet, and the limits (alike) explain none of it: 0.15 s.
-    snap = fleet(
-        host("h1", 1000.0, [vm("a", load=2.0, busy=0.2, io_per_job=30.0)]),
-        host("h2", 1000.0, [vm("b", load=2.0, busy=0.4, io_per_job=30.0)]),
-    )
+    snap = one_vm_per_host(limits=(1000.0, 1000.0), load=2.0, busy=(0.2, 0.4), io_per_job=30.0)
     assert snap.host_type_service_s("h1", "t") == pytest.approx(0.145)
     assert snap.host_type_service_s("h2", "t") == pytest.approx(0.15)
     assert job_io_ops_per_s(snap, snap.vm("b")) == pytest.approx(200.0)

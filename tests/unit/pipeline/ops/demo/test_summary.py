@@ -113,22 +113,29 @@ def channel_rows(host: str, asked_per_s: list[float], collapse_lost_per_s: float
     return rows
 
 
+def summarize_io(
+    samples: list[IoSample], limits: dict[str, float], channel: list[dict] | None = None
+) -> dict:
+    """The summary of a run that submitted no job: only its I/O."""
+    return summarize(
+        submitted=[],
+        completions=[],
+        dead_letters=[],
+        waiting=[],
+        queued=[],
+        samples=samples,
+        limits=limits,
+        channel=channel,
+    )
+
+
 def test_overload_is_what_the_channel_was_asked_not_what_dom0_saw_served():
     # A collapsing host: asked 1.4x its limit for 10 s, it served less than the limit (what
     # Dom0's samples show), so the served rate alone calls the worst overload none.
     rows = channel_rows("h1", [1400.0] * 10 + [500.0] * 5, collapse_lost_per_s=120.0)
     rows += channel_rows("h2", [100.0] * 15)
     served = [sample("h1", t, 900) for t in range(15)] + [sample("h2", t, 100) for t in range(15)]
-    summary = summarize(
-        submitted=[],
-        completions=[],
-        dead_letters=[],
-        waiting=[],
-        queued=[],
-        samples=served,
-        limits={"h1": 1000.0, "h2": 1000.0},
-        channel=rows,
-    )
+    summary = summarize_io(served, {"h1": 1000.0, "h2": 1000.0}, rows)
     assert summary["overload_source"] == "channel asked"
     assert summary["overload_s"] == pytest.approx(10.0)
     assert summary["overload_s_by_host"] == {"h1": pytest.approx(10.0), "h2": 0.0}
@@ -140,15 +147,7 @@ def test_overload_is_what_the_channel_was_asked_not_what_dom0_saw_served():
 
 
 def test_without_channel_records_overload_is_dom0s_served_rate():
-    summary = summarize(
-        submitted=[],
-        completions=[],
-        dead_letters=[],
-        waiting=[],
-        queued=[],
-        samples=[sample("h1", t, 1200) for t in range(3)],
-        limits={"h1": 1000.0},
-    )
+    summary = summarize_io([sample("h1", t, 1200) for t in range(3)], {"h1": 1000.0})
     assert summary["overload_source"] == "dom0 served"
     assert summary["overload_s"] == summary["served_over_limit_s"] == pytest.approx(3.0)
     assert summary["lost_goodput_pct"] is None
