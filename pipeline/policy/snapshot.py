@@ -22,6 +22,7 @@ from dataclasses import dataclass, fields
 from typing import NamedTuple, TypeVar
 
 from pipeline.errors import ConfigError
+from pipeline.policy.type_sums import NO_SUMS, TypeSums, noise_term
 
 T = TypeVar("T")
 
@@ -171,9 +172,11 @@ class HostPart:
     #: Per job type, Σ busy / Σ load over this host's VMs of it that ran lately: the mean
     #: service time of their jobs on this host.
     service_s: dict[str, float]
-    #: Per job type with two or more of its VMs here that ran lately: Σ over them of
-    #: load x (VM's service / host's - 1)², and their count - 1 (see `FleetIndex.host_service_s`).
-    scatter: dict[str, tuple[float, int]]
+    #: Per job type its VMs here ran lately, this host's terms of the fleet's sums
+    #: (`TypeSums`): its busy and load, its own time, its VMs' scatter around it (Σ load x
+    #: (VM's service / host's - 1)² over two or more VMs), its limit (see
+    #: `FleetIndex.host_service_s`).
+    sums: dict[str, TypeSums]
 
     @classmethod
     def of(cls, host: HostView) -> HostPart:
@@ -211,7 +214,13 @@ class HostPart:
                 own = vm.busy_fraction / vm.load_jobs_per_s
                 deviation = own / service_s[vm.job_type] - 1.0
                 spread.setdefault(vm.job_type, []).append(vm.load_jobs_per_s * deviation**2)
-        scatter = {t: (sum(terms), len(terms) - 1) for t, terms in spread.items() if len(terms) > 1}
+        sums = {}
+        for job_type in service_s:
+            terms = spread[job_type]
+            within, dof = (sum(terms), len(terms) - 1) if len(terms) > 1 else (0.0, 0)
+            sums[job_type] = TypeSums.of_host(
+                busy[job_type], load[job_type], within, dof, host.limit_ops_per_s
+            )
         return cls(
             host,
             typed,
@@ -221,7 +230,7 @@ class HostPart:
             dict(load),
             vms,
             service_s,
-            scatter,
+            sums,
         )
 
 
@@ -235,8 +244,8 @@ class FleetIndex:
     hosts), not O(VMs): a 10,000-VM fleet's telemetry moves a few hundred VMs between two
     snapshots. What is per host is kept per host (`HostPart`); what spans hosts is derived
     again only where a changed host takes part: its types' candidates (each host's block
-    replaced in a list of blocks in host-id order, then joined in C), its types' pooled
-    service time; the VM lookup (VM -> host) is shared from index to index until a VM joins,
+    replaced in a list of blocks in host-id order, then joined in C), its types' sums over
+    hosts (`TypeSums`: the previous ones, less its old terms, plus its new ones); the VM lookup (VM -> host) is shared from index to index until a VM joins,
     leaves or moves. A host joining or leaving derives everything again."""
 
     __slots__ = (
@@ -245,12 +254,14 @@ class FleetIndex:
         "_limit_fits",
         "_medians",
         "_medians_per_busy_s",
+        "_noise",
         "_position",
         "by_type",
         "host_of",
         "hosts",
         "parts",
         "service_s",
+        "sums",
         "telemetry_watermark",
     )
 
@@ -260,12 +271,15 @@ class FleetIndex:
         host_of: dict[str, str],
         blocks: dict[str, list[tuple[VmView, ...]]],
         by_type: dict[str, tuple[VmView, ...]],
-        service_s: dict[str, float],
+        sums: dict[str, TypeSums],
+        hosts: dict[str, HostView],
+        telemetry_watermark: float | None,
         position: dict[str, int] | None = None,
+        noise: dict[tuple[str, float], int] | None = None,
     ) -> None:
         #: host_id -> its part, in host-id order; `hosts` the same hosts' views.
         self.parts = parts
-        self.hosts: dict[str, HostView] = {h: part.view for h, part in parts.items()}
+        self.hosts = hosts
         #: vm_id -> the id of the host that lists it (`vm()`).
         self.host_of = host_of
         # host_id -> its place in host-id order, and job type -> each host's candidates of the
@@ -275,12 +289,15 @@ class FleetIndex:
         #: job type -> its candidates in host-id order, then VM id: the paper's dispatch
         #: order, which keeps every policy deterministic whatever order the hosts came in.
         self.by_type = by_type
-        #: job type -> its pooled service time (`_pooled_service_s`), for the types that ran.
-        self.service_s = service_s
-        self.telemetry_watermark: float | None = max(
-            (h.last_telemetry_at for h in self.hosts.values() if h.last_telemetry_at is not None),
-            default=None,
-        )
+        #: job type -> its sums over the hosts whose VMs of it ran lately (`TypeSums`).
+        self.sums = sums
+        #: job type -> its pooled service time, for the types that ran.
+        self.service_s = {t: s.pooled_service_s for t, s in sums.items() if s.load > 0}
+        # (job type, window) -> Σ over its hosts of `noise_term`: kept up to date by `updated`
+        # for every window asked for before (in practice the meter's one).
+        self._noise = noise if noise is not None else {}
+        #: The newest telemetry of any host (None: none has reported).
+        self.telemetry_watermark = telemetry_watermark
         self._medians: dict[str, float | None] = {}
         self._medians_per_busy_s: dict[str, float | None] = {}
         self._host_spread: dict[tuple[str, float], tuple[float, float]] = {}
@@ -305,13 +322,20 @@ class FleetIndex:
         """The index of these parts (in host-id order), every value across hosts derived."""
         types = dict.fromkeys(t for part in parts.values() for t in part.by_type)
         blocks = {t: [part.by_type.get(t, ()) for part in parts.values()] for t in types}
-        ran = dict.fromkeys(t for part in parts.values() for t in part.busy)
+        sums: dict[str, TypeSums] = {}
+        for part in parts.values():
+            for t, terms in part.sums.items():
+                known = sums.get(t)
+                sums[t] = terms if known is None else known.plus(terms)
+        hosts = {h: part.view for h, part in parts.items()}
         return cls(
             parts,
             host_of,
             blocks,
             {t: tuple(itertools.chain.from_iterable(b)) for t, b in blocks.items()},
-            {t: pooled for t in ran if (pooled := _pooled_service_s(parts, t)) is not None},
+            sums,
+            hosts,
+            _newest_telemetry(hosts.values()),
         )
 
     def vm(self, vm_id: str) -> VmView | None:
@@ -325,8 +349,9 @@ class FleetIndex:
         that a VM that moved is on both its hosts' changes.
 
         Only what the changed hosts take part in is derived again: the candidates of the
-        types their VMs serve (before or after), the pooled service times of the types they
-        ran (before or after), and the VM lookup if their VMs are not the ones they were."""
+        types their VMs serve (before or after), the sums of the types they ran (before or
+        after: their old terms out, their new ones in), and the VM lookup if their VMs are not
+        the ones they were."""
         new_parts = {h: HostPart.of(view) for h, view in changed.items() if view is not None}
         host_of = self.host_of
         moved = [
@@ -365,14 +390,44 @@ class FleetIndex:
                 blocks[t], by_type[t] = column, candidates
             else:
                 del blocks[t], by_type[t]
-        service_s = dict(self.service_s)
-        for t in {t for part in touched for t in part.busy}:
-            pooled = _pooled_service_s(parts, t)
-            if pooled is not None:
-                service_s[t] = pooled
-            else:
-                service_s.pop(t, None)
-        return FleetIndex(parts, host_of, blocks, by_type, service_s, self._position)
+        sums = dict(self.sums)
+        noise = dict(self._noise)
+        old_parts = [self.parts[h] for h in new_parts]
+        for t in {t for part in touched for t in part.sums}:
+            was = [part for part in old_parts if t in part.sums]
+            now = [part for part in new_parts.values() if t in part.sums]
+            total = sums.get(t, NO_SUMS)
+            for part in was:
+                total = total.minus(part.sums[t])
+            for part in now:
+                total = total.plus(part.sums[t])
+            windows = [key for key in noise if key[0] == t]
+            if total.hosts == 0:
+                sums.pop(t, None)
+                for key in windows:
+                    del noise[key]
+                continue
+            sums[t] = total
+            for key in windows:
+                window_s = key[1]
+                noise[key] += sum(noise_term(p.load[t], window_s) for p in now) - sum(
+                    noise_term(p.load[t], window_s) for p in was
+                )
+        hosts = self.hosts.copy()
+        hosts.update((h, part.view) for h, part in new_parts.items())
+        watermark = self.telemetry_watermark
+        newest = _newest_telemetry(part.view for part in new_parts.values())
+        if (
+            watermark is not None
+            and any(part.view.last_telemetry_at == watermark for part in old_parts)
+            and (newest is None or newest < watermark)
+        ):
+            watermark = _newest_telemetry(hosts.values())  # the newest one went back or away
+        elif newest is not None and (watermark is None or newest > watermark):
+            watermark = newest
+        return FleetIndex(
+            parts, host_of, blocks, by_type, sums, hosts, watermark, self._position, noise
+        )
 
     def host_service_s(self, host_id: str, job_type: str, window_s: float) -> float | None:
         """Mean service time of the type's jobs on one host: its own pooled over its VMs of the
@@ -423,60 +478,30 @@ class FleetIndex:
     def _limit_fit(self, job_type: str) -> tuple[float, float]:
         """(slope, centre) of log(host's service time of the type) against log(host's limit),
         least squares weighted by the host's jobs per second of the type, over the hosts that
-        ran it lately and have a limit; centre is the weighted mean log limit. Computed on first
-        use, once per index: O(hosts)."""
+        ran it lately and have a limit; centre is the weighted mean log limit. From the
+        type's sums (`TypeSums.limit_fit`), once per index."""
         known = self._limit_fits.get(job_type)
-        if known is not None:
-            return known
-        points = [
-            (part.load[job_type], math.log(part.view.limit_ops_per_s), math.log(own))
-            for part in self.parts.values()
-            if (own := part.service_s.get(job_type)) is not None
-            and part.view.limit_ops_per_s is not None
-            and part.view.limit_ops_per_s > 0
-        ]
-        total = sum(w for w, _, _ in points)
-        fit = (0.0, 0.0)
-        if total > 0:
-            x_mean = sum(w * x for w, x, _ in points) / total
-            y_mean = sum(w * y for w, _, y in points) / total
-            sxx = sum(w * (x - x_mean) ** 2 for w, x, _ in points)
-            sxy = sum(w * (x - x_mean) * (y - y_mean) for w, x, y in points)
-            # Limits alike to within float noise: no slope to fit.
-            fit = (sxy / sxx if sxx > 1e-12 * total else 0.0, x_mean)
-        self._limit_fits[job_type] = fit
-        return fit
+        if known is None:
+            known = self._limit_fits[job_type] = self.sums[job_type].limit_fit()
+        return known
 
     def _spread_of(self, job_type: str, window_s: float) -> tuple[float, float]:
-        """(spread, cv²) of the type's service times across hosts (`host_service_s`), computed
-        on first use, once per index and window: O(hosts)."""
+        """(spread, cv²) of the type's service times across hosts (`host_service_s`), from the
+        type's sums, once per index and window. The noise sum depends on the window: the
+        first time a window is asked for it is O(hosts), then kept up to date by `updated`."""
         key = (job_type, window_s)
         known = self._host_spread.get(key)
         if known is not None:
             return known
-        pooled = self.service_s[job_type]
-        within = 0.0
-        dof = 0
-        for part in self.parts.values():
-            scatter = part.scatter.get(job_type)
-            if scatter is not None:
-                within += scatter[0]
-                dof += scatter[1]
-        # Σ load x dev² x window = Σ n x dev², and n x dev² estimates cv² per VM.
-        cv2 = within * window_s / dof if dof else 1.0
-        deviations = 0.0
-        noise = 0.0
-        hosts = 0
-        for part in self.parts.values():
-            own = part.service_s.get(job_type)
-            if own is None:
-                continue
-            hosts += 1
-            deviations += (own / pooled - 1.0) ** 2
-            noise += cv2 / max(1.0, part.load[job_type] * window_s)
-        spread = max(0.0, (deviations - noise) / hosts)
-        self._host_spread[key] = (spread, cv2)
-        return spread, cv2
+        noise = self._noise.get(key)
+        if noise is None:
+            noise = self._noise[key] = sum(
+                noise_term(part.load[job_type], window_s)
+                for part in self.parts.values()
+                if job_type in part.sums
+            )
+        known = self._host_spread[key] = self.sums[job_type].spread(noise, window_s)
+        return known
 
     def median_io_per_job(self, job_type: str) -> float | None:
         """The median io_per_job of the type's measured VMs (None: none measured yet); computed
@@ -504,27 +529,19 @@ class FleetIndex:
         return self._medians_per_busy_s[job_type]
 
 
+def _newest_telemetry(hosts: Iterable[HostView]) -> float | None:
+    """The latest `last_telemetry_at` of these hosts (None: none has reported)."""
+    return max(
+        (h.last_telemetry_at for h in hosts if h.last_telemetry_at is not None), default=None
+    )
+
+
 def _vm_ids(part: HostPart | None) -> KeysView[str]:
     """The ids of the VMs a host lists (none: the host is not in the index)."""
     return part.vms.keys() if part is not None else _NO_VMS
 
 
 _NO_VMS: KeysView[str] = {}.keys()
-
-
-def _pooled_service_s(parts: dict[str, HostPart], job_type: str) -> float | None:
-    """Σ busy / Σ load over the type's VMs (summed per host, then over hosts in host-id order):
-    the mean service time of all their jobs in the window, a ratio of sums, so a VM that ran
-    one odd job does not skew it. None: none of them ran lately."""
-    busy = load = 0.0
-    ran = False
-    for part in parts.values():
-        host_busy = part.busy.get(job_type)
-        if host_busy is not None:
-            busy += host_busy
-            load += part.load[job_type]
-            ran = True
-    return busy / load if ran else None
 
 
 class FleetSnapshot:

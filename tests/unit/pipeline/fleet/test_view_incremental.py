@@ -164,7 +164,7 @@ def test_the_hosts_rebuilt_incrementally_are_those_built_afresh(rounds: list[lis
         assert live.host_views() == fresh.host_views()
         kept, built = live.index(), fresh.index()
         # The same hosts in the same (host-id) order, whether the index kept their places or
-        # sorted them again; each type's candidates and pooled service time, whether derived
+        # sorted them again; each type's candidates and sums over hosts, whether derived
         # again or kept from the index before; the VM lookup, whether copied or shared.
         assert list(kept.parts) == list(built.parts)
         assert kept.parts == built.parts
@@ -174,6 +174,7 @@ def test_the_hosts_rebuilt_incrementally_are_those_built_afresh(rounds: list[lis
         assert kept.by_type == built.by_type
         assert kept._blocks == built._blocks  # what a later update joins `by_type` from
         assert kept.service_s == built.service_s
+        assert kept.sums == built.sums  # exact: fixed-point terms, old ones out, new ones in
         assert kept.telemetry_watermark == built.telemetry_watermark
         for job_type in ("io", "cpu"):
             assert kept.median_io_per_job(job_type) == built.median_io_per_job(job_type)
