@@ -143,8 +143,8 @@ def headroom_after(candidate: Candidate) -> float:
 
 def fleet_room_ops_per_s(candidates: Iterable[Candidate]) -> float:
     """Σ over the candidates' distinct hosts of `room_ops_per_s` (limit - the worse of demand
-    now and Dom0's whole meter, below 0 on a host over its limit): the room under the limits
-    these hosts have together. Hosts without a limit count none."""
+    now and Dom0's whole meter, at least 0): the room under the limits these hosts have
+    together. Hosts without a limit count none."""
     room: dict[str, float] = {}
     for candidate in candidates:
         host_room = room_ops_per_s(candidate)

@@ -56,17 +56,14 @@ OverflowKey = Callable[[Candidate], tuple[float, float, str]]
 
 
 def room_ops_per_s(candidate: Candidate) -> float | None:
-    """limit - the worse of demand now and Dom0's whole meter (None: no known limit); below 0
-    on a host over its limit. The whole meter, lag and all: room is what may take a job over a
-    host's limit, so it errs on the side of none. Not clipped at 0: the fleet's room is
-    whether its hosts are, summed, under their limits, and a host over its limit takes its
-    excess off the others' room (clipped, a fleet over its summed limits still had room: jobs
-    went over limits while thousands waited, `stale-telemetry`'s outages)."""
+    """limit - the worse of demand now and Dom0's whole meter, at least 0 (None: no known
+    limit). The whole meter, lag and all: room is what may take a job over a host's limit,
+    so it errs on the side of none."""
     limit = candidate.limit_ops_per_s
     if limit is None:
         return None
     used = max(candidate.total_io_ops_per_s, candidate.host.measured_io_ops_per_s)
-    return limit - used
+    return max(0.0, limit - used)
 
 
 class TypeScan:

@@ -202,41 +202,6 @@ def test_a_job_that_fits_nowhere_waits_its_hold_then_goes_where_it_overshoots_le
     assert held.claims("b") == 1
 
 
-@pytest.mark.parametrize("avoid", [frozenset(), frozenset({"d"})])
-def test_a_host_over_its_limit_counts_its_excess_against_the_fleets_room(
-    avoid: frozenset[str],
-) -> None:
-    # The job asks 600 ops/s and fits nowhere: h1 runs 800 + 600 = 1400 on its 1000 limit
-    # (400 over: jobs sent over it after their hold), h2 1500 + 600 > 2000, h3 600 + 600 > 1000.
-    # The hosts under their limits have 500 + 400 = 900 of room, but the fleet as a whole is
-    # under its limits by -400 + 500 + 400 = 500 < 600: sending the job over one more limit
-    # would serve no one sooner. It waits, past its hold. Both ways of summing the room: the
-    # type's scan (every VM judged), and the VMs judged afresh when one is to be avoided.
-    def snap(h1_over: bool):
-        h1_jobs = [runs("o1", 800.0, "o1", outstanding=1)]
-        if h1_over:
-            h1_jobs.append(runs("p1", 600.0, "p1", outstanding=1))
-        return fleet(
-            host("h1", limit=1000.0, vms=[runs("a", 600.0), runs("d", 600.0), *h1_jobs]),
-            host(
-                "h2", limit=2000.0, vms=[runs("b", 600.0), runs("o2", 1500.0, "o2", outstanding=1)]
-            ),
-            host(
-                "h3", limit=1000.0, vms=[runs("c", 600.0), runs("o3", 600.0, "o3", outstanding=1)]
-            ),
-            config=PolicyConfig(hold_s=1.0),
-        )
-
-    job = JobRequest("j", "t", avoid=avoid, waited_s=5.0)
-    over = decide(snap(True), job)
-    assert over.outcome is Outcome.WAITING
-    # Without p1, h1 has 200 of room: the fleet 200 + 500 + 400 = 1100 >= 600, and the job
-    # goes where it overshoots least, h2 (2100 on 2000, 5 % over).
-    under = decide(snap(False), job)
-    assert under.dispatched and under.vm_id == "b"
-    assert "the fleet 1100 ops/s" in under.reason and "5% over" in under.reason
-
-
 def test_a_strict_hold_never_sends_a_job_over_a_limit() -> None:
     snap = fleet(
         host("h1", vms=[runs("a", 600.0), runs("o", 800.0, "o", outstanding=1)]),
