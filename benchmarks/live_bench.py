@@ -40,6 +40,7 @@ FIELDS = (
     ("overload_with_headroom_elsewhere_s", "overload, headroom elsewhere (host·s)"),
     ("lost_goodput_pct", "goodput lost to collapse (%)"),
     ("served_over_limit_s", "served over limit, Dom0 (host·s)"),
+    ("dispatched_over_limit", "jobs sent over a limit, by the policy's figures"),
 )
 
 

@@ -28,6 +28,7 @@ from rich.text import Text
 from pipeline.errors import VmlbError
 from pipeline.events import (
     DeadLetter,
+    DispatchDecision,
     HostSample,
     IoSample,
     JobCompletion,
@@ -427,4 +428,5 @@ def _summary(
         unread=set(submitted) - taken,
         ended_at=ended_at,
         channel=channel,
+        decisions=parse(DispatchDecision, "decisions"),
     )

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.events import DeadLetter, IoSample, JobCompletion
+from pipeline.events import DeadLetter, DecisionOutcome, DispatchDecision, IoSample, JobCompletion
 
 HEADROOM_ELSEWHERE = 0.3
 #: A host may pass its limit briefly (telemetry is seconds old); longer than this is a failure.
@@ -133,6 +133,29 @@ def overload(
     return above, wasted_s
 
 
+def dispatched_over_limit(decisions: Iterable[DispatchDecision]) -> dict[str, int]:
+    """Per host, the jobs dispatched past its limit by the policy's own figures, as its
+    decision recorded them: the chosen candidate's demand plus what the job adds (its rate on
+    an idle VM; none recorded: 0) above the host's limit. A job decided again (a redelivery)
+    counts once, by its last dispatch."""
+    chosen: dict[str, tuple[str, bool]] = {}
+    for decision in decisions:
+        if decision.outcome != DecisionOutcome.DISPATCHED or decision.host_id is None:
+            continue
+        record = next((c for c in decision.candidates if c.vm_id == decision.vm_id), None)
+        over = (
+            record is not None
+            and record.limit_ops_per_s is not None
+            and record.total_io_ops_per_s + (record.job_io_ops_per_s or 0.0)
+            > record.limit_ops_per_s
+        )
+        chosen[decision.job_id] = (decision.host_id, over)
+    counts: dict[str, int] = defaultdict(int)
+    for host_id, over in chosen.values():
+        counts[host_id] += over
+    return dict(sorted(counts.items()))
+
+
 def summarize(
     submitted: Iterable[str],
     completions: Iterable[JobCompletion],
@@ -145,9 +168,11 @@ def summarize(
     ended_at: float | None = None,
     unread: Iterable[str] = (),
     channel: Iterable[Mapping[str, Any]] | None = None,
+    decisions: Iterable[DispatchDecision] | None = None,
 ) -> dict[str, Any]:
     """The run's buckets, response times and overload: from the hosts' `channel` records
-    when given (the definition), else from the Dom0 `samples`.
+    when given (the definition), else from the Dom0 `samples`; with the `decisions`, how many
+    jobs the policy itself sent past a limit (`dispatched_over_limit`).
 
     With `submitted_at` (job id -> submission time) and `ended_at`, also the p99 over *every*
     submitted job, a job not finished by `ended_at` counting with its age then (a lower bound,
@@ -182,6 +207,7 @@ def summarize(
         unfinished = (waiting_ids | in_queue | not_read | lost) & set(submitted_at)
         ages = [max(0.0, ended_at - submitted_at[j]) for j in unfinished]
         p99_all = quantile(responses + ages, 0.99)
+    over_by_host = dispatched_over_limit(decisions) if decisions is not None else None
     return {
         "submitted": len(submitted_ids),
         "completed": len(completed),
@@ -201,5 +227,7 @@ def summarize(
         "served_over_limit_s": round(sum(served_above.values()), 1),
         "lost_goodput_ops": round(load.lost_ops) if load is not None else None,
         "lost_goodput_pct": round(load.lost_goodput_pct, 2) if load is not None else None,
+        "dispatched_over_limit": sum(over_by_host.values()) if over_by_host is not None else None,
+        "dispatched_over_limit_by_host": over_by_host,
         "lost_job_ids": sorted(lost)[:20],
     }

@@ -1,7 +1,22 @@
 import pytest
 
-from pipeline.events import DeadLetter, IoCounters, IoSample, JobCompletion
-from pipeline.ops.demo.summary import channel_load, overload, quantile, served_rates, summarize
+from pipeline.events import (
+    CandidateView,
+    DeadLetter,
+    DecisionOutcome,
+    DispatchDecision,
+    IoCounters,
+    IoSample,
+    JobCompletion,
+)
+from pipeline.ops.demo.summary import (
+    channel_load,
+    dispatched_over_limit,
+    overload,
+    quantile,
+    served_rates,
+    summarize,
+)
 
 
 def done(job_id: str, submitted_at: float, finished_at: float) -> JobCompletion:
@@ -167,3 +182,47 @@ def test_a_restarted_host_or_a_bad_row_starts_its_accounting_afresh():
     # falling from 6000 to 0 is never read as a step.
     assert sum(1 for by_host in load.asked.values() if by_host["h1"] > 1000) == 5
     assert load.asked_ops == pytest.approx(5 * 2000.0)
+
+
+def decided(job_id: str, vm_id: str | None, total: float, job_rate: float | None, limit=1000.0):
+    host_id = None if vm_id is None else vm_id.split("-")[0]
+    candidates = (
+        []
+        if vm_id is None
+        else [
+            CandidateView(
+                vm_id=vm_id,
+                host_id=host_id,
+                total_io_ops_per_s=total,
+                eligible=True,
+                limit_ops_per_s=limit,
+                job_io_ops_per_s=job_rate,
+            )
+        ]
+    )
+    return DispatchDecision(
+        job_id=job_id,
+        job_type="t",
+        decided_at=1.0,
+        policy="io-aware",
+        outcome=DecisionOutcome.DISPATCHED if vm_id else DecisionOutcome.WAITING,
+        vm_id=vm_id,
+        host_id=host_id,
+        reason="test",
+        candidates=candidates,
+    )
+
+
+def test_a_job_sent_over_a_limit_is_one_whose_own_figures_take_its_host_past_it():
+    decisions = [
+        decided("j1", "h1-a", total=700.0, job_rate=300.0),  # 1000: at the limit, not over
+        decided("j2", "h1-a", total=701.0, job_rate=300.0),  # over
+        decided("j3", "h2-a", total=1200.0, job_rate=None),  # over with nothing added
+        decided("j4", None, total=0.0, job_rate=None),  # waiting: not a dispatch
+        decided("j5", "h2-a", total=1200.0, job_rate=0.0),  # over, then sent again under it:
+        decided("j5", "h1-a", total=0.0, job_rate=300.0),  # its last dispatch counts
+        decided("j6", "h2-a", total=5e3, job_rate=1.0, limit=None),  # no limit: never over
+    ]
+    assert dispatched_over_limit(decisions) == {"h1": 1, "h2": 1}
+    summary = summarize_io([], {})
+    assert summary["dispatched_over_limit"] is None  # no decisions read: unknown, not 0
