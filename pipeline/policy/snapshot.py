@@ -245,8 +245,9 @@ class FleetIndex:
     snapshots. What is per host is kept per host (`HostPart`); what spans hosts is derived
     again only where a changed host takes part: its types' candidates (each host's block
     replaced in a list of blocks in host-id order, then joined in C), its types' sums over
-    hosts (`TypeSums`: the previous ones, less its old terms, plus its new ones); the VM lookup (VM -> host) is shared from index to index until a VM joins,
-    leaves or moves. A host joining or leaving derives everything again."""
+    hosts (`TypeSums`: the previous ones, less its old terms, plus its new ones); the VM
+    lookup (VM -> host) is shared from index to index until a VM joins, leaves or moves. A
+    host joining or leaving derives everything again."""
 
     __slots__ = (
         "_blocks",

@@ -67,7 +67,8 @@ class TypeSums(NamedTuple):
         the scatter around their mean, and the host's limit."""
         own = busy / load
         fit: tuple[int, ...] = (0, 0, 0, 0, 0)
-        if limit_ops_per_s is not None and limit_ops_per_s > 0:
+        # A time that underflowed to 0 (absurd inputs) has no logarithm: it stays out of the fit.
+        if limit_ops_per_s is not None and limit_ops_per_s > 0 and own > 0:
             x, y = math.log(limit_ops_per_s), math.log(own)
             fit = tuple(map(fixed, (load, load * x, load * y, load * x * x, load * x * y)))
         return cls(

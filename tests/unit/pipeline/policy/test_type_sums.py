@@ -75,3 +75,10 @@ def test_alike_limits_or_none_give_no_slope() -> None:
 def test_a_host_with_few_jobs_counts_as_one_jobs_noise() -> None:
     assert noise_term(0.1, 5.0) == noise_term(0.2, 5.0) == noise_term(1.0, 1.0)
     assert noise_term(4.0, 5.0) < noise_term(1.0, 5.0)
+
+
+def test_a_service_time_that_underflows_stays_out_of_the_fit() -> None:
+    # busy / load = 1e-200 / 1e200 is 0.0 in floats: no log to take, no point in the fit.
+    tiny = TypeSums.of_host(1e-200, 1e200, 0.0, 0, 1000.0)
+    assert tiny.fit_w == 0
+    assert tiny.limit_fit() == (0.0, 0.0)
