@@ -133,6 +133,8 @@ class DispatchCore:
         self.metrics = metrics
         #: The newest decisions, as made (turned into JSON only when /decisions asks).
         self.recent: list[DispatchDecision] = []
+        #: The status last parsed from a job's record (`_status_of`), with that record.
+        self._parsed: tuple[bytes, JobStatus] | None = None
         #: When the dispatcher last heard from the fleet (see `_heard_s`), and its last tick.
         self._heard_at = clock()
         self._view_version = view.version
@@ -278,7 +280,7 @@ class DispatchCore:
             self._retry(now, job_types={job.job_type})
             head = self.head(job.job_type, now)
             if head is not None:
-                self._wait(book, job, self.dispatcher.behind(job, now, head.status), now)
+                self._wait(book, job, self.dispatcher.behind(job, now, self._status_of(head)), now)
                 return
         self._decide(book, job, attempt=1, now=now, message=(topic, offset, key, value))
 
@@ -470,6 +472,17 @@ class DispatchCore:
         out, self.out = self.out, Outbox()
         return out
 
+    def _status_of(self, tracked: Tracked) -> JobStatus:
+        """`tracked.status`, parsed once for as long as it is the latest parsed: the head of a
+        blocked type is decided again, and quoted by each job that joins behind it, on every
+        arrival. Read only (the model is frozen; its lists are copied, never changed here)."""
+        parsed = self._parsed
+        if parsed is not None and parsed[0] is tracked.record:
+            return parsed[1]
+        status = tracked.status
+        self._parsed = (tracked.record, status)
+        return status
+
     # --- deciding -------------------------------------------------------------------------------
 
     def _decide(
@@ -610,7 +623,7 @@ class DispatchCore:
                 if tracked is None:
                     queue.discard(head.job_id)
                     continue
-                status = tracked.status
+                status = self._status_of(tracked)
                 decided_at = self.clock()  # each decision at its own time, in order
                 if not self._decide(
                     book, status.job, attempt=status.attempt, now=decided_at, tracked=tracked
