@@ -14,7 +14,8 @@ One run, fresh topic prefix and app id, topics deleted at the end:
    as possible; time from the first submission's Kafka timestamp to the last queue message's
    -> dispatch_per_s; every job must be queued;
 5. submit-to-queue latency at fixed offered rates: queue message timestamp minus submission
-   timestamp (both Kafka CreateTime, ms) -> p50/p99 per rate;
+   timestamp (both Kafka CreateTime, ms) -> p50/p99 per rate; this driver's own cyclic
+   collector is paused while it submits (`collector_paused`);
 6. telemetry: M VM samples for V registered VMs (`telemetry_vms_per_host` per Dom0), loaded
    under a prefix of their own in each form asked for (an IoSample per VM, or HostSamples),
    then a fresh worker catches up on each; the slope of its count of VM samples read ->
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import math
 import statistics
@@ -36,7 +38,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -453,6 +455,22 @@ def _queued_report(
     }
 
 
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """This process's cyclic collector off for the block. A full pass of the driver's heap
+    (28 per run, 30-220 ms each, measured: docs/evaluation.md, "Objects per unfinished job")
+    holds kafka-python's sender thread, so a submission stamped just before one reaches the
+    broker after it, and the driver's pause would be counted as the worker's latency.
+    Reference counting still frees what the block makes; cycles wait for the next pass."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def latency_at_rate(
     kafka: KafkaSettings, fleet: Fleet, worker: WorkerGroup, rate: float, seconds: float, tag: str
 ) -> dict[str, Any]:
@@ -463,12 +481,13 @@ def latency_at_rate(
     before = _end_offsets(kafka, fleet.queue_topics)
     started = time.perf_counter()
     try:
-        for i, job_id in enumerate(ids):
-            delay = started + i / rate - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            producer.send(topic, key=job_id.encode(), value=_job_bytes(job_id, time.time()))
-        producer.flush(timeout=60)
+        with collector_paused():
+            for i, job_id in enumerate(ids):
+                delay = started + i / rate - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                producer.send(topic, key=job_id.encode(), value=_job_bytes(job_id, time.time()))
+            producer.flush(timeout=60)
     finally:
         producer.close()
     offered = count / (time.perf_counter() - started)

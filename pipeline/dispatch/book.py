@@ -4,7 +4,8 @@ The durable copy is the partition's log in `job-status` (compacted, key job_id):
 rebuilt from it after a rebalance or a restart, record by record in log order, and kept current
 by the dispatcher's own writes and its guests' records. It indexes what dispatching needs:
 
-- `jobs`: every unfinished job (waiting, dispatched, running, retrying) and its latest status;
+- `jobs`: every unfinished job (waiting, dispatched, running, retrying) and its latest status,
+  held lean (`pipeline.dispatch.tracked`: the record's bytes and a few fields);
 - `waiting`: the waiting ones per job type, in the order they leave (`WaitingQueue`);
 - `on_vm`: the in-flight ones (dispatched or running) per VM, which are also counted in the
   snapshots' `InFlight` (through the `Placements` given), and per VM when its guest last spoke;
@@ -21,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from pipeline.dispatch.tracked import NO_VMS, Tracked, tracked
 from pipeline.dispatch.waiting import Turns, Waiting, WaitingQueue
 from pipeline.events import JobState, JobStatus
 
@@ -35,31 +37,6 @@ class Placements(Protocol):
     def placed(self, vm_id: str) -> None: ...
 
     def released(self, vm_id: str) -> None: ...
-
-
-@dataclass(slots=True)
-class Tracked:
-    """One unfinished job: its latest status and what the dispatcher keeps beside it."""
-
-    status: JobStatus
-    #: Decisions made for its current attempt (a waiting job is decided again and again).
-    decisions: int = 0
-    #: VMs it should avoid (a failed attempt there; moved off it).
-    avoid: frozenset[str] = frozenset()
-    #: When a waiting record was last written for it (waiting reasons are rewritten sparingly).
-    waiting_written_at: float | None = None
-    #: Since when it waits (kept while only its waiting reason changes): its place in the queue.
-    waiting_since: float | None = None
-
-    @property
-    def state(self) -> JobState:
-        return self.status.state
-
-    @property
-    def in_flight_on(self) -> str | None:
-        if self.status.state in (JobState.DISPATCHED, JobState.RUNNING):
-            return self.status.vm_id
-        return None
 
 
 @dataclass
@@ -101,14 +78,15 @@ class PartitionBook:
 
     # --- changes ----------------------------------------------------------------------------
 
-    def adopt(self, status: JobStatus, now: float) -> Tracked | None:
-        """Make `status` the job's latest; index it. Returns the job (None once it ended)."""
+    def adopt(self, status: JobStatus, now: float, record: bytes | None = None) -> Tracked | None:
+        """Make `status` the job's latest; index it. `record` is its bytes, if at hand (the
+        record as written or read). Returns the job (None once it ended)."""
         job_id = status.job_id
-        tracked = self.jobs.get(job_id)
-        old_vm = tracked.in_flight_on if tracked else None
-        was_waiting = tracked is not None and tracked.state in _WAITING
-        if tracked is not None:
-            self._unindex(tracked)
+        known = self.jobs.get(job_id)
+        old_vm = known.in_flight_on if known else None
+        was_waiting = known is not None and known.state in _WAITING
+        if known is not None:
+            self._unindex(known)
         if status.state is JobState.DISPATCHED and status.vm_id is not None:
             queued = self.queued_at.get(job_id)
             if queued is None or queued[:2] != (status.vm_id, status.attempt):
@@ -122,24 +100,22 @@ class PartitionBook:
             self._finish(job_id, now)
             return None
         self.finished.pop(job_id, None)
-        if tracked is None or tracked.status.attempt != status.attempt:
-            decisions = 0
-        else:
-            decisions = tracked.decisions
+        decisions = 0 if known is None or known.attempt != status.attempt else known.decisions
         waits = status.state in _WAITING
         since = None
         if waits:
-            kept = tracked.waiting_since if tracked is not None and was_waiting else None
+            kept = known.waiting_since if known is not None and was_waiting else None
             since = kept if kept is not None else status.at
-        tracked = Tracked(
-            status=status,
+        held = tracked(
+            status,
+            record,
             decisions=decisions,
-            avoid=tracked.avoid if tracked else frozenset(),
-            waiting_written_at=tracked.waiting_written_at if tracked else None,
+            avoid=known.avoid if known else NO_VMS,
+            waiting_written_at=known.waiting_written_at if known else None,
             waiting_since=since,
         )
-        self.jobs[job_id] = tracked
-        new_vm = tracked.in_flight_on
+        self.jobs[job_id] = held
+        new_vm = held.in_flight_on
         if old_vm != new_vm:
             if old_vm is not None:
                 self._leave(old_vm, job_id)
@@ -162,13 +138,13 @@ class PartitionBook:
                     not_before=status.retry_at,
                 )
             )
-        return tracked
+        return held
 
     def taken(self, job_id: str) -> None:
         """A waiting job was dispatched: its submitter had its turn."""
-        tracked = self.jobs.get(job_id)
-        if tracked is not None:
-            queue = self.waiting.get(tracked.status.job.job_type)
+        known = self.jobs.get(job_id)
+        if known is not None:
+            queue = self.waiting.get(known.job_type)
             if queue is not None:
                 queue.take(job_id)
 
@@ -196,13 +172,13 @@ class PartitionBook:
 
     # --- internals --------------------------------------------------------------------------
 
-    def _unindex(self, tracked: Tracked) -> None:
-        if tracked.state in _WAITING:
-            queue = self.waiting.get(tracked.status.job.job_type)
+    def _unindex(self, known: Tracked) -> None:
+        if known.state in _WAITING:
+            queue = self.waiting.get(known.job_type)
             if queue is not None:
-                queue.discard(tracked.status.job_id)
+                queue.discard(known.job_id)
                 if not queue:
-                    del self.waiting[tracked.status.job.job_type]
+                    del self.waiting[known.job_type]
 
     def _leave(self, vm_id: str, job_id: str) -> None:
         jobs = self.on_vm.get(vm_id)

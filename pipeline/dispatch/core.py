@@ -33,8 +33,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.dispatch.book import PartitionBook, Tracked
+from pipeline.dispatch.book import PartitionBook
 from pipeline.dispatch.decide import Dispatcher, DispatchResult, normalize, queued_job
+from pipeline.dispatch.tracked import Tracked
 from pipeline.dispatch.waiting import Turns, Waiting, WaitingQueue
 from pipeline.edge.metrics import PipelineMetrics
 from pipeline.errors import EventError
@@ -132,6 +133,8 @@ class DispatchCore:
         self.metrics = metrics
         #: The newest decisions, as made (turned into JSON only when /decisions asks).
         self.recent: list[DispatchDecision] = []
+        #: The status last parsed from a job's record (`_status_of`), with that record.
+        self._parsed: tuple[bytes, JobStatus] | None = None
         #: When the dispatcher last heard from the fleet (see `_heard_s`), and its last tick.
         self._heard_at = clock()
         self._view_version = view.version
@@ -188,7 +191,7 @@ class DispatchCore:
             refused[status.job_id] = (offset, key, value, self._mismatch(book, tracked, status))
             return
         refused.pop(status.job_id, None)
-        book.adopt(status, self.clock())
+        book.adopt(status, self.clock(), value)
 
     def recovered(self, partition: int) -> None:
         """The partition's log is replayed: judge the refused reports still standing as a job's
@@ -277,7 +280,7 @@ class DispatchCore:
             self._retry(now, job_types={job.job_type})
             head = self.head(job.job_type, now)
             if head is not None:
-                self._wait(book, job, self.dispatcher.behind(job, now, head.status), now)
+                self._wait(book, job, self.dispatcher.behind(job, now, self._status_of(head)), now)
                 return
         self._decide(book, job, attempt=1, now=now, message=(topic, offset, key, value))
 
@@ -321,16 +324,16 @@ class DispatchCore:
         assert tracked is not None and status.vm_id is not None
         book.guest_silent_s[status.vm_id] = 0.0
         if status.state is JobState.RUNNING:
-            book.adopt(status, now)
+            book.adopt(status, now, value)
             return
         failed = status.state in (JobState.FAILED, JobState.RETRYING)  # the run failed
         if status.state is JobState.SUCCEEDED or failed:
             self._forward_completion(status)  # a run (a skipped, cancelled job is none)
-        cancelled = tracked.status.cancel_requested or status.job_id in self.cancels
+        cancelled = tracked.cancel_requested or status.job_id in self.cancels
         if status.state is JobState.SUCCEEDED:
             # The guest is the one that knows whether a cancel reached it before the job
             # finished: it reports `cancelled` if so, and a later cancel changes nothing.
-            book.adopt(status, now)
+            book.adopt(status, now, value)
             self.counts.outcome("succeeded")
             return
         if failed and not cancelled:
@@ -376,9 +379,10 @@ class DispatchCore:
                 continue
             reason = control.reason or "cancelled"
             if tracked.state in (JobState.WAITING, JobState.RETRYING):
+                current = tracked.status
                 self._end(
                     book,
-                    tracked.status.model_copy(
+                    current.model_copy(
                         update={
                             "state": JobState.CANCELLED,
                             "at": now,
@@ -391,15 +395,15 @@ class DispatchCore:
                 self._decision(
                     book,
                     self.dispatcher.refuse(
-                        tracked.status.job,
+                        current.job,
                         now,
                         DecisionOutcome.CANCELLED,
                         reason,
-                        tracked.status.attempt,
+                        current.attempt,
                     ).decision,
                 )
                 self.counts.outcome("cancelled")
-            elif not tracked.status.cancel_requested:
+            elif not tracked.cancel_requested:
                 # Dispatched or running: its guest skips it (not started) or reports it
                 # cancel-requested; either way it ends as cancelled, never succeeded.
                 self._write(
@@ -451,7 +455,7 @@ class DispatchCore:
                     tracked = book.get(job_id)
                     if tracked is None:
                         continue
-                    at = tracked.status.dispatched_at or tracked.status.at
+                    at = tracked.dispatched_at or tracked.at
                     counts[vm_id] = counts.get(vm_id, 0) + 1
                     oldest[vm_id] = min(oldest.get(vm_id, at), at)
         for vm_id in sorted(counts):
@@ -467,6 +471,17 @@ class DispatchCore:
     def take(self) -> Outbox:
         out, self.out = self.out, Outbox()
         return out
+
+    def _status_of(self, tracked: Tracked) -> JobStatus:
+        """`tracked.status`, parsed once for as long as it is the latest parsed: the head of a
+        blocked type is decided again, and quoted by each job that joins behind it, on every
+        arrival. Read only (the model is frozen; its lists are copied, never changed here)."""
+        parsed = self._parsed
+        if parsed is not None and parsed[0] is tracked.record:
+            return parsed[1]
+        status = tracked.status
+        self._parsed = (tracked.record, status)
+        return status
 
     # --- deciding -------------------------------------------------------------------------------
 
@@ -493,7 +508,7 @@ class DispatchCore:
                 decision_count=count,
                 partition=book.partition,
                 avoid=tracked.avoid if tracked else frozenset(),
-                errors=list(tracked.status.errors) if tracked else None,
+                errors=list(tracked.errors) if tracked else None,
             )
         outcome = result.outcome
         if outcome is DecisionOutcome.DISPATCHED:
@@ -512,7 +527,7 @@ class DispatchCore:
                     host_id=queued.host_id,
                     dispatched_at=now,
                     reason=result.decision.reason,
-                    errors=list(tracked.status.errors) if tracked else None,
+                    errors=list(tracked.errors) if tracked else None,
                 ),
             )
             self._decision(book, result.decision)
@@ -558,23 +573,26 @@ class DispatchCore:
             attempt=attempt,
             reason=result.decision.reason,
             funnel=list(result.funnel),
-            errors=list(tracked.status.errors) if tracked else None,
+            errors=list(tracked.errors) if tracked else None,
         )
+        written = False
         if tracked is None or tracked.state is not JobState.WAITING:
             # It starts waiting (new, retrying, moved): record it, and its decision.
             self._write(book, status)
+            written = True
             self._decision(book, result.decision)
             self.counts.outcome("waiting")
         elif (
-            status.reason != tracked.status.reason
+            status.reason != tracked.reason
             and now - (tracked.waiting_written_at or 0.0) >= self.settings.waiting_rewrite_s
         ):
             # Still waiting, for a new reason: rewritten now and then, not on every retry.
             self._write(book, status)
+            written = True
         waiting = book.get(job.job_id)
         if waiting is not None:
             waiting.decisions = count
-            if waiting.waiting_written_at is None or waiting.status is status:
+            if waiting.waiting_written_at is None or written:
                 waiting.waiting_written_at = now
 
     def _retry(self, now: float, job_types: set[str] | None = None) -> None:
@@ -605,7 +623,7 @@ class DispatchCore:
                 if tracked is None:
                     queue.discard(head.job_id)
                     continue
-                status = tracked.status
+                status = self._status_of(tracked)
                 decided_at = self.clock()  # each decision at its own time, in order
                 if not self._decide(
                     book, status.job, attempt=status.attempt, now=decided_at, tracked=tracked
@@ -654,7 +672,7 @@ class DispatchCore:
 
     def _failed(self, book: PartitionBook, tracked: Tracked, status: JobStatus, now: float) -> None:
         job = tracked.status.job  # the dispatcher's copy is authoritative, not the report's
-        errors = [*tracked.status.errors, status.error or "failed"][-job.max_attempts :]
+        errors = [*tracked.errors, status.error or "failed"][-job.max_attempts :]
         if status.attempt < job.max_attempts:
             retry_at = now + self._backoff_s(status.attempt)
             retrying = self._status(
@@ -746,8 +764,7 @@ class DispatchCore:
                 tracked = book.get(job_id)
                 if tracked is None:
                     continue
-                status = tracked.status
-                unstarted = status.state is JobState.DISPATCHED
+                unstarted = tracked.state is JobState.DISPATCHED
                 if gone:
                     why = "stopped" if registration is not None else "left the fleet"
                     self._move(book, tracked, f"VM {vm_id} {why}", now)
@@ -760,8 +777,8 @@ class DispatchCore:
     @staticmethod
     def _queued_s(book: PartitionBook, tracked: Tracked, vm_id: str) -> float:
         """How long an unstarted job has been in `vm_id`'s queue, in heard-from time."""
-        queued = book.queued_at.get(tracked.status.job_id)
-        if queued is None or queued[:2] != (vm_id, tracked.status.attempt):
+        queued = book.queued_at.get(tracked.job_id)
+        if queued is None or queued[:2] != (vm_id, tracked.attempt):
             return 0.0
         return book.heard_clock_s - queued[2]
 
@@ -815,9 +832,10 @@ class DispatchCore:
 
     def _write(self, book: PartitionBook, status: JobStatus) -> None:
         """Adopt a status and produce it to the partition's status log (phase one)."""
-        book.adopt(status, self.clock())
+        record = status.to_bytes()
+        book.adopt(status, self.clock(), record)
         self.out.first.append(
-            Record(self._names["job-status"], status.key(), status.to_bytes(), book.partition)
+            Record(self._names["job-status"], status.key(), record, book.partition)
         )
 
     def _end(
@@ -966,8 +984,8 @@ class DispatchCore:
         return (
             tracked is not None
             and tracked.state in (JobState.DISPATCHED, JobState.RUNNING)
-            and tracked.status.vm_id == status.vm_id
-            and tracked.status.attempt == status.attempt
+            and tracked.vm_id == status.vm_id
+            and tracked.attempt == status.attempt
             and status.state
             in (
                 JobState.RUNNING,
@@ -984,7 +1002,7 @@ class DispatchCore:
         if tracked is None:
             ended = "already ended" if status.job_id in book.finished else "unknown here"
             return f"JobStatus: {said} for job {status.job_id}, which is {ended}"
-        current = tracked.status
+        current = tracked
         return f"JobStatus: {said}, but job {status.job_id} is {current.state}" + (
             f" on VM {current.vm_id} (attempt {current.attempt})" if current.vm_id else ""
         )

@@ -9,7 +9,11 @@ so a flood from one submitter delays another's jobs by at most one of the floode
 then the oldest first. A job backing off after a
 failed attempt (`not_before`) is held aside until it is due and never blocks the others.
 
-Pure and shared by the live dispatcher and the simulator; time is passed in.
+Pure and shared by the live dispatcher and the simulator; time is passed in. Inside, a queue
+holds each job as a plain tuple of atoms (and its heap entries as tuples of those), which
+CPython's cyclic collector stops following once it has seen them: the thousands of jobs a
+loaded dispatcher may hold waiting add nothing to what each full collection visits
+(docs/evaluation.md, "Objects per unfinished job"). A `Waiting` is made when one is asked for.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,10 +37,21 @@ class Waiting:
     not_before: float | None = None
 
 
-@dataclass(order=True)
-class _Entry:
-    sort_key: tuple[float, float, int]
-    job: Waiting = field(compare=False)
+#: A waiting job as a queue holds it: `Waiting`'s fields, in their order, as a plain tuple
+#: (one the collector untracks; a tuple subclass it never does).
+_Held = tuple[str, int, str, float, float | None, float | None]
+#: A heap entry: (-priority, since, a unique sequence number, the job): entries compare by the
+#: first three, never by the job.
+_Entry = tuple[int, float, int, _Held]
+_ID, _PRIORITY, _SUBMITTER, _SINCE, _DEADLINE_AT = range(5)
+
+
+def _held(job: Waiting) -> _Held:
+    return (job.job_id, job.priority, job.submitter, job.since, job.deadline_at, job.not_before)
+
+
+def _waiting(held: _Held | None) -> Waiting | None:
+    return None if held is None else Waiting(*held)
 
 
 class Turns:
@@ -84,12 +99,12 @@ class WaitingQueue:
 
     def __init__(self, turns: Turns | None = None) -> None:
         self._seq = itertools.count()
-        # submitter -> heap of (-priority, since, seq)
+        # submitter -> heap of (-priority, since, seq, job)
         self._by_submitter: dict[str, list[_Entry]] = {}
-        self._jobs: dict[str, Waiting] = {}
+        self._jobs: dict[str, _Held] = {}
         #: Jobs served per submitter (its virtual time), for the turns.
         self.turns = turns if turns is not None else Turns()
-        self._delayed: list[tuple[float, int, Waiting]] = []
+        self._delayed: list[tuple[float, int, _Held]] = []
         self._deadlines: list[tuple[float, int, str]] = []
 
     def __len__(self) -> int:
@@ -99,27 +114,28 @@ class WaitingQueue:
         return job_id in self._jobs
 
     def get(self, job_id: str) -> Waiting | None:
-        return self._jobs.get(job_id)
+        return _waiting(self._jobs.get(job_id))
 
     def add(self, job: Waiting) -> None:
         if job.job_id in self._jobs:
             self.discard(job.job_id)
-        self._jobs[job.job_id] = job
+        held = _held(job)
+        self._jobs[job.job_id] = held
         self.turns.joined(job.submitter)
         if job.deadline_at is not None:
             heapq.heappush(self._deadlines, (job.deadline_at, next(self._seq), job.job_id))
         if job.not_before is not None:
-            heapq.heappush(self._delayed, (job.not_before, next(self._seq), job))
+            heapq.heappush(self._delayed, (job.not_before, next(self._seq), held))
             return
-        self._enqueue(job)
+        self._enqueue(held)
 
     def discard(self, job_id: str) -> Waiting | None:
         """Remove a job (dispatched, cancelled, expired); lazily, O(1)."""
-        job = self._jobs.pop(job_id, None)
-        if job is not None:
-            self.turns.left(job.submitter, served=False)
+        held = self._jobs.pop(job_id, None)
+        if held is not None:
+            self.turns.left(held[_SUBMITTER], served=False)
         self._afresh_if_idle()
-        return job
+        return _waiting(held)
 
     def clear(self) -> None:
         """Remove every job (its partition moved away): none of them counts as served."""
@@ -135,39 +151,41 @@ class WaitingQueue:
             entry = self._top(submitter, heap)
             if entry is None:
                 continue
-            key = (entry.sort_key[0], self.turns.of(submitter), entry.sort_key[1])
+            key = (entry[0], self.turns.of(submitter), entry[1])
             if best_key is None or key < best_key:
                 best, best_key = entry, key
-        return best.job if best else None
+        return _waiting(best[3]) if best else None
 
     def take(self, job_id: str) -> Waiting | None:
         """Remove a job that was dispatched: it counts as its submitter's turn."""
-        job = self._jobs.pop(job_id, None)
-        if job is not None:
-            self.turns.left(job.submitter, served=True)
+        held = self._jobs.pop(job_id, None)
+        if held is not None:
+            self.turns.left(held[_SUBMITTER], served=True)
         self._afresh_if_idle()
-        return job
+        return _waiting(held)
 
     def expired(self, now: float) -> list[Waiting]:
         """Pop every job whose deadline has passed, whatever its place in the queue."""
         gone = []
         while self._deadlines and self._deadlines[0][0] <= now:
             _, _, job_id = heapq.heappop(self._deadlines)
-            job = self._jobs.get(job_id)
-            if job is not None and job.deadline_at is not None and job.deadline_at <= now:
-                gone.append(job)
+            held = self._jobs.get(job_id)
+            deadline_at = held[_DEADLINE_AT] if held is not None else None
+            if held is not None and deadline_at is not None and deadline_at <= now:
+                gone.append(Waiting(*held))
                 self.discard(job_id)
         return gone
 
     def ordered(self, now: float) -> Iterator[Waiting]:
         """Every waiting job in the order they would leave (for `/waiting`; O(n log n))."""
         self._release_due(now)
+        jobs = [Waiting(*held) for held in self._jobs.values()]
         ready = sorted(
-            (j for j in self._jobs.values() if j.not_before is None or j.not_before <= now),
+            (j for j in jobs if j.not_before is None or j.not_before <= now),
             key=lambda j: (-j.priority, j.since, j.job_id),
         )
         later = sorted(
-            (j for j in self._jobs.values() if j.not_before is not None and j.not_before > now),
+            (j for j in jobs if j.not_before is not None and j.not_before > now),
             key=lambda j: (j.not_before or 0.0, j.job_id),
         )
         yield from ready
@@ -175,14 +193,15 @@ class WaitingQueue:
 
     # --- internals --------------------------------------------------------------------------
 
-    def _enqueue(self, job: Waiting) -> None:
-        heap = self._by_submitter.setdefault(job.submitter, [])
-        heapq.heappush(heap, _Entry((-job.priority, job.since, next(self._seq)), job))
+    def _enqueue(self, held: _Held) -> None:
+        heap = self._by_submitter.setdefault(held[_SUBMITTER], [])
+        heapq.heappush(heap, (-held[_PRIORITY], held[_SINCE], next(self._seq), held))
 
     def _top(self, submitter: str, heap: list[_Entry]) -> _Entry | None:
         while heap:
             entry = heap[0]
-            if self._jobs.get(entry.job.job_id) is entry.job:
+            held = entry[3]
+            if self._jobs.get(held[_ID]) is held:
                 return entry
             heapq.heappop(heap)  # dispatched, cancelled, expired or re-added since
         del self._by_submitter[submitter]
@@ -195,6 +214,6 @@ class WaitingQueue:
 
     def _release_due(self, now: float) -> None:
         while self._delayed and self._delayed[0][0] <= now:
-            _, _, job = heapq.heappop(self._delayed)
-            if self._jobs.get(job.job_id) is job:
-                self._enqueue(job)
+            _, _, held = heapq.heappop(self._delayed)
+            if self._jobs.get(held[_ID]) is held:
+                self._enqueue(held)

@@ -19,7 +19,7 @@ from typing import Any
 
 from faust.web import Request, Response, View
 
-from pipeline.dispatch.book import Tracked
+from pipeline.dispatch.tracked import Tracked
 from pipeline.edge.metrics import RECENT_WINDOW_S, TypeWaiting, VmQueue
 from pipeline.fleet.status import OverLimitClock
 from pipeline.worker.state import Pipeline
@@ -105,7 +105,7 @@ def type_waiting(pipeline: Pipeline, now: float) -> list[TypeWaiting]:
     jobs: dict[str, int] = {}
     oldest: dict[str, float] = {}
     for _, tracked in pipeline.core.waiting():
-        job_type = tracked.status.job.job_type
+        job_type = tracked.job_type
         jobs[job_type] = jobs.get(job_type, 0) + 1
         since = tracked.waiting_since if tracked.waiting_since is not None else now
         oldest[job_type] = min(oldest.get(job_type, since), since)
@@ -122,9 +122,9 @@ def waiting_by_type(pipeline: Pipeline) -> dict[str, dict[str, Any]]:
     now = pipeline.clock()
     newest: dict[str, Tracked] = {}
     for _, tracked in pipeline.core.waiting():
-        job_type = tracked.status.job.job_type
+        job_type = tracked.job_type
         seen = newest.get(job_type)
-        if tracked.status.reason and (seen is None or tracked.status.at >= seen.status.at):
+        if tracked.reason and (seen is None or tracked.at >= seen.at):
             newest[job_type] = tracked
     answer = {}
     for waiting in type_waiting(pipeline, now):
@@ -132,9 +132,9 @@ def waiting_by_type(pipeline: Pipeline) -> dict[str, dict[str, Any]]:
         answer[waiting.job_type] = {
             "count": waiting.jobs,
             "oldest_waiting_s": round(waiting.oldest_age_s, 3),
-            "reason": latest.status.reason if latest else None,
+            "reason": latest.reason if latest else None,
             "funnel": [step.model_dump() for step in latest.status.funnel] if latest else [],
-            "reason_at": latest.status.at if latest else None,
+            "reason_at": latest.at if latest else None,
         }
     return answer
 

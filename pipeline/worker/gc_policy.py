@@ -5,8 +5,8 @@ CPython's cyclic collector runs its youngest generation every 700 allocations (n
 of container objects, the middle one every 10 of those, and the whole heap every 10 of the
 middle ones (once the heap grew by a quarter since the last full pass). A worker's heap is its
 frameworks (Faust, aiokafka, pydantic: ~100k objects) plus what it holds (every unfinished
-job's status, the fleet view, the windows): hundreds of thousands of objects, every one of
-them visited by a full pass. Profiled at 4-5k jobs/s (`vmlb bench pipeline`), the worker ran
+job, one object each since `pipeline.dispatch.tracked`; the fleet view, the windows):
+hundreds of thousands of objects, every one of them visited by a full pass. Profiled at 4-5k jobs/s (`vmlb bench pipeline`), the worker ran
 34 full passes in a run, 5 s of its CPU, each pass stopping the event loop for 100-780 ms: the
 whole of the submit-to-queue p99 (a job that arrives during a pass waits it out).
 

@@ -1,10 +1,14 @@
-"""`vmlb bench pipeline --workers N`: when the job partitions count as split among the workers."""
+"""`vmlb bench pipeline`: when the job partitions count as split among the workers
+(`--workers N`); the driver's collector paused while it submits."""
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
-from benchmarks.pipeline_bench import WorkerGroup
+import pytest
+
+from benchmarks.pipeline_bench import WorkerGroup, collector_paused
 
 
 class FakeWorker:
@@ -35,3 +39,20 @@ def test_split_when_every_worker_owns_some_and_all_are_owned_once():
 def test_status_sums_over_the_workers():
     status = group([0, 1, 2], [3, 4, 5]).status()
     assert (status["waiting"], status["dead_letters"]) == (2, 0)
+
+
+def test_the_drivers_collector_is_paused_while_it_submits_and_restored_after():
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), collector_paused():
+        raise RuntimeError("a failed submission")
+    assert gc.isenabled()
+    gc.disable()  # a caller's choice is its own: left off
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -676,3 +676,37 @@ def test_an_unreadable_status_record_is_dead_lettered_live_and_skipped_in_replay
     assert dead_letters(w.take())[0].source_offset == 9
     w.core.replay(P, value, b"x")  # no exception, nothing adopted
     assert w.core.find("x") is None
+
+
+def test_a_waiting_jobs_new_reason_is_rewritten_at_most_every_waiting_rewrite_s():
+    w = World()  # VMLB_WAITING_REWRITE_S: 5 s
+    saturate(w)
+    assert statuses(w.submit("w1"))[0].reason == (
+        "no eligible host among 2 candidates: 2 at limit (hysteresis)"
+    )
+
+    def b1_sampled_at(at: float) -> None:
+        add_state(
+            w.view,
+            "b1",
+            "h2",
+            io_ops_per_s=2000.1,
+            io_per_job=100.0,
+            last_telemetry_at=at,
+            **FAST_VM,
+        )
+
+    w.clock.now += 1.0
+    b1_sampled_at(NOW - 60)  # h2 goes stale: a new reason, 1 s after the record
+    assert statuses(w.tick(0.25)) == []
+    [rewritten] = statuses(w.tick(3.75))  # 5 s after the record
+    assert (
+        rewritten.reason == "no eligible host among 2 candidates: 1 at limit (hysteresis), 1 stale"
+    )
+    b1_sampled_at(w.clock.now)  # the first reason again, 0.5 s after the rewrite: it waits
+    w.state("a1", "h1", 2000.1)
+    assert statuses(w.tick(0.5)) == []
+    assert statuses(w.tick(4.0)) == []
+    [again] = statuses(w.tick(0.5))  # 5 s after the rewrite
+    assert again.reason == "no eligible host among 2 candidates: 2 at limit (hysteresis)"
+    assert again.state is JobState.WAITING and again.at == w.clock.now

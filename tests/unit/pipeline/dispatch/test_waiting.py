@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from pipeline.dispatch.waiting import Turns, Waiting, WaitingQueue
 
 
@@ -116,3 +118,39 @@ def test_a_cleared_queue_leaves_the_shared_turns_and_they_restart_when_nobody_wa
     assert turns.served == {}
     kept.add(job("c", 3.0, submitter="t"))
     assert turns.of("t") == 0
+
+
+def _followed_from(queue: WaitingQueue) -> int:
+    """How many objects a full collection visits from the queue (its shared turns aside)."""
+    gc.collect()
+    gc.collect()  # a heap entry is untracked once the job it holds is
+    seen: set[int] = set()
+    stack: list[object] = [queue]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or not gc.is_tracked(obj) or isinstance(obj, type | Turns):
+            continue
+        seen.add(id(obj))
+        stack.extend(gc.get_referents(obj))
+    return len(seen)
+
+
+def test_a_queue_holds_its_jobs_as_nothing_the_collector_follows():
+    def filled(jobs: int) -> WaitingQueue:
+        queue = WaitingQueue()
+        for n in range(jobs):
+            kw = {"not_before": 50.0} if n % 3 == 0 else {"deadline_at": 60.0 + n}
+            queue.add(job(f"j{n}", float(n), priority=n % 2, submitter=f"s{n % 4}", **kw))
+        queue.take(queue.head(10.0).job_id)  # type: ignore[union-attr]
+        queue.head(100.0)  # the backed-off ones join the heaps
+        return queue
+
+    few, many = filled(12), filled(600)
+    assert len(many) == 599
+    assert _followed_from(many) == _followed_from(few)  # the containers, not the jobs
+    # What is read back is the job as added, in the queue's order (s1 has had its turn).
+    assert many.get("j7") == job("j7", 7.0, priority=1, submitter="s3", deadline_at=67.0)
+    assert many.get("j1") is None
+    order = drain(many)
+    assert order[:3] == ["j3", "j5", "j7"]
+    assert sorted(order) == sorted(f"j{n}" for n in range(600) if n != 1)
